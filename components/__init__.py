@@ -1,0 +1,1 @@
+"""The standard components, installed as flywheel.components."""

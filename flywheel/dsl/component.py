@@ -1,0 +1,318 @@
+"""Typed components: plain annotated Python functions.
+
+A component's interface comes from its type hints::
+
+    @component
+    def count_rows(examples: Input[Examples], stats: Output[ExampleStatistics],
+                   min_rows: int = 1) -> None:
+        ...
+
+``Input[T]`` / ``Output[T]`` mark artifacts (``T`` an ``Artifact`` subclass);
+every other argument is a parameter of type int, float, str, bool, dict or
+list. A missing or unsupported annotation is a ``ComponentDefinitionError``
+raised when the decorator runs, naming the function and the argument.
+
+Called inside a ``@pipeline`` function a component returns a ``Task`` (a node
+of the pipeline); called anywhere else it simply runs the function, so the
+body stays ordinary, testable library code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import sys
+import types
+import typing
+from typing import Any, Callable
+
+from flywheel.dsl.artifacts import Artifact
+from flywheel.errors import ComponentDefinitionError
+
+PARAMETER_TYPES: tuple[type, ...] = (int, float, str, bool, dict, list)
+
+
+class _ArtifactMarker:
+    """Metadata placed in ``Annotated`` to mark an input or output artifact."""
+
+    def __init__(self, direction: str) -> None:
+        self.direction = direction
+
+    def __repr__(self) -> str:
+        return f"<{self.direction}>"
+
+
+_INPUT = _ArtifactMarker("input")
+_OUTPUT = _ArtifactMarker("output")
+
+
+class _ArtifactAnnotation:
+    def __init__(self, marker: _ArtifactMarker) -> None:
+        self._marker = marker
+
+    def __getitem__(self, artifact_type: type[Artifact]) -> Any:
+        if not (isinstance(artifact_type, type) and issubclass(artifact_type, Artifact)):
+            raise ComponentDefinitionError(
+                f"{self._marker.direction.capitalize()}[...] takes an artifact type "
+                f"(a subclass of flywheel.Artifact such as Examples or Model); "
+                f"got {artifact_type!r} instead."
+            )
+        return typing.Annotated[artifact_type, self._marker]
+
+
+Input = _ArtifactAnnotation(_INPUT)
+Output = _ArtifactAnnotation(_OUTPUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactSpec:
+    """An input or output artifact of a component."""
+
+    name: str
+    type: type[Artifact]
+    optional: bool = False
+
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """A parameter (a plain value) of a component or pipeline."""
+
+    name: str
+    type: type
+    default: Any = _NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        return self.default is _NO_DEFAULT
+
+    def check_value(self, value: Any) -> bool:
+        """Whether ``value`` may be passed to this parameter."""
+        if value is None:
+            return not self.required and self.default is None
+        return value_matches_type(value, self.type)
+
+
+def value_matches_type(value: Any, expected: type) -> bool:
+    """Whether a plain value fits a parameter type (an int may go to a float)."""
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentOptions:
+    """How a component runs; set on the decorator, overridable per task.
+
+    Attributes:
+        retries: Extra attempts after a failure (``retries + 1`` in all).
+        retry_backoff_s: Wait before the first retry; doubles each retry.
+        cache: Whether an earlier identical execution may be reused.
+        version: Bump to invalidate caches when behaviour changes outside the
+            component's own source file.
+        cpu: CPU request on Kubernetes (e.g. ``"1"`` or ``"500m"``).
+        memory: Memory request on Kubernetes (e.g. ``"2Gi"``).
+    """
+
+    retries: int = 0
+    retry_backoff_s: float = 1.0
+    cache: bool = True
+    version: str = "1"
+    cpu: str | None = None
+    memory: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ComponentDefinitionError(
+                f"The 'retries' option must be an int >= 0. Got {self.retries!r} instead."
+            )
+        if not isinstance(self.retry_backoff_s, (int, float)) or self.retry_backoff_s < 0:
+            raise ComponentDefinitionError(
+                "The 'retry_backoff_s' option must be a number >= 0. "
+                f"Got {self.retry_backoff_s!r} instead."
+            )
+
+
+def _parameter_type(annotation: Any) -> type | None:
+    """Maps an annotation to a parameter type, or None if unsupported."""
+    origin = typing.get_origin(annotation)
+    if origin in (dict, list):
+        return origin
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _parameter_type(args[0])
+        return None
+    if annotation in PARAMETER_TYPES:
+        return annotation
+    return None
+
+
+def _artifact_annotation(annotation: Any) -> tuple[str, type[Artifact]] | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, _ArtifactMarker):
+                return extra.direction, base
+    return None
+
+
+class Component:
+    """A component: an annotated function plus its interface and options.
+
+    Attributes:
+        fn: The original function; call it directly in unit tests.
+        name: Component name (the function name unless given).
+        inputs / outputs: Artifact specs by argument name.
+        parameters: Parameter specs by argument name.
+        options: Default run options.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None, options: ComponentOptions) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.options = options
+        self.description = inspect.getdoc(fn) or ""
+        self.inputs: dict[str, ArtifactSpec] = {}
+        self.outputs: dict[str, ArtifactSpec] = {}
+        self.parameters: dict[str, ParameterSpec] = {}
+        self._read_interface()
+        self.code_fingerprint = self._fingerprint()
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+        self.__module__ = fn.__module__
+        self.__qualname__ = fn.__qualname__
+        self.__wrapped__ = fn
+
+    def _read_interface(self) -> None:
+        where = f"component '{self.name}' ({self.fn.__module__}.{self.fn.__qualname__})"
+        try:
+            hints = typing.get_type_hints(self.fn, include_extras=True)
+        except Exception as exc:  # noqa: BLE001 - any failure to evaluate hints is a definition error
+            raise ComponentDefinitionError(
+                f"Cannot read the type hints of {where}: {exc}. "
+                "Every argument needs an annotation that can be evaluated."
+            ) from exc
+        signature = inspect.signature(self.fn)
+        for pname, param in signature.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ComponentDefinitionError(
+                    f"Argument '{pname}' of {where} is *args/**kwargs; components need "
+                    "named, annotated arguments."
+                )
+            if pname not in hints:
+                raise ComponentDefinitionError(
+                    f"Argument '{pname}' of {where} has no type annotation. Annotate it as "
+                    "Input[SomeArtifact], Output[SomeArtifact] or one of int, float, str, "
+                    "bool, dict, list."
+                )
+            annotation = hints[pname]
+            artifact = _artifact_annotation(annotation)
+            if artifact is not None:
+                direction, artifact_type = artifact
+                if direction == "output":
+                    if param.default is not _NO_DEFAULT:
+                        raise ComponentDefinitionError(
+                            f"Output '{pname}' of {where} has a default value; outputs cannot be optional."
+                        )
+                    self.outputs[pname] = ArtifactSpec(pname, artifact_type)
+                else:
+                    if param.default not in (_NO_DEFAULT, None):
+                        raise ComponentDefinitionError(
+                            f"Input '{pname}' of {where} has default {param.default!r}; "
+                            "an input artifact may only default to None (optional)."
+                        )
+                    self.inputs[pname] = ArtifactSpec(
+                        pname, artifact_type, optional=param.default is None
+                    )
+                continue
+            ptype = _parameter_type(annotation)
+            if ptype is None:
+                raise ComponentDefinitionError(
+                    f"Argument '{pname}' of {where} is annotated {annotation!r}, which is "
+                    "neither an artifact (Input[...]/Output[...]) nor a parameter type "
+                    "(int, float, str, bool, dict, list)."
+                )
+            if param.default is not _NO_DEFAULT and param.default is not None:
+                if not value_matches_type(param.default, ptype):
+                    raise ComponentDefinitionError(
+                        f"Parameter '{pname}' of {where} is a {ptype.__name__} but its default "
+                        f"is {param.default!r}."
+                    )
+            self.parameters[pname] = ParameterSpec(pname, ptype, param.default)
+        returns = hints.get("return", None)
+        if returns not in (None, type(None)):
+            raise ComponentDefinitionError(
+                f"{where} returns {returns!r}; components return None and write "
+                "their results to Output[...] artifacts."
+            )
+
+    def _fingerprint(self) -> str:
+        """Code version: the source of the defining module, the name and the version."""
+        digest = hashlib.sha256()
+        digest.update(f"{self.fn.__module__}:{self.fn.__qualname__}:{self.options.version}".encode())
+        source = None
+        module = sys.modules.get(self.fn.__module__)
+        try:
+            source = inspect.getsource(module) if module is not None else None
+        except (OSError, TypeError):
+            source = None
+        if source is None:
+            try:
+                source = inspect.getsource(self.fn)
+            except (OSError, TypeError):
+                source = ""
+        digest.update(source.encode())
+        return digest.hexdigest()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from flywheel.dsl.pipeline import current_builder
+
+        builder = current_builder()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        return builder.add_task(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"Component({self.name!r})"
+
+
+def component(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_backoff_s: float = 1.0,
+    cache: bool = True,
+    version: str = "1",
+    cpu: str | None = None,
+    memory: str | None = None,
+) -> Any:
+    """Turns an annotated function into a component (with or without arguments).
+
+    Raises:
+        ComponentDefinitionError: an argument lacks an annotation or has an
+            unsupported one, or an option is invalid.
+    """
+    options = ComponentOptions(
+        retries=retries,
+        retry_backoff_s=retry_backoff_s,
+        cache=cache,
+        version=version,
+        cpu=cpu,
+        memory=memory,
+    )
+
+    def wrap(func: Callable[..., Any]) -> Component:
+        if not callable(func):
+            raise ComponentDefinitionError(f"@component decorates a function; got {func!r}.")
+        return Component(func, name=name, options=options)
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap

@@ -1,0 +1,537 @@
+"""Pipelines: components wired output-to-input, validated when built.
+
+A pipeline is declared like a Kubeflow Pipelines v2 pipeline::
+
+    @pipeline(name="training")
+    def training(data_path: str, epochs: int = 10) -> None:
+        rows = ingest(path=data_path)
+        stats = validate(examples=rows.outputs["examples"])
+
+The function runs once, when the decorator is applied, with placeholders for
+its parameters; every component call inside it adds a ``Task``. Wiring is
+checked on each call and the finished graph is checked for cycles, so a bad
+pipeline fails at definition time with a message that names the component,
+the input, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import inspect
+import json
+import typing
+from typing import Any, Callable, Iterator, Mapping
+
+from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.component import (
+    _NO_DEFAULT,
+    Component,
+    ComponentOptions,
+    ParameterSpec,
+    _parameter_type,
+    value_matches_type,
+)
+from flywheel.errors import ParameterError, PipelineDefinitionError
+
+_BUILDER: contextvars.ContextVar[_PipelineBuilder | None] = contextvars.ContextVar(
+    "flywheel_pipeline_builder", default=None
+)
+
+
+def current_builder() -> _PipelineBuilder | None:
+    """The pipeline being built, if a ``@pipeline`` function is running."""
+    return _BUILDER.get()
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineParam:
+    """Placeholder for a pipeline parameter inside a pipeline function."""
+
+    name: str
+    type: type
+
+    def __str__(self) -> str:
+        return f"{{{{pipeline.{self.name}}}}}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputRef:
+    """An output artifact of a task, used as another task's input."""
+
+    task_id: str
+    output: str
+    type: type[Artifact]
+
+
+@dataclasses.dataclass(frozen=True)
+class LatestRef:
+    """The newest published artifact of an earlier run (TFX's LatestArtifactStrategy).
+
+    Resolved by the runner when the task starts: the most recent LIVE output
+    ``output`` of task ``task_id`` of this pipeline from a previous run, or
+    nothing (the input must then be optional) on a first run.
+    """
+
+    task_id: str
+    output: str
+    type: type[Artifact]
+
+
+def latest(artifact_type: type[Artifact], *, task: str, output: str) -> LatestRef:
+    """Refers to the newest ``output`` of ``task`` from an earlier run of this pipeline."""
+    if not (isinstance(artifact_type, type) and issubclass(artifact_type, Artifact)):
+        raise PipelineDefinitionError(f"latest() takes an artifact type; got {artifact_type!r}.")
+    return LatestRef(task, output, artifact_type)
+
+
+class Task:
+    """One node of a pipeline: a component call with its arguments.
+
+    Attributes:
+        id: Unique node id in the pipeline (the component name, suffixed if
+            the component is used more than once).
+        component: The component this node runs.
+        inputs: Input name -> ``OutputRef`` of the producing task, or a
+            ``LatestRef`` resolved from earlier runs.
+        parameters: Parameter name -> constant or ``PipelineParam``.
+        outputs: Output name -> ``OutputRef`` to wire into other tasks.
+    """
+
+    def __init__(self, task_id: str, comp: Component) -> None:
+        self.id = task_id
+        self.component = comp
+        self.inputs: dict[str, OutputRef | LatestRef] = {}
+        self.parameters: dict[str, Any] = {}
+        self.explicit_upstream: list[str] = []
+        self.options: ComponentOptions = comp.options
+        self.outputs: Mapping[str, OutputRef] = {
+            name: OutputRef(task_id, name, spec.type) for name, spec in comp.outputs.items()
+        }
+
+    @property
+    def output(self) -> OutputRef:
+        """The single output of a one-output component."""
+        if len(self.outputs) != 1:
+            raise PipelineDefinitionError(
+                f"Task '{self.id}' has {len(self.outputs)} outputs "
+                f"({', '.join(self.outputs) or 'none'}); use .outputs['name'] to pick one."
+            )
+        return next(iter(self.outputs.values()))
+
+    @property
+    def upstream(self) -> list[str]:
+        """Ids of the tasks this one waits for (data and explicit ``after``)."""
+        ids = [ref.task_id for ref in self.inputs.values() if isinstance(ref, OutputRef)]
+        ids.extend(self.explicit_upstream)
+        return list(dict.fromkeys(ids))
+
+    def after(self, *tasks: Task) -> Task:
+        """Runs this task only after the given tasks, without passing data."""
+        for task in tasks:
+            if not isinstance(task, Task):
+                raise PipelineDefinitionError(
+                    f"Task '{self.id}'.after() takes tasks; got {task!r}."
+                )
+            self.explicit_upstream.append(task.id)
+        return self
+
+    def set_retries(self, retries: int, backoff_s: float | None = None) -> Task:
+        """Overrides the component's retry policy for this task."""
+        self.options = dataclasses.replace(
+            self.options,
+            retries=retries,
+            retry_backoff_s=self.options.retry_backoff_s if backoff_s is None else backoff_s,
+        )
+        return self
+
+    def set_caching(self, enabled: bool) -> Task:
+        """Turns caching on or off for this task."""
+        self.options = dataclasses.replace(self.options, cache=enabled)
+        return self
+
+    def set_resources(self, *, cpu: str | None = None, memory: str | None = None) -> Task:
+        """CPU and memory requests used on Kubernetes."""
+        self.options = dataclasses.replace(
+            self.options, cpu=cpu or self.options.cpu, memory=memory or self.options.memory
+        )
+        return self
+
+    def __repr__(self) -> str:
+        return f"Task({self.id!r}, component={self.component.name!r})"
+
+
+class _PipelineBuilder:
+    def __init__(self, pipeline_name: str, params: dict[str, ParameterSpec]) -> None:
+        self.pipeline_name = pipeline_name
+        self.params = params
+        self.tasks: dict[str, Task] = {}
+
+    def _task_id(self, name: str) -> str:
+        if name not in self.tasks:
+            return name
+        n = 2
+        while f"{name}-{n}" in self.tasks:
+            n += 1
+        return f"{name}-{n}"
+
+    def add_task(self, comp: Component, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
+        where = f"In pipeline '{self.pipeline_name}', component '{comp.name}'"
+        if args:
+            raise PipelineDefinitionError(
+                f"{where} was called with {len(args)} positional argument(s); pass inputs "
+                "and parameters by name, e.g. train(examples=ingest_task.outputs['examples'])."
+            )
+        task = Task(self._task_id(comp.name), comp)
+        for arg_name, value in kwargs.items():
+            if arg_name in comp.inputs:
+                task.inputs[arg_name] = self._check_input(where, comp, arg_name, value)
+            elif arg_name in comp.parameters:
+                task.parameters[arg_name] = self._check_parameter(where, comp, arg_name, value)
+            elif arg_name in comp.outputs:
+                raise PipelineDefinitionError(
+                    f"{where}: '{arg_name}' is an output; outputs are created by the runner "
+                    f"and read as task.outputs['{arg_name}'], not passed in."
+                )
+            else:
+                raise PipelineDefinitionError(
+                    f"{where} has no input or parameter '{arg_name}'. "
+                    f"{_describe_interface(comp)}"
+                )
+        for name, spec in comp.inputs.items():
+            if name not in task.inputs and not spec.optional:
+                raise PipelineDefinitionError(
+                    f"{where} is missing its required input '{name}' "
+                    f"(expected {spec.type.TYPE_NAME})."
+                )
+        for name, spec in comp.parameters.items():
+            if name not in task.parameters and spec.required:
+                raise PipelineDefinitionError(
+                    f"{where} is missing its required parameter '{name}' "
+                    f"(expected {spec.type.__name__})."
+                )
+        self.tasks[task.id] = task
+        return task
+
+    def _check_input(self, where: str, comp: Component, name: str, value: Any) -> OutputRef | LatestRef:
+        spec = comp.inputs[name]
+        if isinstance(value, LatestRef):
+            if not spec.optional:
+                raise PipelineDefinitionError(
+                    f"{where}: input '{name}' gets latest(...) but is required; the first run has "
+                    f"no earlier artifact, so declare it optional ({name}: Input[...] = None)."
+                )
+            if not issubclass(value.type, spec.type):
+                raise PipelineDefinitionError(
+                    f"{where}: input '{name}' expects {spec.type.TYPE_NAME} but latest(...) gives "
+                    f"{value.type.TYPE_NAME}."
+                )
+            return value
+        if isinstance(value, Task):
+            if len(value.outputs) == 1:
+                value = value.output
+            else:
+                raise PipelineDefinitionError(
+                    f"{where}: input '{name}' expects {spec.type.TYPE_NAME} but got task "
+                    f"'{value.id}', which has outputs {', '.join(value.outputs) or '(none)'}; "
+                    f"pass {value.id}.outputs['<name>']."
+                )
+        if not isinstance(value, OutputRef):
+            raise PipelineDefinitionError(
+                f"{where}: input '{name}' expects an artifact of type {spec.type.TYPE_NAME} "
+                f"(another task's output) but got {_describe_value(value)}."
+            )
+        if value.task_id not in self.tasks:
+            raise PipelineDefinitionError(
+                f"{where}: input '{name}' refers to task '{value.task_id}', which is not part "
+                f"of pipeline '{self.pipeline_name}'."
+            )
+        if not issubclass(value.type, spec.type):
+            raise PipelineDefinitionError(
+                f"{where}: input '{name}' expects {spec.type.TYPE_NAME} but got "
+                f"{value.type.TYPE_NAME} (output '{value.output}' of task '{value.task_id}')."
+            )
+        return value
+
+    def _check_parameter(self, where: str, comp: Component, name: str, value: Any) -> Any:
+        spec = comp.parameters[name]
+        if isinstance(value, (OutputRef, Task)):
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' expects a {spec.type.__name__} value but got "
+                f"an artifact ({_describe_value(value)}); artifacts go to Input[...] arguments."
+            )
+        if isinstance(value, PipelineParam):
+            compatible = value.type is spec.type or (value.type is int and spec.type is float)
+            if not compatible:
+                raise PipelineDefinitionError(
+                    f"{where}: parameter '{name}' expects {spec.type.__name__} but got pipeline "
+                    f"parameter '{value.name}' of type {value.type.__name__}."
+                )
+            return value
+        if not spec.check_value(value):
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' expects {spec.type.__name__} but got "
+                f"{_describe_value(value)}."
+            )
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' must be JSON-serialisable; got {value!r}."
+            ) from exc
+        return value
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, OutputRef):
+        return f"{value.type.TYPE_NAME} (output '{value.output}' of task '{value.task_id}')"
+    if isinstance(value, Task):
+        return f"task '{value.id}'"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _describe_interface(comp: Component) -> str:
+    inputs = ", ".join(
+        f"{n} ({s.type.TYPE_NAME}{', optional' if s.optional else ''})" for n, s in comp.inputs.items()
+    )
+    params = ", ".join(f"{n} ({s.type.__name__})" for n, s in comp.parameters.items())
+    return f"Its inputs are: {inputs or '(none)'}; its parameters are: {params or '(none)'}."
+
+
+class Pipeline:
+    """A validated graph of tasks with typed parameters.
+
+    Attributes:
+        name: Pipeline name (context name in ML Metadata, KFP pipeline name).
+        description: The pipeline function's docstring.
+        parameters: Pipeline parameter specs by name.
+        tasks: Tasks by id, in definition order (a valid topological order).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        parameters: dict[str, ParameterSpec],
+        tasks: dict[str, Task],
+        description: str = "",
+        source_file: str | None = None,
+    ) -> None:
+        self.name = name
+        self.parameters = parameters
+        self.tasks = tasks
+        self.description = description
+        self.source_file = source_file
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        if not self.tasks:
+            raise PipelineDefinitionError(f"Pipeline '{self.name}' has no tasks.")
+        for task in self.tasks.values():
+            for up in task.upstream:
+                if up not in self.tasks:
+                    raise PipelineDefinitionError(
+                        f"In pipeline '{self.name}', task '{task.id}' depends on '{up}', "
+                        "which is not part of this pipeline."
+                    )
+        cycle = self._find_cycle()
+        if cycle:
+            raise PipelineDefinitionError(
+                f"Pipeline '{self.name}' has a cycle: {' -> '.join(cycle)}. "
+                "A task cannot (indirectly) depend on itself; check the .after() calls."
+            )
+
+    def _find_cycle(self) -> list[str] | None:
+        state: dict[str, int] = {}
+        stack: list[str] = []
+
+        def visit(node: str) -> list[str] | None:
+            state[node] = 1
+            stack.append(node)
+            for up in self.tasks[node].upstream:
+                if state.get(up) == 1:
+                    return stack[stack.index(up):] + [up]
+                if up not in state:
+                    found = visit(up)
+                    if found:
+                        return found
+            stack.pop()
+            state[node] = 2
+            return None
+
+        for task_id in self.tasks:
+            if task_id not in state:
+                found = visit(task_id)
+                if found:
+                    return found
+        return None
+
+    def topological_order(self) -> list[str]:
+        """Task ids with every task after all of its upstream tasks."""
+        order: list[str] = []
+        done: set[str] = set()
+
+        def visit(node: str) -> None:
+            if node in done:
+                return
+            for up in self.tasks[node].upstream:
+                visit(up)
+            done.add(node)
+            order.append(node)
+
+        for task_id in self.tasks:
+            visit(task_id)
+        return order
+
+    def downstream_of(self, task_ids: set[str]) -> set[str]:
+        """The given tasks plus every task that depends on them."""
+        result = set(task_ids)
+        for task_id in self.topological_order():
+            if any(up in result for up in self.tasks[task_id].upstream):
+                result.add(task_id)
+        return result
+
+    def resolve_parameters(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Pipeline parameter values: defaults, then overrides.
+
+        String overrides (from ``--param k=v``) are converted to the declared
+        type. Raises ParameterError on unknown names, missing required values
+        and values that do not fit the type.
+        """
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(self.parameters))
+        if unknown:
+            known = ", ".join(f"{n} ({s.type.__name__})" for n, s in self.parameters.items())
+            raise ParameterError(
+                f"Pipeline '{self.name}' has no parameter {', '.join(repr(u) for u in unknown)}. "
+                f"Its parameters are: {known or '(none)'}."
+            )
+        values: dict[str, Any] = {}
+        for name, spec in self.parameters.items():
+            if name in overrides:
+                values[name] = coerce_parameter(self.name, spec, overrides[name])
+            elif spec.required:
+                raise ParameterError(
+                    f"Pipeline '{self.name}' needs a value for parameter '{name}' "
+                    f"({spec.type.__name__}); pass --param {name}=VALUE."
+                )
+            else:
+                values[name] = spec.default
+        return values
+
+    def task_parameters(self, task_id: str, pipeline_values: Mapping[str, Any]) -> dict[str, Any]:
+        """Concrete parameter values of one task for a run."""
+        task = self.tasks[task_id]
+        values: dict[str, Any] = {}
+        for name, spec in task.component.parameters.items():
+            if name in task.parameters:
+                value = task.parameters[name]
+                if isinstance(value, PipelineParam):
+                    value = pipeline_values[value.name]
+                values[name] = value
+            else:
+                values[name] = spec.default
+        return values
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks.values())
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, tasks={list(self.tasks)})"
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def coerce_parameter(pipeline_name: str, spec: ParameterSpec, raw: Any) -> Any:
+    """Converts a ``--param`` string (or a value) to the parameter's type."""
+    if not isinstance(raw, str) or spec.type is str:
+        if raw is None and not spec.required and spec.default is None:
+            return None
+        if value_matches_type(raw, spec.type):
+            return float(raw) if spec.type is float else raw
+        raise ParameterError(
+            f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is a {spec.type.__name__}; "
+            f"got {type(raw).__name__} {raw!r}."
+        )
+    text = raw.strip()
+    try:
+        if spec.type is int:
+            return int(text)
+        if spec.type is float:
+            return float(text)
+        if spec.type is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
+        value = json.loads(text)
+        if not isinstance(value, spec.type):
+            raise ValueError(text)
+        return value
+    except ValueError:
+        hint = {
+            int: "an integer such as 10",
+            float: "a number such as 0.5",
+            bool: "true or false",
+            dict: 'a JSON object such as {"a": 1}',
+            list: "a JSON list such as [1, 2]",
+        }[spec.type]
+        raise ParameterError(
+            f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is a {spec.type.__name__}; "
+            f"got {raw!r}. Pass {hint}."
+        ) from None
+
+
+def pipeline(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+) -> Any:
+    """Builds a ``Pipeline`` from a function that calls components.
+
+    Raises:
+        PipelineDefinitionError: wiring is wrong (unknown input, type
+            mismatch, missing input, cycle) or a parameter is not annotated.
+    """
+
+    def build(func: Callable[..., Any]) -> Pipeline:
+        pipeline_name = name or func.__name__.replace("_", "-")
+        params = _pipeline_parameters(func, pipeline_name)
+        builder = _PipelineBuilder(pipeline_name, params)
+        token = _BUILDER.set(builder)
+        try:
+            func(**{p: PipelineParam(p, spec.type) for p, spec in params.items()})
+        finally:
+            _BUILDER.reset(token)
+        source = inspect.getsourcefile(func)
+        return Pipeline(
+            pipeline_name,
+            params,
+            builder.tasks,
+            description=description if description is not None else (inspect.getdoc(func) or ""),
+            source_file=source,
+        )
+
+    if fn is not None:
+        return build(fn)
+    return build
+
+
+def _pipeline_parameters(func: Callable[..., Any], pipeline_name: str) -> dict[str, ParameterSpec]:
+    hints = typing.get_type_hints(func)
+    params: dict[str, ParameterSpec] = {}
+    for pname, param in inspect.signature(func).parameters.items():
+        ptype = _parameter_type(hints[pname]) if pname in hints else None
+        if ptype is None:
+            raise PipelineDefinitionError(
+                f"Parameter '{pname}' of pipeline '{pipeline_name}' needs an annotation of "
+                f"int, float, str, bool, dict or list; got {hints.get(pname, 'none')!r}."
+            )
+        default = param.default
+        if default is not _NO_DEFAULT and default is not None and not value_matches_type(default, ptype):
+            raise PipelineDefinitionError(
+                f"Parameter '{pname}' of pipeline '{pipeline_name}' is a {ptype.__name__} but its "
+                f"default is {default!r}."
+            )
+        params[pname] = ParameterSpec(pname, ptype, default)
+    return params

@@ -1,0 +1,61 @@
+"""Calling a component's function with concrete artifacts and parameters.
+
+This is the one boundary where user code runs: the local runner's workers and
+the Kubeflow executor (``python -m flywheel.executor``) both call
+``call_component``, so a component behaves the same everywhere. Errors raised
+by the component are wrapped in ``UserCodeError`` and chained.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.component import Component
+from flywheel.errors import FlywheelError, UserCodeError
+
+
+def call_component(
+    comp: Component,
+    inputs: Mapping[str, Artifact | None],
+    outputs: Mapping[str, Artifact],
+    parameters: Mapping[str, Any],
+) -> None:
+    """Runs ``comp`` with the given artifacts; output directories are created first.
+
+    Raises:
+        FlywheelError: an input or output is missing or of the wrong type.
+        UserCodeError: the component's own code raised (the cause is chained).
+    """
+    kwargs: dict[str, Any] = {}
+    for name, spec in comp.inputs.items():
+        artifact = inputs.get(name)
+        if artifact is None:
+            if not spec.optional:
+                raise FlywheelError(f"Component '{comp.name}' got no artifact for required input '{name}'.")
+        elif not isinstance(artifact, spec.type):
+            raise FlywheelError(
+                f"Component '{comp.name}' input '{name}' expects {spec.type.TYPE_NAME}, "
+                f"got {type(artifact).TYPE_NAME}."
+            )
+        kwargs[name] = artifact
+    for name, spec in comp.outputs.items():
+        artifact = outputs.get(name)
+        if artifact is None:
+            raise FlywheelError(f"Component '{comp.name}' got no location for output '{name}'.")
+        if not isinstance(artifact, spec.type):
+            artifact = spec.type(uri=artifact.uri, properties=artifact.properties, name=artifact.name)
+        os.makedirs(artifact.uri, exist_ok=True)
+        kwargs[name] = artifact
+    kwargs.update({k: v for k, v in parameters.items() if k in comp.parameters})
+    try:
+        comp.fn(**kwargs)
+    except FlywheelError:
+        raise
+    except Exception as exc:
+        raise UserCodeError(f"{type(exc).__name__}: {exc}") from exc
+    # Hand back the very objects the function filled in (properties it set).
+    if isinstance(outputs, dict):
+        for name in comp.outputs:
+            outputs[name] = kwargs[name]

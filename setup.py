@@ -1,0 +1,30 @@
+"""flywheel: ML pipelines that run on one machine and compile to Kubeflow Pipelines v2."""
+
+from setuptools import setup
+
+setup(
+    name="flywheel-ml",
+    version="0.1.0",
+    description="ML pipeline platform: typed components, local runner with ML Metadata, Kubeflow compile",
+    python_requires=">=3.11,<3.12",
+    # components/ and pipelines/ live at the top of the repository but install as
+    # flywheel.components and flywheel.pipelines, so nothing generic lands in site-packages.
+    packages=[
+        "flywheel",
+        "flywheel.dsl",
+        "flywheel.metadata",
+        "flywheel.runner",
+        "flywheel.cli",
+        "flywheel.components",
+        "flywheel.pipelines",
+    ],
+    package_dir={
+        "flywheel.components": "components",
+        "flywheel.pipelines": "pipelines",
+    },
+    include_package_data=True,
+    # Dependencies are pinned in requirements.lock and installed from it with --no-deps;
+    # listing them here too would let pip resolve (and backtrack) on its own.
+    install_requires=[],
+    entry_points={"console_scripts": ["flywheel=flywheel.cli.main:main"]},
+)
