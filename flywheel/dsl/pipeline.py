@@ -257,7 +257,7 @@ class _PipelineBuilder:
         spec = comp.parameters[name]
         if isinstance(value, (OutputRef, Task)):
             raise PipelineDefinitionError(
-                f"{where}: parameter '{name}' expects a {spec.type.__name__} value but got "
+                f"{where}: parameter '{name}' expects {spec.type.__name__} but got "
                 f"an artifact ({_describe_value(value)}); artifacts go to Input[...] arguments."
             )
         if isinstance(value, PipelineParam):
