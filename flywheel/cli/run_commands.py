@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--workers", type=int, help="nodes run at once (default: CPU count; 0 runs in-process, one at a time)"
     )
+    # Set by the scheduler and by retraining triggers, so the run records why it started.
+    run.add_argument("--run-id", help=argparse.SUPPRESS)
+    run.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+    run.add_argument("--trigger-reason", default="", help=argparse.SUPPRESS)
     run.set_defaults(handler=run_pipeline)
 
     runs = subparsers.add_parser("runs", help="list runs, or show one", description="List runs (newest first).")
@@ -102,7 +106,15 @@ def run_pipeline(args: argparse.Namespace) -> int:
         if args.resume:
             result = runner.resume(pipe, args.resume, cache=not args.no_cache, retries=args.retries)
         else:
-            result = runner.run(pipe, params, cache=not args.no_cache, retries=args.retries)
+            result = runner.run(
+                pipe,
+                params,
+                cache=not args.no_cache,
+                retries=args.retries,
+                trigger=args.trigger,
+                trigger_reason=args.trigger_reason,
+                run_id=args.run_id,
+            )
     _print_outcome(result)
     return 0 if result.ok else 1
 
