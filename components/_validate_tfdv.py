@@ -187,8 +187,11 @@ def find_anomalies(
     import tensorflow_data_validation as tfdv
 
     found: dict[str, dict[str, str]] = {}
+    mistyped: set[str] = set()
     for split, stats in split_stats.items():
-        found[split] = _descriptions(tfdv.validate_statistics(stats, schema), comparator=False)
+        result = tfdv.validate_statistics(stats, schema)
+        found[split] = _descriptions(result, comparator=False)
+        mistyped |= _features_with_reason(result, "UNEXPECTED_DATA_TYPE")
     measurements: dict[str, dict[str, dict[str, Any]]] = {"skew": {}, "drift": {}}
     train = split_stats.get("train")
     found["skew"], found["drift"] = {}, {}
@@ -200,4 +203,15 @@ def find_anomalies(
         drift = tfdv.validate_statistics(train, schema, previous_statistics=previous_train)
         found["drift"] = _descriptions(drift, comparator=True)
         measurements["drift"] = _measurements(drift, "drift")
+    # A distance between values of the wrong type says nothing new; the type anomaly is reported.
+    for kind in ("skew", "drift"):
+        found[kind] = {f: text for f, text in found[kind].items() if f not in mistyped}
+        measurements[kind] = {f: m for f, m in measurements[kind].items() if f not in mistyped}
     return found, measurements
+
+
+def _features_with_reason(anomalies: Any, reason_type: str) -> set[str]:
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    wanted = anomalies_pb2.AnomalyInfo.Type.Value(reason_type)
+    return {f for f, info in anomalies.anomaly_info.items() if any(r.type == wanted for r in info.reason)}

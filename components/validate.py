@@ -136,7 +136,7 @@ def validate(
         )
 
     if listed and fail_on_anomalies:
-        details = "; ".join(f"'{feature}' ({scope}): {text}" for feature, scope, text in listed)
+        details = "; ".join(f"'{feature}' ({scope}): {text.rstrip('.')}" for feature, scope, text in listed)
         raise DataValidationError(
             f"Data validation found {len(listed)} {'anomaly' if len(listed) == 1 else 'anomalies'}: {details}. Fix the data, update the "
             f"schema (passed as curated_schema or schema_path), or set fail_on_anomalies=False. "
