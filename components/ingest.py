@@ -92,7 +92,7 @@ def ingest(
     frame = frames[0] if len(frames) == 1 else pd.concat(
         [frames[0]] + [fr[list(frames[0].columns)] for fr in frames[1:]], ignore_index=True
     )
-    frame = _flatten_object_columns(frame, files[0][0] if len(files) == 1 else source)
+    frame = _normalize_columns(frame, files[0][0] if len(files) == 1 else source)
     where = files[0][0] if len(files) == 1 else f"{source} ({len(files)} files)"
     label_column = resolve_label(frame, label, where)
     rows_read = len(frame)
@@ -319,11 +319,24 @@ def _check_same_columns(frames: list[pd.DataFrame], paths: list[str]) -> None:
             )
 
 
-def _flatten_object_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Makes object columns uniform: mixed scalar types become strings; nested values are an error."""
-    for column in frame.columns[frame.dtypes == object]:  # noqa: E721 - numpy dtype comparison
-        values = frame[column].dropna()
-        kinds = {type(v) for v in values}
+def _normalize_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Keeps every column a plain int/float/bool/string column that TFDV and Parquet handle.
+
+    Categorical columns become their values, datetimes ISO-8601 strings, object
+    columns of mixed scalar types strings; nested values are an error.
+    """
+    import pandas as pd
+
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            frame[column] = frame[column].map(lambda v: v.isoformat() if pd.notna(v) else None)
+            continue
+        if frame[column].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[column].dropna()}
         nested = [k for k in kinds if k in (dict, list, tuple) or hasattr(k, "__array__")]
         if nested:
             raise DataReadError(

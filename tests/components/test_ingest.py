@@ -255,3 +255,21 @@ def test_unknown_extension_asks_for_format(tmp_path, new_artifact):
     examples = _ingest(new_artifact, "explicit", path=str(path), format="csv")
     assert sum(examples.properties["row_counts"].values()) == 30
     assert os.path.isfile(os.path.join(examples.uri, "Split-eval", "data.parquet"))
+
+
+def test_categorical_and_datetime_parquet_columns_become_plain_strings(tmp_path, new_artifact):
+    frame = _frame(40).assign(
+        color=lambda f: f["color"].astype("category"),
+        seen=pd.date_range("2024-01-01", periods=40, freq="D"),
+    )
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    rows = _both(_ingest(new_artifact, path=str(tmp_path / "d.parquet")))
+    assert rows["color"].dtype == object and set(rows["color"]) == set(frame["color"].astype(str))
+    assert "2024-01-05T00:00:00" in set(rows["seen"])
+
+
+def test_nested_parquet_column_names_the_column(tmp_path, new_artifact):
+    frame = _frame(30).assign(tags=[[1, 2]] * 30)
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    message = _error(new_artifact, path=str(tmp_path / "d.parquet"))
+    assert "'tags'" in message and str(tmp_path / "d.parquet") in message and "nested" in message

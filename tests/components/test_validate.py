@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,8 +40,8 @@ def _validate(new_artifact, name: str, examples: Examples, **params) -> dict:
         validate(examples=examples, **{k: v for k, v in outputs.items() if k != "error"}, **params)
     except DataValidationError as exc:
         outputs["error"] = str(exc)
-    outputs["found"] = json.loads(open(outputs["anomalies"].path("anomalies.json")).read())
-    outputs["measured"] = json.loads(open(outputs["anomalies"].path("drift_skew.json")).read())
+    outputs["found"] = json.loads(Path(outputs["anomalies"].path("anomalies.json")).read_text())
+    outputs["measured"] = json.loads(Path(outputs["anomalies"].path("drift_skew.json")).read_text())
     return outputs
 
 
@@ -64,14 +65,14 @@ def test_penguins_get_statistics_schema_and_report_and_the_same_data_twice_passe
         dataset = _read_stats(first["statistics"], split).datasets[0]
         assert dataset.num_examples == counts[split]
         assert {f.path.step[0] for f in dataset.features} == set(examples.properties["columns"])
-    schema_text = open(first["schema"].path("schema.pbtxt")).read()
+    schema_text = Path(first["schema"].path("schema.pbtxt")).read_text()
     assert first["schema"].properties["source"] == "inferred"
     assert 'name: "body_mass_g"' in schema_text and 'not_in_environment: "SERVING"' in schema_text
     assert first["anomalies"].properties["anomaly_count"] == 0
     assert first["found"] == {"train": {}, "eval": {}, "skew": {}, "drift": {}}
     assert set(first["measured"]["skew"]) == set(examples.properties["columns"])
 
-    report = open(first["report"].path("index.html")).read()
+    report = Path(first["report"].path("index.html")).read_text()
     train = pd.read_parquet(os.path.join(examples.uri, "Split-train", "data.parquet"))
     assert "Split train" in report and "Split eval" in report and "No anomalies." in report
     assert f"{train['body_mass_g'].mean():.4g}" in report
@@ -102,7 +103,7 @@ def test_missing_column_and_wrong_type_fail_the_node_naming_each_feature(tmp_pat
     assert bad["anomalies"].properties["anomaly_count"] == 4
     assert bad["anomalies"].properties["anomalous_features"] == ["body_mass_g", "island"]
     # The outputs stay useful for debugging although the node fails.
-    assert "Column dropped" in open(bad["report"].path("index.html")).read()
+    assert "Column dropped" in Path(bad["report"].path("index.html")).read_text()
     assert os.path.isfile(os.path.join(bad["statistics"].uri, "Split-eval", "FeatureStats.pb"))
 
     relaxed = _validate(
@@ -147,7 +148,7 @@ def test_curated_schema_file_wins_over_inference(tmp_path, new_artifact):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    schema = text_format.Parse(open(inferred["schema"].path("schema.pbtxt")).read(), schema_pb2.Schema())
+    schema = text_format.Parse(Path(inferred["schema"].path("schema.pbtxt")).read_text(), schema_pb2.Schema())
     # Curate: 'sex' must always be present (11 penguins lack it).
     next(f for f in schema.feature if f.name == "sex").presence.min_fraction = 1.0
     path = tmp_path / "curated.pbtxt"
@@ -157,7 +158,7 @@ def test_curated_schema_file_wins_over_inference(tmp_path, new_artifact):
     assert inferred["anomalies"].properties["anomaly_count"] == 0
     assert result["schema"].properties["source"] == "curated"
     assert "sex" in result["anomalies"].properties["anomalous_features"]
-    assert "min_fraction: 1.0" in open(result["schema"].path("schema.pbtxt")).read().split('name: "sex"')[1]
+    assert "min_fraction: 1.0" in Path(result["schema"].path("schema.pbtxt")).read_text().split('name: "sex"')[1]
 
 
 def test_report_escapes_feature_names_and_values(tmp_path, new_artifact):
@@ -165,7 +166,7 @@ def test_report_escapes_feature_names_and_values(tmp_path, new_artifact):
         {"<b>odd</b>": [f"<i>{i % 3}</i>" for i in range(40)], "x": range(40), "species": ["a", "b"] * 20}
     )
     result = _validate(new_artifact, "escape", _examples(new_artifact, "escape", frame, tmp_path))
-    report = open(result["report"].path("index.html")).read()
+    report = Path(result["report"].path("index.html")).read_text()
     assert "&lt;b&gt;odd&lt;/b&gt;" in report and "&lt;i&gt;1&lt;/i&gt;" in report
     assert "<b>odd" not in report and "<i>" not in report
 
