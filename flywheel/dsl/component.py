@@ -20,8 +20,10 @@ body stays ordinary, testable library code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
+import os
 import sys
 import types
 import typing
@@ -253,21 +255,21 @@ class Component:
             )
 
     def _fingerprint(self) -> str:
-        """Code version: the source of the defining module, the name and the version."""
+        """Code version: the component's name and version option, plus the source of its
+        module and, for a module inside a package, of every module beside it (helpers the
+        component imports lazily are covered too)."""
         digest = hashlib.sha256()
         digest.update(f"{self.fn.__module__}:{self.fn.__qualname__}:{self.options.version}".encode())
-        source = None
         module = sys.modules.get(self.fn.__module__)
-        try:
-            source = inspect.getsource(module) if module is not None else None
-        except (OSError, TypeError):
-            source = None
-        if source is None:
+        path = getattr(module, "__file__", None)
+        if path and getattr(module, "__package__", None):
+            digest.update(_directory_source_hash(os.path.dirname(os.path.abspath(path))).encode())
+        else:
             try:
-                source = inspect.getsource(self.fn)
+                source = inspect.getsource(module) if module is not None else inspect.getsource(self.fn)
             except (OSError, TypeError):
                 source = ""
-        digest.update(source.encode())
+            digest.update(source.encode())
         return digest.hexdigest()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -280,6 +282,17 @@ class Component:
 
     def __repr__(self) -> str:
         return f"Component({self.name!r})"
+
+
+@functools.lru_cache(maxsize=64)
+def _directory_source_hash(directory: str) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(directory, name), "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
 
 
 def component(
