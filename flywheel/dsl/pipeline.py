@@ -70,7 +70,10 @@ class LatestRef:
 
     Resolved by the runner when the task starts: the most recent LIVE output
     ``output`` of task ``task_id`` of this pipeline from a previous run, or
-    nothing (the input must then be optional) on a first run.
+    nothing (the input must then be optional) on a first run. When a task
+    refers to its own earlier output, runs on the same input data are passed
+    over, so "the previous statistics" means those of the previous *different*
+    data, and a re-run on identical data is served from the cache.
     """
 
     task_id: str

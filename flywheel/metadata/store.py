@@ -632,8 +632,8 @@ class MetadataStore:
             latest[record.node_id] = record
         return latest
 
-    def latest_output(self, pipeline: str, node_id: str, output: str, *, exclude_run: str) -> ArtifactRecord | None:
-        """The newest LIVE ``output`` of ``node_id`` in an earlier run of ``pipeline``."""
+    def node_history(self, pipeline: str, node_id: str, *, exclude_run: str, limit: int = 50) -> list[ExecutionRecord]:
+        """Completed (or cached) executions of ``node_id`` in earlier runs of ``pipeline``, newest first."""
         from ml_metadata.metadata_store import metadata_store
 
         safe_pipeline = pipeline.replace("'", "''")
@@ -641,7 +641,7 @@ class MetadataStore:
         options = metadata_store.ListOptions(
             order_by=metadata_store.OrderByField.ID,
             is_asc=False,
-            limit=20,
+            limit=limit,
             filter_query=(
                 f"custom_properties.node_id.string_value = '{safe_node}' AND "
                 f"contexts_a.type = '{PIPELINE_CONTEXT}' AND contexts_a.name = '{safe_pipeline}' AND "
@@ -650,11 +650,7 @@ class MetadataStore:
         )
         with self.locked() as store:
             records = self._execution_records(store, store.get_executions(list_options=options))
-        for record in records:
-            artifact = record.outputs.get(output)
-            if record.run_id != exclude_run and artifact is not None and artifact.state == "LIVE":
-                return artifact
-        return None
+        return [r for r in records if r.run_id != exclude_run]
 
     # -- artifacts and lineage ----------------------------------------------------
 

@@ -281,14 +281,15 @@ class LocalRunner:
         for name, ref in task.inputs.items():
             if isinstance(ref, OutputRef):
                 inputs[name] = nodes[ref.task_id].outputs[ref.output]
-            elif isinstance(ref, LatestRef):
-                found = self.store.latest_output(pipeline.name, ref.task_id, ref.output, exclude_run=run.run_id)
+        for name, ref in task.inputs.items():
+            if isinstance(ref, LatestRef):
+                found = self._resolve_latest(pipeline, run, node.task_id, ref, inputs)
                 if found is not None:
                     inputs[name] = found
         node.inputs = inputs
         key_value = cache_key(
             task.component.code_fingerprint,
-            {n: str(a.properties.get("fingerprint", a.id)) for n, a in inputs.items()},
+            {n: _fingerprint_of(a) for n, a in inputs.items()},
             params,
         )
         if cache and task.options.cache:
@@ -343,6 +344,28 @@ class LocalRunner:
         )
         node.started = time.monotonic()
         self._dispatch(pipeline, run, node, executor, by_key, key)
+
+    def _resolve_latest(
+        self, pipeline: Pipeline, run: RunRecord, task_id: str, ref: LatestRef, data: dict[str, ArtifactRecord]
+    ) -> ArtifactRecord | None:
+        """The artifact a ``latest(...)`` input stands for in this run.
+
+        For a node's own earlier output (validate's previous statistics, say),
+        earlier runs on the same data are passed over: comparing data with
+        itself says nothing, and skipping them makes a re-run on identical data
+        resolve exactly as before, so it is served from the cache.
+        """
+        current = {n: _fingerprint_of(a) for n, a in data.items()}
+        for record in self.store.node_history(pipeline.name, ref.task_id, exclude_run=run.run_id):
+            artifact = record.outputs.get(ref.output)
+            if artifact is None or artifact.state != "LIVE" or not os.path.exists(artifact.uri):
+                continue
+            if ref.task_id == task_id and current:
+                previous = {n: _fingerprint_of(a) for n, a in record.inputs.items() if n in current}
+                if previous == current:
+                    continue
+            return artifact
+        return None
 
     def _final_uri(self, pipeline: Pipeline, run: RunRecord, task_id: str, output: str) -> str:
         """A fresh published location; a resumed node never reuses an old one."""
@@ -472,6 +495,10 @@ class LocalRunner:
                 log_path=node.job.log_path if node.job else "",
             )
         )
+
+
+def _fingerprint_of(artifact: ArtifactRecord) -> str:
+    return str(artifact.properties.get("fingerprint", artifact.id))
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
