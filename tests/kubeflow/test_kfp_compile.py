@@ -347,6 +347,19 @@ def test_compiled_tasks_run_through_the_executor(tmp_path):
     model = json.loads(open(output_file).read())["artifacts"]["model"]["artifacts"][0]
     assert model["metadata"] == {"rows_seen": 4, "learning_rate": 0.5, "had_schema": False}
 
+    trained = dsl.Model(name="model", uri=model["uri"], metadata=model["metadata"])
+    command, output_file = _launch_task(
+        str(compiled), "report", {"model": trained, "title": "Penguins"}, str(tmp_path / "root" / "report")
+    )
+    result = _run(command)
+    assert result.returncode == 0, result.stderr
+    outputs = {k: v["artifacts"][0] for k, v in json.loads(open(output_file).read())["artifacts"].items()}
+    assert outputs["metrics"]["metadata"] == {"accuracy": 0.5}
+    assert outputs["confusion"]["metadata"]["confusionMatrix"]["rows"] == [{"row": [1]}]
+    # The KFP UI reads HTML/Markdown artifacts as one file at the URI.
+    assert open(outputs["page"]["uri"]).read() == "<h1>Penguins</h1>"
+    assert open(outputs["notes"]["uri"]).read() == "# Penguins"
+
 
 def test_module_reference_when_module_is_in_the_image(tmp_path):
     compiled = tmp_path / "pipeline.yaml"

@@ -21,7 +21,7 @@ import sys
 import pytest
 
 from flywheel import HTML, Examples, ExampleStatistics, Input, Output, component
-from flywheel.executor import REPORT_FILE_PROPERTY, ExecutorError, load_component
+from flywheel.executor import REPORT_FILE_PROPERTY, ExecutorError, execute, load_component
 from flywheel.kubeflow.uris import local_path, remote_uri
 
 
@@ -47,6 +47,12 @@ def count_lines(
     stats.properties["upstream_rows"] = examples.properties.get("rows")
     with open(report.path("index.html"), "w") as handle:
         handle.write(f"<h1>{rows} rows</h1>")
+
+
+@component
+def read_report(page: Input[HTML], stats: Output[ExampleStatistics]) -> None:
+    with open(page.path("index.html")) as handle:
+        stats.properties["html"] = handle.read()
 
 
 SOURCE_B64 = base64.b64encode(inspect.getsource(sys.modules[__name__]).encode()).decode()
@@ -184,3 +190,20 @@ def test_uri_mapping_matches_kfp(uri, path):
     assert local_path(uri, root="/") == path
     assert dsl.Artifact(uri=uri).path == path  # kfp's own mapping
     assert remote_uri(path, root="/") == uri
+
+
+def test_report_published_as_file_reaches_downstream_component_as_directory(tmp_path, monkeypatch):
+    page = tmp_path / "minio" / "b" / "page"
+    page.parent.mkdir(parents=True)
+    page.write_text("<p>hi</p>")
+    executor_input = {
+        "inputs": {"artifacts": {"page": _artifact("page", "system.HTML", "minio://b/page", {REPORT_FILE_PROPERTY: "index.html"})}},
+        "outputs": {
+            "artifacts": {"stats": _artifact("stats", "system.Artifact", "minio://b/stats")},
+            "outputFile": str(tmp_path / "out" / "executor_output.json"),
+        },
+    }
+    monkeypatch.setenv("FLYWHEEL_ARTIFACT_MOUNT_ROOT", str(tmp_path))
+    output = execute(executor_input, read_report)
+    assert output["artifacts"]["stats"]["artifacts"][0]["metadata"] == {"html": "<p>hi</p>"}
+    assert json.loads((tmp_path / "out" / "executor_output.json").read_text()) == output
