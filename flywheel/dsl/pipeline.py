@@ -257,7 +257,7 @@ class _PipelineBuilder:
         spec = comp.parameters[name]
         if isinstance(value, (OutputRef, Task)):
             raise PipelineDefinitionError(
-                f"{where}: parameter '{name}' expects a {spec.type.__name__} value but got "
+                f"{where}: parameter '{name}' expects {spec.type.__name__} but got "
                 f"an artifact ({_describe_value(value)}); artifacts go to Input[...] arguments."
             )
         if isinstance(value, PipelineParam):
@@ -451,7 +451,7 @@ def coerce_parameter(pipeline_name: str, spec: ParameterSpec, raw: Any) -> Any:
         if value_matches_type(raw, spec.type):
             return float(raw) if spec.type is float else raw
         raise ParameterError(
-            f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is a {spec.type.__name__}; "
+            f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is {_article(spec.type)}; "
             f"got {type(raw).__name__} {raw!r}."
         )
     text = raw.strip()
@@ -479,9 +479,14 @@ def coerce_parameter(pipeline_name: str, spec: ParameterSpec, raw: Any) -> Any:
             list: "a JSON list such as [1, 2]",
         }[spec.type]
         raise ParameterError(
-            f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is a {spec.type.__name__}; "
+            f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is {_article(spec.type)}; "
             f"got {raw!r}. Pass {hint}."
         ) from None
+
+
+def _article(kind: type) -> str:
+    name = kind.__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def pipeline(

@@ -1,0 +1,144 @@
+"""The ``validate`` component: statistics, schema, anomalies, skew and drift (TFDV).
+
+Per split of an Examples artifact it computes TFDV statistics in memory, infers
+a schema from the train statistics (or takes a curated one), validates every
+split against the schema, measures train/eval skew and drift against earlier
+statistics, writes an offline HTML report, and fails the node when anomalies
+are found (unless told not to), so a bad batch of data never reaches training.
+
+Outputs:
+    statistics: ``Split-<split>/FeatureStats.pb`` (DatasetFeatureStatisticsList).
+    schema: ``schema.pbtxt`` (tensorflow_metadata Schema, text format).
+    anomalies: ``anomalies.json`` (``{split|"skew"|"drift": {feature: description}}``)
+        and ``drift_skew.json`` (``{"skew"|"drift": {feature: {type, value, threshold}}}``).
+    report: ``index.html``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flywheel.dsl.artifacts import HTML, ExampleAnomalies, Examples, ExampleStatistics, Schema
+from flywheel.dsl.component import Input, Output, component
+from flywheel.errors import FlywheelError, ParameterError
+
+from flywheel.components.examples_io import read_split, split_names
+
+ANOMALIES_FILE = "anomalies.json"
+MEASUREMENTS_FILE = "drift_skew.json"
+REPORT_FILE = "index.html"
+
+
+class DataValidationError(FlywheelError):
+    """Examples do not pass validation against their schema (or drift/skew limits)."""
+
+
+@component(version="1")
+def validate(
+    examples: Input[Examples],
+    statistics: Output[ExampleStatistics],
+    schema: Output[Schema],
+    anomalies: Output[ExampleAnomalies],
+    report: Output[HTML],
+    curated_schema: Input[Schema] = None,
+    previous_statistics: Input[ExampleStatistics] = None,
+    schema_path: str = "",
+    fail_on_anomalies: bool = True,
+    skew_threshold: float = 0.2,
+    drift_threshold: float = 0.1,
+) -> None:
+    """Computes statistics, checks examples against a schema, and fails on anomalies.
+
+    Args:
+        examples: Examples written by ingest (``Split-<name>/data.parquet``).
+        statistics: Output; per-split statistics, property ``split_names``.
+        schema: Output; the schema used, property ``source`` ("inferred"/"curated").
+        anomalies: Output; properties ``anomaly_count``, ``anomalous_features``.
+        report: Output; ``index.html`` to browse statistics and anomalies.
+        curated_schema: A Schema artifact that replaces the inferred schema (for
+            example ``latest(Schema, task="validate", output="schema")``).
+        previous_statistics: Statistics of earlier data; drift of the train split
+            is measured against its train split.
+        schema_path: A ``schema.pbtxt`` file that replaces the inferred schema.
+        fail_on_anomalies: Raise ``DataValidationError`` when anything is found
+            (outputs are written first, for debugging).
+        skew_threshold: Train/eval skew limit (L-infinity distance for categorical
+            features, Jensen-Shannon divergence for numeric ones); 0 turns it off.
+            The default leaves room for the sampling noise of small eval splits.
+        drift_threshold: Drift limit against ``previous_statistics``, same
+            measures; 0 turns it off. Comparators set in a curated schema win.
+
+    Raises:
+        ParameterError: a threshold is negative, or both a curated schema and
+            ``schema_path`` are given.
+        DataValidationError: anomalies were found and ``fail_on_anomalies`` is set.
+    """
+    from flywheel.components import _validate_report as html_report
+    from flywheel.components import _validate_tfdv as tfdv_io
+
+    for name, value in (("skew_threshold", skew_threshold), ("drift_threshold", drift_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ParameterError(
+                f"The '{name}' parameter of validate must be a float >= 0 (0 turns the check off). "
+                f"Got {value!r} instead."
+            )
+    if curated_schema is not None and schema_path:
+        raise ParameterError(
+            "validate takes a curated schema either as the 'curated_schema' input or as the "
+            f"'schema_path' parameter, not both. Got curated_schema={curated_schema.uri!r} and "
+            f"schema_path={schema_path!r}."
+        )
+    splits = split_names(examples)
+    if not splits:
+        raise FlywheelError(f"Examples at {examples.uri} hold no Split-<name> directories; run ingest first.")
+
+    split_stats = {}
+    for split in splits:
+        split_stats[split] = tfdv_io.compute_statistics(read_split(examples, split), split)
+        tfdv_io.write_statistics(statistics, split, split_stats[split])
+    statistics.properties["split_names"] = list(splits)
+
+    if schema_path or curated_schema is not None:
+        source = "curated"
+        the_schema = tfdv_io.load_schema(schema_path or curated_schema.path(tfdv_io.SCHEMA_FILE))
+    else:
+        source = "inferred"
+        base = split_stats.get("train", split_stats[splits[0]])
+        the_schema = tfdv_io.infer_schema(base, str(examples.properties.get("label") or ""))
+    tfdv_io.write_schema(schema, the_schema)
+    schema.properties.update({"source": source, "features": [f.name for f in the_schema.feature]})
+
+    previous = tfdv_io.load_statistics(previous_statistics) if previous_statistics is not None else None
+    checked = tfdv_io.with_comparators(the_schema, skew_threshold, drift_threshold)
+    found, measurements = tfdv_io.find_anomalies(split_stats, checked, previous)
+
+    with open(anomalies.path(ANOMALIES_FILE), "w", encoding="utf-8") as fh:
+        json.dump(found, fh, indent=2, sort_keys=True)
+    with open(anomalies.path(MEASUREMENTS_FILE), "w", encoding="utf-8") as fh:
+        json.dump(measurements, fh, indent=2, sort_keys=True)
+    listed = [(feature, scope, text) for scope, by_feature in found.items() for feature, text in by_feature.items()]
+    anomalies.properties.update(
+        {
+            "anomaly_count": len(listed),
+            "anomalous_features": sorted({feature for feature, _, _ in listed}),
+            "schema_source": source,
+        }
+    )
+    with open(report.path(REPORT_FILE), "w", encoding="utf-8") as fh:
+        fh.write(
+            html_report.render_report(
+                split_stats=split_stats,
+                anomalies=found,
+                measurements=measurements,
+                schema_source=source,
+                examples_uri=examples.uri,
+            )
+        )
+
+    if listed and fail_on_anomalies:
+        details = "; ".join(f"'{feature}' ({scope}): {text.rstrip('.')}" for feature, scope, text in listed)
+        raise DataValidationError(
+            f"Data validation found {len(listed)} {'anomaly' if len(listed) == 1 else 'anomalies'}: {details}. Fix the data, update the "
+            f"schema (passed as curated_schema or schema_path), or set fail_on_anomalies=False. "
+            f"Details: {anomalies.path(ANOMALIES_FILE)}, report: {report.path(REPORT_FILE)}."
+        )

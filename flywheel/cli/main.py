@@ -1,0 +1,56 @@
+"""The ``flywheel`` command line.
+
+Each group of subcommands lives in its own module with a ``register(subparsers)``
+function; handlers take the parsed arguments and return an exit code. Errors a
+user can cause are ``FlywheelError``s and print as one line, never a traceback.
+Nothing heavy (TensorFlow, Beam, kfp, MLMD) is imported until a handler needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flywheel.errors import FlywheelError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flywheel import __version__
+    from flywheel.cli import image_commands, run_commands
+
+    parser = argparse.ArgumentParser(
+        prog="flywheel",
+        description="ML pipelines that run on this machine and compile to Kubeflow Pipelines v2.",
+    )
+    parser.add_argument("--version", action="version", version=f"flywheel {__version__}")
+    parser.add_argument(
+        "--home",
+        help="project home holding metadata, artifacts and logs (default: $FLYWHEEL_HOME or ~/.flywheel)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run_commands.register(subparsers)
+    image_commands.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except FlywheelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Local runs: ``flywheel run``, ``flywheel runs [show RUN]``, ``flywheel lineage``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+from flywheel.errors import ParameterError
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run a pipeline on this machine",
+        description="Run a pipeline file locally: no Docker, no cluster, no server. "
+        "Lineage goes to ML Metadata in the project home.",
+    )
+    run.add_argument("pipeline_file", nargs="?", help="Python file that defines a @pipeline")
+    run.add_argument("--pipeline", dest="pipeline_name", help="which pipeline, if the file defines several")
+    run.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help="pipeline parameter (repeatable)")
+    run.add_argument("--no-cache", action="store_true", help="run every node even if an identical execution exists")
+    run.add_argument("--resume", metavar="RUN", help="re-run only the failed nodes of RUN and what depends on them")
+    run.add_argument("--retries", type=int, help="retries per node, overriding each component's own")
+    run.add_argument(
+        "--workers", type=int, help="nodes run at once (default: CPU count; 0 runs in-process, one at a time)"
+    )
+    # Set by the scheduler and by retraining triggers, so the run records why it started.
+    run.add_argument("--run-id", help=argparse.SUPPRESS)
+    run.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+    run.add_argument("--trigger-reason", default="", help=argparse.SUPPRESS)
+    run.set_defaults(handler=run_pipeline)
+
+    runs = subparsers.add_parser("runs", help="list runs, or show one", description="List runs (newest first).")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
+    runs.add_argument("--pipeline", dest="pipeline_name", help="only runs of this pipeline")
+    runs.add_argument("--host", help="list runs of a Kubeflow Pipelines cluster instead")
+    runs.add_argument("--namespace", help="Kubeflow namespace (with --host)")
+    runs.add_argument("--token", help="existing bearer token (with --host)")
+    runs.set_defaults(handler=list_runs)
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    show = runs_sub.add_parser("show", help="show one run's nodes, caching, durations, logs and outputs")
+    show.add_argument("run_id", metavar="RUN", help="run id (or a unique prefix)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=show_run)
+
+    lineage = subparsers.add_parser(
+        "lineage",
+        help="show what produced an artifact and everything upstream",
+        description="Show an artifact's lineage from ML Metadata.",
+    )
+    lineage.add_argument("artifact", metavar="URI_OR_ID", help="artifact id or URI")
+    lineage.add_argument("--downstream", action="store_true", help="show what consumed it instead")
+    lineage.set_defaults(handler=show_lineage)
+
+
+def _home(args: argparse.Namespace) -> Any:
+    from flywheel.home import Home
+
+    return Home.resolve(args.home)
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}``; raises ParameterError on bad items."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"Bad --param {item!r}: expected KEY=VALUE, e.g. --param epochs=10.")
+        params[key.strip()] = value
+    return params
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    from flywheel.cli.progress import Progress
+    from flywheel.errors import PipelineFileError
+    from flywheel.pipeline_file import load_pipeline
+    from flywheel.runner import LocalRunner
+
+    home = _home(args)
+    params = parse_params(args.param)
+    if args.workers is not None and args.workers < 0:
+        raise ParameterError(f"--workers must be >= 0; got {args.workers}.")
+    runner_args: dict[str, Any] = {"max_workers": args.workers}
+    if args.resume:
+        from flywheel.metadata import MetadataStore
+
+        if params:
+            raise ParameterError("--resume reuses the run's own parameters; drop --param.")
+        previous = MetadataStore(home).get_run(args.resume)
+        path = args.pipeline_file or previous.pipeline_file
+        if not path:
+            raise PipelineFileError(f"Run {previous.run_id} has no recorded pipeline file; pass it.")
+        pipe = load_pipeline(path, args.pipeline_name or previous.pipeline)
+    else:
+        if not args.pipeline_file:
+            raise PipelineFileError("flywheel run needs a pipeline file (or --resume RUN).")
+        pipe = load_pipeline(args.pipeline_file, args.pipeline_name)
+        pipe.resolve_parameters(params)  # fail on bad parameters before anything is recorded
+    progress = Progress(list(pipe.topological_order()))
+    runner = LocalRunner(home, listener=progress.on_event, on_tick=progress.tick, **runner_args)
+    print(f"Running pipeline '{pipe.name}' ({len(pipe.tasks)} nodes) in {home.root}", flush=True)
+    with progress:
+        if args.resume:
+            result = runner.resume(pipe, args.resume, cache=not args.no_cache, retries=args.retries)
+        else:
+            result = runner.run(
+                pipe,
+                params,
+                cache=not args.no_cache,
+                retries=args.retries,
+                trigger=args.trigger,
+                trigger_reason=args.trigger_reason,
+                run_id=args.run_id,
+            )
+    _print_outcome(result)
+    return 0 if result.ok else 1
+
+
+def _print_outcome(result: Any) -> None:
+    run = result.run
+    counts: dict[str, int] = {}
+    for state in result.states.values():
+        counts[state] = counts.get(state, 0) + 1
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    print(f"\nRun {run.run_id}: {run.state} in {run.duration_s or 0:.2f}s ({summary})")
+    for node_id, outputs in result.outputs.items():
+        for name, artifact in outputs.items():
+            print(f"  {node_id + '.' + name:<28} {artifact.type:<18} {artifact.uri}")
+    for node_id, error in result.errors.items():
+        log = result.log_paths.get(node_id, "")
+        print(f"\nerror: node '{node_id}' failed: {error}" + (f"\n  log: {log}" if log else ""))
+    if not result.ok:
+        print(f"\nFix the cause, then resume with: flywheel run --resume {run.run_id}")
+    else:
+        print(f"\nDetails: flywheel runs show {run.run_id}")
+
+
+def _fmt_time(ms: int | None) -> str:
+    return "-" if not ms else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    if args.host:
+        from flywheel.kubeflow.client import list_runs as list_kfp_runs
+
+        remote = list_kfp_runs(args.host, limit=args.limit, namespace=args.namespace, existing_token=args.token)
+        rows = [[r["id"], r["name"], r["state"], str(r.get("created_at") or "-"), str(r.get("finished_at") or "-")] for r in remote]
+        print(_table(["RUN ID", "NAME", "STATE", "CREATED", "FINISHED"], rows))
+        return 0
+    from flywheel.metadata import MetadataStore
+
+    home = _home(args)
+    if not os.path.exists(home.metadata_db):
+        print(f"No runs yet in {home.root}. Start one with: flywheel run PIPELINE_FILE")
+        return 0
+    runs = MetadataStore(home).list_runs(args.limit, pipeline=args.pipeline_name)
+    rows = [
+        [r.run_id, r.pipeline, r.state, r.trigger, _fmt_time(r.start_ms), _fmt_duration(r.duration_s)] for r in runs
+    ]
+    print(_table(["RUN ID", "PIPELINE", "STATE", "TRIGGER", "STARTED", "DURATION"], rows))
+    return 0
+
+
+def show_run(args: argparse.Namespace) -> int:
+    from flywheel.metadata import MetadataStore
+
+    store = MetadataStore(_home(args))
+    run = store.get_run(args.run_id)
+    nodes = store.latest_nodes(run)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run_id": run.run_id,
+                    "pipeline": run.pipeline,
+                    "state": run.state,
+                    "parameters": run.parameters,
+                    "trigger": run.trigger,
+                    "error": run.error,
+                    "nodes": {
+                        n: {
+                            "state": e.state,
+                            "cached": e.cached,
+                            "duration_s": e.duration_s,
+                            "attempts": e.attempts,
+                            "log": e.log_path,
+                            "error": e.error,
+                            "outputs": {k: {"id": a.id, "type": a.type, "uri": a.uri, "state": a.state} for k, a in e.outputs.items()},
+                        }
+                        for n, e in nodes.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"Run       {run.run_id}")
+    print(f"Pipeline  {run.pipeline}  ({run.pipeline_file or '-'})")
+    print(f"State     {run.state}    trigger: {run.trigger}{' (' + run.trigger_reason + ')' if run.trigger_reason else ''}")
+    print(f"Started   {_fmt_time(run.start_ms)}    duration: {_fmt_duration(run.duration_s)}")
+    print(f"Params    {json.dumps(run.parameters, sort_keys=True)}")
+    if run.error:
+        print(f"Error     {run.error}")
+    rows = []
+    for node_id, e in nodes.items():
+        cache = "hit" if e.cached else "miss"
+        rows.append([node_id, e.state, cache, _fmt_duration(e.duration_s), str(e.attempts)])
+    print()
+    print(_table(["NODE", "STATE", "CACHE", "DURATION", "ATTEMPTS"], rows))
+    for node_id, e in nodes.items():
+        print(f"\n{node_id}")
+        if e.log_path:
+            print(f"  log     {e.log_path}")
+        if e.error:
+            print(f"  error   {e.error}")
+        for name, a in e.outputs.items():
+            print(f"  output  {name}: {a.type} #{a.id} {a.state} {a.uri}")
+    return 0
+
+
+def show_lineage(args: argparse.Namespace) -> int:
+    from flywheel.metadata import MetadataStore
+
+    store = MetadataStore(_home(args))
+    artifact = store.get_artifact(args.artifact)
+    direction = "downstream" if args.downstream else "upstream"
+    print(f"Artifact #{artifact.id} {artifact.type} {artifact.state}\n  {artifact.uri}")
+    executions = store.lineage(artifact.id, direction=direction)
+    if not executions:
+        print(f"\nNothing {direction}." + ("" if args.downstream else " (imported or produced outside flywheel)"))
+        return 0
+    print(f"\n{'Produced by' if direction == 'upstream' else 'Consumed by'}, nearest first:")
+    for e in executions:
+        print(f"\n  {e.node_id}  [{e.component}]  execution #{e.id}  {e.state}  run {e.run_id}")
+        for name, a in e.inputs.items():
+            print(f"    <- {name}: {a.type} #{a.id} {a.uri}")
+        for name, a in e.outputs.items():
+            print(f"    -> {name}: {a.type} #{a.id} {a.uri}")
+    return 0

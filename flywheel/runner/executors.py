@@ -1,0 +1,264 @@
+"""Where node jobs run: a pool of forked worker processes, or in-process.
+
+The runner owns the algorithm (what runs when, caching, publishing); an
+executor only runs a ``Job`` and reports a ``JobResult``. Workers are forked
+from the runner, so they already hold the loaded pipeline and its components,
+and live for the whole run: a heavy import such as TensorFlow is paid once
+per worker, not once per node. A worker that dies (killed, crashed) fails only
+the node it was running and is replaced.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection, Pipe, wait
+from typing import Any
+
+from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.pipeline import Pipeline
+from flywheel.errors import FlywheelError, UserCodeError
+from flywheel.execution import call_component
+
+
+@dataclasses.dataclass
+class Job:
+    """One attempt of one node."""
+
+    key: int
+    task_id: str
+    attempt: int
+    inputs: dict[str, dict[str, Any] | None]
+    outputs: dict[str, dict[str, Any]]
+    parameters: dict[str, Any]
+    log_path: str
+    env: dict[str, str]
+
+
+@dataclasses.dataclass
+class JobResult:
+    key: int
+    ok: bool
+    error: str = ""
+    properties: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def run_job(pipeline: Pipeline, job: Job) -> JobResult:
+    """Runs a job in this process, with stdout/stderr going to the job's log."""
+    comp = pipeline.tasks[job.task_id].component
+    os.makedirs(os.path.dirname(job.log_path), exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    saved_env = {k: os.environ.get(k) for k in job.env}
+    log = open(job.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    try:
+        log.write(f"===== {job.task_id} attempt {job.attempt} at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
+        log.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        os.environ.update(job.env)
+        inputs = {n: (Artifact.from_dict(d) if d is not None else None) for n, d in job.inputs.items()}
+        outputs = {n: Artifact.from_dict(d) for n, d in job.outputs.items()}
+        try:
+            call_component(comp, inputs, outputs, job.parameters)
+        except UserCodeError as exc:
+            traceback.print_exception(exc.__cause__ or exc)
+            return JobResult(job.key, False, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported as the node's failure, never lost
+            traceback.print_exc()
+            return JobResult(job.key, False, error=f"{type(exc).__name__}: {exc}")
+        properties = {n: a.properties for n, a in outputs.items()}
+        try:
+            json.dumps(properties)
+        except (TypeError, ValueError) as exc:
+            return JobResult(
+                job.key,
+                False,
+                error=f"Output properties must be JSON values (int, float, str, bool, list, dict): {exc}",
+            )
+        return JobResult(job.key, True, properties=properties)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        log.close()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class InProcessExecutor:
+    """Runs one job at a time in the runner's own process (for debugging)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self._done: list[JobResult] = []
+
+    @property
+    def capacity(self) -> int:
+        return 1 - len(self._done)
+
+    def submit(self, job: Job) -> None:
+        self._done.append(run_job(self.pipeline, job))
+
+    def wait(self, timeout: float | None) -> list[JobResult]:
+        done, self._done = self._done, []
+        if not done and timeout:
+            time.sleep(timeout)
+        return done
+
+    def running(self) -> int:
+        return len(self._done)
+
+    def shutdown(self) -> None:
+        self._done = []
+
+
+def _die_with_parent() -> None:
+    """Asks Linux to SIGKILL this worker when the runner dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _worker_main(pipeline: Pipeline, conn: Connection, parent: int) -> None:
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides what Ctrl-C means
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            break
+        if job is None:
+            break
+        result = run_job(pipeline, job)
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            break
+
+
+@dataclasses.dataclass
+class _Worker:
+    pid: int
+    conn: Connection
+    job: Job | None = None
+
+
+class ForkPoolExecutor:
+    """Up to ``size`` forked worker processes, each running one job at a time."""
+
+    def __init__(self, pipeline: Pipeline, size: int) -> None:
+        self.pipeline = pipeline
+        self.size = max(1, size)
+        self._workers: list[_Worker] = []
+        self._results: list[JobResult] = []
+
+    @property
+    def capacity(self) -> int:
+        return self.size - self.running()
+
+    def running(self) -> int:
+        return sum(1 for w in self._workers if w.job is not None)
+
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = Pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                parent_conn.close()
+                _worker_main(self.pipeline, child_conn, parent)
+            except BaseException:  # noqa: BLE001 - a worker must never return into the runner's code
+                code = 1
+            finally:
+                os._exit(code)
+        child_conn.close()
+        worker = _Worker(pid, parent_conn)
+        self._workers.append(worker)
+        return worker
+
+    def submit(self, job: Job) -> None:
+        idle = next((w for w in self._workers if w.job is None), None)
+        if idle is None:
+            if len(self._workers) >= self.size:
+                raise FlywheelError("internal error: a job was submitted with no free worker")
+            idle = self._spawn()
+        idle.job = job
+        try:
+            idle.conn.send(job)
+        except (BrokenPipeError, OSError):
+            self._reap(idle)
+
+    def _reap(self, worker: _Worker) -> None:
+        """Records a dead worker's job as failed and forgets the worker."""
+        try:
+            _, status = os.waitpid(worker.pid, 0)
+        except ChildProcessError:
+            status = 0
+        if os.WIFSIGNALED(status):
+            why = f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            why = f"exited with code {os.WEXITSTATUS(status)}"
+        if worker.job is not None:
+            self._results.append(
+                JobResult(worker.job.key, False, error=f"worker process {worker.pid} {why} while running the node")
+            )
+        worker.conn.close()
+        self._workers.remove(worker)
+
+    def wait(self, timeout: float | None) -> list[JobResult]:
+        busy = {w.conn: w for w in self._workers if w.job is not None}
+        if busy and not self._results:
+            for conn in wait(list(busy), timeout):
+                worker = busy[conn]
+                try:
+                    result = conn.recv()
+                except (EOFError, OSError):
+                    self._reap(worker)
+                    continue
+                worker.job = None
+                self._results.append(result)
+        elif not busy and not self._results and timeout:
+            time.sleep(timeout)
+        done, self._results = self._results, []
+        return done
+
+    def shutdown(self) -> None:
+        for worker in list(self._workers):
+            if worker.job is not None:
+                try:
+                    os.kill(worker.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            else:
+                try:
+                    worker.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
+        for worker in list(self._workers):
+            try:
+                os.waitpid(worker.pid, 0)
+            except ChildProcessError:
+                pass
+            worker.conn.close()
+        self._workers = []

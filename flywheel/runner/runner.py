@@ -1,0 +1,479 @@
+"""The local runner: executes a pipeline on this machine and records lineage.
+
+The algorithm (what runs when, caching, retries, atomic publishing, lineage)
+lives here; an executor (``executors.py``) only runs jobs. Nodes start as soon
+as their upstream nodes are done, up to the executor's capacity; a failed node
+stops its downstream nodes, while independent branches go on.
+
+Outputs are written to ``<home>/staging/<run>/...`` and moved to their
+published URI (``<home>/artifacts/<pipeline>/<run>/<node>/<output>``)
+with one ``rename`` only after the node succeeded; only then are they marked
+LIVE. A node killed mid-write therefore publishes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import signal
+import time
+from typing import Any, Callable
+
+from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline
+from flywheel.errors import RunError
+from flywheel.home import Home
+from flywheel.metadata.store import (
+    COMPLETE,
+    FAILED,
+    ArtifactRecord,
+    MetadataStore,
+    RunRecord,
+    now_ms,
+)
+from flywheel.runner.executors import ForkPoolExecutor, InProcessExecutor, Job, JobResult
+from flywheel.runner.fingerprint import cache_key, directory_summary, quick_summary
+
+# Node states shown to users.
+WAITING = "WAITING"
+RUNNING = "RUNNING"
+RETRYING = "RETRYING"
+CACHED = "CACHED"
+SKIPPED = "SKIPPED"
+REUSED = "REUSED"  # completed in the run being resumed
+
+
+@dataclasses.dataclass
+class NodeEvent:
+    """A change of one node's state, for progress displays."""
+
+    run_id: str
+    node_id: str
+    state: str
+    elapsed_s: float = 0.0
+    attempt: int = 0
+    error: str = ""
+    log_path: str = ""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run did."""
+
+    run: RunRecord
+    states: dict[str, str]
+    outputs: dict[str, dict[str, ArtifactRecord]]
+    errors: dict[str, str]
+    log_paths: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return self.run.state == COMPLETE
+
+
+@dataclasses.dataclass
+class _Node:
+    task_id: str
+    state: str = WAITING
+    execution_id: int | None = None
+    output_ids: dict[str, int] = dataclasses.field(default_factory=dict)
+    attempt: int = 0
+    retry_at: float | None = None
+    started: float = 0.0
+    job: Job | None = None
+    inputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
+    error: str = ""
+
+
+def new_run_id(pipeline_name: str) -> str:
+    return f"{pipeline_name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def outputs_intact(outputs: dict[str, ArtifactRecord]) -> bool:
+    """Whether every cached output is LIVE and still on disk as recorded."""
+    for record in outputs.values():
+        if record.state != "LIVE" or not os.path.exists(record.uri):
+            return False
+        count, total = quick_summary(record.uri)
+        if count != record.properties.get("file_count") or total != record.properties.get("total_bytes"):
+            return False
+    return True
+
+
+class LocalRunner:
+    """Runs pipelines on this machine, with lineage in ML Metadata.
+
+    Args:
+        home: Where metadata, artifacts, logs and staging live.
+        max_workers: Nodes that may run at once (forked worker processes);
+            0 runs every node in this process, one at a time (for debugging).
+        listener: Called with a ``NodeEvent`` on every node state change.
+        on_tick: Called about twice a second while a run is going (progress
+            displays refresh their clocks).
+    """
+
+    def __init__(
+        self,
+        home: Home | None = None,
+        *,
+        max_workers: int | None = None,
+        listener: Callable[[NodeEvent], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.home = (home or Home.resolve()).ensure()
+        self.store = MetadataStore(self.home)
+        self.max_workers = (os.cpu_count() or 2) if max_workers is None else max_workers
+        self.listener = listener or (lambda event: None)
+        self.on_tick = on_tick or (lambda: None)
+
+    # -- public API -------------------------------------------------------------
+
+    def run(
+        self,
+        pipeline: Pipeline,
+        parameters: dict[str, Any] | None = None,
+        *,
+        cache: bool = True,
+        retries: int | None = None,
+        trigger: str = "manual",
+        trigger_reason: str = "",
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Runs ``pipeline`` with parameter overrides; returns when it ends.
+
+        Raises:
+            ParameterError: a parameter is unknown, missing or mistyped.
+        """
+        values = pipeline.resolve_parameters(parameters)
+        self.store.reconcile_orphans()
+        run = self.store.create_run(
+            run_id or new_run_id(pipeline.name),
+            pipeline.name,
+            parameters=values,
+            pipeline_file=pipeline.source_file or "",
+            trigger=trigger,
+            trigger_reason=trigger_reason,
+        )
+        nodes = {task_id: _Node(task_id) for task_id in pipeline.topological_order()}
+        return self._execute(pipeline, run, values, nodes, cache=cache, retries=retries)
+
+    def resume(self, pipeline: Pipeline, run_id: str, *, cache: bool = True, retries: int | None = None) -> RunResult:
+        """Re-runs the failed nodes of a run and what depends on them.
+
+        Nodes that completed (or were cached) in that run keep their outputs,
+        as long as those are still intact.
+
+        Raises:
+            RunNotFoundError: no such run.
+            RunError: the run is still running or already complete, or belongs
+                to another pipeline.
+        """
+        run = self.store.get_run(run_id)
+        if run.state != FAILED:
+            raise RunError(
+                f"Run {run.run_id} is {run.state}; only a FAILED run can be resumed."
+                + (" Start a new run instead." if run.state == COMPLETE else "")
+            )
+        if run.pipeline != pipeline.name:
+            raise RunError(
+                f"Run {run.run_id} belongs to pipeline '{run.pipeline}', not '{pipeline.name}'."
+            )
+        previous = self.store.latest_nodes(run)
+        nodes: dict[str, _Node] = {}
+        for task_id in pipeline.topological_order():
+            node = _Node(task_id)
+            record = previous.get(task_id)
+            if (
+                record is not None
+                and record.state in ("COMPLETE", "CACHED")
+                and set(record.outputs) == set(pipeline.tasks[task_id].outputs)
+                and outputs_intact(record.outputs)
+            ):
+                node.state = REUSED
+                node.outputs = dict(record.outputs)
+            nodes[task_id] = node
+        # Anything downstream of a node that must run again runs again too.
+        rerun = pipeline.downstream_of({t for t, n in nodes.items() if n.state != REUSED})
+        for task_id in rerun:
+            nodes[task_id] = _Node(task_id)
+        run = self.store.claim_run(run.run_id)
+        return self._execute(pipeline, run, run.parameters, nodes, cache=cache, retries=retries)
+
+    # -- the algorithm --------------------------------------------------------------
+
+    def _execute(
+        self,
+        pipeline: Pipeline,
+        run: RunRecord,
+        values: dict[str, Any],
+        nodes: dict[str, _Node],
+        *,
+        cache: bool,
+        retries: int | None,
+    ) -> RunResult:
+        executor: ForkPoolExecutor | InProcessExecutor
+        if self.max_workers == 0:
+            executor = InProcessExecutor(pipeline)
+        else:
+            executor = ForkPoolExecutor(pipeline, self.max_workers)
+        by_key: dict[int, _Node] = {}
+        keys = iter(range(1, 1 << 62))
+        for node in nodes.values():
+            if node.state == REUSED:
+                self._emit(run, node, REUSED)
+        previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        interrupted = False
+        try:
+            while True:
+                now = time.monotonic()
+                for task_id, node in nodes.items():
+                    if executor.capacity <= 0:
+                        break
+                    if node.state == RETRYING and node.retry_at is not None and node.retry_at <= now:
+                        self._dispatch(pipeline, run, node, executor, by_key, next(keys))
+                        continue
+                    if node.state != WAITING:
+                        continue
+                    ups = [nodes[u] for u in pipeline.tasks[task_id].upstream]
+                    if any(u.state in (FAILED, SKIPPED) for u in ups):
+                        node.state = SKIPPED
+                        self._emit(run, node, SKIPPED)
+                        continue
+                    if not all(u.state in (COMPLETE, CACHED, REUSED) for u in ups):
+                        continue
+                    self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), cache, retries)
+                pending = [n for n in nodes.values() if n.state in (WAITING, RUNNING, RETRYING)]
+                if not pending:
+                    break
+                timeout = 0.5
+                retry_times = [n.retry_at for n in pending if n.state == RETRYING and n.retry_at]
+                if retry_times:
+                    timeout = max(0.0, min(min(retry_times) - time.monotonic(), timeout))
+                self.on_tick()
+                for result in executor.wait(timeout):
+                    node = by_key.pop(result.key)
+                    self._finish(pipeline, run, node, result, retries)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
+            executor.shutdown()
+        return self._close(run, nodes, interrupted)
+
+    def _start(
+        self,
+        pipeline: Pipeline,
+        run: RunRecord,
+        values: dict[str, Any],
+        nodes: dict[str, _Node],
+        node: _Node,
+        executor: Any,
+        by_key: dict[int, _Node],
+        key: int,
+        cache: bool,
+        retries: int | None,
+    ) -> None:
+        task = pipeline.tasks[node.task_id]
+        params = pipeline.task_parameters(node.task_id, values)
+        inputs: dict[str, ArtifactRecord] = {}
+        for name, ref in task.inputs.items():
+            if isinstance(ref, OutputRef):
+                inputs[name] = nodes[ref.task_id].outputs[ref.output]
+            elif isinstance(ref, LatestRef):
+                found = self.store.latest_output(pipeline.name, ref.task_id, ref.output, exclude_run=run.run_id)
+                if found is not None:
+                    inputs[name] = found
+        node.inputs = inputs
+        key_value = cache_key(
+            task.component.code_fingerprint,
+            {n: str(a.properties.get("fingerprint", a.id)) for n, a in inputs.items()},
+            params,
+        )
+        if cache and task.options.cache:
+            for candidate in self.store.find_cached(key_value):
+                if set(candidate.outputs) == set(task.outputs) and outputs_intact(candidate.outputs):
+                    node.execution_id = self.store.record_cached(
+                        run,
+                        node.task_id,
+                        task.component.name,
+                        parameters=params,
+                        cache_key=key_value,
+                        code_fingerprint=task.component.code_fingerprint,
+                        source=candidate,
+                        inputs=inputs,
+                    )
+                    node.outputs = dict(candidate.outputs)
+                    node.state = CACHED
+                    self._emit(run, node, CACHED)
+                    return
+        log_path = os.path.join(self.home.logs, run.run_id, f"{node.task_id}.log")
+        final_uris = {
+            name: (ref.type.TYPE_NAME, self._final_uri(pipeline, run, node.task_id, name))
+            for name, ref in task.outputs.items()
+        }
+        execution_id, output_ids = self.store.start_execution(
+            run,
+            node.task_id,
+            task.component.name,
+            parameters=params,
+            cache_key=key_value,
+            code_fingerprint=task.component.code_fingerprint,
+            log_path=log_path,
+            inputs=inputs,
+            outputs=final_uris,
+        )
+        node.execution_id = execution_id
+        node.output_ids = output_ids
+        node.job = Job(
+            key=0,
+            task_id=node.task_id,
+            attempt=0,
+            inputs={n: {"type": a.type, "uri": a.uri, "properties": a.properties, "id": a.id, "name": a.name} for n, a in inputs.items()},
+            outputs={n: {"type": t, "uri": u, "properties": {}, "id": output_ids[n], "name": n} for n, (t, u) in final_uris.items()},
+            parameters=params,
+            log_path=log_path,
+            env={
+                "FLYWHEEL_HOME": self.home.root,
+                "FLYWHEEL_RUN_ID": run.run_id,
+                "FLYWHEEL_NODE_ID": node.task_id,
+                "FLYWHEEL_PIPELINE": pipeline.name,
+            },
+        )
+        node.started = time.monotonic()
+        self._dispatch(pipeline, run, node, executor, by_key, key)
+
+    def _final_uri(self, pipeline: Pipeline, run: RunRecord, task_id: str, output: str) -> str:
+        """A fresh published location; a resumed node never reuses an old one."""
+        uri = os.path.join(self.home.artifacts, pipeline.name, run.run_id, task_id, output)
+        while os.path.exists(uri):
+            uri = os.path.join(self.home.artifacts, pipeline.name, run.run_id, task_id, f"{output}.{secrets.token_hex(3)}")
+        return uri
+
+    def _staging_dir(self, run: RunRecord, node: _Node) -> str:
+        return os.path.join(self.home.staging, run.run_id, f"{node.execution_id}-{node.attempt}")
+
+    def _dispatch(
+        self, pipeline: Pipeline, run: RunRecord, node: _Node, executor: Any, by_key: dict[int, _Node], key: int
+    ) -> None:
+        assert node.job is not None
+        node.attempt += 1
+        staging = self._staging_dir(run, node)
+        shutil.rmtree(staging, ignore_errors=True)
+        job = dataclasses.replace(
+            node.job,
+            key=key,
+            attempt=node.attempt,
+            outputs={n: {**d, "uri": os.path.join(staging, n)} for n, d in node.job.outputs.items()},
+        )
+        for spec in job.outputs.values():
+            os.makedirs(spec["uri"], exist_ok=True)
+        node.state = RUNNING
+        node.retry_at = None
+        by_key[key] = node
+        self._emit(run, node, RUNNING)
+        executor.submit(job)
+
+    def _finish(self, pipeline: Pipeline, run: RunRecord, node: _Node, result: JobResult, retries: int | None) -> None:
+        assert node.job is not None and node.execution_id is not None
+        task = pipeline.tasks[node.task_id]
+        staging = self._staging_dir(run, node)
+        if result.ok:
+            try:
+                published = self._publish(node, staging, result)
+            except OSError as exc:
+                result = JobResult(result.key, False, error=f"publishing outputs failed: {exc}")
+            else:
+                self.store.complete_execution(node.execution_id, outputs=published, attempts=node.attempt)
+                node.outputs = {
+                    name: ArtifactRecord(
+                        id=node.output_ids[name],
+                        type=node.job.outputs[name]["type"],
+                        uri=node.job.outputs[name]["uri"],
+                        state="LIVE",
+                        name=name,
+                        properties=published[node.output_ids[name]],
+                        create_ms=now_ms(),
+                    )
+                    for name in node.output_ids
+                }
+                node.state = COMPLETE
+                self._emit(run, node, COMPLETE)
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+        shutil.rmtree(staging, ignore_errors=True)
+        allowed = task.options.retries if retries is None else retries
+        node.error = result.error
+        if node.attempt <= allowed:
+            node.state = RETRYING
+            node.retry_at = time.monotonic() + task.options.retry_backoff_s * (2 ** (node.attempt - 1))
+            self._emit(run, node, RETRYING, error=result.error)
+            return
+        self.store.fail_execution(node.execution_id, error=result.error, attempts=node.attempt)
+        node.state = FAILED
+        self._emit(run, node, FAILED, error=result.error)
+
+    def _publish(self, node: _Node, staging: str, result: JobResult) -> dict[int, dict[str, Any]]:
+        """Moves each output from staging to its final URI; returns their properties."""
+        assert node.job is not None
+        published: dict[int, dict[str, Any]] = {}
+        for name, spec in node.job.outputs.items():
+            source = os.path.join(staging, name)
+            final = spec["uri"]
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            if os.path.exists(final):
+                shutil.rmtree(final)  # left by a crash between rename and LIVE: never LIVE, safe to replace
+            os.rename(source, final)
+            fingerprint, count, total = directory_summary(final)
+            props = dict(result.properties.get(name) or {})
+            props.update(fingerprint=fingerprint, file_count=count, total_bytes=total)
+            published[node.output_ids[name]] = props
+        return published
+
+    def _close(self, run: RunRecord, nodes: dict[str, _Node], interrupted: bool) -> RunResult:
+        failed = {t: n.error for t, n in nodes.items() if n.state == FAILED}
+        for node in nodes.values():
+            if node.state in (RUNNING, RETRYING) and node.execution_id is not None:
+                self.store.fail_execution(node.execution_id, error="run interrupted", attempts=node.attempt)
+                node.state = FAILED
+                failed[node.task_id] = "run interrupted"
+                self._emit(run, node, FAILED, error="run interrupted")
+        if interrupted:
+            error = "interrupted"
+        elif failed:
+            error = "; ".join(f"{t}: {e}" for t, e in failed.items())
+        else:
+            error = ""
+        state = COMPLETE if not error and all(n.state in (COMPLETE, CACHED, REUSED) for n in nodes.values()) else FAILED
+        run = self.store.update_run(run.run_id, state=state, end_ms=now_ms(), error=error[-2000:] or None)
+        shutil.rmtree(os.path.join(self.home.staging, run.run_id), ignore_errors=True)
+        log_paths = {t: n.job.log_path for t, n in nodes.items() if n.job is not None}
+        if interrupted:
+            raise KeyboardInterrupt
+        return RunResult(
+            run=run,
+            states={t: n.state for t, n in nodes.items()},
+            outputs={t: n.outputs for t, n in nodes.items()},
+            errors=failed,
+            log_paths=log_paths,
+        )
+
+    def _emit(self, run: RunRecord, node: _Node, state: str, *, error: str = "") -> None:
+        elapsed = time.monotonic() - node.started if node.started else 0.0
+        self.listener(
+            NodeEvent(
+                run_id=run.run_id,
+                node_id=node.task_id,
+                state=state,
+                elapsed_s=elapsed,
+                attempt=node.attempt,
+                error=error,
+                log_path=node.job.log_path if node.job else "",
+            )
+        )
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+

@@ -1,0 +1,282 @@
+"""The rendered Kubernetes manifests: schema-valid, least privilege, hardened pods."""
+
+from __future__ import annotations
+
+import copy
+
+import kubernetes_validate
+import pytest
+
+# Oldest Kubernetes release the manifests promise to work on (CronJob timeZone is GA
+# from 1.27), and the newest schemas kubernetes-validate ships.
+K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod")  # as rendered by conftest.py
+OVERLAYS = ("overlays/dev", "overlays/prod")
+READ_ONLY_VERBS = {"get", "list", "watch"}
+
+
+def objects_of(objs: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objs if obj["kind"] == kind]
+
+
+def one(objs: list[dict], kind: str, name: str) -> dict:
+    found = [obj for obj in objs if obj["kind"] == kind and obj["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(objs: list[dict]) -> list[tuple[str, dict]]:
+    """(kind/name, pod spec) of every workload that creates pods."""
+    specs = []
+    for obj in objs:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            specs.append((name, obj["spec"]["template"]["spec"]))
+        elif obj["kind"] == "CronJob":
+            specs.append((name, obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif obj["kind"] == "Pod":
+            specs.append((name, obj["spec"]))
+    return specs
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_object_is_valid_against_the_kubernetes_schema(rendered, kustomization, version):
+    objs = rendered[kustomization]
+    assert len(objs) >= 14
+    for obj in objs:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_strict_validator_rejects_a_misspelt_field(rendered):
+    deployment = copy.deepcopy(one(rendered["base"], "Deployment", "flywheel-serving"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_everything_lives_in_the_flywheel_namespace(rendered, kustomization):
+    objs = rendered[kustomization]
+    assert one(objs, "Namespace", "flywheel")
+    for obj in objs:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == "flywheel", obj["metadata"]["name"]
+        assert obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"), "RBAC must stay namespaced"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_pod_runs_non_root_read_only_without_privileges(rendered, kustomization):
+    specs = pod_specs(rendered[kustomization])
+    assert {name for name, _ in specs} == {"Deployment/flywheel-serving", "CronJob/flywheel-monitor"}
+    for name, spec in specs:
+        pod_ctx = spec["securityContext"]
+        assert pod_ctx["runAsNonRoot"] is True, name
+        assert pod_ctx["runAsUser"] == 10001, name
+        assert pod_ctx["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
+        for container in spec["containers"] + spec.get("initContainers", []):
+            ctx = container["securityContext"]
+            where = f"{name} container {container['name']}"
+            assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0, where
+            assert ctx["readOnlyRootFilesystem"] is True, where
+            assert ctx["allowPrivilegeEscalation"] is False, where
+            assert ctx.get("privileged", False) is False, where
+            assert ctx["capabilities"]["drop"] == ["ALL"], where
+            assert not ctx["capabilities"].get("add"), where
+            resources = container["resources"]
+            for section in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources[section]), f"{where}: {section}"
+            # A read-only root needs a writable /tmp.
+            tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert tmp and not tmp[0].get("readOnly"), where
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_volume_mount_refers_to_a_volume_and_every_claim_exists(rendered, kustomization):
+    objs = rendered[kustomization]
+    claims = {obj["metadata"]["name"] for obj in objects_of(objs, "PersistentVolumeClaim")}
+    for name, spec in pod_specs(objs):
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        for container in spec["containers"]:
+            for mount in container["volumeMounts"]:
+                assert mount["name"] in volumes, f"{name}: mount of unknown volume {mount['name']}"
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims, name
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_serving_has_probes_port_and_a_read_only_registry(rendered, kustomization):
+    objs = rendered[kustomization]
+    deployment = one(objs, "Deployment", "flywheel-serving")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["image"].split("/")[-1].split(":")[0] == "flywheel-serving"
+    assert [p["containerPort"] for p in container["ports"]] == [8501]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] in (8501, "http")
+    command = container["command"]
+    assert command[:2] == ["flywheel", "serve"]
+    assert command[command.index("--registry") + 1] == "/models"
+    assert command[command.index("--port") + 1] == "8501"
+    models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+    assert models["readOnly"] is True
+    tmp_volume = next(
+        v for v in spec["volumes"]
+        if v["name"] == next(m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+    )
+    assert "emptyDir" in tmp_volume
+
+    service = one(objs, "Service", "flywheel-serving")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8501, "http")]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_serving_autoscales_on_cpu(rendered, kustomization):
+    objs = rendered[kustomization]
+    hpa = one(objs, "HorizontalPodAutoscaler", "flywheel-serving")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "flywheel-serving"
+    }
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_monitor_cronjob_never_overlaps_and_checks_once(rendered, kustomization):
+    cron = one(rendered[kustomization], "CronJob", "flywheel-monitor")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "flywheel-monitor"
+    (container,) = pod["containers"]
+    assert container["image"].split("/")[-1].split(":")[0] == "flywheel"
+    command = container["command"]
+    assert command[:3] == ["flywheel", "monitor", "--once"]
+    assert command[command.index("--registry") + 1] == "/models"
+    models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+    assert models["readOnly"] is True
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_rbac_has_no_wildcards_and_bindings_resolve(rendered, kustomization):
+    objs = rendered[kustomization]
+    roles = {obj["metadata"]["name"]: obj for obj in objects_of(objs, "Role")}
+    accounts = {obj["metadata"]["name"] for obj in objects_of(objs, "ServiceAccount")}
+    assert {"flywheel-pipeline-runner", "flywheel-monitor"} <= set(roles)
+    for name, role in roles.items():
+        for rule in role["rules"]:
+            for field in ("verbs", "resources", "apiGroups"):
+                assert "*" not in rule.get(field, []), f"Role {name} has a wildcard in {field}"
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), name
+            # Secrets only by name, never the whole namespace.
+            if "secrets" in rule["resources"]:
+                assert rule.get("resourceNames") and set(rule["verbs"]) <= READ_ONLY_VERBS
+    for binding in objects_of(objs, "RoleBinding"):
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] in roles
+        for subject in binding["subjects"]:
+            assert subject["kind"] == "ServiceAccount" and subject["name"] in accounts
+            assert subject["namespace"] == "flywheel"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_monitor_is_read_only_and_serving_has_no_api_access(rendered, kustomization):
+    objs = rendered[kustomization]
+    monitor = one(objs, "Role", "flywheel-monitor")
+    for rule in monitor["rules"]:
+        assert set(rule["verbs"]) <= READ_ONLY_VERBS, rule
+
+    serving_sa = one(objs, "ServiceAccount", "flywheel-serving")
+    assert serving_sa["automountServiceAccountToken"] is False
+    deployment = one(objs, "Deployment", "flywheel-serving")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "flywheel-serving"
+    assert pod["automountServiceAccountToken"] is False
+    bound = {
+        subject["name"]
+        for binding in objects_of(objs, "RoleBinding") + objects_of(objs, "ClusterRoleBinding")
+        for subject in binding["subjects"]
+    }
+    assert "flywheel-serving" not in bound
+
+
+def test_pipeline_runner_role_grants_what_kfp_steps_need(rendered):
+    role = one(rendered["base"], "Role", "flywheel-pipeline-runner")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert ("argoproj.io", "workflowtaskresults", "create") in granted
+    assert ("", "pods", "get") in granted
+    assert ("", "configmaps", "get") in granted
+    assert ("", "persistentvolumeclaims", "create") in granted
+    # No write access to pods, and nothing beyond the core and Argo groups.
+    assert not {verb for group, resource, verb in granted if resource == "pods"} - READ_ONLY_VERBS
+    assert {group for group, _, _ in granted} == {"", "argoproj.io"}
+
+
+def _resources(objs: list[dict]) -> dict[str, dict]:
+    deployment = one(objs, "Deployment", "flywheel-serving")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+
+
+def _quantity(value: str) -> float:
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if str(value).endswith(suffix):
+            return float(str(value)[: -len(suffix)]) * factor
+    return float(value)
+
+
+def test_dev_is_small_and_prod_is_bigger_and_pinned(rendered):
+    dev, prod = rendered["overlays/dev"], rendered["overlays/prod"]
+    dev_serving = one(dev, "Deployment", "flywheel-serving")
+    prod_serving = one(prod, "Deployment", "flywheel-serving")
+    assert dev_serving["spec"]["replicas"] == 1
+    assert prod_serving["spec"]["replicas"] > 1
+    dev_hpa = one(dev, "HorizontalPodAutoscaler", "flywheel-serving")["spec"]
+    prod_hpa = one(prod, "HorizontalPodAutoscaler", "flywheel-serving")["spec"]
+    assert dev_hpa["minReplicas"] == 1
+    assert prod_hpa["minReplicas"] > dev_hpa["minReplicas"]
+    assert prod_hpa["maxReplicas"] > dev_hpa["maxReplicas"]
+    for section in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            assert _quantity(_resources(prod)[section][resource]) > _quantity(
+                _resources(dev)[section][resource]
+            ), f"{section}.{resource}"
+    pdb = one(prod, "PodDisruptionBudget", "flywheel-serving")
+    assert pdb["spec"]["minAvailable"] < prod_hpa["minReplicas"] + 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= (
+        prod_serving["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+@pytest.mark.parametrize("kustomization", OVERLAYS)
+def test_overlay_images_carry_an_explicit_tag(rendered, kustomization):
+    for name, spec in pod_specs(rendered[kustomization]):
+        for container in spec["containers"]:
+            image = container["image"]
+            last = image.rsplit("/", 1)[-1]
+            assert "@sha256:" in image or (":" in last and not last.endswith(":latest")), (
+                f"{name}: image {image} must carry a pinned tag or digest"
+            )
+
+
+def test_prod_images_come_from_a_registry_at_a_release_version(rendered):
+    for name, spec in pod_specs(rendered["overlays/prod"]):
+        for container in spec["containers"]:
+            repository, _, tag = container["image"].rpartition(":")
+            assert "." in repository.split("/")[0], f"{name}: {container['image']} has no registry host"
+            assert tag[0].isdigit() and tag.count(".") == 2, f"{name}: tag {tag!r} is not a release"

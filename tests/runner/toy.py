@@ -1,0 +1,60 @@
+"""Tiny components for runner tests (Kedro-style: trivial functions, real effects)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flywheel import Dataset, Input, Metrics, Output, component
+
+
+@component
+def produce(out: Output[Dataset], text: str = "hello", sleep_s: float = 0.0) -> None:
+    time.sleep(sleep_s)
+    with open(out.path("data.txt"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    out.properties["length"] = len(text)
+
+
+@component
+def consume(data: Input[Dataset], out: Output[Metrics], sleep_s: float = 0.0, fail_if_exists: str = "") -> None:
+    if fail_if_exists and os.path.exists(fail_if_exists):
+        raise ValueError(f"flag file {fail_if_exists} exists")
+    time.sleep(sleep_s)
+    with open(data.path("data.txt"), encoding="utf-8") as handle:
+        text = handle.read()
+    with open(out.path("metrics.txt"), "w", encoding="utf-8") as handle:
+        handle.write(text.upper())
+    out.properties["upper"] = text.upper()
+
+
+@component
+def relay(data: Input[Dataset], out: Output[Dataset]) -> None:
+    with open(data.path("data.txt"), encoding="utf-8") as source:
+        text = source.read()
+    with open(out.path("data.txt"), "w", encoding="utf-8") as handle:
+        handle.write(text + "!")
+
+
+@component(retries=2, retry_backoff_s=0.01)
+def flaky(out: Output[Dataset], counter: str, succeed_on: int = 0) -> None:
+    with open(counter, "a", encoding="utf-8") as handle:
+        handle.write("attempt\n")
+    with open(counter, encoding="utf-8") as handle:
+        attempts = len(handle.readlines())
+    if attempts != succeed_on:
+        raise RuntimeError(f"failing on attempt {attempts}")
+    with open(out.path("ok.txt"), "w", encoding="utf-8") as handle:
+        handle.write(str(attempts))
+
+
+@component
+def half_writer(out: Output[Dataset], ready: str) -> None:
+    """Writes part of a file, says so, then hangs until killed."""
+    with open(out.path("big.bin"), "wb") as handle:
+        handle.write(b"x" * 4096)
+        handle.flush()
+        with open(ready + ".tmp", "w", encoding="utf-8") as marker:
+            marker.write(str(os.getpid()))
+        os.replace(ready + ".tmp", ready)
+        time.sleep(120)
