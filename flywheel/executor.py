@@ -65,7 +65,9 @@ def load_component(reference: str, source: str | None = None) -> Component:
     """
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
-        raise ExecutorError(f"--component must be MODULE:NAME (e.g. flywheel.components.ingest:ingest); got {reference!r}.")
+        raise ExecutorError(
+            f"--component must be MODULE:NAME (e.g. flywheel.components.ingest:ingest); got {reference!r}."
+        )
     if source is None:
         try:
             module = importlib.import_module(module_name)
@@ -105,7 +107,9 @@ def _module_from_source(module_name: str, source: str) -> Any:
 def _runtime_artifact(entry: Mapping[str, Any], name: str, direction: str) -> Mapping[str, Any] | None:
     artifacts = (entry or {}).get("artifacts") or []
     if len(artifacts) > 1:
-        raise ExecutorError(f"{direction} '{name}' has {len(artifacts)} artifacts; flywheel components take exactly one.")
+        raise ExecutorError(
+            f"{direction} '{name}' has {len(artifacts)} artifacts; flywheel components take exactly one."
+        )
     return artifacts[0] if artifacts else None
 
 
@@ -138,10 +142,15 @@ def _coerce_parameter(comp: Component, name: str, value: Any) -> Any:
             pass
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise ExecutorError(
-            f"Parameter '{name}' of component '{comp.name}' is a {expected.__name__}; the executor "
+            f"Parameter '{name}' of component '{comp.name}' is {_article(expected)}; the executor "
             f"input gives {type(value).__name__} {value!r}."
         )
     return value
+
+
+def _article(kind: type) -> str:
+    name = kind.__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def _publish_report(artifact: Artifact) -> None:
@@ -180,7 +189,9 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
     for name, spec in comp.outputs.items():
         runtime = _runtime_artifact((outputs_section.get("artifacts") or {}).get(name), name, "Output")
         if runtime is None:
-            raise ExecutorError(f"The executor input has no location for output '{name}' of component '{comp.name}'.")
+            raise ExecutorError(
+                f"The executor input has no location for output '{name}' of component '{comp.name}'."
+            )
         runtimes[name] = runtime
         outputs[name] = spec.type(
             uri=local_path(runtime.get("uri", "")),
@@ -223,7 +234,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--executor_input", required=True, help="KFP executor input JSON (the {{$}} placeholder).")
     parser.add_argument("--component", required=True, help="MODULE:NAME of the component.")
-    parser.add_argument("--component-source-b64", default=None, help="Base64 source of MODULE when it is not installed.")
+    parser.add_argument(
+        "--component-source-b64", default=None, help="Base64 source of MODULE when it is not installed."
+    )
     parser.add_argument("--code-fingerprint", default=None, help="The component's code fingerprint at compile time.")
     return parser
 

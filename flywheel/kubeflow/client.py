@@ -44,7 +44,9 @@ def _normalise_host(host: str) -> str:
     return host
 
 
-def check_health(host: str, *, existing_token: str | None = None, timeout: float = HEALTHZ_TIMEOUT_S) -> dict[str, Any]:
+def check_health(
+    host: str, *, existing_token: str | None = None, timeout: float = HEALTHZ_TIMEOUT_S
+) -> dict[str, Any]:
     """Asks the KFP API whether it is up; returns its healthz answer.
 
     Raises:
@@ -149,14 +151,18 @@ def _resolve_params(pipeline: Pipeline | None, params: Mapping[str, Any] | None)
 
 
 @contextlib.contextmanager
-def _package(pipeline: Pipeline | str, image: str | None, pipeline_name: str | None) -> Iterator[tuple[str, Pipeline | None]]:
+def _package(
+    pipeline: Pipeline | str, image: str | None, pipeline_name: str | None
+) -> Iterator[tuple[str, Pipeline | None]]:
     """A compiled IR YAML for ``pipeline`` (compiled to a temporary file if needed)."""
     from flywheel.kubeflow.compiler import DEFAULT_IMAGE, compile_pipeline
     from flywheel.pipeline_file import load_pipeline
 
     if isinstance(pipeline, str) and pipeline.endswith(_COMPILED_SUFFIXES):
         if not os.path.isfile(pipeline):
-            raise PipelineFileError(f"Compiled pipeline not found: {pipeline}. Pass a .py pipeline file or a compiled .yaml.")
+            raise PipelineFileError(
+                f"Compiled pipeline not found: {pipeline}. Pass a .py pipeline file or a compiled .yaml."
+            )
         yield pipeline, None
         return
     pipe = load_pipeline(pipeline, pipeline_name) if isinstance(pipeline, str) else pipeline
@@ -386,16 +392,22 @@ def _change_schedule(
     return recurring_id
 
 
-def pause_schedule(name_or_id: str, host: str, *, namespace: str | None = None, existing_token: str | None = None) -> str:
+def pause_schedule(
+    name_or_id: str, host: str, *, namespace: str | None = None, existing_token: str | None = None
+) -> str:
     """Disables a recurring run (by display name or id); returns its id."""
     return _change_schedule("pause", name_or_id, host, namespace, existing_token)
 
 
-def resume_schedule(name_or_id: str, host: str, *, namespace: str | None = None, existing_token: str | None = None) -> str:
+def resume_schedule(
+    name_or_id: str, host: str, *, namespace: str | None = None, existing_token: str | None = None
+) -> str:
     """Enables a recurring run (by display name or id); returns its id."""
     return _change_schedule("resume", name_or_id, host, namespace, existing_token)
 
 
-def delete_schedule(name_or_id: str, host: str, *, namespace: str | None = None, existing_token: str | None = None) -> str:
+def delete_schedule(
+    name_or_id: str, host: str, *, namespace: str | None = None, existing_token: str | None = None
+) -> str:
     """Deletes a recurring run (by display name or id); returns its id."""
     return _change_schedule("delete", name_or_id, host, namespace, existing_token)

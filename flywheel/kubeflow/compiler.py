@@ -121,6 +121,7 @@ def kfp_artifact_class(artifact_type: type[Artifact]) -> type:
 
 
 def _parameter_annotation(ptype: type, default: Any) -> Any:
+    # typing.Optional, not ``X | None``: kfp strips only typing.Optional from annotations.
     return typing.Optional[ptype] if default is None else ptype
 
 

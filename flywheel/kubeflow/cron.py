@@ -104,6 +104,6 @@ def to_kfp_cron(expression: str) -> str:
         raise CronExpressionError(
             f"Cron expression {expression!r} has {len(fields)} field(s). {_FORMAT_HINT}"
         )
-    for text, field in zip(fields, _FIELDS):
+    for text, field in zip(fields, _FIELDS, strict=True):
         _check_field(text, field, expression)
     return " ".join(fields)

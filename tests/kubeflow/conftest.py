@@ -139,7 +139,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith(PREFIX + "/recurringruns/"):
             recurring_id, _, action = path[len(PREFIX + "/recurringruns/"):].partition(":")
             if recurring_id not in state.recurring:
-                return self._reply(404, json.dumps({"error": "not found", "message": f"{recurring_id} not found"}).encode())
+                missing = {"error": "not found", "message": f"{recurring_id} not found"}
+                return self._reply(404, json.dumps(missing).encode())
             if method == "POST" and action in ("enable", "disable"):
                 state.recurring[recurring_id]["mode"] = "ENABLE" if action == "enable" else "DISABLE"
                 return self._reply(200)

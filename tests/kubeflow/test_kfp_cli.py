@@ -79,7 +79,7 @@ def test_submit_prints_run_id_and_url(pipeline_file, kfp_server, capsys):
 def test_submit_bad_param_fails_before_connecting(pipeline_file, kfp_server):
     with pytest.raises(ParameterError, match="NAME=VALUE"):
         _run("submit", pipeline_file, "--host", kfp_server.url, "--param", "rows")
-    with pytest.raises(ParameterError, match="is a int"):
+    with pytest.raises(ParameterError, match="is an int"):
         _run("submit", pipeline_file, "--host", kfp_server.url, "--param", "rows=many")
     assert kfp_server.state.requests == []
 
@@ -141,7 +141,10 @@ def test_cron_help_mentions_five_field_prefix(capsys):
 
 
 def test_importing_the_commands_does_not_import_kfp():
-    code = "import sys, flywheel.cli.kubeflow_commands; print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api', 'tensorflow')))"
+    code = (
+        "import sys, flywheel.cli.kubeflow_commands; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api', 'tensorflow')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -102,6 +102,14 @@ def int_to_float(steps: int = 4) -> None:
     fit(examples=made.outputs["examples"], learning_rate=2)
 
 
+def _module_root() -> str:
+    """The sys.path entry from which this module imports as ``__name__``."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    for _ in range(__name__.count(".")):
+        root = os.path.dirname(root)
+    return root
+
+
 def _compile(tmp_path, pipe=tiny, **kwargs) -> dict:
     out = tmp_path / "pipeline.yaml"
     compile_pipeline(pipe, str(out), **kwargs)
@@ -265,9 +273,9 @@ def test_bad_resources_are_a_compile_error(tmp_path):
 def test_compiling_does_not_import_tensorflow(tmp_path):
     code = textwrap.dedent(
         f"""
-        import sys
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        import {__name__} as mod
+        import importlib, sys
+        sys.path.insert(0, {_module_root()!r})
+        mod = importlib.import_module({__name__!r})
         from flywheel.kubeflow.compiler import compile_pipeline
         compile_pipeline(mod.tiny, {str(tmp_path / 'p.yaml')!r})
         heavy = [m for m in ("tensorflow", "tensorflow_data_validation", "apache_beam") if m in sys.modules]
@@ -369,11 +377,8 @@ def test_module_reference_when_module_is_in_the_image(tmp_path):
     assert "--component-source-b64" not in _container(doc, task)["args"]
 
     command, output_file = _launch_task(str(compiled), "make_rows", {"rows": 2}, str(tmp_path / "root" / "make"))
-    # The "image" has this module importable: put its directory on PYTHONPATH.
-    module_root = os.path.dirname(__file__)
-    for _ in range(__name__.count(".")):
-        module_root = os.path.dirname(module_root)
-    result = _run(command, PYTHONPATH=module_root)
+    # The "image" has this module importable: put its root on PYTHONPATH.
+    result = _run(command, PYTHONPATH=_module_root())
     assert result.returncode == 0, result.stderr
     made = json.loads(open(output_file).read())["artifacts"]["examples"]["artifacts"][0]
     assert made["metadata"] == {"rows": 2}

@@ -61,7 +61,12 @@ SOURCE_B64 = base64.b64encode(inspect.getsource(sys.modules[__name__]).encode())
 def _artifact(name: str, schema_title: str, uri: str, metadata: dict | None = None) -> dict:
     return {
         "artifacts": [
-            {"name": name, "type": {"schemaTitle": schema_title, "schemaVersion": "0.0.1"}, "uri": uri, "metadata": metadata or {}}
+            {
+                "name": name,
+                "type": {"schemaTitle": schema_title, "schemaVersion": "0.0.1"},
+                "uri": uri,
+                "metadata": metadata or {},
+            }
         ]
     }
 
@@ -145,7 +150,7 @@ def test_bad_parameter_type_is_reported(tmp_path):
     _write_examples(tmp_path, 1)
     result = _run_executor(tmp_path, _executor_input(tmp_path, {"min_rows": "many"}))
     assert result.returncode == 1
-    assert "Parameter 'min_rows' of component 'count_lines' is a int" in result.stderr
+    assert "Parameter 'min_rows' of component 'count_lines' is an int" in result.stderr
 
 
 def test_unknown_component_reference_fails_cleanly(tmp_path):
@@ -197,7 +202,11 @@ def test_report_published_as_file_reaches_downstream_component_as_directory(tmp_
     page.parent.mkdir(parents=True)
     page.write_text("<p>hi</p>")
     executor_input = {
-        "inputs": {"artifacts": {"page": _artifact("page", "system.HTML", "minio://b/page", {REPORT_FILE_PROPERTY: "index.html"})}},
+        "inputs": {
+            "artifacts": {
+                "page": _artifact("page", "system.HTML", "minio://b/page", {REPORT_FILE_PROPERTY: "index.html"})
+            }
+        },
         "outputs": {
             "artifacts": {"stats": _artifact("stats", "system.Artifact", "minio://b/stats")},
             "outputFile": str(tmp_path / "out" / "executor_output.json"),
