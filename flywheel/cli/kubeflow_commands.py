@@ -65,6 +65,14 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default=None, help="experiment name (created if missing)")
+    parser.add_argument(
+        "--service-account", default=None, help="service account of the run's pods (e.g. flywheel-pipeline-runner)"
+    )
+    parser.add_argument("--pipeline-root", default=None, help="object-store URI for the run's artifacts")
+
+
 def register(subparsers: Any) -> None:
     """Adds ``compile``, ``submit`` and ``schedule`` to an argparse subparsers object."""
     compile_parser = subparsers.add_parser(
@@ -81,7 +89,7 @@ def register(subparsers: Any) -> None:
     submit_parser = subparsers.add_parser("submit", help="start a run on Kubeflow Pipelines")
     submit_parser.add_argument("pipeline_file", metavar="PIPELINE_FILE", help="pipeline .py file or compiled .yaml")
     _add_connection_args(submit_parser, host_required=True)
-    submit_parser.add_argument("--experiment", default=None, help="experiment name (created if missing)")
+    _add_run_args(submit_parser)
     _add_pipeline_args(submit_parser)
     submit_parser.set_defaults(handler=submit_command)
 
@@ -96,7 +104,7 @@ def register(subparsers: Any) -> None:
     create.add_argument("--cron", required=True, help=CRON_HELP)
     create.add_argument("pipeline_file", metavar="PIPELINE_FILE", help="pipeline .py file or compiled .yaml")
     _add_connection_args(create, host_required=False)
-    create.add_argument("--experiment", default=None, help="experiment name (created if missing)")
+    _add_run_args(create)
     create.add_argument(
         "--max-concurrency", type=int, default=1, help="runs of this schedule allowed at once (default 1)"
     )
@@ -153,6 +161,8 @@ def submit_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=args.token,
         image=args.image,
+        service_account=args.service_account,
+        pipeline_root=args.pipeline_root,
     )
     print(f"Run id: {run_id}")
     print(f"Dashboard: {url}")
@@ -185,6 +195,8 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=args.token,
         image=args.image,
+        service_account=args.service_account,
+        pipeline_root=args.pipeline_root,
     )
     print(f"Schedule '{args.name}' created: id {schedule_id}, cron '{kfp_cron}'")
     print(f"Dashboard: {url}")

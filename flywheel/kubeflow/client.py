@@ -191,6 +191,8 @@ def submit(
     image: str | None = None,
     pipeline_name: str | None = None,
     run_name: str | None = None,
+    service_account: str | None = None,
+    pipeline_root: str | None = None,
 ) -> tuple[str, str]:
     """Starts one run of a pipeline on Kubeflow Pipelines.
 
@@ -206,6 +208,10 @@ def submit(
         image: Component image used when compiling.
         pipeline_name: Which pipeline of a file that defines several.
         run_name: Display name of the run (default: pipeline name + time).
+        service_account: Kubernetes service account the run's pods use
+            (k8s/ sets up ``flywheel-pipeline-runner``); KFP's default if None.
+        pipeline_root: Object-store URI for the run's artifacts; KFP's
+            default (the ``kfp-launcher`` ConfigMap) if None.
 
     Returns:
         ``(run_id, url)`` where url opens the run in the KFP dashboard.
@@ -225,6 +231,8 @@ def submit(
                 run_name=name,
                 experiment_name=experiment,
                 namespace=namespace,
+                service_account=service_account,
+                pipeline_root=pipeline_root,
             )
     run_id = result.run_id
     return run_id, f"{_normalise_host(host)}/#/runs/details/{run_id}"
@@ -282,6 +290,8 @@ def create_schedule(
     image: str | None = None,
     pipeline_name: str | None = None,
     enabled: bool = True,
+    service_account: str | None = None,
+    pipeline_root: str | None = None,
 ) -> tuple[str, str]:
     """Creates a KFP recurring run of a pipeline on a cron schedule.
 
@@ -294,8 +304,8 @@ def create_schedule(
         max_concurrency: Runs of this schedule allowed at the same time.
         no_catchup: If True, missed intervals (paused, scheduler down) are not
             back-filled; only the latest one runs.
-        params, experiment, namespace, existing_token, image, pipeline_name:
-            As for ``submit``.
+        params, experiment, namespace, existing_token, image, pipeline_name,
+        service_account, pipeline_root: As for ``submit``.
         enabled: Create it paused when False.
 
     Returns:
@@ -326,6 +336,8 @@ def create_schedule(
                 params=arguments,
                 pipeline_package_path=path,
                 enabled=enabled,
+                service_account=service_account,
+                pipeline_root=pipeline_root,
             )
     recurring_id = recurring.recurring_run_id
     return recurring_id, f"{_normalise_host(host)}/#/recurringrun/details/{recurring_id}"

@@ -40,7 +40,14 @@ def _as_model(body: dict, model: str):
 
 
 def test_submit_sends_pipeline_spec_and_coerced_parameters(kfp_server):
-    run_id, url = client.submit(contract, kfp_server.url, experiment="nightly", params={"rows": "7"})
+    run_id, url = client.submit(
+        contract,
+        kfp_server.url,
+        experiment="nightly",
+        params={"rows": "7"},
+        service_account="flywheel-pipeline-runner",
+        pipeline_root="minio://mlpipeline/flywheel",
+    )
 
     assert run_id == "run-1"
     assert url == f"{kfp_server.url}/#/runs/details/run-1"
@@ -50,6 +57,8 @@ def test_submit_sends_pipeline_spec_and_coerced_parameters(kfp_server):
     assert run.pipeline_spec["root"]["dag"]["tasks"]["emit"]["componentRef"]["name"] == "comp-emit"
     assert run.runtime_config.parameters == {"rows": 7}
     assert run.display_name.startswith("contract ")
+    assert run.service_account == "flywheel-pipeline-runner"
+    assert run.runtime_config.pipeline_root == "minio://mlpipeline/flywheel"
     # The experiment was looked up by name, then created, and the run filed under it.
     (new_experiment,) = kfp_server.state.calls("POST", "/experiments")
     assert _as_model(new_experiment.body, "V2beta1Experiment").display_name == "nightly"
@@ -98,7 +107,8 @@ def test_list_runs(kfp_server):
 
 def test_create_schedule_sends_cron_concurrency_and_no_catchup(kfp_server):
     schedule_id, url = client.create_schedule(
-        "nightly-train", "30 2 * * *", contract, kfp_server.url, params={"rows": "4"}
+        "nightly-train", "30 2 * * *", contract, kfp_server.url, params={"rows": "4"},
+        service_account="flywheel-pipeline-runner",
     )
 
     assert schedule_id == "rr-1"
@@ -113,6 +123,7 @@ def test_create_schedule_sends_cron_concurrency_and_no_catchup(kfp_server):
     assert recurring.pipeline_spec["pipelineInfo"]["name"] == "contract"
     assert recurring.runtime_config.parameters == {"rows": 4}
     assert recurring.experiment_id == "exp-1"
+    assert recurring.service_account == "flywheel-pipeline-runner"
 
 
 def test_create_schedule_with_catchup_and_concurrency(kfp_server):

@@ -67,13 +67,14 @@ def test_compile_missing_file_is_a_user_error(tmp_path):
 
 def test_submit_prints_run_id_and_url(pipeline_file, kfp_server, capsys):
     code = _run("submit", pipeline_file, "--host", kfp_server.url, "--param", "rows=9", "--param", "ratio=0.25",
-                "--experiment", "cli", "--token", "tok")
+                "--experiment", "cli", "--token", "tok", "--service-account", "flywheel-pipeline-runner")
     assert code == 0
     out = capsys.readouterr().out
     assert out.splitlines() == ["Run id: run-1", f"Dashboard: {kfp_server.url}/#/runs/details/run-1"]
     (create,) = kfp_server.state.calls("POST", "/runs")
     assert create.body["runtime_config"]["parameters"] == {"rows": 9, "ratio": 0.25}
     assert create.authorization == "Bearer tok"
+    assert create.body["service_account"] == "flywheel-pipeline-runner"
 
 
 def test_submit_bad_param_fails_before_connecting(pipeline_file, kfp_server):
