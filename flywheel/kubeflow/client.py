@@ -141,39 +141,48 @@ def connect(host: str, *, namespace: str | None = None, existing_token: str | No
         return kfp.Client(**kwargs)
 
 
-def _resolve_params(pipeline: Pipeline | None, params: Mapping[str, Any] | None) -> dict[str, Any]:
+def _resolve_params(pipeline: Pipeline | str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Parameters to send: the given ones, checked and coerced when the pipeline is known."""
     params = dict(params or {})
-    if pipeline is None:
+    if not isinstance(pipeline, Pipeline):
         return params
     values = pipeline.resolve_parameters(params)  # raises ParameterError: unknown, missing, bad type
     return {name: values[name] for name in params}
 
 
-@contextlib.contextmanager
-def _package(
-    pipeline: Pipeline | str, image: str | None, pipeline_name: str | None
-) -> Iterator[tuple[str, Pipeline | None]]:
-    """A compiled IR YAML for ``pipeline`` (compiled to a temporary file if needed)."""
-    from flywheel.kubeflow.compiler import DEFAULT_IMAGE, compile_pipeline
+def _load(pipeline: Pipeline | str, pipeline_name: str | None) -> Pipeline | str:
+    """A ``Pipeline`` for a pipeline file; a compiled package path stays a path."""
     from flywheel.pipeline_file import load_pipeline
 
-    if isinstance(pipeline, str) and pipeline.endswith(_COMPILED_SUFFIXES):
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    if pipeline.endswith(_COMPILED_SUFFIXES):
         if not os.path.isfile(pipeline):
             raise PipelineFileError(
                 f"Compiled pipeline not found: {pipeline}. Pass a .py pipeline file or a compiled .yaml."
             )
-        yield pipeline, None
+        return pipeline
+    return load_pipeline(pipeline, pipeline_name)
+
+
+@contextlib.contextmanager
+def _package(pipeline: Pipeline | str, image: str | None) -> Iterator[str]:
+    """A compiled IR YAML for ``pipeline`` (compiled to a temporary file if it is a ``Pipeline``)."""
+    from flywheel.kubeflow.compiler import DEFAULT_IMAGE, compile_pipeline
+
+    if not isinstance(pipeline, Pipeline):
+        yield pipeline
         return
-    pipe = load_pipeline(pipeline, pipeline_name) if isinstance(pipeline, str) else pipeline
     with tempfile.TemporaryDirectory(prefix="flywheel-kfp-") as tmp:
-        path = os.path.join(tmp, f"{pipe.name}.yaml")
-        compile_pipeline(pipe, path, image=image or DEFAULT_IMAGE)
-        yield path, pipe
+        path = os.path.join(tmp, f"{pipeline.name}.yaml")
+        compile_pipeline(pipeline, path, image=image or DEFAULT_IMAGE)
+        yield path
 
 
-def _pipeline_display_name(path: str, pipe: Pipeline | None) -> str:
-    return pipe.name if pipe is not None else os.path.splitext(os.path.basename(path))[0]
+def _pipeline_display_name(pipeline: Pipeline | str) -> str:
+    if isinstance(pipeline, Pipeline):
+        return pipeline.name
+    return os.path.splitext(os.path.basename(pipeline))[0]
 
 
 def _timestamp() -> str:
@@ -220,10 +229,12 @@ def submit(
         ParameterError: unknown, missing or ill-typed parameters.
         KubeflowConnectionError: the API cannot be reached or refused the run.
     """
-    with _package(pipeline, image, pipeline_name) as (path, pipe):
-        arguments = _resolve_params(pipe, params)
-        client = connect(host, namespace=namespace, existing_token=existing_token)
-        name = run_name or f"{_pipeline_display_name(path, pipe)} {_timestamp()}"
+    # Cheap checks first (parameters, reachability), then the ~3 s compile.
+    pipe = _load(pipeline, pipeline_name)
+    arguments = _resolve_params(pipe, params)
+    client = connect(host, namespace=namespace, existing_token=existing_token)
+    with _package(pipe, image) as path:
+        name = run_name or f"{_pipeline_display_name(pipe)} {_timestamp()}"
         with _api_call(host, "create the run"):
             result = client.create_run_from_pipeline_package(
                 pipeline_file=path,
@@ -321,15 +332,16 @@ def create_schedule(
         raise ScheduleError(
             f"max_concurrency must be an int from 1 to 10 (KFP's limit); got {max_concurrency!r}."
         )
-    with _package(pipeline, image, pipeline_name) as (path, pipe):
-        arguments = _resolve_params(pipe, params)
-        client = connect(host, namespace=namespace, existing_token=existing_token)
-        experiment_id = _experiment_id(client, host, experiment, namespace)
+    pipe = _load(pipeline, pipeline_name)
+    arguments = _resolve_params(pipe, params)
+    client = connect(host, namespace=namespace, existing_token=existing_token)
+    experiment_id = _experiment_id(client, host, experiment, namespace)
+    with _package(pipe, image) as path:
         with _api_call(host, f"create recurring run '{name}'"):
             recurring = client.create_recurring_run(
                 experiment_id=experiment_id,
                 job_name=name,
-                description=f"flywheel schedule of pipeline {_pipeline_display_name(path, pipe)}",
+                description=f"flywheel schedule of pipeline {_pipeline_display_name(pipe)}",
                 cron_expression=kfp_cron,
                 max_concurrency=max_concurrency,
                 no_catchup=bool(no_catchup),
