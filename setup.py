@@ -15,6 +15,7 @@ setup(
         "flywheel.metadata",
         "flywheel.runner",
         "flywheel.cli",
+        "flywheel.kubeflow",
         "flywheel.components",
         "flywheel.pipelines",
     ],

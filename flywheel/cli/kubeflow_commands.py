@@ -1,0 +1,238 @@
+"""CLI commands for Kubeflow Pipelines: compile, submit, schedule.
+
+``register(subparsers)`` adds::
+
+    compile PIPELINE_FILE -o OUT [--image IMAGE] [--pipeline NAME]
+    submit PIPELINE_FILE --host URL [--experiment NAME] [--param k=v ...]
+           [--namespace NS] [--token TOKEN]
+    schedule create NAME --cron EXPR PIPELINE_FILE --host URL [--param k=v ...]
+    schedule list --host URL
+    schedule {pause,resume,delete} NAME_OR_ID --host URL
+
+Each handler takes the parsed args and returns an exit code; user errors are
+``FlywheelError`` subclasses, which the main program prints as one line. kfp
+is imported only inside the handlers, so ``flywheel --help`` stays instant.
+Schedules without ``--host`` are local schedules, which another module adds;
+until then they raise a clear error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flywheel.errors import ParameterError
+from flywheel.kubeflow.errors import ScheduleError
+
+CRON_HELP = (
+    "cron expression: Kubeflow's 6 fields 'SEC MIN HOUR DOM MONTH DOW' (e.g. '0 0 3 * * *') or "
+    "standard 5-field cron 'MIN HOUR DOM MONTH DOW' (e.g. '0 3 * * *'), which gets '0 ' (second 0) "
+    "prefixed"
+)
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}`` (values stay strings; the pipeline coerces them).
+
+    Raises:
+        ParameterError: an item has no '=' or an empty name.
+    """
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ParameterError(f"--param takes NAME=VALUE (e.g. --param epochs=5); got {pair!r}.")
+        params[name.strip()] = value
+    return params
+
+
+def _add_connection_args(parser: argparse.ArgumentParser, *, host_required: bool) -> None:
+    parser.add_argument(
+        "--host",
+        required=host_required,
+        default=None,
+        help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080",
+    )
+    parser.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user Kubeflow)")
+    parser.add_argument("--token", default=None, help="bearer token for the KFP API (kfp.Client existing_token)")
+
+
+def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
+    parser.add_argument("--image", default=None, help="component image every task runs (default: flywheel:<version>)")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter (repeatable)"
+    )
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default=None, help="experiment name (created if missing)")
+    parser.add_argument(
+        "--service-account", default=None, help="service account of the run's pods (e.g. flywheel-pipeline-runner)"
+    )
+    parser.add_argument("--pipeline-root", default=None, help="object-store URI for the run's artifacts")
+
+
+def register(subparsers: Any) -> None:
+    """Adds ``compile``, ``submit`` and ``schedule`` to an argparse subparsers object."""
+    compile_parser = subparsers.add_parser(
+        "compile", help="compile a pipeline to Kubeflow Pipelines v2 IR YAML"
+    )
+    compile_parser.add_argument("pipeline_file", metavar="PIPELINE_FILE")
+    compile_parser.add_argument("-o", "--output", required=True, metavar="OUT", help="YAML file to write")
+    compile_parser.add_argument(
+        "--image", default=None, help="component image every task runs (default: flywheel:<version>)"
+    )
+    compile_parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
+    compile_parser.set_defaults(handler=compile_command)
+
+    submit_parser = subparsers.add_parser("submit", help="start a run on Kubeflow Pipelines")
+    submit_parser.add_argument("pipeline_file", metavar="PIPELINE_FILE", help="pipeline .py file or compiled .yaml")
+    _add_connection_args(submit_parser, host_required=True)
+    _add_run_args(submit_parser)
+    _add_pipeline_args(submit_parser)
+    submit_parser.set_defaults(handler=submit_command)
+
+    schedule_parser = subparsers.add_parser(
+        "schedule", help="recurring runs (Kubeflow recurring runs with --host)"
+    )
+    actions = schedule_parser.add_subparsers(dest="schedule_action", metavar="ACTION")
+    actions.required = True
+
+    create = actions.add_parser("create", help="create a recurring run", description=f"--cron: {CRON_HELP}.")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--cron", required=True, help=CRON_HELP)
+    create.add_argument("pipeline_file", metavar="PIPELINE_FILE", help="pipeline .py file or compiled .yaml")
+    _add_connection_args(create, host_required=False)
+    _add_run_args(create)
+    create.add_argument(
+        "--max-concurrency", type=int, default=1, help="runs of this schedule allowed at once (default 1)"
+    )
+    create.add_argument(
+        "--catchup",
+        action="store_true",
+        help="back-fill intervals missed while paused (default: no catch-up, only the latest runs)",
+    )
+    _add_pipeline_args(create)
+    create.set_defaults(handler=schedule_create_command)
+
+    listing = actions.add_parser("list", help="list recurring runs")
+    _add_connection_args(listing, host_required=False)
+    listing.set_defaults(handler=schedule_list_command)
+
+    for action, text in (("pause", "pause"), ("resume", "resume"), ("delete", "delete")):
+        change = actions.add_parser(action, help=f"{text} a recurring run")
+        change.add_argument("name", metavar="NAME_OR_ID", help="display name or id of the recurring run")
+        _add_connection_args(change, host_required=False)
+        change.set_defaults(handler=schedule_change_command)
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    """``compile``: writes the IR YAML and says where."""
+    from flywheel.kubeflow.compiler import DEFAULT_IMAGE, compile_pipeline
+    from flywheel.pipeline_file import load_pipeline
+
+    pipeline = load_pipeline(args.pipeline_file, args.pipeline)
+    compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE)
+    print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The pipeline object for a .py file (params are checked before connecting); a .yaml path as is."""
+    from flywheel.pipeline_file import load_pipeline
+
+    if args.pipeline_file.endswith((".yaml", ".yml", ".json")):
+        return args.pipeline_file
+    pipeline = load_pipeline(args.pipeline_file, args.pipeline)
+    pipeline.resolve_parameters(parse_params(args.param))
+    return pipeline
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    """``submit``: starts a run and prints its id and dashboard URL."""
+    from flywheel.kubeflow import client
+
+    run_id, url = client.submit(
+        _load(args),
+        args.host,
+        experiment=args.experiment,
+        params=parse_params(args.param),
+        namespace=args.namespace,
+        existing_token=args.token,
+        image=args.image,
+        service_account=args.service_account,
+        pipeline_root=args.pipeline_root,
+    )
+    print(f"Run id: {run_id}")
+    print(f"Dashboard: {url}")
+    return 0
+
+
+def _require_host(args: argparse.Namespace) -> str:
+    # Local schedules (flywheel's own scheduler) plug in here when --host is absent.
+    if not args.host:
+        raise ScheduleError("local schedules are not available yet; pass --host URL to use Kubeflow recurring runs.")
+    return args.host
+
+
+def schedule_create_command(args: argparse.Namespace) -> int:
+    """``schedule create``: validates cron first, then creates a KFP recurring run."""
+    from flywheel.kubeflow import client
+    from flywheel.kubeflow.cron import to_kfp_cron
+
+    kfp_cron = to_kfp_cron(args.cron)  # a bad expression fails before anything else
+    host = _require_host(args)
+    schedule_id, url = client.create_schedule(
+        args.name,
+        kfp_cron,
+        _load(args),
+        host,
+        max_concurrency=args.max_concurrency,
+        no_catchup=not args.catchup,
+        params=parse_params(args.param),
+        experiment=args.experiment,
+        namespace=args.namespace,
+        existing_token=args.token,
+        image=args.image,
+        service_account=args.service_account,
+        pipeline_root=args.pipeline_root,
+    )
+    print(f"Schedule '{args.name}' created: id {schedule_id}, cron '{kfp_cron}'")
+    print(f"Dashboard: {url}")
+    return 0
+
+
+def schedule_list_command(args: argparse.Namespace) -> int:
+    """``schedule list``: one line per recurring run."""
+    from flywheel.kubeflow import client
+
+    host = _require_host(args)
+    schedules = client.list_schedules(host, namespace=args.namespace, existing_token=args.token)
+    if not schedules:
+        print("No recurring runs.")
+        return 0
+    print(f"{'ID':<38} {'NAME':<24} {'CRON':<20} {'STATE':<8} CONCURRENCY")
+    for item in schedules:
+        state = "enabled" if item["enabled"] else "paused"
+        print(
+            f"{item['id'] or '':<38} {item['name'] or '':<24} {item['cron'] or '':<20} {state:<8} "
+            f"{item['max_concurrency']}"
+        )
+    return 0
+
+
+def schedule_change_command(args: argparse.Namespace) -> int:
+    """``schedule pause|resume|delete``."""
+    from flywheel.kubeflow import client
+
+    host = _require_host(args)
+    change = {
+        "pause": client.pause_schedule,
+        "resume": client.resume_schedule,
+        "delete": client.delete_schedule,
+    }[args.schedule_action]
+    schedule_id = change(args.name, host, namespace=args.namespace, existing_token=args.token)
+    past = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[args.schedule_action]
+    print(f"Schedule '{args.name}' ({schedule_id}) {past}.")
+    return 0

@@ -1,0 +1,318 @@
+"""Compiling a flywheel pipeline to Kubeflow Pipelines v2 IR YAML.
+
+The IR is written by the kfp SDK's own compiler: every flywheel component
+becomes a KFP container component (built with ``kfp.dsl.container_component``
+over a function whose signature mirrors the component's interface), and a
+``@kfp.dsl.pipeline`` function built from the flywheel graph calls them. Each
+task runs the flywheel image with one entrypoint::
+
+    python -m flywheel.executor --executor_input {{$}} --component MODULE:NAME
+        [--component-source-b64 SOURCE] --code-fingerprint SHA256
+
+``{{$}}`` is KFP's executor-input placeholder (the one KFP's own lightweight
+Python components use); the launcher replaces it with the task's inputs,
+parameters and output locations. Components whose module is installed in the
+image (``image_packages``, by default the ``flywheel`` package) are imported by
+name; any other component (a pipeline file, a notebook-style module) travels as
+its module's source, base64-encoded in the args, the way KFP's lightweight
+components embed function source.
+
+kfp is imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import sys
+import typing
+from typing import Any
+
+from flywheel import __version__
+from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.component import Component
+from flywheel.dsl.pipeline import LatestRef, Pipeline, PipelineParam
+from flywheel.kubeflow.errors import KubeflowCompileError
+
+DEFAULT_IMAGE = f"flywheel:{__version__}"
+EXECUTOR_COMMAND = ("python", "-m", "flywheel.executor")
+DEFAULT_IMAGE_PACKAGES = ("flywheel",)
+
+
+def component_reference(
+    comp: Component, *, image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES
+) -> tuple[str, str | None]:
+    """How the executor finds a component: ``MODULE:NAME`` and, if needed, source.
+
+    Args:
+        comp: The component.
+        image_packages: Top-level packages installed in the image; components
+            from them are imported by module path.
+
+    Returns:
+        ``(reference, source)``: source is the text of the component's module
+        when that module is not installed in the image, else None.
+
+    Raises:
+        KubeflowCompileError: the component is not a module-level name (the
+            executor could not find it) or its module's source is unreadable.
+    """
+    module_name = comp.fn.__module__
+    module = sys.modules.get(module_name)
+    attr = None
+    if module is not None:
+        attr = next((k for k, v in vars(module).items() if v is comp), None)
+    if attr is None:
+        raise KubeflowCompileError(
+            f"Component '{comp.name}' is not a module-level name of module '{module_name}'; "
+            "the executor looks components up by name, so define it at the top level of a "
+            "module (not inside a function)."
+        )
+    reference = f"{module_name}:{attr}"
+    if module_name.split(".")[0] in image_packages:
+        return reference, None
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError) as exc:
+        raise KubeflowCompileError(
+            f"Component '{comp.name}' comes from module '{module_name}', which is not installed in "
+            f"the image (packages {', '.join(image_packages)}), and its source cannot be read to "
+            f"embed it: {exc}. Put the component in a file or install its package in the image."
+        ) from exc
+    return reference, source
+
+
+def executor_args(comp: Component, *, image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES) -> list[str]:
+    """The container args of a component's task (after ``EXECUTOR_COMMAND``)."""
+    from kfp import dsl
+
+    reference, source = component_reference(comp, image_packages=image_packages)
+    args = ["--executor_input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER, "--component", reference]
+    if source is not None:
+        args += ["--component-source-b64", base64.b64encode(source.encode()).decode("ascii")]
+    # The fingerprint makes KFP's cache key change when the component's code does
+    # (the image tag alone may not), and lets the executor warn on a stale image.
+    args += ["--code-fingerprint", comp.code_fingerprint]
+    return args
+
+
+def kfp_artifact_class(artifact_type: type[Artifact]) -> type:
+    """The kfp artifact class with the same schema title as a flywheel type."""
+    from kfp import dsl
+
+    known = (
+        dsl.Artifact,
+        dsl.Dataset,
+        dsl.Model,
+        dsl.Metrics,
+        dsl.ClassificationMetrics,
+        dsl.SlicedClassificationMetrics,
+        dsl.HTML,
+        dsl.Markdown,
+    )
+    for cls in known:
+        if cls.schema_title == artifact_type.SCHEMA_TITLE:
+            return cls
+    # A user-defined schema title: a kfp artifact subclass carrying it.
+    return type(artifact_type.__name__, (dsl.Artifact,), {
+        "schema_title": artifact_type.SCHEMA_TITLE,
+        "schema_version": "0.0.1",
+    })
+
+
+def _parameter_annotation(ptype: type, default: Any) -> Any:
+    # typing.Optional, not ``X | None``: kfp strips only typing.Optional from annotations.
+    return typing.Optional[ptype] if default is None else ptype
+
+
+def container_component(
+    comp: Component,
+    *,
+    image: str,
+    image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
+    int_parameters: frozenset[str] = frozenset(),
+) -> Any:
+    """A kfp container component with ``comp``'s interface, running the flywheel executor.
+
+    Args:
+        comp: The flywheel component.
+        image: Container image of the task.
+        image_packages: See ``component_reference``.
+        int_parameters: Float parameters to declare as int, because an int
+            pipeline parameter feeds them (flywheel allows int -> float, kfp's
+            type check does not; the executor converts the value back to float).
+    """
+    from kfp import dsl
+
+    command = list(EXECUTOR_COMMAND)
+    args = executor_args(comp, image_packages=image_packages)
+    required: list[inspect.Parameter] = []
+    optional: list[inspect.Parameter] = []
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for name, spec in comp.inputs.items():
+        annotation = dsl.Input[kfp_artifact_class(spec.type)]
+        if spec.optional:
+            optional.append(inspect.Parameter(name, kind, annotation=annotation, default=None))
+        else:
+            required.append(inspect.Parameter(name, kind, annotation=annotation))
+    for name, spec in comp.outputs.items():
+        required.append(inspect.Parameter(name, kind, annotation=dsl.Output[kfp_artifact_class(spec.type)]))
+    for name, spec in comp.parameters.items():
+        ptype = int if name in int_parameters else spec.type
+        if spec.required:
+            required.append(inspect.Parameter(name, kind, annotation=ptype))
+        else:
+            annotation = _parameter_annotation(ptype, spec.default)
+            optional.append(inspect.Parameter(name, kind, annotation=annotation, default=spec.default))
+
+    def container(*_placeholders: Any) -> Any:
+        # Inputs, outputs and parameters all reach the executor through {{$}}.
+        return dsl.ContainerSpec(image=image, command=command, args=args)
+
+    container.__signature__ = inspect.Signature(required + optional)  # type: ignore[attr-defined]
+    container.__name__ = comp.name
+    container.__qualname__ = comp.name
+    container.__doc__ = comp.description or None
+    try:
+        return dsl.container_component(container)
+    except (TypeError, ValueError) as exc:
+        raise KubeflowCompileError(
+            f"Component '{comp.name}' cannot be expressed as a Kubeflow component: {exc}"
+        ) from exc
+
+
+def _apply_options(kfp_task: Any, task: Any) -> None:
+    options = task.options
+    kfp_task.set_display_name(task.id)
+    kfp_task.set_caching_options(options.cache)
+    if options.retries:
+        # flywheel doubles the wait after each retry; KFP's backoff_factor does the same.
+        kfp_task.set_retry(
+            num_retries=options.retries,
+            backoff_duration=f"{int(round(options.retry_backoff_s))}s",
+            backoff_factor=2.0,
+        )
+    try:
+        if options.cpu:
+            kfp_task.set_cpu_request(str(options.cpu))
+        if options.memory:
+            kfp_task.set_memory_request(str(options.memory))
+    except ValueError as exc:
+        raise KubeflowCompileError(
+            f"Task '{task.id}' has resources cpu={options.cpu!r}, memory={options.memory!r} that "
+            f"Kubernetes does not accept: {exc} Use e.g. cpu='500m' or '2', memory='512Mi' or '2Gi'."
+        ) from exc
+
+
+def _int_fed_float_parameters(task: Any) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, value in task.parameters.items()
+        if isinstance(value, PipelineParam)
+        and value.type is int
+        and task.component.parameters[name].type is float
+    )
+
+
+def build_kfp_pipeline(
+    pipeline: Pipeline,
+    *,
+    image: str = DEFAULT_IMAGE,
+    image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
+) -> Any:
+    """A ``kfp.dsl`` pipeline (graph component) equivalent to ``pipeline``.
+
+    Raises:
+        KubeflowCompileError: a component or option has no KFP equivalent.
+    """
+    from kfp import dsl
+
+    kfp_components: dict[tuple[int, frozenset[str]], Any] = {}
+    component_keys: dict[str, tuple[int, frozenset[str]]] = {}
+    for task in pipeline.tasks.values():
+        key = (id(task.component), _int_fed_float_parameters(task))
+        if key not in kfp_components:
+            kfp_components[key] = container_component(
+                task.component, image=image, image_packages=image_packages, int_parameters=key[1]
+            )
+        component_keys[task.id] = key
+
+    signature = inspect.Signature(
+        [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=_parameter_annotation(spec.type, spec.default),
+                default=inspect.Parameter.empty if spec.required else spec.default,
+            )
+            for name, spec in sorted(pipeline.parameters.items(), key=lambda kv: not kv[1].required)
+        ]
+    )
+
+    def body(*args: Any, **kwargs: Any) -> None:
+        channels = signature.bind(*args, **kwargs).arguments
+        kfp_tasks: dict[str, Any] = {}
+        for task_id in pipeline.topological_order():
+            task = pipeline.tasks[task_id]
+            arguments: dict[str, Any] = {}
+            for name, ref in task.inputs.items():
+                if isinstance(ref, LatestRef):
+                    # latest(...) is resolved by flywheel's runner from its own MLMD; KFP
+                    # has no "newest artifact of an earlier run" input. Such inputs are
+                    # optional by construction, so the KFP task runs without it (as a first
+                    # run would).
+                    continue
+                arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
+            for name, value in task.parameters.items():
+                if isinstance(value, PipelineParam):
+                    arguments[name] = channels[value.name]
+                elif task.component.parameters[name].type is float and isinstance(value, int):
+                    arguments[name] = float(value)  # kfp types the constant 3 as int
+                else:
+                    arguments[name] = value
+            kfp_task = kfp_components[component_keys[task_id]](**arguments)
+            _apply_options(kfp_task, task)
+            for upstream in task.explicit_upstream:
+                kfp_task.after(kfp_tasks[upstream])
+            kfp_tasks[task_id] = kfp_task
+
+    body.__signature__ = signature  # type: ignore[attr-defined]
+    body.__name__ = pipeline.name.replace("-", "_")
+    try:
+        return dsl.pipeline(name=pipeline.name, description=pipeline.description or None)(body)
+    except (TypeError, ValueError) as exc:
+        raise KubeflowCompileError(
+            f"Pipeline '{pipeline.name}' cannot be compiled for Kubeflow Pipelines: {exc}"
+        ) from exc
+
+
+def compile_pipeline(
+    pipeline: Pipeline,
+    output_path: str,
+    *,
+    image: str = DEFAULT_IMAGE,
+    image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
+) -> None:
+    """Writes ``pipeline`` as Kubeflow Pipelines v2 IR YAML.
+
+    Args:
+        pipeline: The flywheel pipeline.
+        output_path: Where to write the YAML.
+        image: Container image every task runs (the flywheel component image).
+        image_packages: Top-level packages installed in the image; components
+            defined elsewhere are embedded as source.
+
+    Raises:
+        KubeflowCompileError: the pipeline has no KFP equivalent (bad name,
+            resources, a component that is not a module-level name).
+    """
+    from kfp import compiler as kfp_compiler
+
+    kfp_pipeline = build_kfp_pipeline(pipeline, image=image, image_packages=image_packages)
+    try:
+        kfp_compiler.Compiler().compile(pipeline_func=kfp_pipeline, package_path=output_path)
+    except (TypeError, ValueError) as exc:
+        raise KubeflowCompileError(
+            f"kfp could not compile pipeline '{pipeline.name}' to {output_path}: {exc}"
+        ) from exc
+

@@ -1,0 +1,219 @@
+"""flywheel.kubeflow.client against a local server speaking the KFP v2beta1 REST API.
+
+Request bodies are deserialised into ``kfp_server_api`` models (the API's own
+schema) before their fields are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from flywheel import Examples, Output, component, pipeline
+from flywheel.errors import ParameterError
+from flywheel.kubeflow import client
+from flywheel.kubeflow.compiler import compile_pipeline
+from flywheel.kubeflow.errors import CronExpressionError, KubeflowConnectionError, ScheduleError
+
+
+@component
+def emit(examples: Output[Examples], rows: int = 1, label: str = "y") -> None:
+    examples.properties["rows"] = rows
+
+
+@pipeline(name="contract")
+def contract(rows: int = 2, label: str = "species") -> None:
+    emit(rows=rows, label=label)
+
+
+class _Body:
+    def __init__(self, body: dict) -> None:
+        self.data = json.dumps(body)
+
+
+def _as_model(body: dict, model: str):
+    import kfp_server_api
+
+    return kfp_server_api.ApiClient().deserialize(_Body(body), model)
+
+
+def test_submit_sends_pipeline_spec_and_coerced_parameters(kfp_server):
+    run_id, url = client.submit(
+        contract,
+        kfp_server.url,
+        experiment="nightly",
+        params={"rows": "7"},
+        service_account="flywheel-pipeline-runner",
+        pipeline_root="minio://mlpipeline/flywheel",
+    )
+
+    assert run_id == "run-1"
+    assert url == f"{kfp_server.url}/#/runs/details/run-1"
+    (create,) = kfp_server.state.calls("POST", "/runs")
+    run = _as_model(create.body, "V2beta1Run")
+    assert run.pipeline_spec["pipelineInfo"]["name"] == "contract"
+    assert run.pipeline_spec["root"]["dag"]["tasks"]["emit"]["componentRef"]["name"] == "comp-emit"
+    assert run.runtime_config.parameters == {"rows": 7}
+    assert run.display_name.startswith("contract ")
+    assert run.service_account == "flywheel-pipeline-runner"
+    assert run.runtime_config.pipeline_root == "minio://mlpipeline/flywheel"
+    # The experiment was looked up by name, then created, and the run filed under it.
+    (new_experiment,) = kfp_server.state.calls("POST", "/experiments")
+    assert _as_model(new_experiment.body, "V2beta1Experiment").display_name == "nightly"
+    assert run.experiment_id == "exp-1"
+
+
+def test_submit_reuses_an_existing_experiment_and_accepts_compiled_yaml(kfp_server, tmp_path):
+    client.submit(contract, kfp_server.url, experiment="nightly")
+    compiled = tmp_path / "contract.yaml"
+    compile_pipeline(contract, str(compiled))
+    client.submit(str(compiled), kfp_server.url, experiment="nightly", params={"rows": 3})
+
+    assert len(kfp_server.state.calls("POST", "/experiments")) == 1
+    first, second = (_as_model(c.body, "V2beta1Run") for c in kfp_server.state.calls("POST", "/runs"))
+    assert second.experiment_id == first.experiment_id == "exp-1"
+    assert second.pipeline_spec == first.pipeline_spec
+    assert second.runtime_config.parameters == {"rows": 3}
+
+
+def test_submit_rejects_unknown_parameters_before_sending(kfp_server):
+    with pytest.raises(ParameterError, match="has no parameter 'epochs'"):
+        client.submit(contract, kfp_server.url, params={"epochs": "3"})
+    assert kfp_server.state.requests == []
+
+
+def test_token_is_sent_as_bearer(kfp_server):
+    client.list_runs(kfp_server.url, existing_token="s3cret")
+    assert kfp_server.state.requests
+    assert {r.authorization for r in kfp_server.state.requests} == {"Bearer s3cret"}
+
+
+def test_list_runs(kfp_server):
+    client.submit(contract, kfp_server.url)
+    client.submit(contract, kfp_server.url, params={"rows": 5})
+    runs = client.list_runs(kfp_server.url, limit=1)
+
+    assert [r["id"] for r in runs] == ["run-2"]
+    assert set(runs[0]) == {"id", "name", "state", "created_at", "finished_at"}
+    assert runs[0]["state"] == "PENDING"
+    assert runs[0]["created_at"].startswith("2024-05-01T12:00:00")
+    assert runs[0]["finished_at"] is None
+    (listing,) = kfp_server.state.calls("GET", "/runs")
+    assert listing.query["page_size"] == ["1"]
+    assert listing.query["sort_by"] == ["created_at desc"]
+
+
+def test_create_schedule_sends_cron_concurrency_and_no_catchup(kfp_server):
+    schedule_id, url = client.create_schedule(
+        "nightly-train", "30 2 * * *", contract, kfp_server.url, params={"rows": "4"},
+        service_account="flywheel-pipeline-runner",
+    )
+
+    assert schedule_id == "rr-1"
+    assert url == f"{kfp_server.url}/#/recurringrun/details/rr-1"
+    (create,) = kfp_server.state.calls("POST", "/recurringruns")
+    recurring = _as_model(create.body, "V2beta1RecurringRun")
+    assert recurring.display_name == "nightly-train"
+    assert recurring.trigger.cron_schedule.cron == "0 30 2 * * *"  # 5 fields -> second 0 prefixed
+    assert int(recurring.max_concurrency) == 1
+    assert recurring.no_catchup is True
+    assert recurring.mode == "ENABLE"
+    assert recurring.pipeline_spec["pipelineInfo"]["name"] == "contract"
+    assert recurring.runtime_config.parameters == {"rows": 4}
+    assert recurring.experiment_id == "exp-1"
+    assert recurring.service_account == "flywheel-pipeline-runner"
+
+
+def test_create_schedule_with_catchup_and_concurrency(kfp_server):
+    client.create_schedule(
+        "hourly", "0 0 * * * *", contract, kfp_server.url, max_concurrency=3, no_catchup=False
+    )
+    recurring = _as_model(kfp_server.state.calls("POST", "/recurringruns")[0].body, "V2beta1RecurringRun")
+    assert recurring.trigger.cron_schedule.cron == "0 0 * * * *"
+    assert int(recurring.max_concurrency) == 3
+    assert recurring.no_catchup is False
+
+
+def test_bad_cron_is_rejected_before_any_request(kfp_server):
+    with pytest.raises(CronExpressionError, match="has 3 field"):
+        client.create_schedule("bad", "* * *", contract, kfp_server.url)
+    with pytest.raises(ScheduleError, match="max_concurrency"):
+        client.create_schedule("bad", "0 3 * * *", contract, kfp_server.url, max_concurrency=0)
+    assert kfp_server.state.requests == []
+
+
+def test_list_pause_resume_delete_schedules(kfp_server):
+    client.create_schedule("nightly", "0 3 * * *", contract, kfp_server.url)
+    client.create_schedule("weekly", "0 4 * * 1", contract, kfp_server.url)
+
+    schedules = client.list_schedules(kfp_server.url)
+    assert {s["name"]: s["cron"] for s in schedules} == {"nightly": "0 0 3 * * *", "weekly": "0 0 4 * * 1"}
+    assert all(s["enabled"] and s["max_concurrency"] == 1 and s["no_catchup"] for s in schedules)
+
+    assert client.pause_schedule("nightly", kfp_server.url) == "rr-1"  # by display name
+    assert kfp_server.state.calls("POST", "/recurringruns/rr-1:disable")
+    assert not {s["name"]: s["enabled"] for s in client.list_schedules(kfp_server.url)}["nightly"]
+
+    assert client.resume_schedule("rr-1", kfp_server.url) == "rr-1"  # by id
+    assert kfp_server.state.calls("POST", "/recurringruns/rr-1:enable")
+
+    client.delete_schedule("weekly", kfp_server.url)
+    assert kfp_server.state.calls("DELETE", "/recurringruns/rr-2")
+    assert [s["name"] for s in client.list_schedules(kfp_server.url)] == ["nightly"]
+
+
+def test_unknown_schedule_is_a_one_line_error(kfp_server):
+    with pytest.raises(KubeflowConnectionError) as info:
+        client.pause_schedule("nope", kfp_server.url)
+    message = str(info.value)
+    assert message.startswith(f"Kubeflow Pipelines at {kfp_server.url} refused to pause recurring run 'nope': HTTP 404")
+    assert "nope not found" in message
+    assert "\n" not in message
+
+
+def test_api_error_is_a_one_line_error(kfp_server):
+    kfp_server.state.fail_next = (400, "pipeline spec is invalid")
+    with pytest.raises(KubeflowConnectionError) as info:
+        client.list_runs(kfp_server.url)
+    assert "HTTP 400" in str(info.value)
+    assert "pipeline spec is invalid" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_connection_failure_is_one_clear_line(closed_port_url):
+    started = time.monotonic()
+    with pytest.raises(KubeflowConnectionError) as info:
+        client.submit(contract, closed_port_url)
+    message = str(info.value)
+    assert time.monotonic() - started < 10
+    assert message.startswith(f"Cannot reach Kubeflow Pipelines at {closed_port_url}: GET /apis/v2beta1/healthz failed")
+    assert "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_host_that_is_not_kfp(tmp_path):
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b"<html>login</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Html)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(KubeflowConnectionError, match="is not a Kubeflow Pipelines API"):
+            client.list_runs(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
