@@ -41,6 +41,10 @@ class RunNotFoundError(MetadataError):
     """No run has the given id."""
 
 
+class ScheduleError(FlywheelError):
+    """A recurring run cannot be created, found or changed (local or on Kubeflow)."""
+
+
 class RunError(FlywheelError):
     """A pipeline run did not complete."""
 

@@ -25,12 +25,8 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-from flywheel.errors import FlywheelError
+from flywheel.errors import FlywheelError, ScheduleError
 from flywheel.home import Home
-
-
-class ScheduleError(FlywheelError):
-    """A schedule is missing, duplicated or declared wrongly."""
 
 
 @dataclasses.dataclass

@@ -21,29 +21,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from flywheel.cli import schedule_commands
+from flywheel.cli.run_commands import parse_params
 from flywheel.errors import ParameterError
-from flywheel.kubeflow.errors import ScheduleError
 
 CRON_HELP = (
     "cron expression: Kubeflow's 6 fields 'SEC MIN HOUR DOM MONTH DOW' (e.g. '0 0 3 * * *') or "
     "standard 5-field cron 'MIN HOUR DOM MONTH DOW' (e.g. '0 3 * * *'), which gets '0 ' (second 0) "
     "prefixed"
 )
-
-
-def parse_params(pairs: list[str] | None) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{"k": "v"}`` (values stay strings; the pipeline coerces them).
-
-    Raises:
-        ParameterError: an item has no '=' or an empty name.
-    """
-    params: dict[str, str] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ParameterError(f"--param takes NAME=VALUE (e.g. --param epochs=5); got {pair!r}.")
-        params[name.strip()] = value
-    return params
 
 
 def _add_connection_args(parser: argparse.ArgumentParser, *, host_required: bool) -> None:
@@ -94,7 +80,8 @@ def register(subparsers: Any) -> None:
     submit_parser.set_defaults(handler=submit_command)
 
     schedule_parser = subparsers.add_parser(
-        "schedule", help="recurring runs (Kubeflow recurring runs with --host)"
+        "schedule",
+        help="recurring runs: local (fired by `flywheel scheduler`) or Kubeflow recurring runs with --host",
     )
     actions = schedule_parser.add_subparsers(dest="schedule_action", metavar="ACTION")
     actions.required = True
@@ -169,20 +156,15 @@ def submit_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_host(args: argparse.Namespace) -> str:
-    # Local schedules (flywheel's own scheduler) plug in here when --host is absent.
-    if not args.host:
-        raise ScheduleError("local schedules are not available yet; pass --host URL to use Kubeflow recurring runs.")
-    return args.host
-
-
 def schedule_create_command(args: argparse.Namespace) -> int:
     """``schedule create``: validates cron first, then creates a KFP recurring run."""
     from flywheel.kubeflow import client
     from flywheel.kubeflow.cron import to_kfp_cron
 
+    if not args.host:
+        return schedule_commands.create_local(args)
     kfp_cron = to_kfp_cron(args.cron)  # a bad expression fails before anything else
-    host = _require_host(args)
+    host = args.host
     schedule_id, url = client.create_schedule(
         args.name,
         kfp_cron,
@@ -207,7 +189,9 @@ def schedule_list_command(args: argparse.Namespace) -> int:
     """``schedule list``: one line per recurring run."""
     from flywheel.kubeflow import client
 
-    host = _require_host(args)
+    if not args.host:
+        return schedule_commands.list_local(args)
+    host = args.host
     schedules = client.list_schedules(host, namespace=args.namespace, existing_token=args.token)
     if not schedules:
         print("No recurring runs.")
@@ -226,7 +210,9 @@ def schedule_change_command(args: argparse.Namespace) -> int:
     """``schedule pause|resume|delete``."""
     from flywheel.kubeflow import client
 
-    host = _require_host(args)
+    if not args.host:
+        return schedule_commands.change_local(args, args.schedule_action)
+    host = args.host
     change = {
         "pause": client.pause_schedule,
         "resume": client.resume_schedule,

@@ -16,7 +16,7 @@ from flywheel.errors import FlywheelError
 
 def build_parser() -> argparse.ArgumentParser:
     from flywheel import __version__
-    from flywheel.cli import image_commands, run_commands, schedule_commands
+    from flywheel.cli import image_commands, kubeflow_commands, run_commands, schedule_commands
 
     parser = argparse.ArgumentParser(
         prog="flywheel",
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     run_commands.register(subparsers)
+    kubeflow_commands.register(subparsers)
     schedule_commands.register(subparsers)
     image_commands.register(subparsers)
     return parser

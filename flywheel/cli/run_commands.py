@@ -62,13 +62,17 @@ def _home(args: argparse.Namespace) -> Any:
     return Home.resolve(args.home)
 
 
-def parse_params(items: list[str]) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{"k": "v"}``; raises ParameterError on bad items."""
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}`` (values stay strings; the pipeline coerces them).
+
+    Raises:
+        ParameterError: an item has no '=' or an empty name.
+    """
     params: dict[str, str] = {}
-    for item in items:
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ParameterError(f"Bad --param {item!r}: expected KEY=VALUE, e.g. --param epochs=10.")
+            raise ParameterError(f"--param takes NAME=VALUE (e.g. --param epochs=5); got {item!r}.")
         params[key.strip()] = value
     return params
 

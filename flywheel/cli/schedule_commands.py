@@ -1,4 +1,4 @@
-"""Recurring runs: ``flywheel schedule ...`` (local, or KFP with --host) and ``flywheel scheduler``."""
+"""Local recurring runs: the ``flywheel scheduler`` daemon and ``schedule ...`` without --host."""
 
 from __future__ import annotations
 
@@ -10,46 +10,8 @@ from flywheel.cli.run_commands import parse_params
 
 
 def register(subparsers: Any) -> None:
-    schedule = subparsers.add_parser(
-        "schedule",
-        help="recurring runs: create, list, pause, resume, delete",
-        description="Recurring runs. Without --host they are local and fired by `flywheel scheduler`; "
-        "with --host they are Kubeflow Pipelines recurring runs.",
-    )
-    actions = schedule.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
-
-    def remote_options(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--host", help="Kubeflow Pipelines API URL (omit for a local schedule)")
-        parser.add_argument("--namespace", help="Kubeflow namespace (with --host)")
-        parser.add_argument("--token", help="existing bearer token (with --host)")
-
-    create = actions.add_parser("create", help="create a schedule")
-    create.add_argument("name")
-    create.add_argument(
-        "--cron",
-        required=True,
-        help="local: 5 fields 'min hour dom month dow'; KFP (--host): 6 fields with seconds first, "
-        "or 5 fields (seconds 0 are added)",
-    )
-    create.add_argument("pipeline_file")
-    create.add_argument("--pipeline", dest="pipeline_name", help="which pipeline, if the file defines several")
-    create.add_argument("--param", "-p", action="append", default=[], metavar="K=V")
-    create.add_argument("--catchup", action="store_true", help="after downtime, fire every missed slot (default: only the latest)")
-    create.add_argument("--max-concurrency", type=int, default=1, help="runs of this schedule at once (default 1)")
-    create.add_argument("--experiment", help="KFP experiment (with --host)")
-    remote_options(create)
-    create.set_defaults(handler=create_schedule)
-
-    listing = actions.add_parser("list", help="list schedules with their next and last firings")
-    remote_options(listing)
-    listing.set_defaults(handler=list_schedules)
-
-    for action, helptext in (("pause", "stop firing"), ("resume", "fire again"), ("delete", "remove")):
-        parser = actions.add_parser(action, help=f"{helptext} a schedule")
-        parser.add_argument("name", help="schedule name (local) or recurring run id (KFP)")
-        remote_options(parser)
-        parser.set_defaults(handler=change_schedule, action=action)
-
+    """Adds ``scheduler``; ``schedule ...`` is declared with the Kubeflow commands and
+    comes here (``create_local`` and friends) when no --host is given."""
     daemon = subparsers.add_parser(
         "scheduler",
         help="run due local schedules (a daemon)",
@@ -64,38 +26,22 @@ def register(subparsers: Any) -> None:
 def _home(args: argparse.Namespace) -> Any:
     from flywheel.home import Home
 
-    return Home.resolve(args.home)
+    return Home.resolve(getattr(args, "home", None))
 
 
 def _when(epoch: float | None) -> str:
     return "-" if epoch is None else dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
 
 
-def create_schedule(args: argparse.Namespace) -> int:
+def create_local(args: argparse.Namespace) -> int:
+    """``schedule create`` without --host: a schedule fired by ``flywheel scheduler``."""
     from flywheel.pipeline_file import load_pipeline
+    from flywheel.scheduling import ScheduleStore, validate_cron
 
-    pipe = load_pipeline(args.pipeline_file, args.pipeline_name)
+    validate_cron(args.cron)  # a bad expression fails before anything else
+    pipe = load_pipeline(args.pipeline_file, args.pipeline)
     params = parse_params(args.param)
     pipe.resolve_parameters(params)  # reject bad parameters now, not at 3 a.m.
-    if args.host:
-        from flywheel.kubeflow import client
-
-        recurring_id = client.create_schedule(
-            args.name,
-            args.cron,
-            pipe,
-            args.host,
-            max_concurrency=args.max_concurrency,
-            no_catchup=not args.catchup,
-            params=params,
-            experiment=args.experiment,
-            namespace=args.namespace,
-            existing_token=args.token,
-        )
-        print(f"Created Kubeflow recurring run {recurring_id} ('{args.name}', cron {args.cron})")
-        return 0
-    from flywheel.scheduling import ScheduleStore
-
     store = ScheduleStore(_home(args))
     schedule = store.create(
         args.name,
@@ -111,18 +57,9 @@ def create_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_schedules(args: argparse.Namespace) -> int:
+def list_local(args: argparse.Namespace) -> int:
+    """``schedule list`` without --host."""
     from flywheel.cli.run_commands import _table
-
-    if args.host:
-        from flywheel.kubeflow import client
-
-        rows = [
-            [s["id"], s["name"], s.get("cron", ""), s.get("status", ""), str(s.get("max_concurrency", ""))]
-            for s in client.list_schedules(args.host, namespace=args.namespace, existing_token=args.token)
-        ]
-        print(_table(["ID", "NAME", "CRON", "STATUS", "MAX CONCURRENCY"], rows))
-        return 0
     from flywheel.scheduling import ScheduleStore
 
     store = ScheduleStore(_home(args))
@@ -140,30 +77,23 @@ def list_schedules(args: argparse.Namespace) -> int:
                 last,
             ]
         )
+    if not rows:
+        print("No local schedules. Create one with: flywheel schedule create NAME --cron '0 3 * * *' PIPELINE_FILE")
+        return 0
     print(_table(["NAME", "PIPELINE", "CRON", "STATE", "NEXT", "LAST FIRED"], rows))
     return 0
 
 
-def change_schedule(args: argparse.Namespace) -> int:
-    if args.host:
-        from flywheel.kubeflow import client
-
-        operation = {
-            "pause": client.pause_schedule,
-            "resume": client.resume_schedule,
-            "delete": client.delete_schedule,
-        }[args.action]
-        operation(args.name, args.host, namespace=args.namespace, existing_token=args.token)
-        print(f"{args.action.capitalize()}d Kubeflow recurring run {args.name}")
-        return 0
+def change_local(args: argparse.Namespace, action: str) -> int:
+    """``schedule pause|resume|delete`` without --host."""
     from flywheel.scheduling import ScheduleStore
 
     store = ScheduleStore(_home(args))
-    if args.action == "delete":
+    if action == "delete":
         store.delete(args.name)
     else:
-        store.set_paused(args.name, args.action == "pause")
-    print(f"Schedule '{args.name}': {args.action}d")
+        store.set_paused(args.name, action == "pause")
+    print(f"Schedule '{args.name}': {action}d")
     return 0
 
 

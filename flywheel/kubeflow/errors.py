@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flywheel import errors
 from flywheel.errors import DefinitionError, FlywheelError, ParameterError
 
 
@@ -21,5 +22,5 @@ class CronExpressionError(KubeflowError, ParameterError):
     """A cron expression is not one Kubeflow Pipelines accepts."""
 
 
-class ScheduleError(KubeflowError):
+class ScheduleError(KubeflowError, errors.ScheduleError):
     """A schedule cannot be created, found or changed."""

@@ -65,7 +65,7 @@ def test_run_then_runs_show_and_lineage(home, pipeline_file, flywheel_cmd):
     [
         (["run", "/no/such/pipeline.py"], "Pipeline file not found: /no/such/pipeline.py"),
         (["run", "{file}", "--param", "nope=1"], "has no parameter 'nope'"),
-        (["run", "{file}", "--param", "text"], "expected KEY=VALUE"),
+        (["run", "{file}", "--param", "text"], "--param takes NAME=VALUE"),
         (["runs", "show", "no-such-run"], "No run with id 'no-such-run'"),
         (["lineage", "999999"], "No artifact with id or URI '999999'"),
     ],

@@ -12,6 +12,7 @@ import yaml
 
 from flywheel.cli import kubeflow_commands
 from flywheel.errors import ParameterError, PipelineFileError
+from flywheel import errors
 from flywheel.kubeflow.errors import CronExpressionError, ScheduleError
 
 PIPELINE_SOURCE = textwrap.dedent(
@@ -90,11 +91,13 @@ def test_submit_requires_host(pipeline_file):
         _parser().parse_args(["submit", pipeline_file])
 
 
-def test_schedule_without_host_says_local_is_not_available(pipeline_file):
-    with pytest.raises(ScheduleError, match="local schedules are not available yet; pass --host"):
-        _run("schedule", "create", "nightly", "--cron", "0 3 * * *", pipeline_file)
-    with pytest.raises(ScheduleError, match="local schedules are not available yet"):
-        _run("schedule", "list")
+def test_schedule_without_host_is_local_and_sends_nothing(pipeline_file, home, kfp_server, capsys):
+    _run("schedule", "create", "nightly", "--cron", "0 3 * * *", pipeline_file)
+    _run("schedule", "list")
+    assert "nightly" in capsys.readouterr().out
+    with pytest.raises(errors.ScheduleError, match="5 fields"):
+        _run("schedule", "create", "secondly", "--cron", "0 0 3 * * *", pipeline_file)
+    assert kfp_server.state.requests == []
 
 
 def test_schedule_bad_cron_is_reported_first(pipeline_file):
