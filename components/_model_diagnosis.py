@@ -6,8 +6,9 @@ The rule, in order (first match wins), on the last epoch of a Keras history:
    accuracy < ``low_accuracy`` — the model cannot even fit the train data.
 2. **over-fitting**: train accuracy exceeds validation accuracy by more than
    ``max_gap``, *or* over the last ``window`` epochs validation loss rose by
-   more than ``rise_tolerance`` (relative) while train loss fell — the model
-   learns the train data at the expense of unseen data.
+   more than ``rise_tolerance`` (relative) and more than ``min_rise``
+   (absolute, so noise on a near-zero loss does not count) while train loss
+   fell — the model learns the train data at the expense of unseen data.
 3. **fine** otherwise.
 """
 
@@ -38,6 +39,7 @@ def diagnose(
     low_accuracy: float = 0.8,
     max_gap: float = 0.1,
     rise_tolerance: float = 0.1,
+    min_rise: float = 0.02,
     window: int = 5,
 ) -> Diagnosis:
     """Applies the rule of this module to a Keras history.
@@ -49,6 +51,7 @@ def diagnose(
         max_gap: Largest train-minus-validation accuracy gap that is fine.
         rise_tolerance: Relative rise of validation loss over the last
             ``window`` epochs (while train loss falls) that counts as over-fitting.
+        min_rise: Smallest absolute rise of validation loss that counts.
         window: Epochs looked back for the rising-validation-loss rule.
 
     Raises:
@@ -78,8 +81,9 @@ def diagnose(
     loss, val_loss = history["loss"], history["val_loss"]
     start = max(0, len(val_loss) - 1 - window)
     if len(val_loss) > 1:
-        rise = (val_loss[-1] - val_loss[start]) / max(abs(val_loss[start]), 1e-12)
-        if rise > rise_tolerance and loss[-1] < loss[start]:
+        rise_abs = val_loss[-1] - val_loss[start]
+        rise = rise_abs / max(abs(val_loss[start]), 1e-12)
+        if rise > rise_tolerance and rise_abs > min_rise and loss[-1] < loss[start]:
             return Diagnosis(
                 OVER_FITTING,
                 f"validation loss rose {rise:.0%} over the last {len(val_loss) - 1 - start} epochs "

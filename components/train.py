@@ -40,7 +40,7 @@ def train(
     learning_rate: float = 0.01,
     epochs: int = 100,
     batch_size: int = 32,
-    early_stopping_patience: int = 10,
+    early_stopping_patience: int = 5,
     class_weights: str = "none",
     loss: str = "crossentropy",
     focal_gamma: float = 2.0,
@@ -88,7 +88,6 @@ def train(
         validation_fraction=validation_fraction,
     )
     import keras
-    import numpy as np
 
     from flywheel.components import _model_layers
 
@@ -111,12 +110,15 @@ def train(
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     callbacks = []
+    stopper = None
     if early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True
+        stopper = keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=early_stopping_patience,
+                min_delta=1e-3,  # gains below this are noise on a near-zero loss; they should not extend training
+                restore_best_weights=True,
             )
-        )
+        callbacks.append(stopper)
     weights = balanced_class_weights(y_train, len(vocabulary)) if class_weights == "balanced" else None
     started = time.perf_counter()
     fitted = net.fit(
@@ -130,8 +132,14 @@ def train(
     )
     fit_seconds = time.perf_counter() - started
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1 if early_stopping_patience > 0 else len(history["loss"])
+    epochs_run = len(history["loss"])
+    # The epoch whose weights were kept: EarlyStopping restores its best epoch (counted from 0) at the end.
+    best_epoch = epochs_run if stopper is None else int(stopper.best_epoch) + 1
     diagnosis = _model_diagnosis.diagnose(history)
+    if best_epoch < epochs_run:
+        diagnosis = _model_diagnosis.Diagnosis(
+            diagnosis.verdict, f"{diagnosis.detail} (early stopping kept epoch {best_epoch} of {epochs_run})"
+        )
     final_train = net.evaluate(_dataset(x_train, y_train, 256), verbose=0, return_dict=True)
     final_val = net.evaluate(_dataset(x_val, y_val, 256), verbose=0, return_dict=True)
 
@@ -154,7 +162,7 @@ def train(
             "final_val_accuracy": float(final_val["accuracy"]),
             "final_train_loss": float(final_train["loss"]),
             "final_val_loss": float(final_val["loss"]),
-            "epochs_run": len(history["loss"]),
+            "epochs_run": epochs_run,
             "best_epoch": best_epoch,
             "parameters": int(net.count_params()),
             "fit_seconds": round(fit_seconds, 3),
