@@ -48,3 +48,41 @@ def penguin_examples(uri: str, eval_fraction: float = 0.25) -> Examples:
     frame = penguins_frame()
     n_eval = int(round(len(frame) * eval_fraction))
     return write_examples(uri, {"train": frame.iloc[n_eval:], "eval": frame.iloc[:n_eval]})
+
+
+def imbalanced_examples(uri: str, *, seed: int = 0, minority: int = 24, majority: int = 456) -> Examples:
+    """Two overlapping Gaussian classes, 5% minority ("rare"); eval is balanced so minority recall is measurable."""
+    rng = np.random.RandomState(seed)
+
+    def rows(n_common: int, n_rare: int) -> pd.DataFrame:
+        common = rng.normal(0.0, 1.0, size=(n_common, 2))
+        rare = rng.normal(1.0, 1.0, size=(n_rare, 2))
+        frame = pd.DataFrame(np.vstack([common, rare]), columns=["x1", "x2"])
+        frame["y"] = ["common"] * n_common + ["rare"] * n_rare
+        return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+    return write_examples(uri, {"train": rows(majority, minority), "eval": rows(200, 200)}, label="y")
+
+
+def run(comp, inputs: dict, outputs: dict, **params):
+    """Runs a component the way the runner does; returns the filled-in output artifacts."""
+    from flywheel.execution import call_component
+
+    call_component(comp, inputs, outputs, params)
+    return outputs
+
+
+def transform_and_train(examples: Examples, root: str, **train_params):
+    """(transform_graph, model) artifacts for ``examples``, written under ``root``."""
+    from flywheel.components.train import train
+    from flywheel.components.transform import transform
+    from flywheel.dsl.artifacts import Model, TransformGraph
+
+    graph = run(transform, {"examples": examples}, {"transform_graph": TransformGraph(uri=os.path.join(root, "tg"))})
+    model = run(
+        train,
+        {"examples": examples, "transform_graph": graph["transform_graph"]},
+        {"model": Model(uri=os.path.join(root, "model"))},
+        **train_params,
+    )
+    return graph["transform_graph"], model["model"]
