@@ -86,3 +86,18 @@ def transform_and_train(examples: Examples, root: str, **train_params):
         **train_params,
     )
     return graph["transform_graph"], model["model"]
+
+
+def fake_model_dir(path: str, content: str = "weights-1") -> str:
+    """A directory shaped like train's output (serving/ SavedModel files, model.keras) without training.
+
+    Push and the registry only move bytes, so their tests need no real model.
+    """
+    os.makedirs(os.path.join(path, "serving", "variables"))
+    with open(os.path.join(path, "serving", "saved_model.pb"), "w") as f:
+        f.write(f"graph {content}")
+    with open(os.path.join(path, "serving", "variables", "variables.index"), "w") as f:
+        f.write(content)
+    with open(os.path.join(path, "model.keras"), "w") as f:
+        f.write(f"keras {content}")
+    return path
