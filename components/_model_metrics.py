@@ -57,9 +57,8 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, class_names
         return {**result, **{m: None for m in SCALAR_METRICS}, "per_class": {}, "confusion_matrix": None}
     result["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
     result["balanced_accuracy"] = float(skm.balanced_accuracy_score(y_true, y_pred))
-    for average in ("macro",):
-        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
-        result[f"precision_{average}"], result[f"recall_{average}"], result[f"f1_{average}"] = float(p), float(r), float(f)
+    p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    result["precision_macro"], result["recall_macro"], result["f1_macro"] = float(p), float(r), float(f)
     p, r, f, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=list(class_names), average=None, zero_division=0
     )

@@ -160,7 +160,9 @@ def _check_parameters(thresholds: dict, compare_metrics: list, max_regression: f
             f"The 'compare_metrics' parameter of evaluate must name metrics in {list(known)}. Got {unknown} instead."
         )
     if max_regression < 0:
-        raise ParameterError(f"The 'max_regression' parameter of evaluate must be >= 0. Got {max_regression!r} instead.")
+        raise ParameterError(
+            f"The 'max_regression' parameter of evaluate must be >= 0. Got {max_regression!r} instead."
+        )
 
 
 def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any]) -> Any:

@@ -247,7 +247,9 @@ def balanced_class_weights(labels: Any, n_classes: int) -> dict[int, float]:
     return {c: float(total / (n_classes * counts[c])) if counts[c] else 1.0 for c in range(n_classes)}
 
 
-def build_model(spec: dict[str, Any], preprocess: Any, *, hidden_units: list[int], dropout: float, n_classes: int) -> Any:
+def build_model(
+    spec: dict[str, Any], preprocess: Any, *, hidden_units: list[int], dropout: float, n_classes: int
+) -> Any:
     """Raw feature inputs -> the fitted preprocessing -> Dense layers -> softmax over classes."""
     import keras
 

@@ -54,7 +54,9 @@ def transform(
         FlywheelError: no label is known, or no feature is left.
     """
     if max_vocabulary < 1:
-        raise ParameterError(f"The 'max_vocabulary' parameter of transform must be >= 1. Got {max_vocabulary!r} instead.")
+        raise ParameterError(
+            f"The 'max_vocabulary' parameter of transform must be >= 1. Got {max_vocabulary!r} instead."
+        )
     label_name = examples_io.label_of(examples, label)
     train = examples_io.read_split(examples, "train")
     if label_name not in train.columns:

@@ -55,7 +55,8 @@ def test_kfp_shapes():
         "annotationSpecs": [{"displayName": "x"}, {"displayName": "y"}],
         "rows": [{"row": [3, 1]}, {"row": [0, 4]}],
     }
-    micro, per_class = _model_metrics.kfp_roc_curves(["x", "y", "y"], np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]]), ["x", "y"])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    micro, per_class = _model_metrics.kfp_roc_curves(["x", "y", "y"], proba, ["x", "y"])
     assert micro[0]["falsePositiveRate"] == 0.0 and micro[-1]["recall"] == 1.0
     assert set(per_class) == {"x", "y"}
     assert all(set(p) == {"confidenceThreshold", "recall", "falsePositiveRate"} for p in micro)
@@ -109,7 +110,8 @@ def test_evaluation_overall_and_per_slice(trained, tmp_path):
         report = json.load(f)
     frame = examples_io.read_split(examples, "eval")
     spec = features.read_json(good.path(features.MODEL_JSON))
-    proba = _model_layers.load_model(good.path(features.MODEL_FILE)).predict(features.raw_inputs(frame, spec), verbose=0)
+    net = _model_layers.load_model(good.path(features.MODEL_FILE))
+    proba = net.predict(features.raw_inputs(frame, spec), verbose=0)
     predicted = np.asarray(spec["label_vocabulary"])[np.asarray(proba).argmax(1)]
     assert report["overall"]["accuracy"] == pytest.approx(skm.accuracy_score(frame["species"], predicted))
     assert report["overall"]["accuracy"] >= 0.95
@@ -145,7 +147,8 @@ def test_blessing_refuses_below_threshold(trained, tmp_path):
     blessing = out["blessing"]
     assert out["evaluation"].properties["balanced_accuracy"] < 0.8
     assert blessing.properties["blessed"] is False
-    assert any(r.startswith("balanced_accuracy") and "below the threshold 0.8" in r for r in blessing.properties["reasons"])
+    reasons = blessing.properties["reasons"]
+    assert any(r.startswith("balanced_accuracy") and "below the threshold 0.8" in r for r in reasons)
 
 
 def test_blessing_refuses_regression_against_the_served_model(trained, tmp_path):

@@ -210,3 +210,18 @@ def test_parameters_are_checked(penguins_model, tmp_path):
         transform_and_train(examples, str(tmp_path), loss="hinge")
     with pytest.raises(ParameterError, match="'hidden_units'"):
         transform_and_train(examples, str(tmp_path / "b"), hidden_units=[0])
+
+
+def test_same_seed_same_training(penguins_model, tmp_path):
+    examples, _, _ = penguins_model
+    tiny = dict(epochs=3, early_stopping_patience=0, seed=7)
+    _, first = transform_and_train(examples, str(tmp_path / "a"), **tiny)
+    _, second = transform_and_train(examples, str(tmp_path / "b"), **tiny)
+    _, other = transform_and_train(examples, str(tmp_path / "c"), **{**tiny, "seed": 8})
+
+    def losses(model):
+        with open(model.path("history.json")) as f:
+            return json.load(f)["history"]["loss"]
+
+    assert losses(first) == losses(second)
+    assert losses(first) != losses(other)

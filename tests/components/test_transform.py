@@ -31,7 +31,8 @@ def shifted_examples(tmp_path):
 
 
 def _transform(examples, tmp_path, **params):
-    out = run(transform, {"examples": examples}, {"transform_graph": TransformGraph(uri=str(tmp_path / "tg"))}, **params)
+    outputs = {"transform_graph": TransformGraph(uri=str(tmp_path / "tg"))}
+    out = run(transform, {"examples": examples}, outputs, **params)
     graph = out["transform_graph"]
     return graph, features.read_json(graph.path(features.TRANSFORM_JSON))
 
