@@ -115,6 +115,7 @@ def plot_learning_curve(
             if best_epoch is not None:
                 axis.axvline(best_epoch, color="grey", linestyle=":", label="kept epoch")
             axis.set_xlabel("epoch")
+            axis.xaxis.get_major_locator().set_params(integer=True)
             axis.set_title(metric)
             axis.legend(fontsize="small")
         if title:

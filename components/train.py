@@ -152,7 +152,10 @@ def train(
         {"history": history, "best_epoch": best_epoch, "diagnosis": diagnosis.verdict, "detail": diagnosis.detail},
     )
     _model_diagnosis.plot_learning_curve(
-        history, model.path("learning_curve.png"), title=str(diagnosis)[:110], best_epoch=best_epoch
+        history,
+        model.path("learning_curve.png"),
+        title=f"diagnosis: {diagnosis.verdict} (kept epoch {best_epoch} of {epochs_run})",
+        best_epoch=best_epoch,
     )
     model.properties.update(
         {
