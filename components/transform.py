@@ -1,0 +1,212 @@
+"""transform: fit Keras preprocessing layers on the train split.
+
+The fitted preprocessing is a small Keras model, ``preprocess.keras``, that maps
+a dict of raw feature tensors (one 1-D tensor per feature) to one float feature
+vector. ``train`` embeds it inside the trained model, so serving takes raw
+features and there is no training/serving skew: the same layers, with the same
+fitted constants, run in training, evaluation and serving.
+
+* numeric feature: missing (NaN) -> train mean (``ImputeMissing``), then
+  ``keras.layers.Normalization`` with the train mean and variance, plus a
+  "was missing" indicator (``MissingIndicator``);
+* string feature: ``keras.layers.StringLookup`` one-hot over the train
+  vocabulary; missing ("") and unseen values go to the out-of-vocabulary slot.
+
+Only the train split is read: statistics of eval must never leak into the model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flywheel.dsl.artifacts import Examples, Schema, TransformGraph
+from flywheel.dsl.component import Input, Output, component
+from flywheel.errors import FlywheelError, ParameterError
+
+from flywheel.components import _model_features as features
+from flywheel.components import examples_io
+
+
+@component
+def transform(
+    examples: Input[Examples],
+    transform_graph: Output[TransformGraph],
+    schema: Input[Schema] = None,
+    label: str = "",
+    exclude_features: list = [],  # noqa: B006 - component defaults are recorded, never mutated
+    max_vocabulary: int = 1000,
+) -> None:
+    """Fits numeric normalization and string vocabularies on the train split.
+
+    Args:
+        examples: Examples with a ``train`` split.
+        transform_graph: Receives ``preprocess.keras`` and ``transform.json``.
+        schema: Optional TFDV schema (``schema.pbtxt``); when given, it decides
+            which columns are numeric (INT/FLOAT) and which are strings (BYTES).
+            Without it the DataFrame's dtypes decide.
+        label: Label column; defaults to the Examples' ``label`` property.
+        exclude_features: Columns that are not features (ids, timestamps).
+        max_vocabulary: Most frequent string values kept per feature.
+
+    Raises:
+        ParameterError: ``max_vocabulary`` < 1 or an excluded feature is unknown.
+        FlywheelError: no label is known, or no feature is left.
+    """
+    if max_vocabulary < 1:
+        raise ParameterError(
+            f"The 'max_vocabulary' parameter of transform must be >= 1. Got {max_vocabulary!r} instead."
+        )
+    label_name = examples_io.label_of(examples, label)
+    train = examples_io.read_split(examples, "train")
+    if label_name not in train.columns:
+        raise FlywheelError(
+            f"The label column '{label_name}' is not in the train split (columns: {list(train.columns)}); "
+            "pass label=... naming one of them."
+        )
+    unknown = [name for name in exclude_features if name not in train.columns]
+    if unknown:
+        raise ParameterError(
+            f"The 'exclude_features' parameter of transform must name columns of the data. Got {unknown} "
+            f"instead; columns are {list(train.columns)}."
+        )
+    kinds = _feature_kinds(train, schema, exclude={label_name, *exclude_features})
+    if not kinds:
+        raise FlywheelError(
+            f"No feature columns left in {examples.uri} after removing the label '{label_name}' and "
+            f"{list(exclude_features)}; the data needs at least one feature column."
+        )
+    spec = fit_spec(train, kinds, label_name, max_vocabulary=max_vocabulary)
+    model = build_preprocess_model(spec)
+    model.save(transform_graph.path(features.PREPROCESS_FILE))
+    features.write_json(transform_graph.path(features.TRANSFORM_JSON), spec)
+    transform_graph.properties.update(
+        {
+            "numeric_features": spec["numeric_features"],
+            "categorical_features": spec["categorical_features"],
+            "label": label_name,
+            "label_vocabulary": spec["label_vocabulary"],
+            "output_dim": int(model.output.shape[-1]),
+            "train_rows": int(len(train)),
+        }
+    )
+
+
+def _feature_kinds(train: Any, schema: Schema | None, *, exclude: set[str]) -> dict[str, str]:
+    """Feature name -> "numeric" | "categorical", from the schema if given, else from dtypes."""
+    import pandas as pd
+
+    schema_kinds = _schema_kinds(schema) if schema is not None else {}
+    kinds: dict[str, str] = {}
+    for name in train.columns:
+        if name in exclude:
+            continue
+        if name in schema_kinds:
+            kinds[name] = schema_kinds[name]
+        elif schema_kinds:
+            continue  # a schema lists the features; columns outside it are not features
+        elif pd.api.types.is_numeric_dtype(train[name]) or pd.api.types.is_bool_dtype(train[name]):
+            kinds[name] = "numeric"
+        else:
+            kinds[name] = "categorical"
+    return kinds
+
+
+def _schema_kinds(schema: Schema) -> dict[str, str]:
+    """Reads ``schema.pbtxt`` (a tensorflow_metadata Schema) into feature kinds; {} if absent."""
+    path = schema.path("schema.pbtxt")
+    if not os.path.isfile(path):
+        return {}
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    proto = schema_pb2.Schema()
+    with open(path, encoding="utf-8") as f:
+        text_format.Parse(f.read(), proto)
+    kinds = {}
+    for feature in proto.feature:
+        if feature.type in (schema_pb2.INT, schema_pb2.FLOAT):
+            kinds[feature.name] = "numeric"
+        elif feature.type == schema_pb2.BYTES:
+            kinds[feature.name] = "categorical"
+    return kinds
+
+
+def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: int = 1000) -> dict[str, Any]:
+    """Computes the preprocessing constants from the train split only.
+
+    Returns:
+        The ``transform.json`` document (see ``_model_features``).
+    """
+    import pandas as pd
+
+    spec: dict[str, Any] = {
+        "label": label,
+        "numeric_features": [n for n, k in kinds.items() if k == "numeric"],
+        "categorical_features": [n for n, k in kinds.items() if k == "categorical"],
+        "features": {},
+        "missing": {"numeric": "NaN (JSON null)", "categorical": '"" (JSON null)'},
+        "fitted_on": {"split": "train", "rows": int(len(train))},
+    }
+    for name in spec["numeric_features"]:
+        values = pd.to_numeric(train[name], errors="coerce")
+        present = values.dropna()
+        # An all-missing column normalizes to 0: mean 0, variance 1.
+        mean = float(present.mean()) if len(present) else 0.0
+        variance = float(present.var(ddof=0)) if len(present) else 1.0
+        spec["features"][name] = {
+            "kind": "numeric",
+            "dtype": "float32",
+            "mean": mean,
+            "variance": variance,
+            "missing_in_train": int(values.isna().sum()),
+        }
+    for name in spec["categorical_features"]:
+        column = train[name]
+        values = column[column.notna()].astype(str)
+        values = values[values != features.MISSING_STRING]
+        counts = values.value_counts()
+        # Most frequent first, ties by name, so the vocabulary is deterministic.
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_vocabulary]
+        spec["features"][name] = {
+            "kind": "categorical",
+            "dtype": "string",
+            "vocabulary": [value for value, _ in ordered],
+            "missing_in_train": int(column.isna().sum()),
+        }
+    labels = train[label].dropna().astype(str)
+    spec["label_vocabulary"] = sorted(labels.unique().tolist())
+    return spec
+
+
+def build_preprocess_model(spec: dict[str, Any]) -> Any:
+    """The Keras model from raw feature dict to feature vector, with fitted constants."""
+    import keras
+
+    from flywheel.components import _model_layers
+
+    inputs = {}
+    parts = []
+    for name in spec["numeric_features"]:
+        info = spec["features"][name]
+        tensor = keras.Input(shape=(), dtype="float32", name=name)
+        inputs[name] = tensor
+        imputed = _model_layers.layer("ImputeMissing", fill_value=info["mean"], name=f"{name}_impute")(tensor)
+        normalized = keras.layers.Normalization(
+            mean=[info["mean"]], variance=[info["variance"]], name=f"{name}_normalize"
+        )(imputed)
+        parts.append(normalized)
+        parts.append(_model_layers.layer("MissingIndicator", name=f"{name}_missing")(tensor))
+    for name in spec["categorical_features"]:
+        info = spec["features"][name]
+        tensor = keras.Input(shape=(), dtype="string", name=name)
+        inputs[name] = tensor
+        lookup = keras.layers.StringLookup(
+            vocabulary=info["vocabulary"] or [features.MISSING_STRING],
+            num_oov_indices=1,
+            output_mode="one_hot",
+            name=f"{name}_lookup",
+        )
+        parts.append(lookup(tensor))
+    output = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+    return keras.Model(inputs=inputs, outputs=output, name="preprocess")

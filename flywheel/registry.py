@@ -1,0 +1,335 @@
+"""The model registry: versioned models laid out the way TF Serving reads them.
+
+Layout::
+
+    <root>/<model_name>/1/saved_model.pb    TF Serving loads <model_name>/<int>/
+    <root>/<model_name>/1/variables/...
+    <root>/<model_name>/1/model.keras       the Keras model (load_keras)
+    <root>/<model_name>/1/model.json        feature contract (from train)
+    <root>/<model_name>/1/version.json      source uri, fingerprint, metrics, pushed_at
+    <root>/<model_name>/serving.json        which version serves (the alias)
+    <root>/<model_name>/.lock               serialises version allocation
+
+Guarantees:
+
+* A version directory appears whole or not at all: files are copied into
+  ``.tmp-<uuid>/`` beside the versions and renamed into place (a directory
+  rename is atomic). A crash leaves at most a ``.tmp-*`` directory, which no
+  reader looks at.
+* Concurrent pushes (threads or processes) never get the same version: the
+  number is chosen and the rename done while holding ``fcntl.flock`` on
+  ``.lock``.
+* Pushing content whose fingerprint an existing version already has returns
+  that version and changes nothing.
+* ``serving.json`` is replaced atomically (write a temp file, ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from typing import Any, Iterator, NamedTuple
+
+from flywheel.errors import FlywheelError
+
+SERVING_FILE = "serving.json"
+VERSION_FILE = "version.json"
+LOCK_FILE = ".lock"
+TMP_PREFIX = ".tmp-"
+SAVED_MODEL_FILE = "saved_model.pb"
+SAVED_MODEL_SUBDIR = "serving"
+KERAS_FILE = "model.keras"
+SERVING_HISTORY_LIMIT = 50
+_NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class PushResult(NamedTuple):
+    """Outcome of ``ModelRegistry.push``: the version and whether it was created now."""
+
+    version: int
+    created: bool
+
+
+def fingerprint_dir(path: str) -> str:
+    """SHA-256 over the relative paths and bytes of every file under ``path``."""
+    digest = hashlib.sha256()
+    for directory, subdirs, files in os.walk(path):
+        subdirs.sort()
+        for name in sorted(files):
+            full = os.path.join(directory, name)
+            digest.update(os.path.relpath(full, path).encode() + b"\0")
+            with open(full, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _copy_file(src: str, dst: str) -> str:
+    # One indirection so tests can make a copy fail midway (a simulated crash).
+    return shutil.copy2(src, dst)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json_atomic(path: str, data: Any) -> None:
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class ModelRegistry:
+    """A directory of versioned models (see the module docstring for the layout).
+
+    Args:
+        root: Registry directory; created on the first push.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.root!r})"
+
+    # -- paths ---------------------------------------------------------------
+
+    def model_dir(self, name: str) -> str:
+        """Directory of one model (TF Serving's ``model_base_path``).
+
+        Raises:
+            FlywheelError: the name is not a plain directory name.
+        """
+        if not isinstance(name, str) or not _NAME_RULE.match(name):
+            raise FlywheelError(
+                "A model name must start with a letter or digit and hold only letters, digits, '_', "
+                f"'.' and '-'. Got {name!r} instead."
+            )
+        return os.path.join(self.root, name)
+
+    def version_dir(self, name: str, version: int) -> str:
+        """Directory of one version (a SavedModel at its root)."""
+        return os.path.join(self.model_dir(name), str(int(version)))
+
+    # -- reading -------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """Names of the models that have at least one version."""
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(n for n in os.listdir(self.root) if _NAME_RULE.match(n) and self.versions(n))
+
+    def versions(self, name: str) -> list[int]:
+        """Published versions of a model, ascending (``.tmp-*`` directories are ignored)."""
+        directory = self.model_dir(name)
+        if not os.path.isdir(directory):
+            return []
+        return sorted(
+            int(entry)
+            for entry in os.listdir(directory)
+            if entry.isdigit() and os.path.isdir(os.path.join(directory, entry))
+        )
+
+    def version_info(self, name: str, version: int) -> dict[str, Any]:
+        """The ``version.json`` of a version.
+
+        Raises:
+            FlywheelError: the version does not exist.
+        """
+        path = os.path.join(self._existing_version_dir(name, version), VERSION_FILE)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def find_version(self, name: str, fingerprint: str) -> int | None:
+        """The version whose content has this fingerprint, or None."""
+        for version in self.versions(name):
+            path = os.path.join(self.version_dir(name, version), VERSION_FILE)
+            if not os.path.isfile(path):
+                continue  # placed by hand, not by push: it has no fingerprint to match
+            with open(path, encoding="utf-8") as f:
+                if json.load(f).get("fingerprint") == fingerprint:
+                    return version
+        return None
+
+    def serving_info(self, name: str) -> dict[str, Any] | None:
+        """The ``serving.json`` alias document of a model, or None if nothing serves."""
+        path = os.path.join(self.model_dir(name), SERVING_FILE)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def serving_version(self, name: str) -> int | None:
+        """The version that serves, or None."""
+        info = self.serving_info(name)
+        return None if info is None else int(info["version"])
+
+    def load_keras(self, name: str, version: int | None = None) -> Any:
+        """Loads a version's ``model.keras`` with ``safe_mode=True`` (default: the serving one).
+
+        Raises:
+            FlywheelError: no version is given and none serves, or the version
+                does not exist or holds no Keras model.
+        """
+        if version is None:
+            version = self.serving_version(name)
+            if version is None:
+                raise FlywheelError(
+                    f"No version of model '{name}' serves in {self.root}; pass a version "
+                    f"(one of {self.versions(name)}) or push a blessed model first."
+                )
+        path = os.path.join(self._existing_version_dir(name, version), KERAS_FILE)
+        if not os.path.isfile(path):
+            raise FlywheelError(f"Version {version} of model '{name}' has no {KERAS_FILE} (looked for {path}).")
+        # Registers flywheel's Keras classes (imputation layers, focal loss) before loading.
+        from flywheel.components import _model_layers
+
+        return _model_layers.load_model(path)
+
+    # -- writing -------------------------------------------------------------
+
+    def push(
+        self,
+        name: str,
+        model_dir: str,
+        *,
+        fingerprint: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> PushResult:
+        """Publishes a model directory as the next version, atomically.
+
+        ``model_dir`` is either a train output (a SavedModel under ``serving/``
+        plus files such as ``model.keras``) or a SavedModel itself. The
+        SavedModel lands at the version root, every other top-level file
+        beside it.
+
+        Args:
+            name: Model name.
+            model_dir: Directory to publish.
+            fingerprint: Identity of the content; computed from the files when
+                omitted. An existing version with the same fingerprint is
+                returned instead of creating a new one.
+            metadata: JSON-compatible facts stored in ``version.json``; a
+                ``metrics`` key is stored as the version's metrics.
+
+        Returns:
+            ``PushResult(version, created)``.
+
+        Raises:
+            FlywheelError: ``model_dir`` holds no SavedModel.
+        """
+        saved_model = self._saved_model_root(model_dir)
+        fingerprint = fingerprint or fingerprint_dir(model_dir)
+        existing = self.find_version(name, fingerprint)
+        if existing is not None:
+            return PushResult(existing, False)
+        model_root = self.model_dir(name)
+        os.makedirs(model_root, exist_ok=True)
+        staging = os.path.join(model_root, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            self._stage(model_dir, saved_model, staging)
+            with self._locked(name):
+                existing = self.find_version(name, fingerprint)
+                if existing is not None:
+                    return PushResult(existing, False)
+                version = max(self.versions(name), default=0) + 1
+                extra = dict(metadata or {})
+                info = {
+                    "model_name": name,
+                    "version": version,
+                    "source_uri": os.path.abspath(model_dir),
+                    "fingerprint": fingerprint,
+                    "metrics": extra.pop("metrics", {}),
+                    "metadata": extra,
+                    "pushed_at": _now(),
+                }
+                with open(os.path.join(staging, VERSION_FILE), "w", encoding="utf-8") as f:
+                    json.dump(info, f, indent=2, sort_keys=True)
+                    f.write("\n")
+                os.rename(staging, self.version_dir(name, version))
+                return PushResult(version, True)
+        finally:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def set_serving(self, name: str, version: int, *, reason: str = "") -> dict[str, Any]:
+        """Points the serving alias at ``version`` (atomic replace); returns the new alias.
+
+        Raises:
+            FlywheelError: the version does not exist.
+        """
+        self._existing_version_dir(name, version)
+        with self._locked(name):
+            current = self.serving_info(name) or {}
+            history = list(current.get("history", []))
+            entry = {"version": int(version), "at": _now(), "reason": reason}
+            history = (history + [entry])[-SERVING_HISTORY_LIMIT:]
+            alias = {
+                "model_name": name,
+                "version": int(version),
+                "previous_version": current.get("version"),
+                "updated_at": entry["at"],
+                "reason": reason,
+                "history": history,
+            }
+            _write_json_atomic(os.path.join(self.model_dir(name), SERVING_FILE), alias)
+        return alias
+
+    # -- internals -----------------------------------------------------------
+
+    def _existing_version_dir(self, name: str, version: int) -> str:
+        directory = self.version_dir(name, version)
+        if not os.path.isdir(directory):
+            raise FlywheelError(
+                f"Model '{name}' has no version {version} in {self.root}; versions: {self.versions(name) or 'none'}."
+            )
+        return directory
+
+    @staticmethod
+    def _saved_model_root(model_dir: str) -> str:
+        for candidate in (os.path.join(model_dir, SAVED_MODEL_SUBDIR), model_dir):
+            if os.path.isfile(os.path.join(candidate, SAVED_MODEL_FILE)):
+                return candidate
+        raise FlywheelError(
+            f"No SavedModel in {model_dir}: expected {SAVED_MODEL_SUBDIR}/{SAVED_MODEL_FILE} or "
+            f"{SAVED_MODEL_FILE}. Push the output of train (or a directory written by model.export)."
+        )
+
+    @staticmethod
+    def _stage(model_dir: str, saved_model: str, staging: str) -> None:
+        shutil.copytree(saved_model, staging, copy_function=_copy_file)
+        if os.path.abspath(saved_model) == os.path.abspath(model_dir):
+            return
+        for entry in sorted(os.listdir(model_dir)):
+            source = os.path.join(model_dir, entry)
+            if entry == SAVED_MODEL_SUBDIR or entry == VERSION_FILE:
+                continue
+            if os.path.isfile(source):
+                _copy_file(source, os.path.join(staging, entry))
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        model_root = self.model_dir(name)
+        os.makedirs(model_root, exist_ok=True)
+        with open(os.path.join(model_root, LOCK_FILE), "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

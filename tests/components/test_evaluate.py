@@ -1,0 +1,179 @@
+"""evaluate: metrics equal scikit-learn's, slices, KFP metrics, blessing by threshold and by regression."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+try:
+    from tests.components.model_fixtures import penguin_examples, run, transform_and_train
+except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
+    from model_fixtures import penguin_examples, run, transform_and_train
+
+from flywheel.components import _model_features as features
+from flywheel.components import _model_layers, _model_metrics, examples_io
+from flywheel.components.evaluate import decide, evaluate
+from flywheel.dsl.artifacts import ClassificationMetrics, ModelBlessing, ModelEvaluation
+from flywheel.errors import ParameterError
+from flywheel.registry import ModelRegistry
+
+
+def test_metrics_equal_scikit_learn_on_a_known_set():
+    from sklearn import metrics as skm
+    from sklearn.preprocessing import label_binarize
+
+    rng = np.random.RandomState(3)
+    classes = ["a", "b", "c"]
+    y = rng.choice(classes, size=120, p=[0.5, 0.3, 0.2])
+    proba = rng.dirichlet([1, 1, 1], size=120)
+    proba[np.arange(120), [classes.index(v) for v in y]] += 0.6  # informative but imperfect
+    proba /= proba.sum(axis=1, keepdims=True)
+    y_pred = np.asarray(classes)[proba.argmax(1)]
+
+    ours = _model_metrics.classification_metrics(y, proba, classes)
+
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, y_pred))
+    assert ours["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, y_pred))
+    assert ours["precision_macro"] == pytest.approx(skm.precision_score(y, y_pred, average="macro"))
+    assert ours["recall_macro"] == pytest.approx(skm.recall_score(y, y_pred, average="macro"))
+    assert ours["f1_macro"] == pytest.approx(skm.f1_score(y, y_pred, average="macro"))
+    assert ours["roc_auc_ovr"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+    assert ours["average_precision"] == pytest.approx(
+        skm.average_precision_score(label_binarize(y, classes=classes), proba, average="macro")
+    )
+    assert ours["confusion_matrix"]["matrix"] == skm.confusion_matrix(y, y_pred, labels=classes).tolist()
+    per_class_f1 = skm.f1_score(y, y_pred, average=None, labels=classes)
+    assert [ours["per_class"][c]["f1"] for c in classes] == pytest.approx(list(per_class_f1))
+    assert ours["accuracy"] < 1.0  # the set is not trivially separable
+
+
+def test_kfp_shapes():
+    confusion = {"labels": ["x", "y"], "matrix": [[3, 1], [0, 4]]}
+    assert _model_metrics.kfp_confusion_matrix(confusion) == {
+        "annotationSpecs": [{"displayName": "x"}, {"displayName": "y"}],
+        "rows": [{"row": [3, 1]}, {"row": [0, 4]}],
+    }
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    micro, per_class = _model_metrics.kfp_roc_curves(["x", "y", "y"], proba, ["x", "y"])
+    assert micro[0]["falsePositiveRate"] == 0.0 and micro[-1]["recall"] == 1.0
+    assert set(per_class) == {"x", "y"}
+    assert all(set(p) == {"confidenceThreshold", "recall", "falsePositiveRate"} for p in micro)
+
+
+def test_decide_applies_thresholds_then_regression_margin():
+    new = {"balanced_accuracy": 0.90, "accuracy": 0.91}
+    old = {"balanced_accuracy": 0.91, "accuracy": 0.91}
+    args = dict(baseline_version=3, compare_metrics=["balanced_accuracy"])
+
+    reasons, blessed = decide(new, {"balanced_accuracy": 0.8}, baseline_metrics=old, max_regression=0.02, **args)
+    assert blessed and any("no regression" in r for r in reasons)
+    reasons, blessed = decide(new, {"balanced_accuracy": 0.8}, baseline_metrics=old, max_regression=0.005, **args)
+    assert not blessed and reasons == [
+        "balanced_accuracy 0.9000 is worse than the serving version 3 (0.9100) by more than max_regression 0.005"
+    ]
+    reasons, blessed = decide(new, {"accuracy": 0.95}, baseline_metrics=None, baseline_version=None,
+                              compare_metrics=[], max_regression=0.02)
+    assert not blessed and reasons == ["accuracy 0.9100 is below the threshold 0.95"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A good penguins model (defaults) and a poor one (one tiny epoch), on the same Examples."""
+    root = tmp_path_factory.mktemp("eval")
+    examples = penguin_examples(str(root / "ex"))
+    _, good = transform_and_train(examples, str(root / "good"))
+    _, poor = transform_and_train(
+        examples, str(root / "poor"), epochs=1, hidden_units=[2], learning_rate=0.001, early_stopping_patience=0
+    )
+    return examples, good, poor
+
+
+def _evaluate(tmp_path, examples, model, **params):
+    params.setdefault("registry", str(tmp_path / "reg"))
+    outputs = {
+        "evaluation": ModelEvaluation(uri=str(tmp_path / "evaluation")),
+        "blessing": ModelBlessing(uri=str(tmp_path / "blessing")),
+        "metrics": ClassificationMetrics(uri=str(tmp_path / "metrics")),
+    }
+    return run(evaluate, {"examples": examples, "model": model}, outputs, **params)
+
+
+def test_evaluation_overall_and_per_slice(trained, tmp_path):
+    from sklearn import metrics as skm
+
+    examples, good, _ = trained
+    out = _evaluate(tmp_path, examples, good, slice_features=["island", "sex", "no_such_column"])
+
+    with open(out["evaluation"].path("evaluation.json")) as f:
+        report = json.load(f)
+    frame = examples_io.read_split(examples, "eval")
+    spec = features.read_json(good.path(features.MODEL_JSON))
+    net = _model_layers.load_model(good.path(features.MODEL_FILE))
+    proba = net.predict(features.raw_inputs(frame, spec), verbose=0)
+    predicted = np.asarray(spec["label_vocabulary"])[np.asarray(proba).argmax(1)]
+    assert report["overall"]["accuracy"] == pytest.approx(skm.accuracy_score(frame["species"], predicted))
+    assert report["overall"]["accuracy"] >= 0.95
+    assert out["evaluation"].properties["balanced_accuracy"] == report["overall"]["balanced_accuracy"]
+    assert set(report["slices"]) == {"island", "sex"}
+    assert set(report["slices"]["island"]) == set(frame["island"])
+    biscoe = frame["island"] == "Biscoe"
+    assert report["slices"]["island"]["Biscoe"]["count"] == int(biscoe.sum())
+    assert report["slices"]["island"]["Biscoe"]["accuracy"] == pytest.approx(
+        skm.accuracy_score(frame["species"][biscoe], predicted[biscoe.to_numpy()])
+    )
+    assert sum(s["count"] for s in report["slices"]["sex"].values()) == len(frame)
+    assert any("no_such_column" in note for note in report["notes"])
+
+    with open(out["metrics"].path("metrics.json")) as f:
+        kfp = json.load(f)
+    names = [spec_["displayName"] for spec_ in kfp["confusionMatrix"]["annotationSpecs"]]
+    assert names == ["Adelie", "Chinstrap", "Gentoo"]
+    assert sum(sum(r["row"]) for r in kfp["confusionMatrix"]["rows"]) == len(frame)
+    assert kfp["confidenceMetrics"] and out["metrics"].properties["confusionMatrix"] == kfp["confusionMatrix"]
+
+    blessing = out["blessing"]
+    assert blessing.properties["blessed"] is True
+    assert "no model serves yet; nothing to compare with" in blessing.properties["reasons"]
+    with open(blessing.path("blessing.json")) as f:
+        assert json.load(f)["blessed"] is True
+
+
+def test_blessing_refuses_below_threshold(trained, tmp_path):
+    examples, _, poor = trained
+    out = _evaluate(tmp_path, examples, poor)
+
+    blessing = out["blessing"]
+    assert out["evaluation"].properties["balanced_accuracy"] < 0.8
+    assert blessing.properties["blessed"] is False
+    reasons = blessing.properties["reasons"]
+    assert any(r.startswith("balanced_accuracy") and "below the threshold 0.8" in r for r in reasons)
+
+
+def test_blessing_refuses_regression_against_the_served_model(trained, tmp_path):
+    examples, good, poor = trained
+    store = ModelRegistry(str(tmp_path / "reg"))
+    version, _ = store.push("penguins", good.uri)
+    store.set_serving("penguins", version)
+
+    refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, thresholds={})
+    accepted = _evaluate(tmp_path / "good", examples, good, registry=store.root)
+
+    reasons = refused["blessing"].properties["reasons"]
+    assert refused["blessing"].properties["blessed"] is False
+    assert any("worse than the serving version 1" in r for r in reasons)
+    assert refused["blessing"].properties["baseline_version"] == 1
+    assert accepted["blessing"].properties["blessed"] is True
+    with open(accepted["evaluation"].path("evaluation.json")) as f:
+        baseline = json.load(f)["baseline"]
+    assert baseline["version"] == 1
+    assert baseline["overall"]["accuracy"] == accepted["evaluation"].properties["accuracy"]  # same model
+
+
+def test_unknown_metric_names_are_rejected(trained, tmp_path):
+    examples, good, _ = trained
+    with pytest.raises(ParameterError, match="unknown metric"):
+        _evaluate(tmp_path, examples, good, thresholds={"acuracy": 0.9})
+    with pytest.raises(ParameterError, match="max_regression"):
+        _evaluate(tmp_path, examples, good, max_regression=-0.1)
