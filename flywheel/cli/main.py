@@ -16,7 +16,7 @@ from flywheel.errors import FlywheelError
 
 def build_parser() -> argparse.ArgumentParser:
     from flywheel import __version__
-    from flywheel.cli import image_commands, kubeflow_commands, run_commands, schedule_commands
+    from flywheel.cli import demo_commands, image_commands, kubeflow_commands, run_commands, schedule_commands
 
     parser = argparse.ArgumentParser(
         prog="flywheel",
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="project home holding metadata, artifacts and logs (default: $FLYWHEEL_HOME or ~/.flywheel)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo_commands.register(subparsers)
     run_commands.register(subparsers)
     kubeflow_commands.register(subparsers)
     schedule_commands.register(subparsers)

@@ -1,0 +1,87 @@
+"""The training pipeline: ingest -> validate -> transform -> train -> evaluate -> push.
+
+Defaults train on the Palmer penguins data shipped by the ``palmerpenguins``
+package, the dataset of TFX's own penguin tutorial, so results compare with it.
+
+    flywheel run pipelines/training.py                       # penguins
+    flywheel run pipelines/training.py -p data_path=data/ -p label=target
+    flywheel compile pipelines/training.py -o training.yaml  # Kubeflow Pipelines v2
+
+``validate`` takes the previous schema (kept, so later data is checked against
+it) and the previous statistics (for drift) from earlier runs on different data;
+``evaluate`` compares with the model the registry serves; ``push`` only pushes a
+blessed model.
+"""
+
+from flywheel import ExampleStatistics, Schema, latest, pipeline
+from flywheel.components.evaluate import evaluate
+from flywheel.components.ingest import ingest
+from flywheel.components.push import push
+from flywheel.components.train import train
+from flywheel.components.transform import transform
+from flywheel.components.validate import validate
+
+
+@pipeline(name="training")
+def training(
+    data_path: str = "",
+    label: str = "species",
+    eval_ratio: float = 0.2,
+    fail_on_anomalies: bool = True,
+    drift_threshold: float = 0.1,
+    hidden_units: list = [16, 8],  # noqa: B006 - pipeline defaults are recorded, never mutated
+    dropout: float = 0.1,
+    learning_rate: float = 0.01,
+    epochs: int = 100,
+    batch_size: int = 32,
+    class_weights: str = "none",
+    loss: str = "crossentropy",
+    seed: int = 0,
+    slice_features: list = ["island", "sex"],  # noqa: B006
+    thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
+    max_regression: float = 0.02,
+    registry: str = "",
+    model_name: str = "penguins",
+) -> None:
+    """Trains, evaluates and (if blessed) pushes a tabular classifier.
+
+    ``registry`` "" means ``<flywheel home>/registry``; ``data_path`` "" means the
+    penguins CSV of the palmerpenguins package.
+    """
+    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio)
+    checked = validate(
+        examples=rows.outputs["examples"],
+        curated_schema=latest(Schema, task="validate", output="schema"),
+        previous_statistics=latest(ExampleStatistics, task="validate", output="statistics"),
+        fail_on_anomalies=fail_on_anomalies,
+        drift_threshold=drift_threshold,
+    )
+    features = transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label)
+    trained = train(
+        examples=rows.outputs["examples"],
+        transform_graph=features.outputs["transform_graph"],
+        hidden_units=hidden_units,
+        dropout=dropout,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weights=class_weights,
+        loss=loss,
+        seed=seed,
+    )
+    evaluated = evaluate(
+        examples=rows.outputs["examples"],
+        model=trained.outputs["model"],
+        slice_features=slice_features,
+        thresholds=thresholds,
+        registry=registry,
+        model_name=model_name,
+        max_regression=max_regression,
+        label=label,
+    )
+    push(
+        model=trained.outputs["model"],
+        blessing=evaluated.outputs["blessing"],
+        registry=registry,
+        model_name=model_name,
+    )
