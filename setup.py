@@ -15,6 +15,8 @@ setup(
         "flywheel.metadata",
         "flywheel.runner",
         "flywheel.cli",
+        "flywheel.serving",
+        "flywheel.monitoring",
         "flywheel.kubeflow",
         "flywheel.components",
         "flywheel.pipelines",

@@ -1,0 +1,1 @@
+"""Drift monitoring, alerts, retraining triggers and rollback."""

@@ -1,0 +1,1 @@
+"""Serving models from the registry over a TF-Serving-compatible REST API."""
