@@ -2,8 +2,8 @@
 
 Layout under the project home::
 
-    <home>/serving/<model>/requests/<UTC yyyymmdd-HHMMSS>-<pid>.jsonl   sampled predictions, rotated
-    <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<pid>.jsonl   late ground-truth labels
+    <home>/serving/<model>/requests/<UTC yyyymmdd-HHMMSS>-<pid>-<seq>.jsonl   sampled predictions, rotated
+    <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<pid>-<seq>.jsonl   late ground-truth labels
 
 One JSON object per line, append-only; a file is never rewritten. A request
 line holds one instance::
@@ -51,12 +51,12 @@ class JsonlWriter:
 
     def _open(self) -> Any:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        path = os.path.join(self.directory, f"{stamp}-{os.getpid()}.jsonl")
-        n = 1
-        while os.path.exists(path):
-            path = os.path.join(self.directory, f"{stamp}-{os.getpid()}-{n}.jsonl")
-            n += 1
-        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes, closed in close()
+        n = 0
+        while True:  # names sort in write order: stamp, pid, then a zero-padded sequence
+            path = os.path.join(self.directory, f"{stamp}-{os.getpid():07d}-{n:04d}.jsonl")
+            if not os.path.exists(path):
+                return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
+            n += 1  # noqa: SIM115 - kept open across writes, closed in close()
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Appends records, each as one line, and flushes them."""
