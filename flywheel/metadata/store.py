@@ -419,27 +419,18 @@ class MetadataStore:
         """
         with self.locked() as store:
             pb = self._pb
-            execution = pb.Execution(
-                type_id=self._type_id(store, "execution", component),
-                name=f"{run.run_id}/{node_id}/{uuid.uuid4().hex[:8]}",
-                last_known_state=pb.Execution.RUNNING,
+            execution = self._new_execution(
+                store,
+                run,
+                node_id,
+                component,
+                pb.Execution.RUNNING,
+                parameters=parameters,
+                cache_key=cache_key,
+                code_fingerprint=code_fingerprint,
+                log_path=log_path,
             )
-            for key, value in {
-                "node_id": node_id,
-                "component": component,
-                "run_id": run.run_id,
-                "start_ms": now_ms(),
-                "parameters": json.dumps(parameters, sort_keys=True, default=str),
-                "cache_key": cache_key,
-                "code_fingerprint": code_fingerprint,
-                "log_path": log_path,
-                "attempts": 0,
-            }.items():
-                set_value(execution.custom_properties, key, value)
-            pairs = []
-            for name, record in inputs.items():
-                artifact = store.get_artifacts_by_id([record.id])[0]
-                pairs.append((artifact, self._event(pb.Event.INPUT, name)))
+            pairs = self._input_events(store, inputs)
             names = []
             for name, (type_name, uri) in outputs.items():
                 artifact = pb.Artifact(
@@ -450,9 +441,7 @@ class MetadataStore:
                 )
                 pairs.append((artifact, self._event(pb.Event.OUTPUT, name)))
                 names.append(name)
-            contexts = store.get_contexts_by_id([run.context_id])
-            contexts += store.get_parent_contexts_by_context(run.context_id)
-            execution_id, artifact_ids, _ = store.put_execution(execution, pairs, contexts)
+            execution_id, artifact_ids, _ = store.put_execution(execution, pairs, self._run_contexts(store, run))
         out_ids = dict(zip(names, artifact_ids[len(inputs):]))
         return execution_id, out_ids
 
@@ -522,35 +511,66 @@ class MetadataStore:
         """Records a CACHED execution whose outputs are a previous execution's."""
         with self.locked() as store:
             pb = self._pb
-            stamp = now_ms()
-            execution = pb.Execution(
-                type_id=self._type_id(store, "execution", component),
-                name=f"{run.run_id}/{node_id}/{uuid.uuid4().hex[:8]}",
-                last_known_state=pb.Execution.CACHED,
+            execution = self._new_execution(
+                store,
+                run,
+                node_id,
+                component,
+                pb.Execution.CACHED,
+                parameters=parameters,
+                cache_key=cache_key,
+                code_fingerprint=code_fingerprint,
+                log_path=source.log_path,
             )
-            for key, value in {
-                "node_id": node_id,
-                "component": component,
-                "run_id": run.run_id,
-                "start_ms": stamp,
-                "end_ms": stamp,
-                "parameters": json.dumps(parameters, sort_keys=True, default=str),
-                "cache_key": cache_key,
-                "code_fingerprint": code_fingerprint,
-                "cached_from": source.id,
-                "log_path": source.log_path,
-                "attempts": 0,
-            }.items():
-                set_value(execution.custom_properties, key, value)
-            pairs = []
-            for name, record in inputs.items():
-                pairs.append((store.get_artifacts_by_id([record.id])[0], self._event(pb.Event.INPUT, name)))
+            set_value(execution.custom_properties, "end_ms", now_ms())
+            set_value(execution.custom_properties, "cached_from", source.id)
+            pairs = self._input_events(store, inputs)
             for name, record in source.outputs.items():
                 pairs.append((store.get_artifacts_by_id([record.id])[0], self._event(pb.Event.OUTPUT, name)))
-            contexts = store.get_contexts_by_id([run.context_id])
-            contexts += store.get_parent_contexts_by_context(run.context_id)
-            execution_id, _, _ = store.put_execution(execution, pairs, contexts)
+            execution_id, _, _ = store.put_execution(execution, pairs, self._run_contexts(store, run))
             return execution_id
+
+    def _new_execution(
+        self,
+        store: Any,
+        run: RunRecord,
+        node_id: str,
+        component: str,
+        state: int,
+        *,
+        parameters: dict[str, Any],
+        cache_key: str,
+        code_fingerprint: str,
+        log_path: str,
+    ) -> Any:
+        execution = self._pb.Execution(
+            type_id=self._type_id(store, "execution", component),
+            name=f"{run.run_id}/{node_id}/{uuid.uuid4().hex[:8]}",
+            last_known_state=state,
+        )
+        for key, value in {
+            "node_id": node_id,
+            "component": component,
+            "run_id": run.run_id,
+            "start_ms": now_ms(),
+            "parameters": json.dumps(parameters, sort_keys=True, default=str),
+            "cache_key": cache_key,
+            "code_fingerprint": code_fingerprint,
+            "log_path": log_path,
+            "attempts": 0,
+        }.items():
+            set_value(execution.custom_properties, key, value)
+        return execution
+
+    def _input_events(self, store: Any, inputs: dict[str, ArtifactRecord]) -> list[tuple[Any, Any]]:
+        if not inputs:
+            return []
+        by_id = {a.id: a for a in store.get_artifacts_by_id([r.id for r in inputs.values()])}
+        return [(by_id[record.id], self._event(self._pb.Event.INPUT, name)) for name, record in inputs.items()]
+
+    def _run_contexts(self, store: Any, run: RunRecord) -> list[Any]:
+        """The run context and its pipeline context, to attribute an execution to both."""
+        return store.get_contexts_by_id([run.context_id]) + store.get_parent_contexts_by_context(run.context_id)
 
     def _execution_records(self, store: Any, executions: list[Any]) -> list[ExecutionRecord]:
         pb = self._pb
