@@ -152,3 +152,25 @@ def test_importing_the_commands_does_not_import_kfp():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_runs_with_host_lists_cluster_runs_through_main(pipeline_file, kfp_server, capsys):
+    from flywheel.cli.main import main
+
+    assert main(["submit", pipeline_file, "--host", kfp_server.url]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--host", kfp_server.url, "--limit", "5", "--token", "t0k"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["RUN", "ID", "NAME", "STATE", "CREATED", "FINISHED"]
+    assert lines[1].split()[0] == "run-1" and "PENDING" in lines[1]
+    (listing,) = kfp_server.state.calls("GET", "/runs")
+    assert listing.query["page_size"] == ["5"]
+    assert listing.authorization == "Bearer t0k"
+
+
+def test_runs_with_unreachable_host_is_one_line(capsys):
+    from flywheel.cli.main import main
+
+    assert main(["runs", "--host", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: Cannot reach Kubeflow Pipelines at http://127.0.0.1:9")
