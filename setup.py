@@ -17,6 +17,7 @@ setup(
         "flywheel.cli",
         "flywheel.serving",
         "flywheel.monitoring",
+        "flywheel.techniques",
         "flywheel.kubeflow",
         "flywheel.components",
         "flywheel.pipelines",

@@ -1,0 +1,1 @@
+"""Techniques of the ML lifecycle as estimators and functions (see base.py)."""
