@@ -191,6 +191,10 @@ class Monitor:
                 self._references[key] = str(exc)
         return self._references[key]
 
+    def use_reference(self, reference: TrainingReference) -> None:
+        """Uses ``reference`` for its model version instead of looking it up (tests, custom references)."""
+        self._references[(reference.model, reference.version)] = reference
+
     # -- one window --------------------------------------------------------------------------------
 
     def _feature_check(self, ref: TrainingReference, feature: str, kind: str, values: list[Any]) -> drift.DriftResult | None:
