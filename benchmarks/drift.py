@@ -82,7 +82,9 @@ def make_tables(rows: int, seed: int = 0) -> tuple[object, object, dict[str, str
     for i in range(12):
         name = f"num_{i:02d}"
         kinds[name] = "numeric"
-        maker = [lambda n: rng.normal(50, 10, n), lambda n: rng.lognormal(3, 0.5, n), lambda n: rng.uniform(0, 100, n)][i % 3]
+        maker = [lambda n: rng.normal(50, 10, n), lambda n: rng.lognormal(3, 0.5, n), lambda n: rng.uniform(0, 100, n)][
+            i % 3
+        ]
         reference[name] = maker(rows)
         values = maker(rows)
         if i < 4:  # shifted: location by 0.3 std, or scale x1.3
@@ -138,7 +140,9 @@ def run_flywheel(ref_path: str, cur_path: str, kinds: dict[str, str]) -> tuple[f
 def run_evidently(ref_path: str, cur_path: str, kinds: dict[str, str]) -> tuple[float, dict[str, dict]]:
     completed = subprocess.run(
         [evidently_python(), "-c", EVIDENTLY_SCRIPT, ref_path, cur_path, json.dumps(kinds)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     return result["seconds"], result["columns"]
@@ -152,13 +156,17 @@ def main() -> int:
     os.makedirs(OUT, exist_ok=True)
     for rows in args.rows:
         reference, current, kinds, shifted = make_tables(rows)
-        ref_path, cur_path = os.path.join(OUT, f"drift-ref-{rows}.parquet"), os.path.join(OUT, f"drift-cur-{rows}.parquet")
+        ref_path, cur_path = os.path.join(OUT, f"drift-ref-{rows}.parquet"), os.path.join(
+            OUT, f"drift-cur-{rows}.parquet"
+        )
         reference.to_parquet(ref_path, index=False)
         current.to_parquet(cur_path, index=False)
         del reference, current
         fly_s, fly = run_flywheel(ref_path, cur_path, kinds)
         fly_set = sorted(c for c, r in fly.items() if r["drifted"])
-        print(f"\n{rows:,} rows x {len(kinds)} columns (reference and current each); shifted on purpose: {sorted(shifted)}")
+        print(
+            f"\n{rows:,} rows x {len(kinds)} columns (reference and current each); shifted on purpose: {sorted(shifted)}"
+        )
         print(f"  flywheel   {fly_s:8.3f} s  drifted ({len(fly_set)}): {fly_set}")
         print(f"             tests: {sorted({r['method'] for r in fly.values()})}")
         if args.skip_evidently:
@@ -168,8 +176,10 @@ def main() -> int:
         print(f"  evidently  {evi_s:8.3f} s  drifted ({len(evi_set)}): {evi_set}")
         print(f"             tests: {sorted({r['method'] for r in evi.values()})}")
         worst = max(abs(fly[c]["value"] - evi[c]["value"]) for c in kinds)
-        print(f"  speed-up {evi_s / fly_s:.1f}x; detections agree: {fly_set == evi_set}; "
-              f"largest |statistic difference| over columns: {worst:.2e}")
+        print(
+            f"  speed-up {evi_s / fly_s:.1f}x; detections agree: {fly_set == evi_set}; "
+            f"largest |statistic difference| over columns: {worst:.2e}"
+        )
     return 0
 
 

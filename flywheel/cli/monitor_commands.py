@@ -23,18 +23,32 @@ def register(subparsers: Any) -> None:
         "its blessed evaluation, store drift checks, fire alert rules (log, file, webhook, retrain, "
         "rollback) and roll back a new version that degrades. Runs once (--once, for a CronJob) or in a loop.",
     )
-    monitor.add_argument("--once", action="store_true", help="one pass, then exit (exit 1 if a model could not be checked)")
-    monitor.add_argument("--rules", metavar="FILE", help="alert rules YAML (see examples/alerts.yaml); default: drift checks only")
+    monitor.add_argument(
+        "--once", action="store_true", help="one pass, then exit (exit 1 if a model could not be checked)"
+    )
+    monitor.add_argument(
+        "--rules", metavar="FILE", help="alert rules YAML (see examples/alerts.yaml); default: drift checks only"
+    )
     monitor.add_argument("--registry", metavar="DIR", help="model registry (default: <home>/registry)")
     monitor.add_argument("--model", action="append", metavar="NAME", help="only this model (repeatable; default: all)")
-    monitor.add_argument("--interval", type=float, default=300.0, metavar="S", help="seconds between passes in a loop (default 300)")
-    monitor.add_argument("--window", metavar="DURATION", help="live window, e.g. 15m, 1h (default: the rules file's, else 1h)")
-    monitor.add_argument("--endpoint", metavar="URL", help="read the request/feedback logs from a serving endpoint instead of the home")
+    monitor.add_argument(
+        "--interval", type=float, default=300.0, metavar="S", help="seconds between passes in a loop (default 300)"
+    )
+    monitor.add_argument(
+        "--window", metavar="DURATION", help="live window, e.g. 15m, 1h (default: the rules file's, else 1h)"
+    )
+    monitor.add_argument(
+        "--endpoint", metavar="URL", help="read the request/feedback logs from a serving endpoint instead of the home"
+    )
     monitor.add_argument("--host", metavar="URL", help="start retraining runs on this Kubeflow Pipelines host")
     _home_flag(monitor)
     monitor.set_defaults(handler=run_monitor)
 
-    alerts = subparsers.add_parser("alerts", help="show fired alerts", description="Fired alerts, newest first, with their evidence and the run they started.")
+    alerts = subparsers.add_parser(
+        "alerts",
+        help="show fired alerts",
+        description="Fired alerts, newest first, with their evidence and the run they started.",
+    )
     alerts.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     alerts.add_argument("--model", metavar="NAME", help="only this model")
     alerts.add_argument("--json", action="store_true", help="print JSON")
@@ -78,7 +92,9 @@ def run_monitor(args: argparse.Namespace) -> int:
     config = load_rules(args.rules) if args.rules else RulesConfig()
     if args.host:
         if config.retrain is None:
-            raise ParameterError("--host starts retraining runs on Kubeflow, but the rules file has no 'retrain:' section.")
+            raise ParameterError(
+                "--host starts retraining runs on Kubeflow, but the rules file has no 'retrain:' section."
+            )
         config = dataclasses.replace(config, retrain=dataclasses.replace(config.retrain, host=args.host))
     window_s = parse_duration(args.window, field="--window") if args.window else None
     monitor = Monitor(
@@ -92,7 +108,10 @@ def run_monitor(args: argparse.Namespace) -> int:
     if not monitor.registry.models() and not args.model:
         print(f"No models in {monitor.registry.root}; nothing to monitor.")
         return 0
-    print(f"Monitoring {', '.join(args.model or monitor.registry.models())} ({len(config.rules)} rules from {config.source})", flush=True)
+    print(
+        f"Monitoring {', '.join(args.model or monitor.registry.models())} ({len(config.rules)} rules from {config.source})",
+        flush=True,
+    )
     for reports in monitor.run_forever(args.interval, passes=1 if args.once else None):
         for report in reports:
             fired = ", ".join(f"#{a.id} {a.rule}" + (f" -> run {a.run_id}" if a.run_id else "") for a in report.alerts)
@@ -128,17 +147,24 @@ def show_alerts(args: argparse.Namespace) -> int:
         return 0
     for alert in alerts:
         run = f"  run {alert.run_id}" if alert.run_id else ""
-        print(f"#{alert.id}  {_fmt_ts(alert.ts)}  {alert.rule}  {alert.model} v{alert.version}  action {alert.action}{run}")
+        print(
+            f"#{alert.id}  {_fmt_ts(alert.ts)}  {alert.rule}  {alert.model} v{alert.version}  action {alert.action}{run}"
+        )
         print(f"    {alert.message}")
         evidence = alert.evidence
         for item in evidence.get("drifted", []):
-            print(f"    drifted  {item['feature']}: {item['test']} {item['statistic']:.4g} (threshold {item['threshold']:g})")
+            print(
+                f"    drifted  {item['feature']}: {item['test']} {item['statistic']:.4g} (threshold {item['threshold']:g})"
+            )
         if "retrain" in evidence:
             print(f"    retrain  {json.dumps(evidence['retrain'], default=str)}")
         if "rollback" in evidence:
             print(f"    rollback {json.dumps(evidence['rollback'], default=str)}")
         if "live" in evidence:
-            print(f"    live {evidence['metric']} {evidence['live']} over {evidence['labels']} labels vs {evidence['baseline_basis']} {evidence['baseline']}")
+            print(
+                f"    live {evidence['metric']} {evidence['live']} over {evidence['labels']} labels "
+                f"vs {evidence['baseline_basis']} {evidence['baseline']}"
+            )
         failed = {k: v for k, v in evidence.get("sinks", {}).items() if v != "ok"}
         if failed:
             print(f"    sinks    {json.dumps(failed)}")
@@ -151,6 +177,10 @@ def run_rollback(args: argparse.Namespace) -> int:
 
     home = _home(args)
     registry = _registry(args, home)
-    record = rollback(registry, MonitorStore(home), args.model, to=args.to, automatic=False, reason=args.reason, now=time.time())
-    print(f"Model '{args.model}' now serves v{record.to_version} (was v{record.from_version}); rollback #{record.id} recorded.")
+    record = rollback(
+        registry, MonitorStore(home), args.model, to=args.to, automatic=False, reason=args.reason, now=time.time()
+    )
+    print(
+        f"Model '{args.model}' now serves v{record.to_version} (was v{record.from_version}); rollback #{record.id} recorded."
+    )
     return 0

@@ -99,7 +99,9 @@ def check_test(test: str, kind: str, threshold: float | None = None) -> float:
         raise DriftTestError(f"A feature kind must be one of {list(KINDS)}. Got {kind!r} instead.")
     allowed = NUMERIC_TESTS if kind == NUMERIC else CATEGORICAL_TESTS
     if test not in allowed:
-        raise DriftTestError(f"The drift test for a {kind} feature must be one of {list(allowed)}. Got {test!r} instead.")
+        raise DriftTestError(
+            f"The drift test for a {kind} feature must be one of {list(allowed)}. Got {test!r} instead."
+        )
     if threshold is None:
         return TESTS[test][0]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
@@ -109,7 +111,9 @@ def check_test(test: str, kind: str, threshold: float | None = None) -> float:
             f"The threshold of test '{test}' is a p-value and must lie in (0, 1). Got {threshold!r} instead."
         )
     if threshold <= 0:
-        raise DriftTestError(f"The threshold of test '{test}' is a distance and must be > 0. Got {threshold!r} instead.")
+        raise DriftTestError(
+            f"The threshold of test '{test}' is a distance and must be > 0. Got {threshold!r} instead."
+        )
     return float(threshold)
 
 
@@ -175,7 +179,9 @@ def _sturges_shares(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndar
 # -- distribution tests (counts) -----------------------------------------------------------------
 
 
-def align_counts(reference: Mapping[Any, float], current: Mapping[Any, float]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+def align_counts(
+    reference: Mapping[Any, float], current: Mapping[Any, float]
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """Categories of both samples and their counts in each (0 where absent)."""
     keys = list(dict.fromkeys([*reference, *current]))
     return (
@@ -258,7 +264,9 @@ def counts_drift(
     threshold = check_test(test, kind, threshold)
     keys, ref, cur = align_counts(reference, current)
     if ref.sum() <= 0 or cur.sum() <= 0:
-        raise DriftTestError(f"Feature '{feature}': both samples need at least one value (reference {ref.sum():.0f}, current {cur.sum():.0f}).")
+        raise DriftTestError(
+            f"Feature '{feature}': both samples need at least one value (reference {ref.sum():.0f}, current {cur.sum():.0f})."
+        )
     details: dict[str, Any] = {
         "reference_shares": {str(k): round(float(v / ref.sum()), 6) for k, v in zip(keys, ref)},
         "current_shares": {str(k): round(float(v / cur.sum()), 6) for k, v in zip(keys, cur)},
@@ -328,7 +336,9 @@ def numeric_drift(
     ref = reference_sorted if reference_sorted is not None else np.sort(clean_numeric(reference))
     cur = np.sort(clean_numeric(current))
     if ref.shape[0] == 0 or cur.shape[0] == 0:
-        raise DriftTestError(f"Feature '{feature}': both samples need at least one value (reference {ref.shape[0]}, current {cur.shape[0]}).")
+        raise DriftTestError(
+            f"Feature '{feature}': both samples need at least one value (reference {ref.shape[0]}, current {cur.shape[0]})."
+        )
     details: dict[str, Any] = {
         "reference_rows": int(ref.shape[0]),
         "current_rows": int(cur.shape[0]),
@@ -342,7 +352,9 @@ def numeric_drift(
             test = choose_test(NUMERIC, ref.shape[0], n_unique)
         if test == "wasserstein":
             threshold = check_test(test, NUMERIC, threshold)
-            return DriftResult(feature, NUMERIC, test, distance, threshold, is_drift(test, distance, threshold), details)
+            return DriftResult(
+                feature, NUMERIC, test, distance, threshold, is_drift(test, distance, threshold), details
+            )
         if test in ("chi2", "z"):  # few distinct values: a numeric column treated as categories
             result = counts_drift(feature, value_counts(ref), value_counts(cur), test=test, threshold=threshold)
             return dataclasses.replace(result, kind=NUMERIC, details={**details, **result.details})
@@ -405,5 +417,7 @@ def dataset_drift(
         if kind == NUMERIC:
             results.append(numeric_drift(column, reference[column], current[column], test=test, threshold=threshold))
         else:
-            results.append(categorical_drift(column, reference[column], current[column], test=test, threshold=threshold))
+            results.append(
+                categorical_drift(column, reference[column], current[column], test=test, threshold=threshold)
+            )
     return results

@@ -87,12 +87,25 @@ class HttpLogSource:
         return self._fetch(model, logs.REQUESTS, since)
 
     def labeled(self, model: str, since: float) -> list[logs.LabeledPrediction]:
-        labels = {(r["request_id"], int(r.get("index", 0))): str(r["label"]) for r in self._fetch(model, logs.FEEDBACK, since) if "request_id" in r and "label" in r}
+        labels = {
+            (r["request_id"], int(r.get("index", 0))): str(r["label"])
+            for r in self._fetch(model, logs.FEEDBACK, since)
+            if "request_id" in r and "label" in r
+        }
         joined = []
         for r in self.requests(model, since):
             key = (r.get("request_id"), int(r.get("index", 0)))
             if key in labels:
-                joined.append(logs.LabeledPrediction(str(key[0]), key[1], int(r.get("version", 0)), str(r.get("prediction")), labels[key], float(r.get("ts", 0))))
+                joined.append(
+                    logs.LabeledPrediction(
+                        str(key[0]),
+                        key[1],
+                        int(r.get("version", 0)),
+                        str(r.get("prediction")),
+                        labels[key],
+                        float(r.get("ts", 0)),
+                    )
+                )
         return joined
 
 
@@ -197,7 +210,9 @@ class Monitor:
 
     # -- one window --------------------------------------------------------------------------------
 
-    def _feature_check(self, ref: TrainingReference, feature: str, kind: str, values: list[Any]) -> drift.DriftResult | None:
+    def _feature_check(
+        self, ref: TrainingReference, feature: str, kind: str, values: list[Any]
+    ) -> drift.DriftResult | None:
         test, threshold = self.config.drift.for_feature(feature, kind)
         min_rows = self.config.drift.min_rows
         if kind == drift.NUMERIC:
@@ -205,22 +220,39 @@ class Monitor:
             if current.shape[0] < min_rows:
                 return None
             if feature in ref.numeric_sorted:
-                return drift.numeric_drift(feature, None, current, test=test, threshold=threshold, reference_sorted=ref.numeric_sorted[feature])
+                return drift.numeric_drift(
+                    feature, None, current, test=test, threshold=threshold, reference_sorted=ref.numeric_sorted[feature]
+                )
             if feature in ref.quantile_buckets:  # no train split: chi-squared on TFDV's quantile buckets
                 edges, counts = ref.quantile_buckets[feature]
                 inner = edges.copy()
                 inner[0], inner[-1] = -math.inf, math.inf
                 live = np.histogram(current, inner)[0]
-                result = drift.counts_drift(feature, dict(enumerate(counts)), dict(enumerate(live)), test="chi2", threshold=0.01, kind=drift.NUMERIC)
+                result = drift.counts_drift(
+                    feature,
+                    dict(enumerate(counts)),
+                    dict(enumerate(live)),
+                    test="chi2",
+                    threshold=0.01,
+                    kind=drift.NUMERIC,
+                )
                 return dataclasses.replace(result, details={**result.details, "binned_on": "tfdv_quantiles"})
             return None
         current_values = [str(v) for v in values if v is not None and v != ""]
         if len(current_values) < min_rows or feature not in ref.categorical_counts:
             return None
-        return drift.counts_drift(feature, ref.categorical_counts[feature], drift.value_counts(current_values), test=test, threshold=threshold)
+        return drift.counts_drift(
+            feature, ref.categorical_counts[feature], drift.value_counts(current_values), test=test, threshold=threshold
+        )
 
     def evaluate_window(
-        self, model: str, version: int | None, rows: list[dict[str, Any]], labeled: list[logs.LabeledPrediction], window_s: float, now: float
+        self,
+        model: str,
+        version: int | None,
+        rows: list[dict[str, Any]],
+        labeled: list[logs.LabeledPrediction],
+        window_s: float,
+        now: float,
     ) -> WindowResult:
         """Drift checks and metrics of one version's rows in one window."""
         metrics: dict[str, float | None] = {"window_rows": float(len(rows)), "feedback_labels": float(len(labeled))}
@@ -230,7 +262,9 @@ class Monitor:
         if isinstance(ref, str):
             notes.append(f"drift not checked: {ref}")
         elif len(rows) < self.config.drift.min_rows:
-            notes.append(f"drift not checked: {len(rows)} logged predictions in the window (drift.min_rows = {self.config.drift.min_rows})")
+            notes.append(
+                f"drift not checked: {len(rows)} logged predictions in the window (drift.min_rows = {self.config.drift.min_rows})"
+            )
         else:
             results = []
             for feature, kind in ref.features.items():
@@ -248,19 +282,39 @@ class Monitor:
             predictions = [str(r["prediction"]) for r in rows if r.get("prediction") is not None]
             if ref.label_counts and len(predictions) >= self.config.drift.min_rows:
                 test, threshold = self.config.drift.prediction
-                result = drift.counts_drift(PREDICTION_FEATURE, ref.label_counts, drift.value_counts(predictions), test=test, threshold=threshold)
+                result = drift.counts_drift(
+                    PREDICTION_FEATURE,
+                    ref.label_counts,
+                    drift.value_counts(predictions),
+                    test=test,
+                    threshold=threshold,
+                )
                 results.append(result)
                 metrics["prediction_drift"] = float(result.drifted)
             checks = [
-                DriftCheck(ts=now, model=model, version=version, window_rows=len(rows), feature=r.feature, kind=r.kind,
-                           test=r.test, statistic=r.statistic, threshold=r.threshold, drifted=r.drifted,
-                           details={**r.details, "window_s": window_s, "reference": ref.describe()})
+                DriftCheck(
+                    ts=now,
+                    model=model,
+                    version=version,
+                    window_rows=len(rows),
+                    feature=r.feature,
+                    kind=r.kind,
+                    test=r.test,
+                    statistic=r.statistic,
+                    threshold=r.threshold,
+                    drifted=r.drifted,
+                    details={**r.details, "window_s": window_s, "reference": ref.describe()},
+                )
                 for r in results
             ]
         if labeled:
             for name in ("accuracy", "balanced_accuracy"):
                 metrics[name] = rollback.live_metric(labeled, name)
-                blessed = self.registry.version_info(model, version).get("metrics", {}).get(name) if version is not None else None
+                blessed = (
+                    self.registry.version_info(model, version).get("metrics", {}).get(name)
+                    if version is not None
+                    else None
+                )
                 if blessed is not None:
                     metrics[f"{name}_drop"] = float(blessed) - metrics[name]
         return WindowResult(window_s, version, metrics, checks, notes)
@@ -270,18 +324,32 @@ class Monitor:
     def _fire(self, rule: Rule, model: str, result: WindowResult, value: float, now: float) -> Alert:
         drifted = [
             {"feature": c.feature, "test": c.test, "statistic": round(c.statistic, 6), "threshold": c.threshold}
-            for c in result.checks if c.drifted
+            for c in result.checks
+            if c.drifted
         ]
         rows = int(result.metrics.get("window_rows") or 0)
         message = f"{rule.describe(value)} over {rows} predictions in the last {_human(result.window_s)}"
         if drifted:
             message += "; drifted: " + ", ".join(d["feature"] for d in drifted)
         evidence = {
-            "comparison": rule.comparison, "window_s": result.window_s, "metrics": result.metrics,
-            "drifted": drifted, "notes": result.notes,
+            "comparison": rule.comparison,
+            "window_s": result.window_s,
+            "metrics": result.metrics,
+            "drifted": drifted,
+            "notes": result.notes,
         }
-        alert = Alert(ts=now, rule=rule.name, model=model, version=result.version, metric=rule.metric, value=value,
-                      threshold=rule.threshold, action=rule.action, message=message, evidence=evidence)
+        alert = Alert(
+            ts=now,
+            rule=rule.name,
+            model=model,
+            version=result.version,
+            metric=rule.metric,
+            value=value,
+            threshold=rule.threshold,
+            action=rule.action,
+            message=message,
+            evidence=evidence,
+        )
         alert.id = self.store.add_alert(alert)
         outcome: dict[str, Any] = {}
         if rule.action == "retrain" and self.config.retrain is not None:
@@ -290,8 +358,19 @@ class Monitor:
             self.log(f"  alert #{alert.id} {rule.name}: retrain {json.dumps(outcome['retrain'], default=str)}")
         elif rule.action == "rollback":
             try:
-                record = rollback.rollback(self.registry, self.store, model, automatic=True, reason=f"alert #{alert.id} {rule.name}: {message}", now=now)
-                outcome["rollback"] = {"from_version": record.from_version, "to_version": record.to_version, "rollback_id": record.id}
+                record = rollback.rollback(
+                    self.registry,
+                    self.store,
+                    model,
+                    automatic=True,
+                    reason=f"alert #{alert.id} {rule.name}: {message}",
+                    now=now,
+                )
+                outcome["rollback"] = {
+                    "from_version": record.from_version,
+                    "to_version": record.to_version,
+                    "rollback_id": record.id,
+                }
             except FlywheelError as exc:
                 outcome["rollback"] = {"failed": str(exc)}
         sinks = tuple(s for s in (rule.action, *rule.notify) if s in SINKS)
@@ -335,11 +414,16 @@ class Monitor:
                 continue
             last = self.store.last_alert_ts(rule.name, model)
             if last is not None and now - last < rule.cooldown_s:
-                self.log(f"  rule {rule.name}: {rule.describe(value)} but in cool-down ({_human(rule.cooldown_s)} since the alert at {time.strftime('%H:%M:%S', time.localtime(last))})")
+                self.log(
+                    f"  rule {rule.name}: {rule.describe(value)} but in cool-down ({_human(rule.cooldown_s)} "
+                    f"since the alert at {time.strftime('%H:%M:%S', time.localtime(last))})"
+                )
                 continue
             report.alerts.append(self._fire(rule, model, result, value, now))
         if self.config.rollback is not None and not any(a.action == "rollback" for a in report.alerts):
-            record, details = rollback.watch_new_version(self.registry, self.store, model, labeled_all, self.config.rollback, now=now)
+            record, details = rollback.watch_new_version(
+                self.registry, self.store, model, labeled_all, self.config.rollback, now=now
+            )
             report.rollback = details
             if record is not None:
                 self.log(f"  rolled back {model} v{record.from_version} -> v{record.to_version}: {record.reason}")
@@ -359,7 +443,9 @@ class Monitor:
                 reports.append(ModelReport(model=model, version=None, error=str(exc)))
         return reports
 
-    def run_forever(self, interval_s: float, *, passes: int | None = None, sleep: Callable[[float], None] = time.sleep) -> Iterable[list[ModelReport]]:
+    def run_forever(
+        self, interval_s: float, *, passes: int | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> Iterable[list[ModelReport]]:
         """Runs a pass every ``interval_s`` seconds (``passes`` bounds it, for tests)."""
         done = 0
         while passes is None or done < passes:

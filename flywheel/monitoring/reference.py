@@ -81,7 +81,9 @@ def read_tfdv_statistics(path: str) -> tuple[dict[str, dict[str, float]], dict[s
             if feature.HasField("string_stats"):
                 ranks = feature.string_stats.rank_histogram.buckets or feature.string_stats.top_values
                 counts[name] = {
-                    str(getattr(b, "label", "") or getattr(b, "value", "")): float(getattr(b, "sample_count", 0) or getattr(b, "frequency", 0))
+                    str(getattr(b, "label", "") or getattr(b, "value", "")): float(
+                        getattr(b, "sample_count", 0) or getattr(b, "frequency", 0)
+                    )
                     for b in ranks
                 }
             elif feature.HasField("num_stats"):
@@ -95,7 +97,9 @@ def read_tfdv_statistics(path: str) -> tuple[dict[str, dict[str, float]], dict[s
 def _lineage_outputs(home: Home, source_uri: str) -> dict[str, str]:
     """{"statistics": uri, "examples": uri} found upstream of a Model artifact in MLMD."""
     if not os.path.exists(home.metadata_db):
-        raise ReferenceNotFoundError(f"No ML Metadata store at {home.metadata_db} to trace {source_uri} to its training data.")
+        raise ReferenceNotFoundError(
+            f"No ML Metadata store at {home.metadata_db} to trace {source_uri} to its training data."
+        )
     from flywheel.metadata import MetadataStore
 
     store = MetadataStore(home)
@@ -123,7 +127,9 @@ def load_reference(registry: Any, home: Home, model: str, version: int) -> Train
     version_dir = registry.version_dir(model, version)
     contract_path = os.path.join(version_dir, "model.json")
     if not os.path.isfile(contract_path):
-        raise ReferenceNotFoundError(f"Version {version} of '{model}' has no model.json ({contract_path}); its features are unknown.")
+        raise ReferenceNotFoundError(
+            f"Version {version} of '{model}' has no model.json ({contract_path}); its features are unknown."
+        )
     with open(contract_path, encoding="utf-8") as handle:
         contract = json.load(handle)
     features = {name: spec.get("kind", drift.NUMERIC) for name, spec in contract.get("features", {}).items()}
@@ -140,7 +146,9 @@ def load_reference(registry: Any, home: Home, model: str, version: int) -> Train
     if found.get("statistics") and os.path.isfile(stats_path):
         counts, buckets = read_tfdv_statistics(stats_path)
         reference.statistics_uri = found["statistics"]
-        reference.categorical_counts = {f: counts[f] for f, k in features.items() if k == drift.CATEGORICAL and f in counts}
+        reference.categorical_counts = {
+            f: counts[f] for f, k in features.items() if k == drift.CATEGORICAL and f in counts
+        }
         reference.quantile_buckets = {f: buckets[f] for f, k in features.items() if k == drift.NUMERIC and f in buckets}
         reference.label_counts = counts.get(reference.label, {})
     split_path = os.path.join(found.get("examples", ""), TRAIN_SPLIT_FILE)
@@ -153,9 +161,13 @@ def load_reference(registry: Any, home: Home, model: str, version: int) -> Train
             if feature not in frame.columns:
                 continue
             if kind == drift.NUMERIC:
-                reference.numeric_sorted[feature] = np.sort(drift.clean_numeric(pd.to_numeric(frame[feature], errors="coerce")))
+                reference.numeric_sorted[feature] = np.sort(
+                    drift.clean_numeric(pd.to_numeric(frame[feature], errors="coerce"))
+                )
             elif feature not in reference.categorical_counts:
-                reference.categorical_counts[feature] = {str(k): float(v) for k, v in drift.value_counts(frame[feature]).items()}
+                reference.categorical_counts[feature] = {
+                    str(k): float(v) for k, v in drift.value_counts(frame[feature]).items()
+                }
         if not reference.label_counts and reference.label in frame.columns:
             reference.label_counts = {str(k): float(v) for k, v in drift.value_counts(frame[reference.label]).items()}
     if reference.statistics_uri is None and reference.examples_uri is None:

@@ -53,10 +53,12 @@ def resolve_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     resolved = {}
     for key, value in parameters.items():
         if isinstance(value, str) and value.startswith(NEWEST_PREFIX):
-            pattern = value[len(NEWEST_PREFIX):]
+            pattern = value[len(NEWEST_PREFIX) :]
             matches = glob.glob(os.path.expanduser(pattern))
             if not matches:
-                raise FlywheelError(f"Retrain parameter '{key}': nothing matches {pattern!r}; put the newest data there or fix the glob.")
+                raise FlywheelError(
+                    f"Retrain parameter '{key}': nothing matches {pattern!r}; put the newest data there or fix the glob."
+                )
             value = max(matches, key=os.path.getmtime)
         resolved[key] = value
     return resolved
@@ -68,7 +70,9 @@ def local_launcher(home: Home) -> Launcher:
     def launch(request: RetrainRequest) -> str:
         settings = request.settings
         if not os.path.isfile(settings.pipeline):
-            raise PipelineFileError(f"retrain.pipeline {settings.pipeline!r} is not a file (cwd {os.getcwd()}); give the pipeline's path.")
+            raise PipelineFileError(
+                f"retrain.pipeline {settings.pipeline!r} is not a file (cwd {os.getcwd()}); give the pipeline's path."
+            )
         args = [sys.executable, "-m", "flywheel", "--home", home.root, "run", os.path.abspath(settings.pipeline)]
         if settings.pipeline_name:
             args += ["--pipeline", settings.pipeline_name]
@@ -125,7 +129,9 @@ def trigger_retrain(
         ``{"suppressed": why}`` or ``{"failed": error}``.
     """
     if alert.id is None:
-        raise FlywheelError("trigger_retrain needs a stored alert (with an id); add it with MonitorStore.add_alert first.")
+        raise FlywheelError(
+            "trigger_retrain needs a stored alert (with an id); add it with MonitorStore.add_alert first."
+        )
     recent = store.count_retrains(alert.model, now - settings.period_s)
     if recent >= settings.max_runs:
         return {

@@ -64,11 +64,15 @@ def rollback(
     if not versions:
         raise RollbackError(f"Model '{model}' has no versions in {registry.root}; check --registry and the model name.")
     if current is None:
-        raise RollbackError(f"No version of '{model}' serves in {registry.root}, so there is nothing to roll back from.")
+        raise RollbackError(
+            f"No version of '{model}' serves in {registry.root}, so there is nothing to roll back from."
+        )
     if to is None:
         to = previous_version(registry, model)
         if to is None:
-            raise RollbackError(f"Model '{model}' has no version before v{current} to roll back to (versions: {versions}); pass --to VERSION.")
+            raise RollbackError(
+                f"Model '{model}' has no version before v{current} to roll back to (versions: {versions}); pass --to VERSION."
+            )
     if to not in versions:
         raise RollbackError(f"Model '{model}' has no version {to}; versions: {versions}. Pass one of them with --to.")
     if to == current:
@@ -127,7 +131,9 @@ def watch_new_version(
     since = parse_iso(info.get("updated_at")) or 0.0
     mine = [p for p in labeled if p.version == current and p.ts >= since]
     if len(mine) < settings.min_labels:
-        return None, {"skipped": f"v{current} has {len(mine)} feedback labels since it started serving (needs {settings.min_labels})"}
+        return None, {
+            "skipped": f"v{current} has {len(mine)} feedback labels since it started serving (needs {settings.min_labels})"
+        }
     live = live_metric(mine, settings.metric)
     theirs = [p for p in labeled if p.version == previous]
     if len(theirs) >= settings.min_labels:
@@ -135,11 +141,19 @@ def watch_new_version(
     else:
         blessed = registry.version_info(model, previous).get("metrics", {}).get(settings.metric)
         if blessed is None:
-            return None, {"skipped": f"v{previous} has neither {settings.min_labels} live labels nor a blessed {settings.metric}"}
+            return None, {
+                "skipped": f"v{previous} has neither {settings.min_labels} live labels nor a blessed {settings.metric}"
+            }
         baseline, basis = float(blessed), f"v{previous} blessed evaluation"
     evidence = {
-        "metric": settings.metric, "live": round(live, 6), "labels": len(mine), "baseline": round(baseline, 6),
-        "baseline_basis": basis, "margin": settings.margin, "from_version": current, "to_version": previous,
+        "metric": settings.metric,
+        "live": round(live, 6),
+        "labels": len(mine),
+        "baseline": round(baseline, 6),
+        "baseline_basis": basis,
+        "margin": settings.margin,
+        "from_version": current,
+        "to_version": previous,
     }
     if live >= baseline - settings.margin:
         return None, {"kept": evidence}
@@ -149,8 +163,15 @@ def watch_new_version(
     )
     record = rollback(registry, store, model, to=previous, automatic=True, reason=message, now=now)
     alert = Alert(
-        ts=now, rule=AUTO_ROLLBACK_RULE, model=model, version=current, metric=settings.metric, value=live,
-        threshold=baseline - settings.margin, action="rollback", message=message,
+        ts=now,
+        rule=AUTO_ROLLBACK_RULE,
+        model=model,
+        version=current,
+        metric=settings.metric,
+        value=live,
+        threshold=baseline - settings.margin,
+        action="rollback",
+        message=message,
         evidence={**evidence, "rollback_id": record.id},
     )
     alert.id = store.add_alert(alert)

@@ -231,17 +231,23 @@ def _feature_test(value: Any, where: str) -> tuple[str, float]:
 def _parse_rule(raw: Any, index: int, default_window: float) -> Rule:
     where = f"rules[{index}]"
     section = _mapping(raw, where)
-    _known_keys(section, ("name", "metric", "threshold", "comparison", "window", "cooldown", "action", "notify", "min_rows"), where)
+    _known_keys(
+        section,
+        ("name", "metric", "threshold", "comparison", "window", "cooldown", "action", "notify", "min_rows"),
+        where,
+    )
     name = section.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RuleError(f"'{where}.name' must be a non-empty string. Got {name!r} instead.")
     where = f"rule '{name}'"
     metric = section.get("metric")
-    is_feature = isinstance(metric, str) and metric.startswith(FEATURE_METRIC_PREFIX) and len(metric) > len(FEATURE_METRIC_PREFIX)
+    is_feature = (
+        isinstance(metric, str)
+        and metric.startswith(FEATURE_METRIC_PREFIX)
+        and len(metric) > len(FEATURE_METRIC_PREFIX)
+    )
     if metric not in METRICS and not is_feature:
-        raise RuleError(
-            f"Unknown metric {metric!r} in {where}; use one of {sorted(METRICS)} or 'drift.<feature>'."
-        )
+        raise RuleError(f"Unknown metric {metric!r} in {where}; use one of {sorted(METRICS)} or 'drift.<feature>'.")
     if "threshold" not in section:
         raise RuleError(f"{where} needs a 'threshold' (a number), e.g. threshold: 0.3.")
     threshold = _number(section["threshold"], f"{where}.threshold")
@@ -303,11 +309,24 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
     retrain = None
     if top.get("retrain") is not None:
         raw = _mapping(top["retrain"], "retrain")
-        fields = ("pipeline", "pipeline_name", "parameters", "max_runs", "period", "host", "namespace",
-                  "experiment", "service_account", "pipeline_root", "image")
+        fields = (
+            "pipeline",
+            "pipeline_name",
+            "parameters",
+            "max_runs",
+            "period",
+            "host",
+            "namespace",
+            "experiment",
+            "service_account",
+            "pipeline_root",
+            "image",
+        )
         _known_keys(raw, fields, "retrain")
         if not isinstance(raw.get("pipeline"), str) or not raw["pipeline"]:
-            raise RuleError(f"'retrain.pipeline' must name a pipeline file, e.g. pipelines/training.py. Got {raw.get('pipeline')!r} instead.")
+            raise RuleError(
+                f"'retrain.pipeline' must name a pipeline file, e.g. pipelines/training.py. Got {raw.get('pipeline')!r} instead."
+            )
         retrain = RetrainSettings(
             pipeline=raw["pipeline"],
             pipeline_name=raw.get("pipeline_name"),
@@ -340,7 +359,9 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
         raise RuleError(f"Rule names must be unique (cool-downs are kept per name); repeated: {duplicates}.")
     for rule in rules:
         if rule.action == "retrain" and retrain is None:
-            raise RuleError(f"Rule '{rule.name}' has action 'retrain' but the file has no 'retrain:' section (pipeline, parameters).")
+            raise RuleError(
+                f"Rule '{rule.name}' has action 'retrain' but the file has no 'retrain:' section (pipeline, parameters)."
+            )
         needed = [s for s in (rule.action, *rule.notify) if s in ("file", "webhook")]
         if "webhook" in needed and not url:
             raise RuleError(f"Rule '{rule.name}' sends to the webhook sink but 'sinks.webhook.url' is not set.")
@@ -384,14 +405,27 @@ def load_rules(path: str) -> RulesConfig:
 def alert_document(alert: Any) -> dict[str, Any]:
     """The JSON form of a stored ``Alert`` that file and webhook sinks send."""
     return {
-        "id": alert.id, "ts": alert.ts, "rule": alert.rule, "model": alert.model, "version": alert.version,
-        "metric": alert.metric, "value": alert.value, "threshold": alert.threshold, "action": alert.action,
-        "message": alert.message, "run_id": alert.run_id, "evidence": alert.evidence,
+        "id": alert.id,
+        "ts": alert.ts,
+        "rule": alert.rule,
+        "model": alert.model,
+        "version": alert.version,
+        "metric": alert.metric,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "action": alert.action,
+        "message": alert.message,
+        "run_id": alert.run_id,
+        "evidence": alert.evidence,
     }
 
 
 def send_log(alert: Any) -> None:
-    print(f"flywheel alert #{alert.id} [{alert.rule}] model {alert.model} v{alert.version}: {alert.message}", file=sys.stderr, flush=True)
+    print(
+        f"flywheel alert #{alert.id} [{alert.rule}] model {alert.model} v{alert.version}: {alert.message}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def send_file(alert: Any, path: str) -> None:
@@ -409,7 +443,9 @@ def send_webhook(alert: Any, url: str, *, timeout_s: float = 5.0) -> int:
     """
     body = json.dumps(alert_document(alert), default=str).encode()
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - URL from the operator's rules file
+    with urllib.request.urlopen(
+        request, timeout=timeout_s
+    ) as response:  # noqa: S310 - URL from the operator's rules file
         return int(response.status)
 
 
@@ -432,5 +468,9 @@ def notify(alert: Any, sinks: tuple[str, ...], config: RulesConfig, home_root: s
             outcome[sink] = "ok"
         except (OSError, ValueError) as exc:
             outcome[sink] = f"failed: {type(exc).__name__}: {exc}"
-            print(f"flywheel monitor: alert #{alert.id} could not be sent to the {sink} sink: {exc}", file=sys.stderr, flush=True)
+            print(
+                f"flywheel monitor: alert #{alert.id} could not be sent to the {sink} sink: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
     return outcome

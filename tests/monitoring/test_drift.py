@@ -38,10 +38,14 @@ def test_chi2_false_alarms_and_power_at_n500():
     reference = dict(enumerate(rng.multinomial(5000, base)))  # TFDV-style counts of the train split
 
     def rate(p):
-        return np.mean([
-            drift.counts_drift("c", reference, dict(enumerate(rng.multinomial(N_WINDOW, p))), threshold=ALPHA).drifted
-            for _ in range(REPS)
-        ])
+        return np.mean(
+            [
+                drift.counts_drift(
+                    "c", reference, dict(enumerate(rng.multinomial(N_WINDOW, p))), threshold=ALPHA
+                ).drifted
+                for _ in range(REPS)
+            ]
+        )
 
     assert rate(base) <= 0.05
     assert rate(moved) >= 0.95
@@ -63,7 +67,9 @@ def test_statistics_match_scipy():
     expected = stats.chisquare([np.sum(c2 == k) for k in "abc"], [np.sum(c1 == k) * 0.5 for k in "abc"])
     assert chi.statistic == pytest.approx(expected.pvalue)
     js = drift.categorical_drift("c", c1, c2, test="jensen_shannon")
-    assert js.statistic == pytest.approx(distance.jensenshannon([np.mean(c1 == k) for k in "abc"], [np.mean(c2 == k) for k in "abc"]))
+    assert js.statistic == pytest.approx(
+        distance.jensenshannon([np.mean(c1 == k) for k in "abc"], [np.mean(c2 == k) for k in "abc"])
+    )
 
 
 def test_unseen_category_is_drift():
@@ -94,8 +100,16 @@ def test_auto_on_a_large_frame_detects_the_shifted_columns_only():
     rng = np.random.default_rng(11)
     n = 5000
     ref = pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(size=n), "c": rng.choice(list("abcd"), n)})
-    cur = pd.DataFrame({"x": rng.normal(0.3, 1, size=n), "y": rng.normal(size=n), "c": rng.choice(list("abcd"), n, p=[0.1, 0.2, 0.3, 0.4])})
-    results = {r.feature: r for r in drift.dataset_drift(ref, cur, {"x": "numeric", "y": "numeric", "c": "categorical"})}
+    cur = pd.DataFrame(
+        {
+            "x": rng.normal(0.3, 1, size=n),
+            "y": rng.normal(size=n),
+            "c": rng.choice(list("abcd"), n, p=[0.1, 0.2, 0.3, 0.4]),
+        }
+    )
+    results = {
+        r.feature: r for r in drift.dataset_drift(ref, cur, {"x": "numeric", "y": "numeric", "c": "categorical"})
+    }
     assert {f for f, r in results.items() if r.drifted} == {"x", "c"}
     assert results["x"].test == "wasserstein" and results["c"].test == "jensen_shannon"
 

@@ -38,11 +38,18 @@ def push_version(registry: ModelRegistry, tmp_path, version_tag: str, accuracy: 
     source = tmp_path / f"model-{version_tag}"
     source.mkdir()
     (source / "saved_model.pb").write_bytes(version_tag.encode())
-    (source / "model.json").write_text(json.dumps({
-        "label": "y", "label_vocabulary": CLASSES,
-        "features": {"x": {"kind": "numeric"}, "z": {"kind": "numeric"}, "color": {"kind": "categorical"}},
-    }))
-    result = registry.push("m", str(source), metadata={"metrics": {"accuracy": accuracy, "balanced_accuracy": accuracy}})
+    (source / "model.json").write_text(
+        json.dumps(
+            {
+                "label": "y",
+                "label_vocabulary": CLASSES,
+                "features": {"x": {"kind": "numeric"}, "z": {"kind": "numeric"}, "color": {"kind": "categorical"}},
+            }
+        )
+    )
+    result = registry.push(
+        "m", str(source), metadata={"metrics": {"accuracy": accuracy, "balanced_accuracy": accuracy}}
+    )
     registry.set_serving("m", result.version, reason=f"pushed from {source}")
     return result.version
 
@@ -50,7 +57,10 @@ def push_version(registry: ModelRegistry, tmp_path, version_tag: str, accuracy: 
 def reference(version: int, seed: int = 0) -> TrainingReference:
     rng = np.random.default_rng(seed)
     return TrainingReference(
-        model="m", version=version, features={"x": "numeric", "z": "numeric", "color": "categorical"}, label="y",
+        model="m",
+        version=version,
+        features={"x": "numeric", "z": "numeric", "color": "categorical"},
+        label="y",
         label_vocabulary=CLASSES,
         numeric_sorted={"x": np.sort(rng.normal(size=2000)), "z": np.sort(rng.normal(size=2000))},
         categorical_counts={"color": {"red": 1000, "blue": 600, "green": 400}},
@@ -58,7 +68,9 @@ def reference(version: int, seed: int = 0) -> TrainingReference:
     )
 
 
-def write_traffic(home, *, version: int, n: int, ts: float, shift: float = 0.0, accuracy: float | None = None, seed: int = 1):
+def write_traffic(
+    home, *, version: int, n: int, ts: float, shift: float = 0.0, accuracy: float | None = None, seed: int = 1
+):
     rng = np.random.default_rng(seed)
     requests, labels = [], []
     for i in range(n):
@@ -66,12 +78,22 @@ def write_traffic(home, *, version: int, n: int, ts: float, shift: float = 0.0, 
         correct = accuracy is None or rng.random() < accuracy
         prediction = label if correct else CLASSES[(i + 1) % 3]
         request_id = uuid.uuid4().hex
-        requests.append({
-            "request_id": request_id, "index": 0, "ts": ts, "model": "m", "version": version,
-            "features": {"x": float(rng.normal(shift)), "z": float(rng.normal(shift)),
-                         "color": str(rng.choice(["red", "blue", "green"], p=[0.5, 0.3, 0.2]))},
-            "prediction": prediction, "probabilities": [],
-        })
+        requests.append(
+            {
+                "request_id": request_id,
+                "index": 0,
+                "ts": ts,
+                "model": "m",
+                "version": version,
+                "features": {
+                    "x": float(rng.normal(shift)),
+                    "z": float(rng.normal(shift)),
+                    "color": str(rng.choice(["red", "blue", "green"], p=[0.5, 0.3, 0.2])),
+                },
+                "prediction": prediction,
+                "probabilities": [],
+            }
+        )
         if accuracy is not None:
             labels.append({"request_id": request_id, "index": 0, "ts": ts, "label": label})
     for kind, records in ((REQUESTS, requests), (FEEDBACK, labels)):
@@ -86,8 +108,15 @@ def registry(home, tmp_path):
 
 
 def make_monitor(home, registry, rules, clock, launched, **kwargs):
-    monitor = Monitor(home, registry, parse_rules(rules), clock=clock, log=lambda _: None,
-                      launcher=lambda request: launched.append(request) or request.run_id, **kwargs)
+    monitor = Monitor(
+        home,
+        registry,
+        parse_rules(rules),
+        clock=clock,
+        log=lambda _: None,
+        launcher=lambda request: launched.append(request) or request.run_id,
+        **kwargs,
+    )
     for version in registry.versions("m"):
         monitor.use_reference(reference(version))
     return monitor
@@ -116,7 +145,9 @@ def test_same_distribution_fires_nothing_and_shift_fires_with_evidence(home, reg
     [alert] = report.alerts
     assert alert.rule == "drift" and alert.value == 2 and alert.run_id == launched[0].run_id
     assert {d["feature"] for d in alert.evidence["drifted"]} == {"x", "z"}
-    assert launched[0].parameters == {"epochs": 3} and launched[0].reason.startswith(f"alert #{alert.id} drift: drifted_features = 2")
+    assert launched[0].parameters == {"epochs": 3} and launched[0].reason.startswith(
+        f"alert #{alert.id} drift: drifted_features = 2"
+    )
     stored = MonitorStore(home).alerts(model="m")[0]
     assert stored.run_id == alert.run_id and stored.evidence["retrain"]["started"] == alert.run_id
 
@@ -142,8 +173,10 @@ def test_cooldown_and_max_retrains_debounce(home, registry, tmp_path):
 def test_failing_webhook_does_not_stop_the_monitor(home, registry, tmp_path):
     push_version(registry, tmp_path, "v1", 0.95)
     write_traffic(home, version=1, n=300, ts=T0 - 60, shift=0.8)
-    rules = {"sinks": {"webhook": {"url": "http://127.0.0.1:9/hook", "timeout_s": 1}},
-             "rules": [{"name": "w", "metric": "drifted_share", "threshold": 0.5, "action": "webhook", "window": "1d"}]}
+    rules = {
+        "sinks": {"webhook": {"url": "http://127.0.0.1:9/hook", "timeout_s": 1}},
+        "rules": [{"name": "w", "metric": "drifted_share", "threshold": 0.5, "action": "webhook", "window": "1d"}],
+    }
     [report] = make_monitor(home, registry, rules, Clock(T0), []).run_once()
     assert report.error is None and len(report.alerts) == 1
     assert MonitorStore(home).alerts()[0].evidence["sinks"]["webhook"].startswith("failed: URLError")
@@ -173,7 +206,9 @@ def test_automatic_rollback_of_a_degraded_new_version(home, registry, tmp_path, 
     assert (record.from_version, record.to_version, record.automatic) == (2, 1, True)
     [alert] = store.alerts(model="m")
     assert alert.rule == "auto-rollback" and alert.action == "rollback"
-    assert alert.evidence["baseline_basis"].startswith("v1 live over 200 labels") and alert.evidence["labels"] == v2_labels
+    assert (
+        alert.evidence["baseline_basis"].startswith("v1 live over 200 labels") and alert.evidence["labels"] == v2_labels
+    )
     assert registry.serving_info("m")["reason"].startswith("rollback from v2")
     # The version now serving because of a rollback is not watched: no ping-pong on the next pass.
     monitor.run_once()
@@ -199,7 +234,10 @@ def test_manual_rollback_and_alerts_cli(home, registry, tmp_path, capsys):
     cli("rollback", "m", "--to", "1", "--registry", registry.root, "--reason", "bad batch")
     assert registry.serving_version("m") == 1
     records = MonitorStore(home).rollbacks(model="m")
-    assert [(r.from_version, r.to_version, r.automatic, r.reason) for r in records] == [(2, 1, False, "bad batch"), (3, 2, False, "by hand")]
+    assert [(r.from_version, r.to_version, r.automatic, r.reason) for r in records] == [
+        (2, 1, False, "bad batch"),
+        (3, 2, False, "by hand"),
+    ]
     with pytest.raises(FlywheelError, match=r"Model 'm' has no version 9; versions: \[1, 2, 3\]"):
         cli("rollback", "m", "--to", "9", "--registry", registry.root)
 

@@ -21,16 +21,25 @@ def _rules(**rule):
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        (_rules(metric="drift_score"), r"Unknown metric 'drift_score' in rule 'r'; use one of \[.*'accuracy'.*\] or 'drift.<feature>'"),
+        (
+            _rules(metric="drift_score"),
+            r"Unknown metric 'drift_score' in rule 'r'; use one of \[.*'accuracy'.*\] or 'drift.<feature>'",
+        ),
         (_rules(threshold="high"), r"'rule 'r'.threshold' must be a finite number. Got 'high' instead"),
-        (_rules(action="page"), r"Unknown action 'page' in rule 'r'; use one of \['log', 'file', 'webhook', 'retrain', 'rollback'\]"),
+        (
+            _rules(action="page"),
+            r"Unknown action 'page' in rule 'r'; use one of \['log', 'file', 'webhook', 'retrain', 'rollback'\]",
+        ),
         (_rules(comparison="=>"), r"comparison' must be one of \['>', '>=', '<', '<='\]. Got '=>'"),
         (_rules(cooldown="soon"), r"cooldown' must be a positive duration such as 90s, 15m, 1h or 2d"),
         (_rules(action="retrain"), r"action 'retrain' but the file has no 'retrain:' section"),
         (_rules(action="webhook"), r"'sinks.webhook.url' is not set"),
         ({"rules": [{"metric": "accuracy", "threshold": 0.9}]}, r"'rules\[0\].name' must be a non-empty string"),
         ({"rules": [{"name": "r", "metric": "accuracy"}]}, r"rule 'r' needs a 'threshold'"),
-        ({"drift": {"numeric": {"test": "chi2"}}}, r"In 'drift.numeric': The drift test for a numeric feature must be one of"),
+        (
+            {"drift": {"numeric": {"test": "chi2"}}},
+            r"In 'drift.numeric': The drift test for a numeric feature must be one of",
+        ),
         ({"drift": {"categorical": {"threshold": 2}}}, r"p-value and must lie in \(0, 1\). Got 2"),
         ({"rules": [], "alerts": []}, r"Unknown key\(s\) \['alerts'\] in 'the rules file'"),
         ({"sinks": {"webhook": {"url": "ftp://x"}}}, r"must be an http:// or https:// URL. Got 'ftp://x'"),
@@ -44,12 +53,17 @@ def test_invalid_rules_are_explained(document, message):
 
 
 def test_defaults_and_durations():
-    config = parse_rules({"window": "30m", "rules": [{"name": "acc", "metric": "accuracy", "threshold": 0.9, "cooldown": "2h"}]})
+    config = parse_rules(
+        {"window": "30m", "rules": [{"name": "acc", "metric": "accuracy", "threshold": 0.9, "cooldown": "2h"}]}
+    )
     rule = config.rules[0]
     assert (rule.comparison, rule.window_s, rule.cooldown_s, rule.action) == ("<", 1800.0, 7200.0, "log")
     assert rule.fires(0.85) and not rule.fires(0.95) and not rule.fires(None)
     assert parse_rules(_rules()).rules[0].comparison == ">="
-    assert parse_rules({"rules": [{"name": "f", "metric": "drift.island", "threshold": 1}]}).rules[0].metric == "drift.island"
+    assert (
+        parse_rules({"rules": [{"name": "f", "metric": "drift.island", "threshold": 1}]}).rules[0].metric
+        == "drift.island"
+    )
     assert [parse_duration(v) for v in ("90s", "15m", "1h", "2d", 5)] == [90, 900, 3600, 172800, 5]
 
 
@@ -96,8 +110,19 @@ def hook_server():
 
 
 def _alert():
-    return Alert(id=7, ts=1.0, rule="r", model="m", version=2, metric="drifted_share", value=0.5, threshold=0.3,
-                 action="webhook", message="drifted_share = 0.5 >= 0.3", evidence={"drifted": [{"feature": "x"}]})
+    return Alert(
+        id=7,
+        ts=1.0,
+        rule="r",
+        model="m",
+        version=2,
+        metric="drifted_share",
+        value=0.5,
+        threshold=0.3,
+        action="webhook",
+        message="drifted_share = 0.5 >= 0.3",
+        evidence={"drifted": [{"feature": "x"}]},
+    )
 
 
 def test_webhook_file_and_log_sinks(hook_server, tmp_path, capsys):
