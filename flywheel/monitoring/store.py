@@ -131,6 +131,16 @@ class MonitorStore:
         with self._db() as db:
             db.execute("UPDATE alerts SET run_id = ? WHERE id = ?", (run_id, alert_id))
 
+    def merge_alert_evidence(self, alert_id: int, extra: dict[str, Any]) -> None:
+        """Adds keys to an alert's evidence (what its actions and sinks did, known only after it is stored)."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT evidence FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is not None:
+                evidence = {**json.loads(row[0]), **extra}
+                db.execute("UPDATE alerts SET evidence = ? WHERE id = ?", (json.dumps(evidence, default=str), alert_id))
+            db.execute("COMMIT")
+
     def add_rollback(self, rollback: Rollback) -> int:
         with self._db() as db:
             cursor = db.execute(

@@ -1,0 +1,151 @@
+"""The retraining trigger: a ``retrain`` alert starts the training pipeline, debounced.
+
+Two brakes keep one drift from starting a storm of runs: the rule's cool-down
+(the rule does not fire again within it, see ``monitor``) and
+``retrain.max_runs`` per ``retrain.period`` for the model
+(``MonitorStore.count_retrains``), counted over every rule.
+
+Locally the run is ``flywheel run <pipeline> --trigger alert --trigger-reason
+"<rule>: <evidence>" --run-id <id> -p k=v`` in its own process (the
+scheduler's pattern); with a Kubeflow host it is ``kubeflow.client.submit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Mapping
+
+from flywheel.errors import FlywheelError, PipelineFileError
+from flywheel.home import Home
+from flywheel.monitoring.rules import RetrainSettings
+from flywheel.monitoring.store import Alert, MonitorStore
+
+NEWEST_PREFIX = "newest:"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainRequest:
+    """What one retraining run is started with."""
+
+    model: str
+    alert_id: int
+    rule: str
+    reason: str
+    run_id: str
+    settings: RetrainSettings
+    parameters: Mapping[str, Any]
+
+
+Launcher = Callable[[RetrainRequest], str]  # starts the run; returns its run id
+
+
+def resolve_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Replaces ``"newest:<glob>"`` values with the newest matching path (by mtime).
+
+    Raises:
+        FlywheelError: nothing matches a glob.
+    """
+    resolved = {}
+    for key, value in parameters.items():
+        if isinstance(value, str) and value.startswith(NEWEST_PREFIX):
+            pattern = value[len(NEWEST_PREFIX) :]
+            matches = glob.glob(os.path.expanduser(pattern))
+            if not matches:
+                raise FlywheelError(
+                    f"Retrain parameter '{key}': nothing matches {pattern!r}; put the newest data there or fix the glob."
+                )
+            value = max(matches, key=os.path.getmtime)
+        resolved[key] = value
+    return resolved
+
+
+def local_launcher(home: Home) -> Launcher:
+    """Starts ``flywheel run`` in its own process and returns the run id (not waiting)."""
+
+    def launch(request: RetrainRequest) -> str:
+        settings = request.settings
+        if not os.path.isfile(settings.pipeline):
+            raise PipelineFileError(
+                f"retrain.pipeline {settings.pipeline!r} is not a file (cwd {os.getcwd()}); give the pipeline's path."
+            )
+        args = [sys.executable, "-m", "flywheel", "--home", home.root, "run", os.path.abspath(settings.pipeline)]
+        if settings.pipeline_name:
+            args += ["--pipeline", settings.pipeline_name]
+        args += ["--run-id", request.run_id, "--trigger", "alert", "--trigger-reason", request.reason]
+        for key, value in request.parameters.items():
+            args += ["--param", f"{key}={value}"]
+        log_dir = os.path.join(home.logs, "monitor")
+        os.makedirs(log_dir, exist_ok=True)
+        with open(os.path.join(log_dir, f"{request.run_id}.out"), "wb") as log:
+            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        return request.run_id
+
+    return launch
+
+
+def kubeflow_launcher(host: str) -> Launcher:
+    """Submits the run to Kubeflow Pipelines; the KFP run name carries the alert."""
+
+    def launch(request: RetrainRequest) -> str:
+        from flywheel.kubeflow.client import submit
+
+        settings = request.settings
+        run_id, _url = submit(
+            settings.pipeline,
+            host,
+            params=dict(request.parameters),
+            experiment=settings.experiment,
+            namespace=settings.namespace,
+            image=settings.image,
+            pipeline_name=settings.pipeline_name,
+            run_name=f"{request.run_id} ({request.reason})"[:250],
+            service_account=settings.service_account,
+            pipeline_root=settings.pipeline_root,
+        )
+        return run_id
+
+    return launch
+
+
+def trigger_retrain(
+    store: MonitorStore,
+    alert: Alert,
+    settings: RetrainSettings,
+    launcher: Launcher,
+    *,
+    now: float,
+) -> dict[str, Any]:
+    """Starts a retraining run for a stored alert unless the rate limit says no.
+
+    Records the run id on the alert (``set_alert_run``) when a run starts.
+
+    Returns:
+        What happened, for the alert's evidence: ``{"started": run_id}``,
+        ``{"suppressed": why}`` or ``{"failed": error}``.
+    """
+    if alert.id is None:
+        raise FlywheelError(
+            "trigger_retrain needs a stored alert (with an id); add it with MonitorStore.add_alert first."
+        )
+    recent = store.count_retrains(alert.model, now - settings.period_s)
+    if recent >= settings.max_runs:
+        return {
+            "suppressed": f"{recent} retraining run(s) for '{alert.model}' in the last {settings.period_s / 3600:g}h "
+            f"(retrain.max_runs = {settings.max_runs})"
+        }
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    run_id = f"retrain-{alert.model}-{stamp}-a{alert.id}"
+    reason = f"alert #{alert.id} {alert.rule}: {alert.message}"
+    try:
+        parameters = resolve_parameters(settings.parameters)
+        request = RetrainRequest(alert.model, alert.id, alert.rule, reason, run_id, settings, parameters)
+        run_id = launcher(request)
+    except (FlywheelError, OSError) as exc:
+        return {"failed": f"{type(exc).__name__}: {exc}"}
+    store.set_alert_run(alert.id, run_id)
+    return {"started": run_id, "parameters": parameters, "pipeline": settings.pipeline, "host": settings.host}
