@@ -16,7 +16,14 @@ from flywheel.errors import FlywheelError
 
 def build_parser() -> argparse.ArgumentParser:
     from flywheel import __version__
-    from flywheel.cli import demo_commands, image_commands, kubeflow_commands, run_commands, schedule_commands
+    from flywheel.cli import (
+        demo_commands,
+        image_commands,
+        kubeflow_commands,
+        monitor_commands,
+        run_commands,
+        schedule_commands,
+    )
 
     parser = argparse.ArgumentParser(
         prog="flywheel",
@@ -32,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands.register(subparsers)
     kubeflow_commands.register(subparsers)
     schedule_commands.register(subparsers)
+    monitor_commands.register(subparsers)
     image_commands.register(subparsers)
     return parser
 
