@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import kubernetes_validate
 import pytest
+
+from tests.conftest import REPO
 
 # Oldest Kubernetes release the manifests promise to work on (CronJob timeZone is GA
 # from 1.27), and the newest schemas kubernetes-validate ships.
@@ -162,8 +165,14 @@ def test_monitor_cronjob_never_overlaps_and_checks_once(rendered, kustomization)
     command = container["command"]
     assert command[:3] == ["flywheel", "monitor", "--once"]
     assert command[command.index("--registry") + 1] == "/models"
+    # The monitor rolls back by rewriting the serving alias, so its registry mount is writable.
     models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
-    assert models["readOnly"] is True
+    assert not models.get("readOnly")
+    rules_path = command[command.index("--rules") + 1]
+    rules = next(m for m in container["volumeMounts"] if rules_path.startswith(m["mountPath"] + "/"))
+    assert rules["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == rules["name"])
+    assert volume["configMap"]["name"].startswith("flywheel-alert-rules")
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -280,3 +289,10 @@ def test_prod_images_come_from_a_registry_at_a_release_version(rendered):
             repository, _, tag = container["image"].rpartition(":")
             assert "." in repository.split("/")[0], f"{name}: {container['image']} has no registry host"
             assert tag[0].isdigit() and tag.count(".") == 2, f"{name}: tag {tag!r} is not a release"
+
+
+def test_the_cluster_alert_rules_load():
+    from flywheel.monitoring.rules import load_rules
+
+    config = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml"))
+    assert {rule.action for rule in config.rules} == {"retrain", "rollback"}
