@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 
 from flywheel.dsl.pipeline import Pipeline
@@ -18,11 +19,25 @@ def module_name_for(path: str) -> str:
     return f"flywheel_pipeline_{stem}_{digest}"
 
 
+def _module_file(name: str) -> str | None:
+    """The source file of an importable module named like ``a.b.c``, if ``name`` is one."""
+    if os.path.exists(name) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", name):
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return origin if origin and origin.endswith(".py") else None
+
+
 def load_pipeline(path: str, name: str | None = None) -> Pipeline:
     """Executes a pipeline file and returns the pipeline it defines.
 
     Args:
-        path: The Python file.
+        path: The Python file, or the dotted name of an installed module
+            (``flywheel.pipelines.training``), which is how a pipeline is found
+            inside the container image.
         name: Which pipeline, when the file defines several.
 
     Raises:
@@ -30,9 +45,12 @@ def load_pipeline(path: str, name: str | None = None) -> Pipeline:
             (or more than one, with no name given) pipeline.
         DefinitionError: the pipeline is wired wrongly.
     """
-    path = os.path.abspath(path)
+    path = _module_file(path) or os.path.abspath(path)
     if not os.path.isfile(path):
-        raise PipelineFileError(f"Pipeline file not found: {path}. Pass the path of a .py file that defines a @pipeline.")
+        raise PipelineFileError(
+            f"Pipeline file not found: {path}. Pass the path of a .py file that defines a @pipeline "
+            "(or an installed module such as flywheel.pipelines.training)."
+        )
     module_name = module_name_for(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
