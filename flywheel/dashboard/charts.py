@@ -166,7 +166,7 @@ def line_chart(
         if x0 <= value <= x1:
             x = sx(value)
             out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" class="threshold"/>')
-            out.append(f'<text x="{x + 4:.1f}" y="{top + 12}" class="threshold-label">{escape(label)}</text>')
+            out.append(f'<text x="{x - 4:.1f}" y="{top + plot_h - 6}" text-anchor="end" class="threshold-label">{escape(label)}</text>')
     for index, s in enumerate(series):
         color = _color(index, s.color)
         segments: list[list[str]] = [[]]

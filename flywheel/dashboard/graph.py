@@ -14,7 +14,9 @@ from typing import Sequence
 
 from markupsafe import Markup, escape
 
-NODE_W, NODE_H, COL_GAP, ROW_GAP, PAD = 168, 50, 64, 18, 14
+NODE_W, NODE_H, COL_GAP, ROW_GAP, PAD = 156, 50, 46, 16, 14
+# Top-down layouts (long lineages) stack layers as rows, so they need more room between rows.
+DOWN_COL_GAP, DOWN_ROW_GAP = 18, 40
 
 
 @dataclasses.dataclass
@@ -87,23 +89,38 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render(nodes: Sequence[GraphNode], edges: Sequence[tuple[str, str]], *, css_class: str = "dag") -> Markup:
-    """The graph as an SVG element (nodes link to their pages)."""
+def render(
+    nodes: Sequence[GraphNode], edges: Sequence[tuple[str, str]], *, css_class: str = "dag", down: bool = False
+) -> Markup:
+    """The graph as an SVG element (nodes link to their pages).
+
+    Args:
+        down: Lay layers out top to bottom (long lineages) instead of left to right (a run's DAG).
+    """
     if not nodes:
         return Markup('<p class="muted">Nothing to draw.</p>')
     places = layout(nodes, edges)
-    rows_in_col: dict[int, int] = {}
-    for col, row in places.values():
-        rows_in_col[col] = max(rows_in_col.get(col, 0), row + 1)
-    tallest = max(rows_in_col.values())
-    width = PAD * 2 + (max(rows_in_col) + 1) * (NODE_W + COL_GAP) - COL_GAP
-    height = PAD * 2 + tallest * (NODE_H + ROW_GAP) - ROW_GAP
+    in_layer: dict[int, int] = {}
+    for layer, slot in places.values():
+        in_layer[layer] = max(in_layer.get(layer, 0), slot + 1)
+    widest = max(in_layer.values())
+    layers = max(in_layer) + 1
+    if down:
+        step_slot, step_layer = NODE_W + DOWN_COL_GAP, NODE_H + DOWN_ROW_GAP
+        width = PAD * 2 + widest * step_slot - DOWN_COL_GAP
+        height = PAD * 2 + layers * step_layer - DOWN_ROW_GAP
+    else:
+        step_slot, step_layer = NODE_H + ROW_GAP, NODE_W + COL_GAP
+        width = PAD * 2 + layers * step_layer - COL_GAP
+        height = PAD * 2 + widest * step_slot - ROW_GAP
 
     def origin(key: str) -> tuple[float, float]:
-        col, row = places[key]
-        # Centre short columns vertically against the tallest one.
-        offset = (tallest - rows_in_col[col]) * (NODE_H + ROW_GAP) / 2
-        return PAD + col * (NODE_W + COL_GAP), PAD + offset + row * (NODE_H + ROW_GAP)
+        layer, slot = places[key]
+        # Centre short layers against the widest one.
+        offset = (widest - in_layer[layer]) * step_slot / 2
+        if down:
+            return PAD + offset + slot * step_slot, PAD + layer * step_layer
+        return PAD + layer * step_layer, PAD + offset + slot * step_slot
 
     out = [
         f'<svg class="{escape(css_class)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
@@ -115,26 +132,34 @@ def render(nodes: Sequence[GraphNode], edges: Sequence[tuple[str, str]], *, css_
             continue
         sx, sy = origin(src)
         dx, dy = origin(dst)
-        x1, y1, x2, y2 = sx + NODE_W, sy + NODE_H / 2, dx - 2, dy + NODE_H / 2
-        bend = max(24.0, (x2 - x1) / 2)
-        out.append(
-            f'<path d="M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" '
-            'class="edge" marker-end="url(#arrow)"/>'
-        )
+        if down:
+            x1, y1, x2, y2 = sx + NODE_W / 2, sy + NODE_H, dx + NODE_W / 2, dy - 2
+            bend = max(16.0, (y2 - y1) / 2)
+            path = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"
+        else:
+            x1, y1, x2, y2 = sx + NODE_W, sy + NODE_H / 2, dx - 2, dy + NODE_H / 2
+            bend = max(24.0, (x2 - x1) / 2)
+            path = f"M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+        out.append(f'<path d="{path}" class="edge" marker-end="url(#arrow)"/>')
     for node in nodes:
         x, y = origin(node.key)
         classes = f"node {node.kind} state-{node.state}" + (" focus" if node.focus else "")
         data = f' data-node="{escape(node.data_node)}"' if node.data_node else ""
-        radius = NODE_H / 2 if node.kind == "artifact" else 8
+        pill = node.kind == "artifact"
         tip = f"{node.label} — {node.sublabel}" if node.sublabel else node.label
+        mark = (
+            f'<rect x="12" y="15" width="5" height="{NODE_H - 30}" rx="2" class="node-mark"/>'
+            if pill
+            else f'<rect x="3" y="8" width="5" height="{NODE_H - 16}" rx="2" class="node-mark"/>'
+        )
+        text_x = 24 if pill else 16
         body = (
             f'<g class="{escape(classes)}"{data} transform="translate({x:.1f},{y:.1f})">'
             f"<title>{escape(tip)}</title>"
-            f'<rect width="{NODE_W}" height="{NODE_H}" rx="{radius}" class="node-box"/>'
-            f'<rect x="{3 if node.kind == "execution" else 10}" y="{8 if node.kind == "execution" else 14}" '
-            f'width="5" height="{NODE_H - 16 if node.kind == "execution" else NODE_H - 28}" rx="2" class="node-mark"/>'
-            f'<text x="16" y="21" class="node-label">{escape(_short(node.label, 20))}</text>'
-            f'<text x="16" y="38" class="node-sub">{escape(_short(node.sublabel, 25))}</text>'
+            f'<rect width="{NODE_W}" height="{NODE_H}" rx="{NODE_H / 2 if pill else 8}" class="node-box"/>'
+            f"{mark}"
+            f'<text x="{text_x}" y="21" class="node-label">{escape(_short(node.label, 18))}</text>'
+            f'<text x="{text_x}" y="38" class="node-sub">{escape(_short(node.sublabel, 22 if pill else 24))}</text>'
             "</g>"
         )
         if node.href:

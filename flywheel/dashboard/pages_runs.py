@@ -342,7 +342,7 @@ def lineage_page(sources: Sources, artifact_id: str) -> dict[str, Any]:
     ]
     return {
         "artifact": artifact,
-        "graph": graph.render(boxes, sorted(set(edges)), css_class="dag lineage"),
+        "graph": graph.render(boxes, sorted(set(edges)), css_class="dag lineage", down=True),
         "upstream": upstream,
         "downstream": downstream,
         "truncated": len(executions) - len(shown),

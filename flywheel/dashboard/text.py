@@ -49,7 +49,7 @@ def fmt_num(value: Any, digits: int = 4) -> str:
 
 def fmt_value(value: Any) -> str:
     """Any property or parameter value as short text (JSON for containers)."""
-    if isinstance(value, (dict, list)):
+    if isinstance(value, (dict, list, bool)):
         return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, float):
         return fmt_num(value)
