@@ -49,11 +49,9 @@ def fmt_num(value: Any, digits: int = 4) -> str:
 
 def fmt_value(value: Any) -> str:
     """Any property or parameter value as short text (JSON for containers)."""
-    if isinstance(value, (dict, list, bool)):
-        return json.dumps(value, sort_keys=True, default=str)
-    if isinstance(value, float):
-        return fmt_num(value)
-    return str(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def pretty_json(value: Any) -> str:
