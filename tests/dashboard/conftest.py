@@ -81,4 +81,7 @@ def screenshot(page, name: str, *, full: bool = True) -> str:
 
 
 def cell_texts(page, selector: str) -> list[str]:
-    return [t.strip() for t in page.locator(selector).all_inner_texts()]
+    """Rendered text of every match (SVG elements have no innerText: their text content)."""
+    found = page.locator(selector)
+    return [(inner if inner is not None else text or "").strip()
+            for inner, text in zip(found.all_inner_texts(), found.all_text_contents())]
