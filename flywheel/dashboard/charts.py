@@ -146,7 +146,7 @@ def line_chart(
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{escape(_fmt(tick))}</text>')
     span = x1 - x0
     if x_time:
-        ticks = [x0 + span * i / 4 for i in range(5)]
+        ticks = [x0 + span * i / 4 for i in range(5)] if span >= 300 else [(x0 + x1) / 2]
     else:
         ticks = nice_ticks(x0, x1, 6)
     for tick in ticks:
