@@ -48,7 +48,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
         return [low]
     raw = (high - low) / max(1, count)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    # The finest round step that needs at most count + 1 intervals.
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10, 20) if (high - low) / (m * magnitude) <= count + 1)
     first = math.ceil(low / step - 1e-9) * step
     ticks = []
     value = first
