@@ -13,6 +13,12 @@ polls, and one old run's page.
     .venv/bin/python benchmarks/dashboard.py [--runs 10000] [--home DIR] [--repeat 5]
 
 Goal (issue 6): the runs page's first page renders in under a second.
+
+Recorded (this 2-core machine, 10,000 runs / 100,000 artifacts / 50,000
+executions, metadata.sqlite 92 MB, store built in 42 s): first runs page on a
+cold server 31.7 ms; warm: first page 6.0 ms, a page 5,000 runs back 5.1 ms,
+/api/runs 6.8 ms, one pipeline's runs 9.3 ms, an old run's page 1.1 ms
+(medians of 5).
 """
 
 from __future__ import annotations
