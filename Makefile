@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 $(STAMP): requirements.lock setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "flywheel needs Python 3.11; set PYTHON=/path/to/python3.11"'
@@ -21,7 +21,14 @@ install: $(STAMP)
 demo: install
 	$(BIN)/flywheel demo
 
-test: install
+# The dashboard tests drive Debian's headless Chromium through Playwright (never `playwright install`:
+# it downloads a browser). Installed once; a no-op when /usr/bin/chromium exists.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: install browser
 	$(BIN)/python -m pytest tests
 
 bench: install

@@ -19,6 +19,7 @@ setup(
         "flywheel.monitoring",
         "flywheel.techniques",
         "flywheel.kubeflow",
+        "flywheel.dashboard",
         "flywheel.components",
         "flywheel.pipelines",
     ],
@@ -27,6 +28,8 @@ setup(
         "flywheel.pipelines": "pipelines",
     },
     include_package_data=True,
+    # The dashboard serves its own templates and static files (no CDN), so they ship in the wheel.
+    package_data={"flywheel.dashboard": ["templates/*.html", "static/*"]},
     # Dependencies are pinned in requirements.lock and installed from it with --no-deps;
     # listing them here too would let pip resolve (and backtrack) on its own.
     install_requires=[],
