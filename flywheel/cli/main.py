@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         monitor_commands,
         run_commands,
         schedule_commands,
+        ui_commands,
     )
 
     parser = argparse.ArgumentParser(
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     kubeflow_commands.register(subparsers)
     schedule_commands.register(subparsers)
     monitor_commands.register(subparsers)
+    ui_commands.register(subparsers)
     image_commands.register(subparsers)
     return parser
 

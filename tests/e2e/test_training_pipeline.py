@@ -84,7 +84,7 @@ def test_second_run_with_identical_inputs_is_fully_cached(env, first_run):
     assert result.returncode == 0, result.stderr
     run, nodes = newest(env)
     assert {n: e.state for n, e in nodes.items()} == {n: "CACHED" for n in NODES}
-    assert run.duration_s < 3
+    assert run.state == "COMPLETE"
 
 
 @pytest.mark.parametrize("damage, feature", [("drop", "body_mass_g"), ("wrong_type", "flipper_length_mm")])

@@ -108,15 +108,13 @@ def test_parallel_branches_overlap_in_time(home):
         consume(data=data.output, sleep_s=0.6)
         consume(data=data.output, sleep_s=0.6)
 
-    started = time.monotonic()
     result = LocalRunner(home, max_workers=2).run(fan)
-    wall = time.monotonic() - started
 
     assert result.ok
     nodes = MetadataStore(home).latest_nodes(result.run)
     a, b = nodes["consume"], nodes["consume-2"]
+    # Each branch sleeps 0.6 s; their recorded execution intervals overlap only if they ran at once.
     assert a.start_ms < b.end_ms and b.start_ms < a.end_ms, "branches did not overlap"
-    assert wall < 1.15, f"two 0.6 s branches took {wall:.2f} s"
 
 
 @EXECUTORS
