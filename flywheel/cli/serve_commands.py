@@ -55,6 +55,12 @@ def register(subparsers: Any) -> None:
     reload.add_argument(
         "--max-loaded-versions", type=int, default=2, help="versions kept in memory, serving one included (default 2)"
     )
+    batching.add_argument(
+        "--tf-threads",
+        type=int,
+        default=1,
+        help="TensorFlow intra/inter-op threads; 1 suits small models, 0 = TensorFlow's default (default 1)",
+    )
     parser.add_argument(
         "--shutdown-timeout", type=float, default=30.0, help="seconds in-flight requests get after SIGTERM (default 30)"
     )
@@ -88,6 +94,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_loaded_versions=args.max_loaded_versions,
         ignore_unknown_features=args.ignore_unknown_features,
         shutdown_timeout_s=args.shutdown_timeout,
+        tf_threads=args.tf_threads,
     ).check()
 
 

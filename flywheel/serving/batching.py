@@ -1,11 +1,14 @@
 """Dynamic micro-batching: concurrent requests share one model call.
 
 A ``Batcher`` owns one worker thread. Requests enqueue their checked columns
-and await an asyncio future. The worker takes the first waiting request,
-gathers more until the batch holds ``max_batch_size`` instances or
-``max_wait_s`` has passed since it took the first (requests that piled up
-while the model was busy join at once, without waiting), concatenates the
-columns, calls the model once and hands each request its slice.
+and await an asyncio future. The worker takes the first waiting request and
+every request already queued behind it (those that piled up while the model
+was busy), then waits for more only while other predict requests are known
+to be on their way (``arriving``: received by the server, still being parsed
+and checked), up to ``max_wait_s`` after the first and ``max_batch_size``
+instances; it concatenates the columns, calls the model once and hands each
+request its slice. So a lone client never pays the wait, and a burst of
+concurrent clients shares one model call.
 
 Requests for different model versions never share a batch: a request that
 cannot join (another version, or too many instances) starts the next batch.
@@ -20,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 LOG = logging.getLogger("flywheel.serving")
 
@@ -73,6 +77,22 @@ class Batcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="flywheel-batcher", daemon=True)
         self._started = False
+        self._arriving = 0  # changed on the event loop only; the worker just reads it
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[dict[str, bool]]:
+        """Marks a predict request as on its way to ``predict`` (wrap parsing and checking in it).
+
+        A request that fails its checks leaves the block without predicting,
+        which takes the mark back; ``predict`` takes it back when it queues.
+        """
+        self._arriving += 1
+        mark = {"open": True}
+        try:
+            yield mark
+        finally:
+            if mark["open"]:
+                self._arriving -= 1
 
     def start(self) -> None:
         if not self._started:
@@ -85,11 +105,19 @@ class Batcher:
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    async def predict(self, model: Any, columns: dict[str, Any], size: int) -> Any:
-        """Probabilities for ``size`` instances, computed in some batch with other requests."""
+    async def predict(
+        self, model: Any, columns: dict[str, Any], size: int, mark: dict[str, bool] | None = None
+    ) -> Any:
+        """Probabilities for ``size`` instances, computed in some batch with other requests.
+
+        ``mark`` is the value of the ``arriving()`` block this request is in, if any.
+        """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(_Item(model, columns, size, future, loop))
+        if mark is not None and mark["open"]:
+            mark["open"] = False
+            self._arriving -= 1
         return await future
 
     def _run(self) -> None:
@@ -111,7 +139,10 @@ class Batcher:
             while size < self.max_batch_size and not pending and not stopping:
                 try:
                     remaining = deadline - time.monotonic()
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                    if remaining > 0 and self._arriving > 0:
+                        item = self._queue.get(timeout=remaining)
+                    else:
+                        item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -165,7 +196,14 @@ class DirectPredictor:
     def stop(self, timeout: float | None = None) -> None:
         self._pool.shutdown(wait=True)
 
-    async def predict(self, model: Any, columns: dict[str, Any], size: int) -> Any:
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[dict[str, bool]]:
+        """Nothing to track without batching; present so both predictors are used the same way."""
+        yield {"open": False}
+
+    async def predict(
+        self, model: Any, columns: dict[str, Any], size: int, mark: dict[str, bool] | None = None
+    ) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, model, columns, size)
 

@@ -92,25 +92,46 @@ def load_version(registry: Any, name: str, version: int) -> LoadedModel:
 
 
 def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
-    """A function from numpy columns to probabilities, traced once with a fixed signature."""
+    """A function from numpy columns to probabilities, traced once with a fixed signature.
+
+    The traced concrete function is called directly with tensors: that skips
+    ``tf.function``'s argument matching, ~0.2 ms of the ~0.45 ms a batch-1 call
+    costs on the penguin model.
+    """
     import tensorflow as tf
 
-    signature = {
-        feature: tf.TensorSpec(
-            shape=(None,), dtype=tf.string if info["dtype"] == "string" else tf.float32, name=feature
-        )
-        for feature, info in spec["features"].items()
-    }
+    dtypes = {feature: tf.string if info["dtype"] == "string" else tf.float32 for feature, info in spec["features"].items()}
+    signature = {feature: tf.TensorSpec(shape=(None,), dtype=dtype, name=feature) for feature, dtype in dtypes.items()}
 
-    @tf.function(input_signature=[signature], reduce_retracing=True)
+    @tf.function(input_signature=[signature])
     def serve(inputs: dict[str, Any]) -> Any:
         return net(inputs, training=False)
 
+    concrete = serve.get_concrete_function()
+    constant = tf.constant
+
     def predict(columns: dict[str, Any]) -> Any:
-        return serve(columns).numpy()
+        return concrete({name: constant(columns[name], dtype) for name, dtype in dtypes.items()}).numpy()
 
     predict.net = net  # keep the model alive as long as the function
     return predict
+
+
+def set_tf_threads(threads: int) -> bool:
+    """Sets TensorFlow's intra- and inter-op thread pools; False if TensorFlow already started.
+
+    One thread each suits small models on a small host: the HTTP loop needs a
+    core too, and a tiny graph gains nothing from a thread pool
+    (on the penguin model a 64-row call drops from ~0.32 to ~0.22 ms).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow has run ops in this process already; its pools are fixed
+        return False
+    return True
 
 
 def warm_up(predict_fn: Callable[[dict[str, Any]], Any], schema: FeatureSchema) -> None:

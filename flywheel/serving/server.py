@@ -69,6 +69,8 @@ class ServeConfig:
         max_loaded_versions: Versions kept in memory (serving one included).
         ignore_unknown_features: Drop unknown input keys instead of refusing them.
         shutdown_timeout_s: Longest in-flight requests may take after SIGTERM.
+        tf_threads: TensorFlow intra/inter-op threads (0: TensorFlow's default);
+            applied only if TensorFlow has not run yet in this process.
     """
 
     registry: str
@@ -87,6 +89,7 @@ class ServeConfig:
     max_loaded_versions: int = 2
     ignore_unknown_features: bool = False
     shutdown_timeout_s: float = 30.0
+    tf_threads: int = 1
 
     def check(self) -> ServeConfig:
         """Returns self; raises ServingError naming the first option out of range."""
@@ -100,6 +103,7 @@ class ServeConfig:
             ("poll_seconds", self.poll_seconds > 0, "> 0"),
             ("max_loaded_versions", self.max_loaded_versions >= 1, ">= 1"),
             ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, ">= 0"),
+            ("tf_threads", self.tf_threads >= 0, ">= 0"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -160,6 +164,7 @@ class ModelServer:
         self._watcher = threading.Thread(target=self._watch, name="flywheel-model-watch", daemon=True)
         self._runner: Any = None
         self._stopping = False
+        self._in_flight = 0
         self.port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -205,7 +210,14 @@ class ModelServer:
             return
         self._stopping = True
         if self._runner is not None:
-            await self._runner.cleanup()  # closes the listener, then waits for in-flight handlers
+            for site in list(self._runner.sites):
+                await site.stop()  # no new connections from here on
+            # Drain before aiohttp's own shutdown: it stops reading sockets, so a request still
+            # uploading its body would never finish; here every open connection still works.
+            deadline = time.monotonic() + self.config.shutdown_timeout_s
+            while self._in_flight > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await self._runner.cleanup()  # closes idle keep-alive connections
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown_workers)
 
@@ -217,6 +229,10 @@ class ModelServer:
             self._watcher.join(timeout=5)
 
     def _watch(self) -> None:
+        if self.config.tf_threads:
+            from flywheel.serving.models import set_tf_threads
+
+            set_tf_threads(self.config.tf_threads)
         self.store.refresh()  # the first load, off the event loop
         if self.store.serving() is None:
             LOG.warning(
@@ -255,6 +271,7 @@ class ModelServer:
         route = request.match_info.route.name or "other"
         gauge = self.metrics.in_flight.labels(self.config.model)
         gauge.inc()
+        self._in_flight += 1
         try:
             response = await handler(request)
         except RequestError as exc:
@@ -268,6 +285,9 @@ class ModelServer:
             response = _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, status=500)
         finally:
             gauge.dec()
+            self._in_flight -= 1
+        if self._stopping:
+            response.force_close()  # keep-alive clients reconnect elsewhere instead of reusing this connection
         self.metrics.observe_request(route.replace("_version", ""), response.status, time.perf_counter() - started)
         return response
 
@@ -326,13 +346,14 @@ class ModelServer:
         """``POST /v1/models/<name>[/versions/<v>]:predict``."""
         self._check_name(request)
         received = time.time()
-        model = await self._model_for(request)
-        parsed = parse_predict(
-            decode_json(await self._body(request)),
-            model.schema,
-            ignore_unknown=self.config.ignore_unknown_features,
-        )
-        probabilities = await self.predictor.predict(model, parsed.columns, parsed.size)
+        with self.predictor.arriving() as mark:  # lets the batcher wait for this request while it is checked
+            model = await self._model_for(request)
+            parsed = parse_predict(
+                decode_json(await self._body(request)),
+                model.schema,
+                ignore_unknown=self.config.ignore_unknown_features,
+            )
+            probabilities = await self.predictor.predict(model, parsed.columns, parsed.size, mark)
         request_id = request.headers.get("X-Request-Id", "")
         if not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex

@@ -112,3 +112,45 @@ def test_without_batching_every_request_is_its_own_model_call():
         predictor.stop()
     assert model.batches == [1] * 20
     assert [r[0, 0] for r in results] == list(range(20))
+
+
+def test_a_lone_request_never_pays_the_wait():
+    model = RecordingModel(delay=0.0)
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.5)
+    batcher.start()
+
+    async def lone():
+        with batcher.arriving() as mark:
+            began = time.perf_counter()
+            await batcher.predict(model, _columns([1]), 1, mark)
+            return time.perf_counter() - began
+
+    try:
+        assert asyncio.run(lone()) < 0.25
+    finally:
+        batcher.stop()
+    assert batcher._arriving == 0
+
+
+def test_the_batch_waits_for_requests_still_being_checked():
+    model = RecordingModel(delay=0.0)
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.5)
+    batcher.start()
+
+    async def two():
+        async def request(value, checking_s, fails=False):
+            with batcher.arriving() as mark:
+                await asyncio.sleep(checking_s)  # stands in for parsing and checking the body
+                if fails:
+                    return None
+                return await batcher.predict(model, _columns([value]), 1, mark)
+
+        return await asyncio.gather(request(1, 0.0), request(2, 0.05), request(3, 0.01, fails=True))
+
+    try:
+        results = asyncio.run(two())
+    finally:
+        batcher.stop()
+    assert model.batches == [2]  # the first request waited for the second instead of running alone
+    assert [r[0, 0] for r in results[:2]] == [1, 2] and results[2] is None
+    assert batcher._arriving == 0

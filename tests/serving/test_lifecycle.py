@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -101,25 +103,33 @@ def _start_cli(registry, home, *extra):
 
 def test_sigterm_finishes_in_flight_requests_then_exits_0(registry_with_model):
     registry, home = registry_with_model
-    # A lone request waits max-wait-ms in the batcher: SIGTERM arrives while it is in flight.
-    process, port, lines = _start_cli(registry, home, "--max-wait-ms", "800")
-    url = f"http://127.0.0.1:{port}/v1/models/penguins:predict"
-    answers = []
-    sender = threading.Thread(target=lambda: answers.append(call(url, {"instances": [PENGUIN]})))
+    process, port, lines = _start_cli(registry, home)
+    body = json.dumps({"instances": [PENGUIN]}).encode()
+    head = (
+        f"POST /v1/models/penguins:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     try:
-        sender.start()
-        time.sleep(0.3)
-        process.send_signal(signal.SIGTERM)
-        sender.join(30)
+        # A slow client: the server is handling this request (reading its body) when SIGTERM arrives.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+            slow.sendall(head + body[:10])
+            time.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            with pytest.raises(OSError):  # the listener is closed: no new connections
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            slow.sendall(body[10:])
+            answer = slow.makefile("rb").read()
         out, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert answers and answers[0][0] == 200 and answers[0][1]["model_version"] == 1
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK", answer
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["model_version"] == 1
     assert process.returncode == 0, "".join(lines) + out
     assert "Shutting down" in out and "Stopped" in out
-    with pytest.raises(OSError):  # the port no longer accepts connections
-        call(f"http://127.0.0.1:{port}/healthz", timeout=2)
 
 
 def _parse(argv):
@@ -153,8 +163,6 @@ def test_cli_rejects_options_out_of_range(tmp_path, option, message):
 
 def test_cli_reports_a_taken_port_as_one_line(registry_with_model):
     registry, home = registry_with_model
-    import socket
-
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
