@@ -187,7 +187,9 @@ class DirectPredictor:
     """
 
     def __init__(self, *, threads: int = 2, on_batch: Callable[[int, float], None] | None = None) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="flywheel-predict")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, threads), thread_name_prefix="flywheel-predict"
+        )
         self._on_batch = on_batch
 
     def start(self) -> None:

@@ -100,7 +100,9 @@ def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]]
     """
     import tensorflow as tf
 
-    dtypes = {feature: tf.string if info["dtype"] == "string" else tf.float32 for feature, info in spec["features"].items()}
+    dtypes = {
+        feature: tf.string if info["dtype"] == "string" else tf.float32 for feature, info in spec["features"].items()
+    }
     signature = {feature: tf.TensorSpec(shape=(None,), dtype=dtype, name=feature) for feature, dtype in dtypes.items()}
 
     @tf.function(input_signature=[signature])

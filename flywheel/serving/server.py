@@ -29,21 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
-import os
-import re
 import signal
 import threading
 import time
 import uuid
 from typing import Any, Callable
 
+from flywheel.serving.documents import REQUEST_ID, feedback_records, metadata_document, read_spec
 from flywheel.serving.errors import RequestError, ServingError
-from flywheel.serving.inputs import SIGNATURE, decode_json, parse_predict
+from flywheel.serving.inputs import decode_json, parse_predict
 
 LOG = logging.getLogger("flywheel.serving")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NAME = r"{name:[^/:]+}"
 _VERSION = r"{version:[0-9]+}"
 
@@ -126,8 +125,8 @@ class ModelServer:
     """The server: model store, predictor, request log, metrics and the aiohttp app.
 
     Use ``await start()`` / ``await stop()`` inside an event loop, ``serve()``
-    for a blocking process that exits on SIGTERM, or ``BackgroundServer`` in
-    tests.
+    for a blocking process that exits on SIGTERM, or
+    ``flywheel.serving.background.BackgroundServer`` in tests.
     """
 
     def __init__(self, config: ServeConfig) -> None:
@@ -241,6 +240,9 @@ class ModelServer:
         self.store.watch(self._stop_watch, self.config.poll_seconds)
 
     def _serving_changed(self, model: Any) -> None:
+        # Move TensorFlow's and the model's millions of long-lived objects out of the collector's
+        # reach: a full collection walking them stalls every request for ~100+ ms.
+        gc.freeze()
         self.metrics.serving_version(model.version)
         self.metrics.reloads.labels(self.config.model).inc()
 
@@ -355,7 +357,7 @@ class ModelServer:
             )
             probabilities = await self.predictor.predict(model, parsed.columns, parsed.size, mark)
         request_id = request.headers.get("X-Request-Id", "")
-        if not _REQUEST_ID.match(request_id):
+        if not REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
         names = model.class_names
         classes = [names[i] for i in probabilities.argmax(axis=1).tolist()]
@@ -412,7 +414,7 @@ class ModelServer:
             spec, number = serving.spec, serving.version
         else:
             number = int(version)
-            spec = _read_spec(self.store.registry, self.config.model, number)
+            spec = read_spec(self.store.registry, self.config.model, number)
         return _json(metadata_document(self.config.model, number, spec))
 
     async def healthz(self, request: Any) -> Any:
@@ -434,92 +436,6 @@ class ModelServer:
         response = web.Response(body=self.metrics.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
-
-
-def feedback_records(payload: Any, class_names: tuple[str, ...], ts: float) -> list[dict[str, Any]]:
-    """Feedback-log lines from a feedback body (see ``ModelServer.feedback``).
-
-    Raises:
-        RequestError: the body breaks a rule; the message names the field (400).
-    """
-    if not isinstance(payload, dict):
-        raise RequestError('The feedback body must be a JSON object {"request_id": ..., "labels": [...]}.')
-    unknown = sorted(set(payload) - {"request_id", "labels", "label", "index"})
-    if unknown:
-        raise RequestError(f"Unknown feedback key(s) {unknown}; allowed: request_id, labels, or label with index.")
-    request_id = payload.get("request_id")
-    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
-        raise RequestError(
-            f"'request_id' must be the request_id of a predict response (1-128 letters, digits, '._:-'); "
-            f"got {request_id!r}."
-        )
-    if ("labels" in payload) == ("label" in payload):
-        raise RequestError("Send exactly one of 'labels' (one per instance) or 'label' (with 'index', default 0).")
-    if "labels" in payload:
-        labels = payload["labels"]
-        if "index" in payload:
-            raise RequestError("'index' goes with 'label'; 'labels' covers the instances in order from 0.")
-        if not isinstance(labels, list) or not labels:
-            raise RequestError(f"'labels' must be a non-empty list of class names; got {labels!r}.")
-        pairs = list(enumerate(labels))
-    else:
-        index = payload.get("index", 0)
-        if type(index) is not int or index < 0:
-            raise RequestError(f"'index' must be an instance index >= 0; got {index!r}.")
-        pairs = [(index, payload["label"])]
-    allowed = set(class_names)
-    for index, label in pairs:
-        if not isinstance(label, str) or label not in allowed:
-            where = f"labels[{index}]" if "labels" in payload else "label"
-            raise RequestError(f"{where} is {label!r}, which is not a class of the model; allowed: {list(class_names)}.")
-    return [{"request_id": request_id, "index": index, "ts": ts, "label": label} for index, label in pairs]
-
-
-def _read_spec(registry: Any, name: str, version: int) -> dict[str, Any]:
-    path = os.path.join(registry.version_dir(name, version), "model.json")
-    if not os.path.isfile(path):
-        raise RequestError(
-            f"Model '{name}' has no version {version}; versions in the registry: {registry.versions(name) or 'none'}.",
-            status=404,
-        )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def metadata_document(name: str, version: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """TF Serving's GetModelMetadataResponse for the ``serving_default`` signature, plus the feature contract."""
-
-    def tensor(tensor_name: str, dtype: str, dims: list[int]) -> dict[str, Any]:
-        return {
-            "dtype": dtype,
-            "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False},
-            "name": tensor_name,
-        }
-
-    inputs = {
-        feature: tensor(
-            f"{SIGNATURE}_{feature}:0", "DT_STRING" if info["dtype"] == "string" else "DT_FLOAT", [-1]
-        )
-        for feature, info in spec["features"].items()
-    }
-    output = spec.get("output", "probabilities")
-    outputs = {output: tensor("StatefulPartitionedCall:0", "DT_FLOAT", [-1, len(spec["label_vocabulary"])])}
-    return {
-        "model_spec": {"name": name, "signature_name": "", "version": str(version)},
-        "metadata": {
-            "signature_def": {
-                "signature_def": {
-                    SIGNATURE: {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
-                }
-            }
-        },
-        "flywheel": {
-            "label": spec.get("label"),
-            "class_names": spec["label_vocabulary"],
-            "features": spec["features"],
-            "missing": spec.get("missing"),
-        },
-    }
 
 
 def serve(config: ServeConfig, *, announce: Callable[[str], None] = print) -> int:
@@ -563,56 +479,3 @@ async def _announce_ready(server: ModelServer, announce: Callable[[str], None]) 
             seen = model
             announce(f"Ready: version {model.version} serves (POST /v1/models/{model.name}:predict)")
         await asyncio.sleep(0.5)
-
-
-class BackgroundServer:
-    """A ``ModelServer`` on its own event loop in a thread (tests, benchmarks).
-
-    Use as a context manager; ``url`` is ``http://host:port``.
-
-    Args:
-        config: The server configuration (``port=0`` picks a free port).
-        ready_timeout: Seconds to wait for the first version to load.
-    """
-
-    def __init__(self, config: ServeConfig, *, ready_timeout: float = 120.0) -> None:
-        self.config = config
-        self.ready_timeout = ready_timeout
-        self.server: ModelServer | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="flywheel-serve-loop", daemon=True)
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None and self.server.port is not None
-        return f"http://{self.config.host}:{self.server.port}"
-
-    def start(self) -> BackgroundServer:
-        self._thread.start()
-
-        async def boot() -> None:
-            self.server = ModelServer(self.config)
-            await self.server.start()
-            await self.server.wait_ready(self.ready_timeout)
-
-        try:
-            asyncio.run_coroutine_threadsafe(boot(), self._loop).result()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result()
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-        if not self._loop.is_closed():
-            self._loop.close()
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

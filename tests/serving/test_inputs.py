@@ -44,7 +44,10 @@ def test_row_format_becomes_typed_columns_and_keeps_what_was_sent():
 
 def test_columnar_format_and_rows_built_from_columns():
     parsed = parse_predict(
-        {"signature_name": "serving_default", "inputs": {"bill_length_mm": [1, 2], "year": [3, 4], "island": ["Dream", None]}},
+        {
+            "signature_name": "serving_default",
+            "inputs": {"bill_length_mm": [1, 2], "year": [3, 4], "island": ["Dream", None]},
+        },
         SCHEMA,
     )
 
@@ -65,7 +68,10 @@ def test_null_is_missing_numeric_nan_and_categorical_empty():
     ("row", "expected"),
     [
         ({"year": 2008, "island": "Dream"}, "instances[0] is missing the feature(s) ['bill_length_mm']"),
-        ({**ROW, "bill_length_mm": "39.5"}, "instances[0] feature 'bill_length_mm' must be a number or null; got the string"),
+        (
+            {**ROW, "bill_length_mm": "39.5"},
+            "instances[0] feature 'bill_length_mm' must be a number or null; got the string",
+        ),
         ({**ROW, "bill_length_mm": True}, "feature 'bill_length_mm' must be a number or null; got the boolean true"),
         ({**ROW, "bill_length_mm": [39.5]}, "feature 'bill_length_mm' must be a number or null; got the list"),
         ({**ROW, "bill_length_mm": float("inf")}, "feature 'bill_length_mm' must be a finite number"),
@@ -101,7 +107,10 @@ def test_unknown_features_are_dropped_when_asked():
         ({"instances": [ROW], "signature_name": "classify"}, "'signature_name' must be 'serving_default'"),
         ({"inputs": [1, 2]}, "'inputs' must be a JSON object {feature: [values]}"),
         ({"inputs": {"bill_length_mm": [1], "year": [1, 2], "island": ["Dream"]}}, "inputs['year'] has 2 values"),
-        ({"inputs": {"bill_length_mm": 1, "year": [1], "island": ["Dream"]}}, "inputs['bill_length_mm'] must be a non-empty JSON list"),
+        (
+            {"inputs": {"bill_length_mm": 1, "year": [1], "island": ["Dream"]}},
+            "inputs['bill_length_mm'] must be a non-empty JSON list",
+        ),
         ({"inputs": {"bill_length_mm": [1], "year": ["x"], "island": ["Dream"]}}, "inputs['year'][0] must be a number"),
         ({"inputs": {"bill_length_mm": [1], "year": [1]}}, "inputs is missing the feature(s) ['island']"),
     ],

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from flywheel.serving.errors import ServingError
-from flywheel.serving.server import BackgroundServer, ServeConfig
+from flywheel.serving.background import BackgroundServer
+from flywheel.serving.server import ServeConfig
 from tests.serving.conftest import PENGUIN, call, push_copy
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from flywheel.serving.logs import FEEDBACK, REQUESTS, log_dir, read_records
-from flywheel.serving.server import BackgroundServer, ServeConfig
+from flywheel.serving.background import BackgroundServer
+from flywheel.serving.server import ServeConfig
 from tests.serving.conftest import PENGUIN, call, push_copy
 
 CONTRACT_KEYS = {"request_id", "index", "ts", "model", "version", "features", "prediction", "probabilities"}
@@ -153,7 +154,8 @@ def test_concurrent_load_is_batched_without_errors(served):
     metrics = served.server.metrics
     calls_before = metrics.sample("flywheel_serving_batch_size_count", {"model": "penguins"}) or 0.0
     rows_before = metrics.sample("flywheel_serving_batch_size_sum", {"model": "penguins"}) or 0.0
-    rows = [{**PENGUIN, "bill_length_mm": 35.0 + i % 20, "island": ["Biscoe", "Dream", "Torgersen"][i % 3]} for i in range(400)]
+    islands = ["Biscoe", "Dream", "Torgersen"]
+    rows = [{**PENGUIN, "bill_length_mm": 35.0 + i % 20, "island": islands[i % 3]} for i in range(400)]
 
     def one(row):
         status, body, _ = call(_url(served, ":predict"), {"instances": [row]})
