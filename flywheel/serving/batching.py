@@ -153,6 +153,7 @@ class Batcher:
                     batch.append(item)
                     size += item.size
             self._call(batch, size)
+            first = item = batch = None  # hold no model while idle: an old version must be freeable
 
     def _call(self, batch: list[_Item], size: int) -> None:
         import numpy as np

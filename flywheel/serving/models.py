@@ -8,9 +8,10 @@ per call at any batch size, where calling the Keras model eagerly costs
 ~6-9 ms and ``model.predict`` ~80-120 ms (measured on the penguin model).
 
 Which version serves follows the registry: the version named by the serving
-alias (``serving.json``), or the newest version when there is no alias. A
-watcher polls that; a new target version is loaded and warmed up in the
-background, then swapped in with one reference assignment. Requests hold the
+alias (``serving.json``), or the newest version when there is no alias. The
+server's watcher thread calls ``refresh`` to poll that; a new target version
+is loaded and warmed up there, off the request path, then swapped in with one
+reference assignment. Requests hold the
 ``LoadedModel`` they started with, so in-flight requests finish on the old
 version.
 """
@@ -177,6 +178,7 @@ class ModelStore:
         self._serving: LoadedModel | None = None
         self._loaded: collections.OrderedDict[int, LoadedModel] = collections.OrderedDict()
         self._loading: set[int] = set()
+        self.evictions = 0  # versions dropped from memory so far
         self._failed: dict[int, str] = {}
         self._lock = threading.Lock()
         self._load_locks: dict[int, threading.Lock] = {}
@@ -284,7 +286,7 @@ class ModelStore:
         if target is None or (current is not None and current.version == target) or target in self._failed:
             return False
         try:
-            model = self._load(target)
+            model = self._load(target, evict=False)  # evicting now could drop the version about to serve
         except ServingError as exc:
             LOG.error("keeping version %s: %s", None if current is None else current.version, exc)
             return False
@@ -295,15 +297,7 @@ class ModelStore:
             self._on_change(model)
         return True
 
-    def watch(self, stop: threading.Event, interval_s: float) -> None:
-        """Calls ``refresh`` every ``interval_s`` seconds until ``stop`` is set (run it in a thread)."""
-        while not stop.wait(interval_s):
-            try:
-                self.refresh()
-            except (OSError, ValueError, FlywheelError) as exc:  # a half-written alias or a vanished dir: retry later
-                LOG.warning("reload check failed, retrying: %s", exc)
-
-    def _load(self, version: int) -> LoadedModel:
+    def _load(self, version: int, *, evict: bool = True) -> LoadedModel:
         with self._lock:
             lock = self._load_locks.setdefault(version, threading.Lock())
         with lock:  # one load per version at a time; later callers reuse the result
@@ -323,7 +317,8 @@ class ModelStore:
             with self._lock:
                 self._failed.pop(version, None)
                 self._loaded[version] = model
-            self._evict()
+            if evict:
+                self._evict()
             return model
 
     def _evict(self) -> None:
@@ -334,3 +329,4 @@ class ModelStore:
                 if oldest is None:
                     break
                 del self._loaded[oldest]
+                self.evictions += 1

@@ -171,3 +171,22 @@ def test_cli_reports_a_taken_port_as_one_line(registry_with_model):
         config = ServeConfig(registry=registry.root, home=home, port=port)
         with pytest.raises(ServingError, match=f"Cannot listen on 127.0.0.1:{port}"):
             BackgroundServer(config).start()
+
+
+def test_evicted_versions_are_freed_after_a_swap(registry_with_model, trained_model_dir):
+    import weakref
+
+    registry, home = registry_with_model
+    config = ServeConfig(registry=registry.root, home=home, port=0, poll_seconds=0.05, max_loaded_versions=1)
+    with BackgroundServer(config) as background:
+        first = weakref.ref(background.server.store.serving())
+        registry.set_serving("penguins", push_copy(registry, trained_model_dir, "evict"))
+        deadline = time.monotonic() + 30
+        while background.server.store.serving().version == 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert background.server.store.serving().version == 2
+        assert [e["version"] for e in background.server.store.status()] == ["2"]
+        deadline = time.monotonic() + 30
+        while first() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first() is None  # version 1 was dropped and its memory reclaimed, not frozen forever
