@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from typing import Any
 
 from flywheel.serving.errors import RequestError
@@ -33,6 +32,7 @@ from flywheel.serving.errors import RequestError
 SIGNATURE = "serving_default"
 _TOP_LEVEL = ("instances", "inputs", "signature_name")
 _MAX_SHOWN = 12
+_FLOAT32_MAX = 3.4028234e38
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +112,8 @@ def decode_json(body: bytes) -> Any:
         raise RequestError("The request body is empty; send a JSON object such as {\"instances\": [...]}.")
     try:
         return json.loads(body)
+    except RecursionError as exc:
+        raise RequestError("The request body nests JSON too deeply; send instances of plain values.") from exc
     except UnicodeDecodeError as exc:
         raise RequestError(f"The request body is not UTF-8 text ({exc.reason}); send JSON.") from exc
     except ValueError as exc:
@@ -236,7 +238,7 @@ def _numeric_column(name: str, values: list[Any], where: str, *, prefix_has_name
     for i, value in enumerate(values):
         kind = type(value)
         if kind is float or kind is int:
-            if math.isinf(value) or abs(value) > 3.4e38:
+            if abs(value) > _FLOAT32_MAX:  # also infinities; compared before any float() of a huge int
                 raise RequestError(
                     f"{_at(where, i, name, prefix_has_name)} must be a finite number; got {value!r}."
                 )
@@ -298,7 +300,10 @@ def _json_type(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = json.dumps(value, default=str)
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):  # nested close to the parser's limit: the type says enough
+        return f"a deeply nested JSON {_json_type(value)}"
     if len(text) > 60:
         text = text[:57] + "..."
     return f"the {_json_type(value)} {text}"

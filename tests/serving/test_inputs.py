@@ -75,6 +75,8 @@ def test_null_is_missing_numeric_nan_and_categorical_empty():
         ({**ROW, "bill_length_mm": True}, "feature 'bill_length_mm' must be a number or null; got the boolean true"),
         ({**ROW, "bill_length_mm": [39.5]}, "feature 'bill_length_mm' must be a number or null; got the list"),
         ({**ROW, "bill_length_mm": float("inf")}, "feature 'bill_length_mm' must be a finite number"),
+        ({**ROW, "bill_length_mm": 10**400}, "feature 'bill_length_mm' must be a finite number"),
+        ({**ROW, "bill_length_mm": 1e39}, "feature 'bill_length_mm' must be a finite number"),
         ({**ROW, "island": 3}, "instances[0] feature 'island' must be a string or null; got the number 3"),
         ({**ROW, "island": "Mars"}, "feature 'island' is 'Mars', which is not a category the model was trained on"),
         ({**ROW, "flipper": 1}, "instances[0] has unknown feature(s) ['flipper']"),
@@ -87,6 +89,11 @@ def test_each_bad_instance_is_a_400_naming_the_field(row, expected):
 
 def test_out_of_domain_message_lists_the_allowed_categories():
     assert "['Biscoe', 'Dream', 'Torgersen']" in _error({"instances": [{**ROW, "island": "Mars"}]})
+
+
+def test_values_nested_near_the_parser_limit_are_described_not_crashed_on():
+    deep = decode_json(b"[" * 900 + b"]" * 900)
+    assert "must be a number or null" in _error({"instances": [{**ROW, "year": deep}]})
 
 
 def test_unknown_features_are_dropped_when_asked():
@@ -119,7 +126,10 @@ def test_wrong_shapes_are_a_400_that_says_what_is_wrong(payload, expected):
     assert expected in _error(payload)
 
 
-@pytest.mark.parametrize(("body", "expected"), [(b"", "empty"), (b"{nope", "not valid JSON"), (b"\xff\xfe", "not")])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [(b"", "empty"), (b"{nope", "not valid JSON"), (b"\xff\xfe", "not"), (b"[" * 100000, "too deeply")],
+)
 def test_bodies_that_are_not_json(body, expected):
     with pytest.raises(RequestError) as caught:
         decode_json(body)
