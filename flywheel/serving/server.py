@@ -7,6 +7,8 @@ Endpoints (``<name>`` is the served model; any other name is a 404)::
     POST /v1/models/<name>:feedback                 late labels for a request id
     GET  /v1/models/<name>[/versions/<v>]           {"model_version_status": [...]}
     GET  /v1/models/<name>[/versions/<v>]/metadata  signature and feature contract
+    GET  /v1/models/<name>/logs/<requests|feedback>?since=<epoch s>
+                                                    the logs as JSON lines (for ``flywheel monitor --endpoint``)
     GET  /healthz  /readyz  /metrics
 
 Responses keep TF Serving's shapes for this model's ``serving_default``
@@ -32,6 +34,7 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -45,6 +48,7 @@ from flywheel.serving.inputs import decode_json, parse_predict
 
 LOG = logging.getLogger("flywheel.serving")
 RECLAIM_DELAY_S = 2.0
+LOG_CHUNK_RECORDS = 2000
 _NAME = r"{name:[^/:]+}"
 _VERSION = r"{version:[0-9]+}"
 
@@ -187,6 +191,7 @@ class ModelServer:
         app.router.add_get(f"/v1/models/{name}/versions/{version}", self.model_status, name="status_version")
         app.router.add_get(f"/v1/models/{name}/metadata", self.metadata, name="metadata")
         app.router.add_get(f"/v1/models/{name}/versions/{version}/metadata", self.metadata, name="metadata_version")
+        app.router.add_get(f"/v1/models/{name}/logs/{{kind:requests|feedback}}", self.logs, name="logs")
         app.router.add_get("/healthz", self.healthz, name="healthz")
         app.router.add_get("/readyz", self.readyz, name="readyz")
         app.router.add_get("/metrics", self.prometheus, name="metrics")
@@ -444,6 +449,32 @@ class ModelServer:
             spec = read_spec(self.store.registry, self.config.model, number)
         return _json(metadata_document(self.config.model, number, spec))
 
+    async def logs(self, request: Any) -> Any:
+        """``GET /v1/models/<name>/logs/<requests|feedback>?since=<epoch s>``: log records as JSON lines.
+
+        What the monitor reads when it runs elsewhere (a CronJob): records with
+        ``ts >= since`` (all without ``since``), oldest first, after everything
+        queued so far is written. Files are read off the event loop.
+        """
+        from aiohttp import web
+
+        from flywheel.serving.logs import log_dir, read_records
+
+        self._check_name(request)
+        since = _since(request.query.get("since"))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.log.flush)
+        records = read_records(log_dir(self.config.home, self.config.model, request.match_info["kind"]), since=since)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        while True:
+            chunk = await loop.run_in_executor(None, _json_lines, records, LOG_CHUNK_RECORDS)
+            if not chunk:
+                break
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
     async def healthz(self, request: Any) -> Any:
         return _json({"status": "alive"})
 
@@ -463,6 +494,27 @@ class ModelServer:
         response = web.Response(body=self.metrics.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        since = float(value)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        raise RequestError(f"'since' must be a Unix time in seconds (e.g. since=1764300000.5); got {value!r}.")
+    return since
+
+
+def _json_lines(records: Any, limit: int) -> bytes:
+    lines = []
+    for record in records:
+        lines.append(json.dumps(record, separators=(",", ":"), default=str))
+        if len(lines) >= limit:
+            break
+    return "".join(line + "\n" for line in lines).encode()
 
 
 def serve(config: ServeConfig, *, announce: Callable[[str], None] = print) -> int:

@@ -199,6 +199,29 @@ def test_request_log_lines_match_the_contract_and_feedback_is_appended(served):
     assert all(set(r) == {"request_id", "index", "ts", "label"} for r in feedback)
 
 
+def test_logs_endpoint_serves_json_lines_since_a_time(served):
+    import time as _time
+
+    started = _time.time()
+    _, body, _ = call(_url(served, ":predict"), {"instances": [PENGUIN, PENGUIN]})
+    call(_url(served, ":feedback"), {"request_id": body["request_id"], "labels": ["Adelie", "Gentoo"]})
+
+    status, text, headers = call(_url(served, f"/logs/requests?since={started - 1:.3f}"))
+    assert status == 200 and headers["Content-Type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [(r["request_id"], r["index"]) for r in lines if r["request_id"] == body["request_id"]] == [
+        (body["request_id"], 0),
+        (body["request_id"], 1),
+    ]
+    assert all(r["ts"] >= started - 1 and set(r) == CONTRACT_KEYS for r in lines)
+    _, text, _ = call(_url(served, f"/logs/feedback?since={started - 1:.3f}"))
+    assert [json.loads(line)["label"] for line in text.splitlines()][-2:] == ["Adelie", "Gentoo"]
+    assert call(_url(served, f"/logs/requests?since={_time.time() + 3600:.3f}"))[1] == ""
+    status, error, _ = call(_url(served, "/logs/requests?since=yesterday"))
+    assert status == 400 and "'since' must be a Unix time" in error["error"]
+    assert call(_url(served, "/logs/secrets"))[0] == 404
+
+
 def test_health_readiness_and_metrics(served):
     assert call(f"{served.url}/healthz")[:2] == (200, {"status": "alive"})
     status, body, _ = call(f"{served.url}/readyz")
