@@ -1,0 +1,290 @@
+"""Serving latency and throughput on loopback, batching on vs off, next to the model's raw speed.
+
+    .venv/bin/python benchmarks/serving.py                     # trains a penguins model first (~15 s)
+    .venv/bin/python benchmarks/serving.py --registry DIR      # or serves DIR's 'penguins'
+
+Measured in one run:
+
+* raw: the served version's model called in this process through the same
+  ``tf.function`` the server uses, on batches of 1 and of ``--max-batch-size``
+  (instances/s), and Keras ``model.predict`` on full batches for reference;
+* the server (``flywheel serve`` in a subprocess, request log on at sample rate
+  1.0) under closed-loop load at fixed concurrency levels (each client sends
+  its next request when the last one is answered) and open-loop load at a
+  fixed offered rate (requests leave on a fixed schedule; latency counts from
+  the scheduled send time, so a stalled server cannot hide its queue), once
+  with batching and once with ``--no-batching``. One instance per request:
+  real rows of the penguins data, missing values as null; then a bulk phase
+  of 64 instances per request, where HTTP and JSON costs are shared by many
+  instances, as in the raw batched call.
+
+Columns: ``batch`` is the mean instances per model call the server formed;
+``÷raw b1`` and ``÷raw b64`` divide the instances/s served by the raw
+in-process throughput at batch 1 and at the largest batch.
+
+Goal (issue 5): p99 under 10 ms at 500 requests/s on 2 cores, and at least
+half the raw throughput. Bounded: every phase has a request count and a time
+cap; only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODEL = "penguins"
+PHASE_CAP_S = 60.0
+
+
+def train_registry(home: str) -> str:
+    """Runs the training pipeline (penguins) into ``home``; returns its registry."""
+    from flywheel.home import Home
+    from flywheel.pipeline_file import load_pipeline
+    from flywheel.runner import LocalRunner
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pipe = load_pipeline(os.path.join(repo, "pipelines", "training.py"), None)
+    registry = Home(home).registry
+    result = LocalRunner(Home(home).ensure(), max_workers=2).run(pipe, {"epochs": 30, "registry": registry})
+    assert result.ok, result.errors
+    return registry
+
+
+def penguin_rows(n: int) -> list[dict]:
+    """``n`` rows of the penguins data as JSON instances (NaN as null), cycled."""
+    import math
+
+    from palmerpenguins import load_penguins
+
+    frame = load_penguins().drop(columns=["species"])
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        rows.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()})
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def raw_throughput(registry: str, batch_sizes: list[int], seconds: float = 2.0) -> dict[str, float]:
+    """Instances/s of the served version called in-process (the limit the server works toward)."""
+    import numpy as np
+
+    from flywheel.registry import ModelRegistry
+    from flywheel.serving.inputs import parse_predict
+    from flywheel.serving.models import load_version
+
+    store = ModelRegistry(registry)
+    version = store.serving_version(MODEL) or store.versions(MODEL)[-1]
+    model = load_version(store, MODEL, version)
+    results = {}
+    for size in batch_sizes:
+        columns = parse_predict({"instances": penguin_rows(size)}, model.schema).columns
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            model.predict(columns)
+            calls += 1
+        results[f"tf.function batch {size}"] = calls * size / (time.perf_counter() - started)
+    net = model.predict_fn.net
+    size = batch_sizes[-1]
+    parsed = parse_predict({"instances": penguin_rows(size)}, model.schema)
+    columns = {k: np.asarray(v) for k, v in parsed.columns.items()}
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        net.predict(columns, verbose=0, batch_size=size)
+        calls += 1
+    results[f"keras predict batch {size}"] = calls * size / (time.perf_counter() - started)
+    return results
+
+
+def start_server(registry: str, home: str, extra: list[str]) -> tuple[subprocess.Popen, int]:
+    command = [
+        sys.executable, "-m", "flywheel.cli.serve_commands", "--home", home, "serve",
+        "--registry", registry, "--model", MODEL, "--port", "0", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    port, deadline = None, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
+        port = int(found.group(1)) if found else port
+        if line.startswith("Ready:") and port:
+            return process, port
+    process.kill()
+    raise RuntimeError("the server did not become ready")
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+    return process.returncode
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def _post(session, url: str, body: bytes) -> int:
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+        await response.read()
+        return response.status
+
+
+async def closed_loop(url: str, bodies: list[bytes], concurrency: int, total: int) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        warm = [_post(session, url, bodies[i % len(bodies)]) for i in range(min(50, total))]
+        await asyncio.gather(*warm)  # open the connections before timing
+        numbers = iter(range(total))
+        deadline = time.perf_counter() + PHASE_CAP_S
+
+        async def client() -> None:
+            nonlocal errors
+            for i in numbers:
+                if time.perf_counter() > deadline:
+                    return
+                began = time.perf_counter()
+                status = await _post(session, url, bodies[i % len(bodies)])
+                latencies.append(time.perf_counter() - began)
+                errors += status != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - started
+    return _summary(latencies, errors, elapsed)
+
+
+async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float) -> dict:
+    import aiohttp
+
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*[_post(session, url, bodies[i % len(bodies)]) for i in range(32)])  # warm connections
+        start = loop.time() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            scheduled = start + i / rate
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            status = await asyncio.wait_for(_post(session, url, bodies[i % len(bodies)]), PHASE_CAP_S)
+            latencies.append(loop.time() - scheduled)
+            errors += status != 200
+
+        began = time.perf_counter()
+        await asyncio.gather(*[one(i) for i in range(total)])
+        elapsed = time.perf_counter() - began - 0.2
+    return _summary(latencies, errors, elapsed)
+
+
+def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": _percentile(latencies, 50) * 1000,
+        "p99_ms": _percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000,
+    }
+
+
+def batch_stats(port: int) -> tuple[float, float]:
+    """(model calls, instances) so far, from the server's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    count = float(re.search(r"^flywheel_serving_batch_size_count\{[^}]*\} (\S+)$", text, re.M).group(1))
+    total = float(re.search(r"^flywheel_serving_batch_size_sum\{[^}]*\} (\S+)$", text, re.M).group(1))
+    return count, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", help="registry holding 'penguins' (default: train one into a temp home)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered requests/s of the open-loop phase")
+    parser.add_argument("--rate-seconds", type=float, default=6.0, help="length of the open-loop phase")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=1.0)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="flywheel-serving-bench-") as home:
+        if args.registry:
+            registry = os.path.abspath(args.registry)
+        else:
+            began = time.perf_counter()
+            registry = train_registry(home)
+            print(f"trained and pushed a penguins model in {time.perf_counter() - began:.1f} s")
+        raw = raw_throughput(registry, [1, args.max_batch_size])
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+        print("raw in-process throughput (instances/s):")
+        for name, value in raw.items():
+            print(f"  {name:28s} {value:12,.0f}")
+        limit = raw[f"tf.function batch {args.max_batch_size}"]
+        gc.collect()
+        gc.freeze()  # TensorFlow is loaded here too: keep full collections from stalling the load generator
+        bodies = [json.dumps({"instances": [row]}).encode() for row in penguin_rows(333)]
+        rows = penguin_rows(64 * 8)
+        bulk = [json.dumps({"instances": rows[i * 64 : (i + 1) * 64]}).encode() for i in range(8)]
+        modes = {
+            "batching": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)],
+            "no batching": ["--no-batching"],
+        }
+        print()
+        largest = f"÷raw b{args.max_batch_size}"
+        print(
+            f"{'mode':12s} {'load':>16s} {'requests':>8s} {'errors':>6s} {'req/s':>7s} {'inst/s':>8s} {'p50 ms':>7s} "
+            f"{'p99 ms':>7s} {'max ms':>7s} {'batch':>6s} {'÷raw b1':>8s} {largest:>9s}"
+        )
+        for mode, extra in modes.items():
+            process, port = start_server(registry, home, extra)
+            url = f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"
+            try:
+                phases = [
+                    (f"c={c}", 1, lambda c=c: closed_loop(url, bodies, c, args.requests)) for c in args.concurrency
+                ]
+                phases.append((f"{args.rate:g} req/s", 1, lambda: open_loop(url, bodies, args.rate, args.rate_seconds)))
+                phases.append(("c=4 x64 rows", 64, lambda: closed_loop(url, bulk, 4, args.requests // 4)))
+                for label, per_request, phase in phases:
+                    calls0, rows0 = batch_stats(port)
+                    result = asyncio.run(phase())
+                    calls1, rows1 = batch_stats(port)
+                    mean_batch = (rows1 - rows0) / max(1.0, calls1 - calls0)
+                    instances = result["rps"] * per_request
+                    print(
+                        f"{mode:12s} {label:>16s} {result['requests']:8d} {result['errors']:6d} {result['rps']:7.0f} "
+                        f"{instances:8.0f} {result['p50_ms']:7.2f} {result['p99_ms']:7.2f} {result['max_ms']:7.1f} "
+                        f"{mean_batch:6.2f} {instances / raw['tf.function batch 1']:8.2f} {instances / limit:9.3f}",
+                        flush=True,
+                    )
+            finally:
+                code = stop_server(process)
+            print(f"{'':12s} server exited {code} after SIGTERM")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

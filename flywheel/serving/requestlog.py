@@ -1,0 +1,158 @@
+"""Writing the request and feedback logs off the request path.
+
+Handlers only put a tuple on a queue (never blocks, never touches the disk);
+one writer thread drains the queue, builds the records in the format of
+``flywheel.serving.logs`` (the contract the monitor reads) and appends them
+with ``JsonlWriter`` in batches. ``close`` writes what is queued, then stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from typing import Any, Callable
+
+from flywheel.serving.logs import FEEDBACK, REQUESTS, JsonlWriter, log_dir
+
+LOG = logging.getLogger("flywheel.serving")
+_STOP = object()
+_DRAIN_MAX = 4096
+
+
+class PredictionLog:
+    """Sampled prediction lines and feedback lines for one model.
+
+    Args:
+        home_root: The flywheel home; logs go to ``<home>/serving/<model>/...``.
+        model: Model name.
+        sample_rate: Share of predict requests whose instances are logged (0..1);
+            a request is logged whole or not at all. Feedback is always logged.
+        max_bytes: Rotation size of each log file.
+        on_written: Called with (log kind, lines) after each write.
+        seed: Seeds the sampling (tests); None draws from the OS.
+    """
+
+    def __init__(
+        self,
+        home_root: str,
+        model: str,
+        *,
+        sample_rate: float = 1.0,
+        max_bytes: int = 16 * 1024 * 1024,
+        on_written: Callable[[str, int], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.model = model
+        self.sample_rate = float(sample_rate)
+        self.requests_dir = log_dir(home_root, model, REQUESTS)
+        self.feedback_dir = log_dir(home_root, model, FEEDBACK)
+        self._max_bytes = max_bytes
+        self._writers: dict[str, JsonlWriter] = {}
+        self._on_written = on_written
+        self._random = random.Random(seed)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="flywheel-request-log", daemon=True)
+        self._thread.start()
+
+    def sampled(self) -> bool:
+        """Whether the next predict request is logged."""
+        return self.sample_rate >= 1.0 or (self.sample_rate > 0.0 and self._random.random() < self.sample_rate)
+
+    def predictions(
+        self,
+        request_id: str,
+        ts: float,
+        version: int,
+        parsed: Any,
+        probabilities: Any,
+        class_names: tuple[str, ...],
+    ) -> None:
+        """Queues one request's instances (``parsed`` is an ``inputs.ParsedRequest``)."""
+        self._queue.put((REQUESTS, (request_id, ts, version, parsed, probabilities, class_names)))
+
+    def feedback(self, records: list[dict[str, Any]]) -> None:
+        """Queues feedback lines, already in the contract's format."""
+        self._queue.put((FEEDBACK, records))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Waits until everything queued so far is written; False on timeout."""
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Writes what is queued, closes the files and stops the writer thread."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while len(items) < _DRAIN_MAX:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            batches: dict[str, list[dict[str, Any]]] = {REQUESTS: [], FEEDBACK: []}
+            flushed = []
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif item[0] == "flush":
+                    flushed.append(item[1])
+                elif item[0] == REQUESTS:
+                    batches[REQUESTS].extend(_request_records(self.model, *item[1]))
+                else:
+                    batches[FEEDBACK].extend(item[1])
+            for kind, records in batches.items():
+                if records:
+                    self._write(kind, records)
+            for event in flushed:
+                event.set()
+            if stop:
+                for writer in self._writers.values():
+                    writer.close()
+                return
+
+    def _write(self, kind: str, records: list[dict[str, Any]]) -> None:
+        try:
+            writer = self._writers.get(kind)
+            if writer is None:
+                directory = self.requests_dir if kind == REQUESTS else self.feedback_dir
+                writer = self._writers[kind] = JsonlWriter(directory, max_bytes=self._max_bytes)
+            writer.write(records)
+        except OSError as exc:  # a full or read-only disk must not stop serving; the loss is logged
+            LOG.error("could not write %d %s log line(s): %s", len(records), kind, exc)
+            return
+        if self._on_written is not None:
+            self._on_written(kind, len(records))
+
+
+def _request_records(
+    model: str,
+    request_id: str,
+    ts: float,
+    version: int,
+    parsed: Any,
+    probabilities: Any,
+    class_names: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    rows = parsed.rows()
+    winners = probabilities.argmax(axis=1).tolist()
+    values = probabilities.tolist()
+    return [
+        {
+            "request_id": request_id,
+            "index": i,
+            "ts": ts,
+            "model": model,
+            "version": version,
+            "features": rows[i],
+            "prediction": class_names[winners[i]],
+            "probabilities": values[i],
+        }
+        for i in range(len(rows))
+    ]

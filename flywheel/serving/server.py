@@ -1,0 +1,560 @@
+"""A TF-Serving-compatible REST server for a model of the flywheel registry.
+
+Endpoints (``<name>`` is the served model; any other name is a 404)::
+
+    POST /v1/models/<name>:predict                  {"instances": [...]} or {"inputs": {...}}
+    POST /v1/models/<name>/versions/<v>:predict     the same, on one version (loaded on demand)
+    POST /v1/models/<name>:feedback                 late labels for a request id
+    GET  /v1/models/<name>[/versions/<v>]           {"model_version_status": [...]}
+    GET  /v1/models/<name>[/versions/<v>]/metadata  signature and feature contract
+    GET  /v1/models/<name>/logs/<requests|feedback>?since=<epoch s>
+                                                    the logs as JSON lines (for ``flywheel monitor --endpoint``)
+    GET  /healthz  /readyz  /metrics
+
+Responses keep TF Serving's shapes for this model's ``serving_default``
+signature (one output, ``probabilities``): a row request gets
+``{"predictions": [[p, ...], ...]}``, a columnar one ``{"outputs": [[...]]}``,
+so an existing TF Serving client works unchanged. flywheel adds top-level
+fields such a client ignores: ``classes`` (the predicted class name per
+instance), ``class_names`` (the order of the probabilities),
+``model_version`` and ``request_id`` (also in the ``X-Request-Id`` header;
+a client may send its own id in that header). Errors are
+``{"error": "..."}`` with a 4xx status for anything a client can cause.
+
+aiohttp (not the stdlib ``http.server``): one event loop handles many
+concurrent keep-alive connections without a thread each, which micro-batching
+needs (requests must wait together), its HTTP parser is in C, and its runner
+drains in-flight requests on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import json
+import logging
+import math
+import signal
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from flywheel.errors import FlywheelError
+from flywheel.serving.documents import REQUEST_ID, feedback_records, metadata_document, read_spec
+from flywheel.serving.errors import RequestError, ServingError
+from flywheel.serving.inputs import decode_json, parse_predict
+
+LOG = logging.getLogger("flywheel.serving")
+RECLAIM_DELAY_S = 2.0
+LOG_CHUNK_RECORDS = 2000
+_NAME = r"{name:[^/:]+}"
+_VERSION = r"{version:[0-9]+}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``flywheel serve`` can be told.
+
+    Attributes:
+        registry: Registry directory (``<home>/registry`` from the CLI).
+        home: flywheel home; request and feedback logs go under it.
+        model: Model name in the registry.
+        host: Interface to bind (loopback unless told otherwise).
+        port: TCP port (0 picks a free one).
+        batching: Micro-batch concurrent requests (False: one model call each).
+        max_batch_size: Most instances per model call.
+        max_wait_ms: Longest a batch waits for more requests.
+        predict_threads: Model calls at once without batching.
+        max_body_bytes: Larger request bodies get HTTP 413.
+        log_sample_rate: Share of predict requests logged for the monitor.
+        log_max_bytes: Rotation size of the log files.
+        poll_seconds: How often the serving alias is checked for a new version.
+        max_loaded_versions: Versions kept in memory (serving one included).
+        ignore_unknown_features: Drop unknown input keys instead of refusing them.
+        shutdown_timeout_s: Longest in-flight requests may take after SIGTERM.
+        tf_threads: TensorFlow intra/inter-op threads (0: TensorFlow's default);
+            applied only if TensorFlow has not run yet in this process.
+    """
+
+    registry: str
+    home: str
+    model: str = "penguins"
+    host: str = "127.0.0.1"
+    port: int = 8501
+    batching: bool = True
+    max_batch_size: int = 64
+    max_wait_ms: float = 1.0
+    predict_threads: int = 2
+    max_body_bytes: int = 1024 * 1024
+    log_sample_rate: float = 1.0
+    log_max_bytes: int = 16 * 1024 * 1024
+    poll_seconds: float = 1.0
+    max_loaded_versions: int = 2
+    ignore_unknown_features: bool = False
+    shutdown_timeout_s: float = 30.0
+    tf_threads: int = 1
+
+    def check(self) -> ServeConfig:
+        """Returns self; raises ServingError naming the first option out of range."""
+        rules = [
+            ("port", 0 <= self.port <= 65535, "in [0, 65535]"),
+            ("max_batch_size", self.max_batch_size >= 1, ">= 1"),
+            ("max_wait_ms", 0 <= self.max_wait_ms <= 1000, "in [0, 1000]"),
+            ("predict_threads", self.predict_threads >= 1, ">= 1"),
+            ("max_body_bytes", self.max_body_bytes >= 1024, ">= 1024"),
+            ("log_sample_rate", 0.0 <= self.log_sample_rate <= 1.0, "in [0, 1]"),
+            ("poll_seconds", self.poll_seconds > 0, "> 0"),
+            ("max_loaded_versions", self.max_loaded_versions >= 1, ">= 1"),
+            ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, ">= 0"),
+            ("tf_threads", self.tf_threads >= 0, ">= 0"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ServingError(f"The '{name}' serving option must be {rule}. Got {getattr(self, name)!r} instead.")
+        return self
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    from aiohttp import web
+
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+class ModelServer:
+    """The server: model store, predictor, request log, metrics and the aiohttp app.
+
+    Use ``await start()`` / ``await stop()`` inside an event loop, ``serve()``
+    for a blocking process that exits on SIGTERM, or
+    ``flywheel.serving.background.BackgroundServer`` in tests.
+    """
+
+    def __init__(self, config: ServeConfig) -> None:
+        from flywheel.registry import ModelRegistry
+        from flywheel.serving.batching import Batcher, DirectPredictor
+        from flywheel.serving.metrics import ServingMetrics
+        from flywheel.serving.models import ModelStore
+        from flywheel.serving.requestlog import PredictionLog
+
+        self.config = config.check()
+        self.metrics = ServingMetrics(config.model)
+        self.store = ModelStore(
+            ModelRegistry(config.registry),
+            config.model,
+            max_loaded=config.max_loaded_versions,
+            on_change=self._serving_changed,
+        )
+        if config.batching:
+            self.predictor: Any = Batcher(
+                max_batch_size=config.max_batch_size,
+                max_wait_s=config.max_wait_ms / 1000.0,
+                on_batch=self.metrics.observe_batch,
+            )
+        else:
+            self.predictor = DirectPredictor(threads=config.predict_threads, on_batch=self.metrics.observe_batch)
+        self.log = PredictionLog(
+            config.home,
+            config.model,
+            sample_rate=config.log_sample_rate,
+            max_bytes=config.log_max_bytes,
+            on_written=lambda kind, n: self.metrics.logged.labels(config.model, kind).inc(n),
+        )
+        self._stop_watch = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="flywheel-model-watch", daemon=True)
+        self._runner: Any = None
+        self._stopping = False
+        self._in_flight = 0
+        self._evictions_reclaimed = 0
+        self._swapped_at = 0.0
+        self.port: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Starts loading the serving version in the background and listens; returns the port."""
+        from aiohttp import web
+
+        self.predictor.start()
+        self._watcher.start()
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._middleware])
+        name, version = _NAME, _VERSION
+        app.router.add_post(f"/v1/models/{name}:predict", self.predict, name="predict")
+        app.router.add_post(f"/v1/models/{name}/versions/{version}:predict", self.predict, name="predict_version")
+        app.router.add_post(f"/v1/models/{name}:feedback", self.feedback, name="feedback")
+        app.router.add_get(f"/v1/models/{name}", self.model_status, name="status")
+        app.router.add_get(f"/v1/models/{name}/versions/{version}", self.model_status, name="status_version")
+        app.router.add_get(f"/v1/models/{name}/metadata", self.metadata, name="metadata")
+        app.router.add_get(f"/v1/models/{name}/versions/{version}/metadata", self.metadata, name="metadata_version")
+        app.router.add_get(f"/v1/models/{name}/logs/{{kind:requests|feedback}}", self.logs, name="logs")
+        app.router.add_get("/healthz", self.healthz, name="healthz")
+        app.router.add_get("/readyz", self.readyz, name="readyz")
+        app.router.add_get("/metrics", self.prometheus, name="metrics")
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.shutdown_timeout_s)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            self._stopping = True
+            await self._runner.cleanup()
+            self._runner = None
+            self._shutdown_workers()
+            raise ServingError(
+                f"Cannot listen on {self.config.host}:{self.config.port} ({exc.strerror or exc}); "
+                "pick another --port or stop the process that holds it."
+            ) from exc
+        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the bound port when port=0
+        return self.port
+
+    async def stop(self) -> None:
+        """Stops accepting connections, finishes in-flight requests, flushes the logs."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()  # no new connections from here on
+            # Drain before aiohttp's own shutdown: it stops reading sockets, so a request still
+            # uploading its body would never finish; here every open connection still works.
+            deadline = time.monotonic() + self.config.shutdown_timeout_s
+            while self._in_flight > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await self._runner.cleanup()  # closes idle keep-alive connections
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._shutdown_workers)
+
+    def _shutdown_workers(self) -> None:
+        self._stop_watch.set()
+        self.predictor.stop(timeout=self.config.shutdown_timeout_s)
+        self.log.close()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=5)
+
+    def _watch(self) -> None:
+        if self.config.tf_threads:
+            from flywheel.serving.models import set_tf_threads
+
+            set_tf_threads(self.config.tf_threads)
+        self._refresh()  # the first load, off the event loop
+        if self.store.serving() is None:
+            LOG.warning(
+                "no version of model '%s' in %s yet; waiting for a push", self.config.model, self.config.registry
+            )
+        while not self._stop_watch.wait(self.config.poll_seconds):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """One poll of the serving alias, then the collector's housekeeping.
+
+        A full collection walks TensorFlow's ~400k long-lived objects and stalls
+        every request for ~300 ms (measured), at random times. So after each
+        swap everything alive is frozen (never scanned again); the memory of
+        evicted versions (Keras graphs hold reference cycles) is reclaimed by
+        one collection, ``RECLAIM_DELAY_S`` after the swap, when requests still
+        running on the old version have finished.
+        """
+        try:
+            if self.store.refresh():
+                self._swapped_at = time.monotonic()
+                gc.freeze()
+        except (OSError, ValueError, FlywheelError) as exc:  # a half-written alias, a vanished dir: next poll
+            LOG.warning("reload check failed, retrying: %s", exc)
+        evictions = self.store.evictions
+        if evictions != self._evictions_reclaimed and time.monotonic() - self._swapped_at >= RECLAIM_DELAY_S:
+            self._evictions_reclaimed = evictions
+            started = time.perf_counter()
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            LOG.info("reclaimed evicted model versions in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    def _serving_changed(self, model: Any) -> None:
+        self.metrics.serving_version(model.version)
+        self.metrics.reloads.labels(self.config.model).inc()
+
+    def ready(self) -> bool:
+        return not self._stopping and self.store.serving() is not None
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Waits until a version serves.
+
+        Raises:
+            ServingError: none loaded within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise ServingError(
+                    f"No version of model '{self.config.model}' loaded within {timeout:.0f}s from "
+                    f"{self.config.registry}: {self.store.status() or 'none in the registry'}."
+                )
+            await asyncio.sleep(0.05)
+
+    # -- middleware --------------------------------------------------------------
+
+    async def _middleware_impl(self, request: Any, handler: Callable) -> Any:
+        from aiohttp import web
+
+        started = time.perf_counter()
+        route = request.match_info.route.name or "other"
+        gauge = self.metrics.in_flight.labels(self.config.model)
+        gauge.inc()
+        self._in_flight += 1
+        try:
+            response = await handler(request)
+        except RequestError as exc:
+            response = _json({"error": str(exc)}, status=exc.status)
+        except web.HTTPException as exc:  # unknown path (404), wrong method (405), body too large (413)
+            response = _json({"error": f"{exc.reason}: {request.method} {request.path}"}, status=exc.status)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one boundary: a bug answers 500 JSON and is logged, never a crash
+            LOG.exception("internal error on %s %s", request.method, request.path)
+            response = _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, status=500)
+        finally:
+            gauge.dec()
+            self._in_flight -= 1
+        if self._stopping:
+            response.force_close()  # keep-alive clients reconnect elsewhere instead of reusing this connection
+        self.metrics.observe_request(route.replace("_version", ""), response.status, time.perf_counter() - started)
+        return response
+
+    @property
+    def _middleware(self) -> Callable:
+        from aiohttp import web
+
+        async def middleware(request: Any, handler: Callable) -> Any:
+            return await self._middleware_impl(request, handler)
+
+        return web.middleware(middleware)
+
+    # -- handlers ----------------------------------------------------------------
+
+    def _check_name(self, request: Any) -> None:
+        name = request.match_info["name"]
+        if name != self.config.model:
+            raise RequestError(
+                f"Servable not found for request: Latest({name}); this server serves '{self.config.model}'.",
+                status=404,
+            )
+
+    async def _model_for(self, request: Any) -> Any:
+        version = request.match_info.get("version")
+        if version is None:
+            model = self.store.serving()
+            if model is None:
+                raise RequestError(
+                    f"No version of model '{self.config.model}' is loaded yet; retry when /readyz says ready.",
+                    status=503,
+                )
+            return model
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.store.get, int(version))
+
+    async def _body(self, request: Any) -> bytes:
+        from aiohttp import web
+
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestError(
+                f"The request body has {request.content_length} bytes, over the limit of {limit}; "
+                "send fewer instances per request (or raise --max-body-bytes).",
+                status=413,
+            )
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise RequestError(
+                f"The request body is over the limit of {limit} bytes; send fewer instances per request "
+                "(or raise --max-body-bytes).",
+                status=413,
+            ) from exc
+
+    async def predict(self, request: Any) -> Any:
+        """``POST /v1/models/<name>[/versions/<v>]:predict``."""
+        self._check_name(request)
+        received = time.time()
+        with self.predictor.arriving() as mark:  # lets the batcher wait for this request while it is checked
+            model = await self._model_for(request)
+            parsed = parse_predict(
+                decode_json(await self._body(request)),
+                model.schema,
+                ignore_unknown=self.config.ignore_unknown_features,
+            )
+            probabilities = await self.predictor.predict(model, parsed.columns, parsed.size, mark)
+        request_id = request.headers.get("X-Request-Id", "")
+        if not REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        names = model.class_names
+        classes = [names[i] for i in probabilities.argmax(axis=1).tolist()]
+        if self.log.sampled():
+            self.log.predictions(request_id, received, model.version, parsed, probabilities, names)
+        self.metrics.instances.labels(self.config.model, str(model.version)).inc(parsed.size)
+        body = {
+            "outputs" if parsed.columnar else "predictions": probabilities.tolist(),
+            "classes": classes,
+            "class_names": list(names),
+            "model_version": model.version,
+            "request_id": request_id,
+        }
+        return _json(body, headers={"X-Request-Id": request_id})
+
+    async def feedback(self, request: Any) -> Any:
+        """``POST /v1/models/<name>:feedback`` with ``{"request_id", "labels": [...]}`` or
+        ``{"request_id", "index", "label"}``; appends to the feedback log."""
+        self._check_name(request)
+        payload = decode_json(await self._body(request))
+        model = self.store.serving()
+        if model is None:
+            raise RequestError("No version is loaded yet, so label names cannot be checked; retry later.", 503)
+        records = feedback_records(payload, model.class_names, time.time())
+        self.log.feedback(records)
+        return _json({"request_id": records[0]["request_id"], "recorded": len(records)})
+
+    async def model_status(self, request: Any) -> Any:
+        """``GET /v1/models/<name>[/versions/<v>]``: TF Serving's GetModelStatusResponse."""
+        self._check_name(request)
+        version = request.match_info.get("version")
+        if version is None:
+            entries = self.store.status()
+            if not entries:
+                raise RequestError(f"Model '{self.config.model}' has no loaded version yet.", status=404)
+        else:
+            entries = [self.store.version_status(int(version))]
+        serving = self.store.serving()
+        return _json(
+            {
+                "model_version_status": [{k: v for k, v in e.items() if k != "serving"} for e in entries],
+                "serving_version": None if serving is None else serving.version,
+            }
+        )
+
+    async def metadata(self, request: Any) -> Any:
+        """``GET /v1/models/<name>[/versions/<v>]/metadata``: signature and feature contract."""
+        self._check_name(request)
+        version = request.match_info.get("version")
+        if version is None:
+            serving = self.store.serving()
+            if serving is None:
+                raise RequestError(f"Model '{self.config.model}' has no loaded version yet.", status=404)
+            spec, number = serving.spec, serving.version
+        else:
+            number = int(version)
+            spec = read_spec(self.store.registry, self.config.model, number)
+        return _json(metadata_document(self.config.model, number, spec))
+
+    async def logs(self, request: Any) -> Any:
+        """``GET /v1/models/<name>/logs/<requests|feedback>?since=<epoch s>``: log records as JSON lines.
+
+        What the monitor reads when it runs elsewhere (a CronJob): records with
+        ``ts >= since`` (all without ``since``), oldest first, after everything
+        queued so far is written. Files are read off the event loop.
+        """
+        from aiohttp import web
+
+        from flywheel.serving.logs import log_dir, read_records
+
+        self._check_name(request)
+        since = _since(request.query.get("since"))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.log.flush)
+        records = read_records(log_dir(self.config.home, self.config.model, request.match_info["kind"]), since=since)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        while True:
+            chunk = await loop.run_in_executor(None, _json_lines, records, LOG_CHUNK_RECORDS)
+            if not chunk:
+                break
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def healthz(self, request: Any) -> Any:
+        return _json({"status": "alive"})
+
+    async def readyz(self, request: Any) -> Any:
+        serving = self.store.serving()
+        if self._stopping:
+            return _json({"error": "shutting down"}, status=503)
+        if serving is None:
+            return _json({"error": f"no version of model '{self.config.model}' is loaded yet"}, status=503)
+        return _json({"status": "ready", "model": self.config.model, "version": serving.version})
+
+    async def prometheus(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from flywheel.serving.metrics import CONTENT_TYPE
+
+        response = web.Response(body=self.metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        since = float(value)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        raise RequestError(f"'since' must be a Unix time in seconds (e.g. since=1764300000.5); got {value!r}.")
+    return since
+
+
+def _json_lines(records: Any, limit: int) -> bytes:
+    lines = []
+    for record in records:
+        lines.append(json.dumps(record, separators=(",", ":"), default=str))
+        if len(lines) >= limit:
+            break
+    return "".join(line + "\n" for line in lines).encode()
+
+
+def serve(config: ServeConfig, *, announce: Callable[[str], None] = print) -> int:
+    """Runs the server until SIGTERM or SIGINT; in-flight requests finish first. Returns 0.
+
+    Raises:
+        ServingError: the port cannot be bound or an option is out of range.
+    """
+
+    async def main() -> int:
+        server = ModelServer(config)
+        port = await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        mode = (
+            f"batching up to {config.max_batch_size} instances, {config.max_wait_ms:g} ms wait"
+            if config.batching
+            else "no batching"
+        )
+        announce(f"Serving model '{config.model}' from {config.registry} on http://{config.host}:{port} ({mode})")
+        if config.host not in ("127.0.0.1", "localhost", "::1"):
+            announce(f"warning: listening on {config.host}, reachable from other machines; the API has no auth")
+        ready_task = asyncio.ensure_future(_announce_ready(server, announce))
+        await stop.wait()
+        ready_task.cancel()
+        announce("Shutting down: finishing in-flight requests")
+        await server.stop()
+        announce("Stopped")
+        return 0
+
+    return asyncio.run(main())
+
+
+async def _announce_ready(server: ModelServer, announce: Callable[[str], None]) -> None:
+    seen = None
+    while True:
+        model = server.store.serving()
+        if model is not None and model is not seen:
+            seen = model
+            announce(f"Ready: version {model.version} serves (POST /v1/models/{model.name}:predict)")
+        await asyncio.sleep(0.5)

@@ -1,0 +1,64 @@
+"""Fixtures of the serving tests: one real penguins model, trained once per session, and HTTP helpers."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+PENGUIN = {
+    "island": "Biscoe",
+    "bill_length_mm": 48.0,
+    "bill_depth_mm": 15.0,
+    "flipper_length_mm": 220.0,
+    "body_mass_g": 5200.0,
+    "sex": "male",
+    "year": 2008,
+}
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory) -> str:
+    """A train output (model.keras, serving/ SavedModel, model.json) of a small penguins model (few epochs)."""
+    try:
+        from tests.components.model_fixtures import penguin_examples, transform_and_train
+    except ImportError:  # tests/ is not a package: pytest put the directory on sys.path
+        from components.model_fixtures import penguin_examples, transform_and_train
+
+    root = tmp_path_factory.mktemp("serving-model")
+    examples = penguin_examples(str(root / "examples"))
+    _, model = transform_and_train(examples, str(root / "train"), epochs=8, hidden_units=[8], early_stopping_patience=0)
+    return model.uri
+
+
+@pytest.fixture
+def registry_with_model(tmp_path, trained_model_dir):
+    """(registry, home) with version 1 of 'penguins' pushed and serving."""
+    from flywheel.registry import ModelRegistry
+
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    version = registry.push("penguins", trained_model_dir).version
+    registry.set_serving("penguins", version, reason="test")
+    return registry, str(tmp_path / "home")
+
+
+def push_copy(registry, trained_model_dir: str, tag: str) -> int:
+    """Pushes the trained model again as a new version (a distinct fingerprint) without serving it."""
+    return registry.push("penguins", trained_model_dir, fingerprint=f"copy-{tag}").version
+
+
+def call(url: str, body=None, *, method: str | None = None, headers: dict | None = None, timeout: float = 30.0):
+    """(status, decoded JSON or text, headers) of one HTTP request; 4xx/5xx are returned, not raised."""
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, got = response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        status, raw, got = error.code, error.read(), dict(error.headers)
+    text = raw.decode()
+    if got.get("Content-Type", "").startswith("application/json"):
+        return status, json.loads(text), got
+    return status, text, got

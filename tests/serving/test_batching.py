@@ -1,0 +1,156 @@
+"""Micro-batching with a stand-in model (no TensorFlow): batches form, never mix versions, errors reach callers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from flywheel.serving.batching import Batcher, DirectPredictor
+
+
+class RecordingModel:
+    """Returns row i of the batch as [x_i, batch size]; records every batch size."""
+
+    def __init__(self, delay: float = 0.002, fail: bool = False) -> None:
+        self.delay = delay
+        self.fail = fail
+        self.batches: list[int] = []
+        self.lock = threading.Lock()
+
+    def predict(self, columns):
+        x = columns["x"]
+        with self.lock:
+            self.batches.append(len(x))
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return np.stack([x, np.full(len(x), len(x), dtype=np.float32)], axis=1)
+
+
+def _columns(values):
+    return {"x": np.asarray(values, dtype=np.float32)}
+
+
+async def _many(predictor, model, n, size=1):
+    calls = [predictor.predict(model, _columns([i] * size), size) for i in range(n)]
+    return await asyncio.gather(*calls)
+
+
+def test_concurrent_requests_share_batches_and_each_gets_its_own_rows():
+    model = RecordingModel()
+    seen = []
+    batcher = Batcher(max_batch_size=16, max_wait_s=0.005, on_batch=lambda n, s: seen.append(n))
+    batcher.start()
+    try:
+        results = asyncio.run(_many(batcher, model, 100))
+    finally:
+        batcher.stop()
+
+    assert [r[0, 0] for r in results] == list(range(100))  # every caller got its own row back
+    assert sum(model.batches) == 100 and max(model.batches) > 1
+    assert max(model.batches) <= 16
+    assert seen == model.batches
+
+
+def test_versions_never_share_a_batch_and_big_requests_run_alone():
+    old, new = RecordingModel(), RecordingModel()
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.005)
+    batcher.start()
+
+    async def mixed():
+        calls = [batcher.predict(old if i % 2 else new, _columns([i]), 1) for i in range(40)]
+        calls.append(batcher.predict(old, _columns(list(range(20))), 20))
+        return await asyncio.gather(*calls)
+
+    try:
+        results = asyncio.run(mixed())
+    finally:
+        batcher.stop()
+
+    assert sum(old.batches) == 20 + 20 and sum(new.batches) == 20
+    assert 20 in old.batches  # larger than max_batch_size: one call of its own, unsplit
+    assert results[-1].shape == (20, 2)
+
+
+def test_a_model_error_reaches_every_request_of_the_batch_and_the_worker_survives():
+    broken, fine = RecordingModel(fail=True), RecordingModel()
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.005)
+    batcher.start()
+    try:
+        with pytest.raises(RuntimeError, match="model exploded"):
+            asyncio.run(_many(batcher, broken, 5))
+        assert len(asyncio.run(_many(batcher, fine, 3))) == 3
+    finally:
+        batcher.stop()
+
+
+def test_stop_finishes_what_is_queued():
+    model = RecordingModel(delay=0.02)
+    batcher = Batcher(max_batch_size=2, max_wait_s=0.0)
+    batcher.start()
+
+    async def run():
+        tasks = [asyncio.ensure_future(batcher.predict(model, _columns([i]), 1)) for i in range(6)]
+        await asyncio.sleep(0)
+        await asyncio.get_running_loop().run_in_executor(None, batcher.stop)
+        return await asyncio.gather(*tasks)
+
+    assert len(asyncio.run(run())) == 6
+    assert sum(model.batches) == 6
+
+
+def test_without_batching_every_request_is_its_own_model_call():
+    model = RecordingModel()
+    predictor = DirectPredictor(threads=2)
+    try:
+        results = asyncio.run(_many(predictor, model, 20))
+    finally:
+        predictor.stop()
+    assert model.batches == [1] * 20
+    assert [r[0, 0] for r in results] == list(range(20))
+
+
+def test_a_lone_request_never_pays_the_wait():
+    model = RecordingModel(delay=0.0)
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.5)
+    batcher.start()
+
+    async def lone():
+        with batcher.arriving() as mark:
+            began = time.perf_counter()
+            await batcher.predict(model, _columns([1]), 1, mark)
+            return time.perf_counter() - began
+
+    try:
+        assert asyncio.run(lone()) < 0.25
+    finally:
+        batcher.stop()
+    assert batcher._arriving == 0
+
+
+def test_the_batch_waits_for_requests_still_being_checked():
+    model = RecordingModel(delay=0.0)
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.5)
+    batcher.start()
+
+    async def two():
+        async def request(value, checking_s, fails=False):
+            with batcher.arriving() as mark:
+                await asyncio.sleep(checking_s)  # stands in for parsing and checking the body
+                if fails:
+                    return None
+                return await batcher.predict(model, _columns([value]), 1, mark)
+
+        return await asyncio.gather(request(1, 0.0), request(2, 0.05), request(3, 0.01, fails=True))
+
+    try:
+        results = asyncio.run(two())
+    finally:
+        batcher.stop()
+    assert model.batches == [2]  # the first request waited for the second instead of running alone
+    assert [r[0, 0] for r in results[:2]] == [1, 2] and results[2] is None
+    assert batcher._arriving == 0
