@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         monitor_commands,
         run_commands,
         schedule_commands,
+        serve_commands,
         ui_commands,
     )
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands.register(subparsers)
     kubeflow_commands.register(subparsers)
     schedule_commands.register(subparsers)
+    serve_commands.register(subparsers)
     monitor_commands.register(subparsers)
     ui_commands.register(subparsers)
     image_commands.register(subparsers)

@@ -32,7 +32,9 @@ CHROMIUM_ARGS = [
 SHOTS = os.path.join(REPO, "test-artifacts", "dashboard")
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in this thread while it is
+# open, which would break later tests that call asyncio.run() (tests/serving).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: the dashboard tests need Debian's chromium; `make browser` installs it.")
