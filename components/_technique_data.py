@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 ID_COLUMN = "example_id"
 # Bookkeeping columns the technique components add; never features.
 NOT_FEATURES = (ID_COLUMN, "is_label_issue", "label_quality", "al_round", "al_score", "weak_confidence")
+NOT_FEATURE_PREFIXES = ("proba_", "gold_")
 TABLES = ("breast_cancer", "wine", "penguins", "digits_table")
 
 
@@ -61,7 +62,7 @@ def tabular_features(frame: pd.DataFrame, exclude: list[str]) -> tuple[np.ndarra
     import numpy as np
     import pandas as pd
 
-    data = frame.drop(columns=[c for c in exclude if c in frame.columns])
+    data = frame.drop(columns=[c for c in frame.columns if c in exclude or str(c).startswith(NOT_FEATURE_PREFIXES)])
     numeric = data.select_dtypes(include="number")
     numeric = numeric.fillna(numeric.median()).fillna(0.0)
     text = data.drop(columns=numeric.columns)
