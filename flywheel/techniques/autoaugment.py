@@ -107,7 +107,7 @@ def check_policy(policy: Any) -> list[list[list[Any]]]:
     Raises:
         ParameterError: not that shape, an unknown operation, or a value outside [0, 1].
     """
-    ok = isinstance(policy, list) and all(isinstance(sub, list) and sub for sub in policy)
+    ok = isinstance(policy, list) and bool(policy) and all(isinstance(sub, list) and sub for sub in policy)
     for sub in policy if ok else []:
         for step in sub:
             ok = ok and isinstance(step, (list, tuple)) and len(step) == 3 and step[0] in OPERATIONS

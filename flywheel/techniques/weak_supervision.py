@@ -69,7 +69,9 @@ class LabelingFunction:
                 hit = column.isin(list(self.rule["value"])).to_numpy()
             else:
                 hit = _OPS[self.rule["op"]](column, self.rule["value"]).fillna(False).to_numpy(dtype=bool)
-            return np.where(hit, self.rule["label"], ABSTAIN).astype(object)
+            votes = np.full(len(frame), ABSTAIN, dtype=object)
+            votes[hit] = self.rule["label"]
+            return votes
         return np.array([self.fn(row) for row in frame.to_dict(orient="records")], dtype=object)
 
     def __call__(self, row: dict[str, Any]) -> Any:
