@@ -58,8 +58,8 @@ def active_learning(seeds: int, out: str) -> None:
             while True:
                 sampler = UncertaintySampler(strategy=strategy, batch_size=batch, committee_size=5, random_state=seed)
                 sampler.fit(X[labeled], y[labeled])
-                model = sampler.estimators_[0] if sampler.estimators_ else _logreg(X[labeled], y[labeled])
-                acc.append(model.score(X[test], y[test]))
+                # accuracy of one model on all labels so far (a committee member saw a bootstrap only)
+                acc.append(_logreg(X[labeled], y[labeled]).score(X[test], y[test]))
                 if len(labeled) >= budget:
                     break
                 picked = pool[sampler.query(X[pool])]
