@@ -31,6 +31,21 @@ def _module_file(name: str) -> str | None:
     return origin if origin and origin.endswith(".py") else None
 
 
+def pipeline_path(path: str) -> str:
+    """The absolute path of a pipeline file given as a path or an installed module name.
+
+    Raises:
+        PipelineFileError: neither a file nor an importable module.
+    """
+    resolved = _module_file(path) or os.path.abspath(path)
+    if not os.path.isfile(resolved):
+        raise PipelineFileError(
+            f"Pipeline file not found: {resolved}. Pass the path of a .py file that defines a @pipeline "
+            "(or an installed module such as flywheel.pipelines.training)."
+        )
+    return resolved
+
+
 def load_pipeline(path: str, name: str | None = None) -> Pipeline:
     """Executes a pipeline file and returns the pipeline it defines.
 
@@ -45,12 +60,7 @@ def load_pipeline(path: str, name: str | None = None) -> Pipeline:
             (or more than one, with no name given) pipeline.
         DefinitionError: the pipeline is wired wrongly.
     """
-    path = _module_file(path) or os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise PipelineFileError(
-            f"Pipeline file not found: {path}. Pass the path of a .py file that defines a @pipeline "
-            "(or an installed module such as flywheel.pipelines.training)."
-        )
+    path = pipeline_path(path)
     module_name = module_name_for(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:

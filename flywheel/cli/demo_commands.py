@@ -10,10 +10,15 @@ from typing import Any
 def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="run the training pipeline on Palmer penguins and summarise it",
-        description="Runs pipelines/training.py (ingest, validate, transform, train, evaluate, push) "
-        "on the penguins data shipped by the palmerpenguins package, then prints rows, anomalies, "
-        "metrics, the blessing and where the model was pushed. Run it twice: the second run is cached.",
+        help="run the training pipeline on Palmer penguins and summarise it (or: demo drift)",
+        description="`flywheel demo` runs pipelines/training.py (ingest, validate, transform, train, "
+        "evaluate, push) on the penguins data shipped by the palmerpenguins package, then prints rows, "
+        "anomalies, metrics, the blessing and where the model was pushed; run it twice and the second "
+        "run is cached. `flywheel demo drift` plays the closed loop: serve v1, shifted traffic, the "
+        "monitor fires, a retraining run starts by itself, v2 serves, a bad v3 is rolled back.",
+    )
+    demo.add_argument(
+        "scenario", nargs="?", choices=("training", "drift"), default="training", help="which demo (default: training)"
     )
     demo.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help="training pipeline parameter")
     demo.add_argument("--no-cache", action="store_true", help="run every node")
@@ -27,6 +32,11 @@ def training_pipeline_file() -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.scenario == "drift":
+        from flywheel.cli import drift_demo
+        from flywheel.home import Home
+
+        return drift_demo.run(Home.resolve(args.home).root)
     from flywheel.cli.progress import Progress
     from flywheel.cli.run_commands import _print_outcome, parse_params
     from flywheel.home import Home

@@ -68,12 +68,14 @@ def local_launcher(home: Home) -> Launcher:
     """Starts ``flywheel run`` in its own process and returns the run id (not waiting)."""
 
     def launch(request: RetrainRequest) -> str:
+        from flywheel.pipeline_file import pipeline_path
+
         settings = request.settings
-        if not os.path.isfile(settings.pipeline):
-            raise PipelineFileError(
-                f"retrain.pipeline {settings.pipeline!r} is not a file (cwd {os.getcwd()}); give the pipeline's path."
-            )
-        args = [sys.executable, "-m", "flywheel", "--home", home.root, "run", os.path.abspath(settings.pipeline)]
+        try:
+            path = pipeline_path(settings.pipeline)
+        except PipelineFileError as exc:
+            raise PipelineFileError(f"retrain.pipeline {settings.pipeline!r}: {exc}") from exc
+        args = [sys.executable, "-m", "flywheel", "--home", home.root, "run", path]
         if settings.pipeline_name:
             args += ["--pipeline", settings.pipeline_name]
         args += ["--run-id", request.run_id, "--trigger", "alert", "--trigger-reason", request.reason]
