@@ -1,6 +1,6 @@
 """Measures the model components on penguins, and what TFMA would cost instead of scikit-learn.
 
-Run ``python -m flywheel.components._model_bench [--tfma] [--out DIR]``. It
+Run ``.venv/bin/python benchmarks/model_components.py [--tfma] [--out DIR]``. It
 prints the import time, each component's in-process time (transform, train,
 evaluate, push; run twice so the second evaluate compares with a served
 model), the eval accuracy, and with ``--tfma`` the cost of
