@@ -79,7 +79,9 @@ def read_image_source(path: str, image_size: list[int] | None = None, *, npz: bo
 def _read_folders(root: str, image_size: list[int] | None) -> dict[str, Any]:
     import numpy as np
 
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith((".", "_")))
+    classes = sorted(
+        d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith((".", "_"))
+    )
     if not classes:
         raise ImageReadError(
             f"Image directory {root} has no class folders; put each class's images in a folder named "
@@ -137,7 +139,9 @@ def _decode(path: str) -> Any:
             picture.load()
             return picture.copy()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageReadError(f"{path} cannot be read as an image ({type(exc).__name__}: {exc}); fix or remove the file.") from exc
+        raise ImageReadError(
+            f"{path} cannot be read as an image ({type(exc).__name__}: {exc}); fix or remove the file."
+        ) from exc
 
 
 def _read_npz(path: str, image_size: list[int] | None) -> dict[str, Any]:

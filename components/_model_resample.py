@@ -64,7 +64,9 @@ def resampled_examples(transform_graph: Any) -> Examples | None:
     return Examples(uri=path, properties=dict(transform_graph.properties.get("resampled_examples") or {}))
 
 
-def resample_table(train: Any, spec: dict[str, Any], method: str, params: dict[str, Any], *, fraction: float, seed: int, out: str) -> dict[str, Any]:
+def resample_table(
+    train: Any, spec: dict[str, Any], method: str, params: dict[str, Any], *, fraction: float, seed: int, out: str
+) -> dict[str, Any]:
     """Resamples the fit part of a table's train split into ``out``; returns the properties to record."""
     import numpy as np
     import pandas as pd
@@ -80,7 +82,12 @@ def resample_table(train: Any, spec: dict[str, Any], method: str, params: dict[s
         sampler.fit_resample(np.arange(len(fit), dtype="float64")[:, None], y)
         resampled = fit.iloc[sampler.sample_indices_].reset_index(drop=True)
     else:
-        x = pd.DataFrame({n: pd.to_numeric(fit[n], errors="coerce").fillna(spec["features"][n]["mean"]) for n in spec["numeric_features"]})
+        x = pd.DataFrame(
+            {
+                n: pd.to_numeric(fit[n], errors="coerce").fillna(spec["features"][n]["mean"])
+                for n in spec["numeric_features"]
+            }
+        )
         for n in spec["categorical_features"]:
             x[n] = fit[n].astype(object).where(fit[n].notna(), "").astype(str)
         sampler = resampler(method, params, seed, categorical=list(spec["categorical_features"]))
@@ -97,7 +104,17 @@ def resample_table(train: Any, spec: dict[str, Any], method: str, params: dict[s
     return _properties(method, sampler, len(fit), len(resampled), len(validation), label)
 
 
-def resample_images(images: Any, frame: Any, spec: dict[str, Any], method: str, params: dict[str, Any], *, fraction: float, seed: int, out: str) -> dict[str, Any]:
+def resample_images(
+    images: Any,
+    frame: Any,
+    spec: dict[str, Any],
+    method: str,
+    params: dict[str, Any],
+    *,
+    fraction: float,
+    seed: int,
+    out: str,
+) -> dict[str, Any]:
     """Resamples the fit part of image Examples' train split into ``out``; returns the properties to record."""
     import pandas as pd
 
@@ -112,7 +129,9 @@ def resample_images(images: Any, frame: Any, spec: dict[str, Any], method: str, 
     return _properties(method, sampler, len(fit_index), len(new_labels), len(val_index), label, image=True)
 
 
-def _properties(method: str, sampler: Any, before: int, after: int, validation: int, label: str, image: bool = False) -> dict[str, Any]:
+def _properties(
+    method: str, sampler: Any, before: int, after: int, validation: int, label: str, image: bool = False
+) -> dict[str, Any]:
     if after < 2:
         raise FlywheelError(f"Resampling with '{method}' left {after} training rows; use another method or more data.")
     examples_props: dict[str, Any] = {

@@ -284,7 +284,9 @@ def _check_parameters(**values: Any) -> None:
         fail("num_gradual", "an int >= 0")
 
 
-def _check_options(image: bool, coteaching: bool, class_weights: str, loss: str, mixup_alpha: float, randaugment_n: int) -> None:
+def _check_options(
+    image: bool, coteaching: bool, class_weights: str, loss: str, mixup_alpha: float, randaugment_n: int
+) -> None:
     """Refuses option combinations that have no meaning or are not built."""
     if not image and (mixup_alpha > 0 or randaugment_n > 0):
         raise ParameterError(

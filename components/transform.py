@@ -83,7 +83,9 @@ def transform(
         )
     _check_resample(resample, resample_params, validation_fraction)
     if examples_io.is_image(examples):
-        _transform_images(examples, transform_graph, label, normalize, resample, dict(resample_params), validation_fraction, seed)
+        _transform_images(
+            examples, transform_graph, label, normalize, resample, dict(resample_params), validation_fraction, seed
+        )
         return
     label_name = examples_io.label_of(examples, label)
     train = examples_io.read_split(examples, "train")

@@ -129,7 +129,8 @@ class CoTeaching(Technique):
             for i, prefix in enumerate(("", "peer_")):
                 logs[f"{prefix}accuracy"].append(_score(nets[i], x, y)[1])
                 if validation_data is not None:
-                    val_loss, val_acc = _score(nets[i], np.asarray(validation_data[0], "float32"), np.asarray(validation_data[1], "int32"))
+                    val_x, val_y = validation_data
+                    val_loss, val_acc = _score(nets[i], np.asarray(val_x, "float32"), np.asarray(val_y, "int32"))
                     logs[f"{prefix}val_loss"].append(val_loss)
                     logs[f"{prefix}val_accuracy"].append(val_acc)
         best = 0
@@ -158,7 +159,8 @@ class CoTeaching(Technique):
             import keras
 
             inputs = keras.Input(shape=(4,))
-            return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(8, activation="relu")(inputs)))
+            hidden = keras.layers.Dense(8, activation="relu")(inputs)
+            return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden))
 
         def call(technique: Technique) -> list[Any]:
             technique.fit(x, y)

@@ -94,7 +94,8 @@ def test_transform_smote_resamples_train_only_and_raises_minority_recall(plain):
     graph, model, smote = _fit_and_score(examples, str(root / "smote"), {"resample": "smote", "seed": 0})
 
     props = graph.properties
-    assert props["class_counts_before"]["rare"] < 30 and props["class_counts_after"]["rare"] == props["class_counts_after"]["common"]
+    after = props["class_counts_after"]
+    assert props["class_counts_before"]["rare"] < 30 and after["rare"] == after["common"]
     resampled = Examples(uri=graph.path(RESAMPLED_DIR))
     validation = examples_io.read_split(resampled, "validation")
     original = examples_io.read_split(examples, "train")
