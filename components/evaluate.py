@@ -11,6 +11,9 @@ A model is blessed when both hold:
 * no regression: against the model that serves now in the registry, scored
   on the same eval split, no metric of ``compare_metrics`` drops by more than
   ``max_regression``. With nothing serving, this check passes.
+
+Image Examples are scored the same way on their pixels (``images.npy``);
+slices do not apply to images and are skipped with a note.
 """
 
 from __future__ import annotations
@@ -68,22 +71,33 @@ def evaluate(
     started = time.perf_counter()
     spec = features.read_json(model.path(features.MODEL_JSON))
     label_name = label or spec.get("label") or examples_io.label_of(examples)
-    frame = examples_io.read_split(examples, split)
+    image = examples_io.is_image(examples)
+    images = None
+    if image:
+        images, frame = examples_io.read_images(examples, split)
+    else:
+        frame = examples_io.read_split(examples, split)
     if label_name not in frame.columns:
         raise FlywheelError(
             f"The label column '{label_name}' is not in the {split} split (columns: {list(frame.columns)})."
         )
-    frame = frame[frame[label_name].notna()].reset_index(drop=True)
+    present = frame[label_name].notna().to_numpy()
+    frame = frame[present].reset_index(drop=True)
+    if images is not None:
+        images = images[present]
     y_true = frame[label_name].astype(str).tolist()
     class_names = spec["label_vocabulary"]
 
     from flywheel.components import _model_layers
 
     candidate = _model_layers.load_model(model.path(features.MODEL_FILE))
-    proba = predict_proba(candidate, frame, spec)
+    proba = predict_proba(candidate, frame, spec, images=images)
     overall = _model_metrics.classification_metrics(y_true, proba, class_names)
-    slices, notes = _model_metrics.sliced_metrics(frame, y_true, proba, class_names, slice_features)
-    baseline = _baseline(registry, model_name, frame, y_true)
+    if image:
+        slices, notes = {}, [f"slices do not apply to image Examples; slice_features {list(slice_features)} skipped"]
+    else:
+        slices, notes = _model_metrics.sliced_metrics(frame, y_true, proba, class_names, slice_features)
+    baseline = _baseline(registry, model_name, frame, y_true, images=images)
 
     reasons, blessed = decide(
         _model_metrics.headline(overall),
@@ -165,16 +179,33 @@ def _check_parameters(thresholds: dict, compare_metrics: list, max_regression: f
         )
 
 
-def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any]) -> Any:
-    """Class probabilities of a flywheel model for the raw features in ``frame``."""
+def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any], images: Any = None) -> Any:
+    """Class probabilities of a flywheel model for the raw features in ``frame`` (or raw ``images``).
+
+    Raises:
+        FlywheelError: the model and the data disagree on their kind (image vs table) or image shape.
+    """
     import numpy as np
+
+    from flywheel.components import _image_models
 
     if not len(frame):
         return np.zeros((0, len(spec["label_vocabulary"])), dtype="float32")
+    if _image_models.is_image_spec(spec) != (images is not None):
+        raise FlywheelError(
+            f"The model takes {'images' if _image_models.is_image_spec(spec) else 'table rows'} but the data holds "
+            f"{'images' if images is not None else 'table rows'}; evaluate a model on the kind of data it was trained on."
+        )
+    if images is not None:
+        if list(images.shape[1:]) != list(spec["image_shape"]):
+            raise FlywheelError(
+                f"The model takes images of shape {spec['image_shape']}; the data's are {list(images.shape[1:])}."
+            )
+        return np.asarray(keras_model.predict(_image_models.pixels(images), batch_size=1024, verbose=0))
     return np.asarray(keras_model.predict(features.raw_inputs(frame, spec), batch_size=1024, verbose=0))
 
 
-def _baseline(registry: str, model_name: str, frame: Any, y_true: list[str]) -> dict[str, Any] | None:
+def _baseline(registry: str, model_name: str, frame: Any, y_true: list[str], images: Any = None) -> dict[str, Any] | None:
     """Scores the registry's serving version on the same data; None when nothing serves."""
     import os
 
@@ -187,7 +218,7 @@ def _baseline(registry: str, model_name: str, frame: Any, y_true: list[str]) -> 
         return None
     spec = features.read_json(os.path.join(store.version_dir(model_name, version), features.MODEL_JSON))
     try:
-        proba = predict_proba(store.load_keras(model_name, version), frame, spec)
+        proba = predict_proba(store.load_keras(model_name, version), frame, spec, images=images)
     except FlywheelError as exc:
         # A served model trained on other features cannot score this data; the comparison is then moot.
         return {"version": version, "registry": store.root, "error": f"served version {version}: {exc}"}

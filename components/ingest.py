@@ -1,4 +1,4 @@
-"""The ``ingest`` component: tabular files in, a train/eval split Examples artifact out.
+"""The ``ingest`` component: tabular files or images in, a train/eval split Examples artifact out.
 
 Reads CSV, Parquet or JSON Lines from a file, a directory or a glob (or the
 Palmer penguins data shipped by ``palmerpenguins`` when no path is given),
@@ -7,6 +7,10 @@ names the file, the line or column and the problem), infers the label column
 when none is given, and splits rows into train and eval by a hash of their
 content, so a row lands in the same split on every run. Plain pandas/pyarrow,
 no Beam: this step must take well under a second on small data.
+
+Images (a class-folder tree of PNG/JPEG, or an ``.npz`` of arrays; see
+``_ingest_images``) become image Examples (``examples_io``'s contract): pixels
+in ``images.npy`` per split, a frame with the ``label`` column beside them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PENGUINS = "palmerpenguins"
-FORMATS = ("auto", "csv", "parquet", "jsonl")
+DIGITS = "sklearn-digits"
+FORMATS = ("auto", "csv", "parquet", "jsonl", "images", "npz")
+IMAGE_FORMATS = ("images", "npz")
 EXTENSIONS = {
     ".csv": "csv",
     ".parquet": "parquet",
@@ -58,8 +64,9 @@ def ingest(
     split_key: str = "",
     drop_label_missing: bool = True,
     encoding: str = "utf-8",
+    image_size: list = [],  # noqa: B006 - component defaults are recorded, never mutated
 ) -> None:
-    """Reads tabular data and writes it as a deterministic train/eval split.
+    """Reads tabular data or images and writes them as a deterministic train/eval split.
 
     Args:
         examples: Output; ``Split-train`` and ``Split-eval`` Parquet files plus the
@@ -69,14 +76,20 @@ def ingest(
         path: A file, a directory (every data file below it, hidden files and
             ``_*`` files skipped) or a glob. "" or "palmerpenguins" reads the
             Palmer penguins CSV shipped with the ``palmerpenguins`` package.
+            A directory of class folders of images, or an ``.npz`` file, is
+            read as images; "sklearn-digits" reads scikit-learn's bundled 8x8
+            digits (as ``flywheel.datasets.export_digits`` writes them).
         label: Label column; "" infers it (the first column named label, target,
             class, y or species, case-insensitive).
-        format: "auto" (by file extension), "csv", "parquet" or "jsonl".
+        format: "auto" (by file extension; images detected by content),
+            "csv", "parquet", "jsonl", "images" (class folders) or "npz".
         eval_ratio: Fraction of rows that go to eval, in (0, 1).
         split_key: Column whose value decides the split (all rows with one key
             land together, e.g. a user id); "" hashes the whole row.
         drop_label_missing: Drop rows whose label is missing (else keep them).
         encoding: Text encoding of CSV and JSON Lines files.
+        image_size: ``[height, width]`` to resize every image to; [] requires
+            all images to share one size (images only).
 
     Raises:
         ParameterError: a parameter is out of its range.
@@ -85,7 +98,10 @@ def ingest(
     """
     import pandas as pd
 
-    _check_parameters(format, eval_ratio)
+    _check_parameters(format, eval_ratio, image_size)
+    if _is_image_input(path, format):
+        _ingest_images(examples, path, eval_ratio=eval_ratio, image_size=list(image_size), npz=format == "npz")
+        return
     files, source = resolve_files(path, format)
     frames = [read_file(f, fmt, encoding) for f, fmt in files]
     _check_same_columns(frames, [f for f, _ in files])
@@ -129,7 +145,68 @@ def ingest(
     )
 
 
-def _check_parameters(format: str, eval_ratio: float) -> None:  # noqa: A002
+def _is_image_input(path: str, format: str) -> bool:  # noqa: A002
+    from flywheel.components import _ingest_images
+
+    if format in IMAGE_FORMATS or path == DIGITS:
+        return True
+    return format == "auto" and bool(path) and _ingest_images.is_image_source(os.path.expanduser(path))
+
+
+def _ingest_images(examples: Examples, path: str, *, eval_ratio: float, image_size: list[int], npz: bool) -> None:
+    """The image branch of ingest: arrays in, image Examples (``examples_io`` contract) out."""
+    import pandas as pd
+
+    from flywheel.components import _ingest_images as images_io
+    from flywheel.components import examples_io
+
+    if path == DIGITS:
+        from flywheel.datasets import digits_arrays
+
+        pixels, targets = digits_arrays()
+        labels = [str(int(v)) for v in targets]
+        source = {"images": pixels, "labels": labels, "class_names": images_io.sort_class_names(labels), "files": None}
+        if image_size and list(pixels.shape[1:3]) != image_size:
+            raise ParameterError(
+                f"The 'image_size' parameter of ingest must be [] or [8, 8] for {DIGITS}. Got {image_size!r} instead."
+            )
+    else:
+        path = os.path.expanduser(path)
+        if not os.path.exists(path):
+            raise DataReadError(f"Input path {path!r} does not exist; pass an existing image directory or .npz file.")
+        source = images_io.read_image_source(path, image_size or None, npz=npz)
+    pixels, labels = source["images"], source["labels"]
+    is_eval = images_io.split_images(pixels, labels, eval_ratio)
+    frame = pd.DataFrame({images_io.LABEL_COLUMN: labels})
+    if source["files"] is not None:
+        frame["file"] = source["files"]
+    counts = {}
+    for name, mask in (("train", ~is_eval), ("eval", is_eval)):
+        if not mask.any():
+            raise DataReadError(
+                f"The split of {path} ({len(labels)} images, eval_ratio={eval_ratio}) left the '{name}' split "
+                "empty; provide more images or change eval_ratio."
+            )
+        examples_io.write_images(examples, name, pixels[mask], frame[mask].reset_index(drop=True))
+        counts[name] = int(mask.sum())
+    examples.properties.update(
+        {
+            "modality": "image",
+            "label": images_io.LABEL_COLUMN,
+            "split_names": ["train", "eval"],
+            "row_counts": counts,
+            "columns": [str(c) for c in frame.columns],
+            "image_shape": [int(v) for v in pixels.shape[1:]],
+            "image_dtype": str(pixels.dtype),
+            "class_names": source["class_names"],
+            "fingerprint": images_io.fingerprint(pixels, labels, is_eval),
+            "source": path,
+            "rows_dropped": 0,
+        }
+    )
+
+
+def _check_parameters(format: str, eval_ratio: float, image_size: list = ()) -> None:  # noqa: A002
     if format not in FORMATS:
         raise ParameterError(
             f"The 'format' parameter of ingest must be one of {', '.join(map(repr, FORMATS))}. "
@@ -138,6 +215,13 @@ def _check_parameters(format: str, eval_ratio: float) -> None:  # noqa: A002
     if isinstance(eval_ratio, bool) or not isinstance(eval_ratio, (int, float)) or not 0 < eval_ratio < 1:
         raise ParameterError(
             f"The 'eval_ratio' parameter of ingest must be a float in (0, 1). Got {eval_ratio!r} instead."
+        )
+    if list(image_size) and not (
+        len(image_size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)
+    ):
+        raise ParameterError(
+            f"The 'image_size' parameter of ingest must be [] or [height, width] of positive ints. "
+            f"Got {image_size!r} instead."
         )
 
 

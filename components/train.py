@@ -10,6 +10,13 @@ The model is ``raw feature dict -> preprocess (from transform) -> Dense layers
 * ``model.json``: the feature contract (``transform.json``) plus the output name;
 * ``history.json``, ``learning_curve.png`` and a one-line diagnosis
   (``_model_diagnosis`` holds the rule).
+
+Image Examples train a small CNN (``_image_models.build_cnn``) on raw pixels
+with the fitted pixel scaling inside; the serving signature takes ``image``.
+Options for images: mixup and RandAugment (Keras 3's layers, in the input
+pipeline only). Options for both: class weights, focal loss, co-teaching
+(two networks, ``flywheel.techniques.coteaching``) for noisy labels. When
+``transform`` resampled the train split, the rows come from there.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from flywheel.dsl.artifacts import Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import ParameterError
 
-from flywheel.components import _model_diagnosis, examples_io
+from flywheel.components import _image_models, _model_diagnosis, _model_resample, examples_io
 from flywheel.components import _model_features as features
 
 OUTPUT_NAME = "probabilities"
@@ -46,19 +53,28 @@ def train(
     focal_gamma: float = 2.0,
     validation_fraction: float = 0.2,
     seed: int = 0,
+    conv_widths: list = [16, 32],  # noqa: B006
+    mixup_alpha: float = 0.0,
+    randaugment_n: int = 0,
+    randaugment_m: float = 5.0,
+    coteaching: bool = False,
+    forget_rate: float = 0.2,
+    num_gradual: int = 10,
 ) -> None:
     """Trains a small dense classifier on the train split, with early stopping.
 
     Validation data for early stopping and the learning curve is the
     ``validation`` split when the Examples have one, else a stratified
     ``validation_fraction`` of the train split; the ``eval`` split is never
-    touched (it belongs to ``evaluate``).
+    touched (it belongs to ``evaluate``). Rows come from the transform graph's
+    resampled split when ``transform`` resampled (``_model_resample``).
 
     Args:
         examples: Examples with a ``train`` split (and optionally ``validation``).
         transform_graph: Output of ``transform``.
         model: Receives the model files (see the module docstring).
-        hidden_units: Sizes of the hidden Dense layers (ReLU).
+        hidden_units: Sizes of the hidden Dense layers (ReLU); for images, the
+            Dense head after the convolutions.
         dropout: Dropout rate after each hidden layer (0 disables it).
         learning_rate: Adam learning rate.
         epochs: Most epochs to train.
@@ -71,9 +87,20 @@ def train(
         validation_fraction: Share of train held out when there is no
             ``validation`` split.
         seed: Seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
+        conv_widths: Images only: filters of the CNN's Conv2D blocks.
+        mixup_alpha: Images only: mixup with Beta(alpha, alpha) weights; 0 disables it.
+        randaugment_n: Images only: RandAugment's N (operations per batch); 0 disables it.
+        randaugment_m: RandAugment's magnitude M in [0, 10].
+        coteaching: Train two networks by co-teaching (for noisy labels);
+            fixed ``epochs``, no early stopping; the network with the better
+            validation accuracy is kept.
+        forget_rate: Co-teaching's tau: the largest share of each batch dropped
+            (set it to the expected noise rate).
+        num_gradual: Co-teaching's T_k: epochs over which the drop share grows to tau.
 
     Raises:
-        ParameterError: a parameter is out of range.
+        ParameterError: a parameter is out of range, or options that do not
+            combine are combined (see ``_check_options``).
     """
     _check_parameters(
         hidden_units=hidden_units,
@@ -86,6 +113,12 @@ def train(
         loss=loss,
         focal_gamma=focal_gamma,
         validation_fraction=validation_fraction,
+        conv_widths=conv_widths,
+        mixup_alpha=mixup_alpha,
+        randaugment_n=randaugment_n,
+        randaugment_m=randaugment_m,
+        forget_rate=forget_rate,
+        num_gradual=num_gradual,
     )
     import keras
 
@@ -93,45 +126,67 @@ def train(
 
     keras.utils.set_random_seed(seed)
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
+    image = _image_models.is_image_spec(spec)
+    _check_options(image, coteaching, class_weights, loss, mixup_alpha, randaugment_n)
     vocabulary = spec["label_vocabulary"]
-    train_frame, val_frame = _train_validation(examples, spec["label"], validation_fraction, seed)
-    x_train = features.raw_inputs(train_frame, spec)
-    y_train = features.encode_labels(train_frame[spec["label"]], vocabulary)
-    x_val = features.raw_inputs(val_frame, spec)
-    y_val = features.encode_labels(val_frame[spec["label"]], vocabulary)
+    source = _model_resample.resampled_examples(transform_graph) or examples
+    x_train, y_train, x_val, y_val = _training_data(source, spec, validation_fraction, seed)
 
     preprocess = _model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
-    net = build_model(
-        spec, preprocess, hidden_units=[int(u) for u in hidden_units], dropout=dropout, n_classes=len(vocabulary)
-    )
-    net.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=_loss(loss, focal_gamma),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    callbacks = []
+
+    def build() -> Any:
+        if image:
+            return _image_models.build_cnn(
+                spec["image_shape"], len(vocabulary), widths=[int(w) for w in conv_widths],
+                dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
+            )
+        return build_model(
+            spec, preprocess, hidden_units=[int(u) for u in hidden_units], dropout=dropout, n_classes=len(vocabulary)
+        )
+
+    one_hot = mixup_alpha > 0
     stopper = None
-    if early_stopping_patience > 0:
-        stopper = keras.callbacks.EarlyStopping(
+    started = time.perf_counter()
+    if coteaching:
+        from flywheel.techniques.coteaching import CoTeaching
+
+        teacher = CoTeaching(
+            build_network=build, forget_rate=forget_rate, num_gradual=num_gradual, epochs=epochs,
+            batch_size=batch_size, learning_rate=learning_rate, random_state=seed,
+        ).fit(x_train, y_train, validation_data=(x_val, y_val))
+        net = teacher.networks_[teacher.best_index_]
+        net.compile(loss=_loss(loss, focal_gamma, one_hot=False), metrics=[_accuracy(False)])
+        history = {key: list(values) for key, values in teacher.history_.items()}
+    else:
+        net = build()
+        net.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss=_loss(loss, focal_gamma, one_hot=one_hot),
+            metrics=[_accuracy(one_hot)],
+        )
+        callbacks = []
+        if early_stopping_patience > 0:
+            stopper = keras.callbacks.EarlyStopping(
                 monitor="val_loss",
                 patience=early_stopping_patience,
                 min_delta=1e-3,  # gains below this are noise on a near-zero loss; they should not extend training
                 restore_best_weights=True,
             )
-        callbacks.append(stopper)
-    weights = balanced_class_weights(y_train, len(vocabulary)) if class_weights == "balanced" else None
-    started = time.perf_counter()
-    fitted = net.fit(
-        _dataset(x_train, y_train, batch_size, shuffle_seed=seed),
-        validation_data=_dataset(x_val, y_val, batch_size),
-        epochs=epochs,
-        class_weight=weights,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself, with the seed
-        verbose=0,
-    )
+            callbacks.append(stopper)
+        weights = balanced_class_weights(y_train, len(vocabulary)) if class_weights == "balanced" else None
+        augment = _augmentations(spec, mixup_alpha, randaugment_n, randaugment_m, seed) if image else []
+        fitted = net.fit(
+            _dataset(x_train, y_train, batch_size, shuffle_seed=seed, augment=augment,
+                     n_classes=len(vocabulary) if one_hot else 0),
+            validation_data=_dataset(x_val, y_val, batch_size, n_classes=len(vocabulary) if one_hot else 0),
+            epochs=epochs,
+            class_weight=weights,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself, with the seed
+            verbose=0,
+        )
+        history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     fit_seconds = time.perf_counter() - started
-    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     epochs_run = len(history["loss"])
     # The epoch whose weights were kept: EarlyStopping restores its best epoch (counted from 0) at the end.
     best_epoch = epochs_run if stopper is None else int(stopper.best_epoch) + 1
@@ -140,11 +195,15 @@ def train(
         diagnosis = _model_diagnosis.Diagnosis(
             diagnosis.verdict, f"{diagnosis.detail} (early stopping kept epoch {best_epoch} of {epochs_run})"
         )
-    final_train = net.evaluate(_dataset(x_train, y_train, 256), verbose=0, return_dict=True)
-    final_val = net.evaluate(_dataset(x_val, y_val, 256), verbose=0, return_dict=True)
+    classes = len(vocabulary) if one_hot and not coteaching else 0
+    final_train = net.evaluate(_dataset(x_train, y_train, 256, n_classes=classes), verbose=0, return_dict=True)
+    final_val = net.evaluate(_dataset(x_val, y_val, 256, n_classes=classes), verbose=0, return_dict=True)
 
     net.save(model.path(features.MODEL_FILE))
-    export_serving(net, spec, model.path(features.SERVING_DIR))
+    if image:
+        _image_models.export_image_serving(net, spec, model.path(features.SERVING_DIR))
+    else:
+        export_serving(net, spec, model.path(features.SERVING_DIR))
     contract = {**spec, "output": OUTPUT_NAME, "signature": "serving_default"}
     features.write_json(model.path(features.MODEL_JSON), contract)
     features.write_json(
@@ -171,10 +230,15 @@ def train(
             "fit_seconds": round(fit_seconds, 3),
             "label": spec["label"],
             "label_vocabulary": vocabulary,
-            "train_rows": int(len(train_frame)),
-            "validation_rows": int(len(val_frame)),
+            "train_rows": int(len(y_train)),
+            "validation_rows": int(len(y_val)),
             "loss": loss,
             "class_weights": class_weights,
+            "modality": "image" if image else "table",
+            "resampled": source is not examples,
+            "mixup_alpha": mixup_alpha,
+            "randaugment": [randaugment_n, randaugment_m] if randaugment_n else None,
+            "coteaching": {"forget_rate": forget_rate, "num_gradual": num_gradual} if coteaching else None,
             "framework": f"keras {keras.__version__}",
         }
     )
@@ -205,40 +269,121 @@ def _check_parameters(**values: Any) -> None:
         fail("focal_gamma", ">= 0")
     if not 0.0 < values["validation_fraction"] < 1.0:
         fail("validation_fraction", "in (0, 1)")
+    widths = values["conv_widths"]
+    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        fail("conv_widths", "a non-empty list of positive ints (e.g. [16, 32])")
+    if values["mixup_alpha"] < 0:
+        fail("mixup_alpha", ">= 0 (0 disables mixup)")
+    if isinstance(values["randaugment_n"], bool) or not isinstance(values["randaugment_n"], int) or values["randaugment_n"] < 0:
+        fail("randaugment_n", "an int >= 0 (0 disables RandAugment)")
+    if not 0 <= values["randaugment_m"] <= 10:
+        fail("randaugment_m", "in [0, 10]")
+    if not 0 <= values["forget_rate"] < 1:
+        fail("forget_rate", "in [0, 1)")
+    if isinstance(values["num_gradual"], bool) or not isinstance(values["num_gradual"], int) or values["num_gradual"] < 0:
+        fail("num_gradual", "an int >= 0")
 
 
-def _train_validation(examples: Examples, label: str, fraction: float, seed: int) -> tuple[Any, Any]:
-    """(train, validation) frames: the ``validation`` split if present, else a stratified hold-out."""
-    train_frame = examples_io.read_split(examples, "train")
-    if "validation" in examples_io.split_names(examples):
-        return train_frame, examples_io.read_split(examples, "validation")
-    from sklearn.model_selection import train_test_split
+def _check_options(
+    image: bool, coteaching: bool, class_weights: str, loss: str, mixup_alpha: float, randaugment_n: int
+) -> None:
+    """Refuses option combinations that have no meaning or are not built."""
+    if not image and (mixup_alpha > 0 or randaugment_n > 0):
+        raise ParameterError(
+            "The 'mixup_alpha' and 'randaugment_n' parameters of train apply to image Examples only. "
+            f"Got mixup_alpha={mixup_alpha!r}, randaugment_n={randaugment_n!r} for tabular data instead; set them to 0."
+        )
+    if coteaching and (class_weights != "none" or loss != "crossentropy" or mixup_alpha > 0 or randaugment_n > 0):
+        raise ParameterError(
+            "The 'coteaching' parameter of train must come with loss='crossentropy', class_weights='none' and no "
+            f"augmentation (co-teaching ranks samples by plain cross-entropy). Got loss={loss!r}, "
+            f"class_weights={class_weights!r}, mixup_alpha={mixup_alpha!r}, randaugment_n={randaugment_n!r} instead."
+        )
 
-    counts = train_frame[label].value_counts()
-    # Stratify only when every class can appear on both sides.
-    stratify = train_frame[label] if len(counts) > 1 and counts.min() >= 2 else None
-    fit_part, val_part = train_test_split(train_frame, test_size=fraction, random_state=seed, stratify=stratify)
-    return fit_part, val_part
+
+def _training_data(source: Examples, spec: dict[str, Any], fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
+    """(x_train, y_train, x_val, y_val): the ``validation`` split if present, else a stratified hold-out."""
+    label, vocabulary = spec["label"], spec["label_vocabulary"]
+    image = _image_models.is_image_spec(spec)
+
+    def read(split: str) -> tuple[Any, Any]:
+        if image:
+            pixels, frame = examples_io.read_images(source, split)
+            return _image_models.pixels(pixels), features.encode_labels(frame[label], vocabulary)
+        frame = examples_io.read_split(source, split)
+        return frame, features.encode_labels(frame[label], vocabulary)
+
+    x_all, y_all = read("train")
+    if "validation" in examples_io.split_names(source):
+        x_val, y_val = read("validation")
+        fit_index = val_index = None
+    else:
+        fit_index, val_index = _model_resample.holdout_indices(y_all, fraction, seed)
+        x_val, y_val = (x_all[val_index] if image else x_all.iloc[val_index]), y_all[val_index]
+        x_all, y_all = (x_all[fit_index] if image else x_all.iloc[fit_index]), y_all[fit_index]
+    if image:
+        return x_all, y_all, x_val, y_val
+    return features.raw_inputs(x_all, spec), y_all, features.raw_inputs(x_val, spec), y_val
 
 
-def _dataset(inputs: dict[str, Any], labels: Any, batch_size: int, shuffle_seed: int | None = None) -> Any:
+def _augmentations(spec: dict[str, Any], mixup_alpha: float, randaugment_n: int, randaugment_m: float, seed: int) -> list[Any]:
+    """The batch functions of the requested augmentations (RandAugment first, then mixup)."""
+    from flywheel.techniques.mixing import MixUp, RandAugment
+
+    steps = []
+    if randaugment_n > 0:
+        steps.append(
+            RandAugment(
+                num_ops=randaugment_n, magnitude=float(randaugment_m), value_range=[0.0, spec["pixel_max"]], random_state=seed
+            ).batch_fn()
+        )
+    if mixup_alpha > 0:
+        steps.append(MixUp(alpha=float(mixup_alpha), random_state=seed).batch_fn())
+    return steps
+
+
+def _dataset(
+    inputs: Any,
+    labels: Any,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    *,
+    augment: list[Any] = (),
+    n_classes: int = 0,
+) -> Any:
+    """A batched ``tf.data`` stream; ``n_classes`` > 0 one-hot encodes labels (mixup needs soft labels)."""
     import tensorflow as tf
 
+    if n_classes:
+        labels = tf.one_hot(labels, n_classes)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size)
+    for step in augment:
+        dataset = dataset.map(step)
+    return dataset
 
 
-def _loss(name: str, gamma: float) -> Any:
+def _loss(name: str, gamma: float, *, one_hot: bool = False) -> Any:
     import keras
 
     from flywheel.components import _model_layers
 
     if name == "focal":
         # alpha=1: class balancing is the job of class_weights; focal only down-weights easy examples.
+        if one_hot:
+            return keras.losses.CategoricalFocalCrossentropy(gamma=gamma, alpha=1.0)
         return _model_layers.layer("SparseCategoricalFocalCrossentropy", gamma=gamma, alpha=1.0)
-    return keras.losses.SparseCategoricalCrossentropy()
+    return keras.losses.CategoricalCrossentropy() if one_hot else keras.losses.SparseCategoricalCrossentropy()
+
+
+def _accuracy(one_hot: bool) -> Any:
+    import keras
+
+    if one_hot:
+        return keras.metrics.CategoricalAccuracy(name="accuracy")
+    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
 
 def balanced_class_weights(labels: Any, n_classes: int) -> dict[int, float]:

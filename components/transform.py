@@ -13,6 +13,14 @@ fitted constants, run in training, evaluation and serving.
   vocabulary; missing ("") and unseen values go to the out-of-vocabulary slot.
 
 Only the train split is read: statistics of eval must never leak into the model.
+
+Image Examples (``examples_io.is_image``) get a pixel preprocessing instead
+(``_image_models``): rescaling by the pixel range and, with ``normalize``,
+per-channel standardisation, both fitted on the train split.
+
+``resample="smote"|"undersample"`` also writes a class-rebalanced copy of the
+train split into the transform graph for ``train`` (``_model_resample``: the
+validation hold-out is taken first and never resampled; eval never is).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components import _model_features as features
-from flywheel.components import examples_io
+from flywheel.components import _model_resample, examples_io
 
 
 @component
@@ -36,8 +44,13 @@ def transform(
     label: str = "",
     exclude_features: list = [],  # noqa: B006 - component defaults are recorded, never mutated
     max_vocabulary: int = 1000,
+    normalize: bool = False,
+    resample: str = "none",
+    resample_params: dict = {},  # noqa: B006
+    validation_fraction: float = 0.2,
+    seed: int = 0,
 ) -> None:
-    """Fits numeric normalization and string vocabularies on the train split.
+    """Fits numeric normalization and string vocabularies (or pixel scaling) on the train split.
 
     Args:
         examples: Examples with a ``train`` split.
@@ -48,15 +61,32 @@ def transform(
         label: Label column; defaults to the Examples' ``label`` property.
         exclude_features: Columns that are not features (ids, timestamps).
         max_vocabulary: Most frequent string values kept per feature.
+        normalize: Images only: standardise each channel with the train mean
+            and variance after rescaling to [0, 1].
+        resample: "none", "smote" (SMOTE over-sampling; SMOTE-NC when there are
+            string features) or "undersample" (random under-sampling) of the
+            train split's fit part (see ``_model_resample``).
+        resample_params: Extra arguments of the resampler
+            (``SMOTEOversampler``: ``k_neighbors``, ``sampling_strategy``;
+            ``RandomUndersampler``: ``sampling_strategy``).
+        validation_fraction: With resampling, the share of train held out
+            (stratified, not resampled) as ``train``'s validation split.
+        seed: With resampling, seeds the hold-out and the resampler.
 
     Raises:
-        ParameterError: ``max_vocabulary`` < 1 or an excluded feature is unknown.
+        ParameterError: a parameter is out of range or an excluded feature is unknown.
         FlywheelError: no label is known, or no feature is left.
     """
     if max_vocabulary < 1:
         raise ParameterError(
             f"The 'max_vocabulary' parameter of transform must be >= 1. Got {max_vocabulary!r} instead."
         )
+    _check_resample(resample, resample_params, validation_fraction)
+    if examples_io.is_image(examples):
+        _transform_images(
+            examples, transform_graph, label, normalize, resample, dict(resample_params), validation_fraction, seed
+        )
+        return
     label_name = examples_io.label_of(examples, label)
     train = examples_io.read_split(examples, "train")
     if label_name not in train.columns:
@@ -90,6 +120,77 @@ def transform(
             "train_rows": int(len(train)),
         }
     )
+    if resample != "none":
+        transform_graph.properties.update(
+            _model_resample.resample_table(
+                train, spec, resample, dict(resample_params), fraction=validation_fraction, seed=seed,
+                out=transform_graph.path(_model_resample.RESAMPLED_DIR),
+            )
+        )
+
+
+def _check_resample(resample: str, resample_params: dict, validation_fraction: float) -> None:
+    if resample not in _model_resample.METHODS:
+        raise ParameterError(
+            f"The 'resample' parameter of transform must be one of {', '.join(map(repr, _model_resample.METHODS))}. "
+            f"Got {resample!r} instead."
+        )
+    allowed = {"smote": {"k_neighbors", "sampling_strategy"}, "undersample": {"sampling_strategy"}}.get(resample, set())
+    unknown = sorted(set(resample_params) - allowed)
+    if unknown:
+        raise ParameterError(
+            f"The 'resample_params' parameter of transform must only hold {sorted(allowed) or 'nothing'} for "
+            f"resample={resample!r}. Got {unknown} instead."
+        )
+    if isinstance(validation_fraction, bool) or not 0.0 < validation_fraction < 1.0:
+        raise ParameterError(
+            f"The 'validation_fraction' parameter of transform must be a float in (0, 1). Got {validation_fraction!r} instead."
+        )
+
+
+def _transform_images(
+    examples: Examples,
+    transform_graph: TransformGraph,
+    label: str,
+    normalize: bool,
+    resample: str,
+    resample_params: dict,
+    validation_fraction: float,
+    seed: int,
+) -> None:
+    """The image branch: pixel scaling fitted on train, written as ``preprocess.keras``."""
+    from flywheel.components import _image_models
+
+    label_name = examples_io.label_of(examples, label)
+    images, frame = examples_io.read_images(examples, "train")
+    if label_name not in frame.columns:
+        raise FlywheelError(
+            f"The label column '{label_name}' is not in the train split of {examples.uri} "
+            f"(columns: {list(frame.columns)}); pass label=... naming one of them."
+        )
+    class_names = list(examples.properties.get("class_names") or sorted(frame[label_name].astype(str).unique()))
+    spec = _image_models.fit_image_spec(images, class_names, label_name, normalize=normalize)
+    model = _image_models.build_image_preprocess(spec)
+    model.save(transform_graph.path(features.PREPROCESS_FILE))
+    features.write_json(transform_graph.path(features.TRANSFORM_JSON), spec)
+    transform_graph.properties.update(
+        {
+            "modality": "image",
+            "label": label_name,
+            "label_vocabulary": class_names,
+            "image_shape": spec["image_shape"],
+            "pixel_max": spec["pixel_max"],
+            "normalize": spec["normalize"],
+            "train_rows": int(len(images)),
+        }
+    )
+    if resample != "none":
+        transform_graph.properties.update(
+            _model_resample.resample_images(
+                images, frame, spec, resample, resample_params, fraction=validation_fraction, seed=seed,
+                out=transform_graph.path(_model_resample.RESAMPLED_DIR),
+            )
+        )
 
 
 def _feature_kinds(train: Any, schema: Schema | None, *, exclude: set[str]) -> dict[str, str]:
