@@ -17,6 +17,7 @@ from flywheel.errors import FlywheelError
 def build_parser() -> argparse.ArgumentParser:
     from flywheel import __version__
     from flywheel.cli import (
+        dataset_commands,
         demo_commands,
         image_commands,
         kubeflow_commands,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_commands.register(subparsers)
     monitor_commands.register(subparsers)
     ui_commands.register(subparsers)
+    dataset_commands.register(subparsers)
     image_commands.register(subparsers)
     return parser
 
