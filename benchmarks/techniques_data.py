@@ -2,9 +2,9 @@
 
     python benchmarks/techniques_data.py                     # everything (~5 min on 2 cores)
     python benchmarks/techniques_data.py --only active_learning weak_supervision
-    python benchmarks/techniques_data.py --seeds 3 --out docs/techniques-data
+    python benchmarks/techniques_data.py --seeds 3 --out docs/techniques
 
-Prints Markdown tables (pasted into docs/techniques-data.md) and writes the
+Prints Markdown tables (pasted into docs/techniques.md) and writes the
 active-learning curve to ``<out>/active_learning_digits.png``. Every number is
 a mean over ``--seeds`` seeds; all randomness is seeded.
 """
@@ -220,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--out", default="docs/techniques-data")
+    parser.add_argument("--out", default="docs/techniques")
     args = parser.parse_args()
     for name in args.only:
         started = time.monotonic()
