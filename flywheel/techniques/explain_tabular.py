@@ -262,6 +262,38 @@ class LimeTabular(Technique):
         self.labels_ = labels
         return weights
 
+    def removal_effects(self, X: Any, weights: Any, baseline: Any) -> np.ndarray:
+        """The surrogate's own estimate of how far removing each feature moves the class probability, (n, d).
+
+        Removing = replacing the feature by ``baseline``. Needs
+        ``discretize_continuous=False``, where the surrogate is linear in the
+        standardised numbers (``w * (x - b) / std``) and in "same category as
+        the row" indicators (``w * [b != x]``); these, not the raw weights,
+        are the attributions the deletion test ranks.
+
+        Raises:
+            TechniqueInputError: the explainer discretises numbers, or shapes differ.
+        """
+        if self.discretize_continuous:
+            raise TechniqueInputError(
+                "LimeTabular.removal_effects needs discretize_continuous=False (a linear surrogate over the "
+                "numbers); got discretize_continuous=True. Construct it with discretize_continuous=False."
+            )
+        X = _check_matrix("LimeTabular", X, columns=self.training_data_.shape[1])
+        weights = np.asarray(weights, dtype="float64")
+        baseline = np.asarray(baseline, dtype="float64")
+        if weights.shape != X.shape or baseline.shape != (X.shape[1],):
+            raise TechniqueInputError(
+                f"LimeTabular.removal_effects needs weights of shape {X.shape} and a baseline of shape "
+                f"({X.shape[1]},); got {weights.shape} and {baseline.shape}."
+            )
+        scale = self.training_data_.std(axis=0)
+        scale[scale == 0] = 1.0
+        effects = weights * (X - baseline[None, :]) / scale[None, :]
+        for i in self.categorical_features_:
+            effects[:, i] = weights[:, i] * (X[:, i] != baseline[i])
+        return effects
+
     @classmethod
     def _contract_case(cls) -> dict[str, Any]:
         return _lime_case()

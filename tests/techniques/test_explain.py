@@ -139,3 +139,18 @@ def test_lime_image_fits_its_surrogate_and_beats_a_random_map(digits_cnn):
     baseline = deletion_insertion(predict, images[:8], random_maps(maps.shape, random_state=0), lime.labels_)
     assert ours.deletion_auc.mean() < baseline.deletion_auc.mean()
     assert ours.insertion_auc.mean() > baseline.insertion_auc.mean()
+
+
+def test_lime_removal_effects_predict_the_deletion_better_than_random(penguins):
+    X_train, X, predict = penguins
+    lime = LimeTabular(num_samples=300, discretize_continuous=False, random_state=0).fit(
+        predict, X_train, categorical_features=[4, 5]
+    )
+    baseline = X_train.mean(axis=0)
+    baseline[4:] = [0.0, 1.0]  # most common island code and sex
+    effects = lime.removal_effects(X[:12], lime.explain(X[:12]), baseline)
+    assert np.all(effects[:, 4][X[:12, 4] == 0.0] == 0.0)  # a row already at the baseline category loses nothing
+    result = deletion_test(predict, X[:12], effects, baseline, k=2, random_state=0)
+    assert result.top_change > result.random_change
+    with pytest.raises(TechniqueInputError, match="discretize_continuous=False"):
+        LimeTabular(random_state=0).fit(predict, X_train).removal_effects(X[:2], np.zeros((2, 6)), baseline)
