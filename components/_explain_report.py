@@ -86,7 +86,7 @@ def table_report(directory: str, results: dict[str, Any], vocabulary: list[str])
         label = int(results["labels"][i])
         for j, (attr, title) in enumerate(
             [(results["shap_attr"][i], f"SHAP: base {results['base'][label]:.3f} -> output {results['outputs'][i, label]:.3f}"),
-             (results["lime_weights"][i], f"LIME removal effects: R\u00b2 {results['lime_r2'][i]:.3f}")]
+             (results["lime_weights"][i], f"LIME contribution vs baseline: R\u00b2 {results['lime_r2'][i]:.3f}")]
         ):
             axis = figure.add_subplot(shown, 2, 2 * i + j + 1)
             colours = ["#c0392b" if v > 0 else "#2471a3" for v in attr]

@@ -263,7 +263,10 @@ class LimeTabular(Technique):
         return weights
 
     def removal_effects(self, X: Any, weights: Any, baseline: Any) -> np.ndarray:
-        """The surrogate's own estimate of how far removing each feature moves the class probability, (n, d).
+        """The surrogate's own estimate of each feature's contribution over ``baseline``, (n, d).
+
+        Positive means the row's value raises the class probability over the
+        baseline value, so removing the feature would lower it by that much.
 
         Removing = replacing the feature by ``baseline``. Needs
         ``discretize_continuous=False``, where the surrogate is linear in the
