@@ -126,6 +126,19 @@ class InProcessExecutor:
         self._done = []
 
 
+FORK_UNSAFE_MODULES = ("tensorflow", "torch", "jax")
+
+
+def fork_unsafe_modules() -> list[str]:
+    """Threaded runtimes already loaded here, which make forking workers unsafe.
+
+    Once TensorFlow (or torch, JAX) has started its thread pools, a forked child
+    that uses it can deadlock on a lock some other thread held at fork time.
+    The CLI never imports them in the runner; a notebook or a test process may.
+    """
+    return [name for name in FORK_UNSAFE_MODULES if name in sys.modules]
+
+
 def _die_with_parent() -> None:
     """Asks Linux to SIGKILL this worker when the runner dies."""
     try:

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import time
+import warnings
 from typing import Any, Callable
 
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline
@@ -32,7 +33,7 @@ from flywheel.metadata.store import (
     RunRecord,
     now_ms,
 )
-from flywheel.runner.executors import ForkPoolExecutor, InProcessExecutor, Job, JobResult
+from flywheel.runner.executors import ForkPoolExecutor, InProcessExecutor, Job, JobResult, fork_unsafe_modules
 from flywheel.runner.fingerprint import cache_key, directory_summary, quick_summary
 
 # Node states shown to users.
@@ -214,7 +215,16 @@ class LocalRunner:
         retries: int | None,
     ) -> RunResult:
         executor: ForkPoolExecutor | InProcessExecutor
-        if self.max_workers == 0:
+        unsafe = fork_unsafe_modules() if self.max_workers != 0 else []
+        if unsafe:
+            warnings.warn(
+                f"{', '.join(unsafe)} is already imported in this process, and forking it can deadlock "
+                "worker processes, so nodes run here, one at a time. For parallel workers, run the "
+                "pipeline from the CLI (flywheel run) or before importing it.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        if self.max_workers == 0 or unsafe:
             executor = InProcessExecutor(pipeline)
         else:
             executor = ForkPoolExecutor(pipeline, self.max_workers)

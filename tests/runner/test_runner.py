@@ -236,3 +236,19 @@ def test_lineage_returns_the_full_upstream_chain(home):
     assert all(e.state == "COMPLETE" for e in chain)
     first = result.outputs["produce"]["out"]
     assert [e.node_id for e in store.lineage(first.id, direction="downstream")][:1] == ["relay"]
+
+
+def test_a_loaded_threaded_runtime_means_in_process_execution_not_a_fork(home, monkeypatch):
+    import sys
+    import types
+
+    import flywheel.runner.runner as runner_module
+
+    def no_fork(*args, **kwargs):
+        raise AssertionError("the runner forked workers although TensorFlow was loaded")
+
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    monkeypatch.setattr(runner_module, "ForkPoolExecutor", no_fork)
+    with pytest.warns(RuntimeWarning, match="tensorflow is already imported"):
+        result = LocalRunner(home, max_workers=2).run(chain_pipeline())
+    assert result.ok and result.states == {"produce": "COMPLETE", "consume": "COMPLETE"}
