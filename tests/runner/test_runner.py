@@ -243,6 +243,9 @@ def test_a_loaded_threaded_runtime_means_in_process_execution_not_a_fork(home, m
     import types
 
     import flywheel.runner.runner as runner_module
+    from flywheel.runner import executors
+
+    monkeypatch.setattr(runner_module, "fork_unsafe_modules", executors.fork_unsafe_modules)
 
     def no_fork(*args, **kwargs):
         raise AssertionError("the runner forked workers although TensorFlow was loaded")
