@@ -81,33 +81,34 @@ def canonical_codes(lengths: dict[int, int]) -> dict[int, str]:
 
 
 def huffman_encode(symbols: Any) -> bytes:
-    """Self-describing Huffman block: table (symbol u32, length u8), bit count, payload.
+    """Self-describing Huffman block: u16 n, u32 bit count, n code lengths (u8, symbol = position), payload.
 
     Raises:
         FlywheelError: a symbol is negative or not an integer.
     """
     values = np.asarray(symbols).ravel()
-    if values.size and (values.dtype.kind not in "iu" or values.min() < 0):
-        raise FlywheelError(f"huffman_encode codes non-negative integers; got dtype {values.dtype} with min {values.min()}.")
+    if values.size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 65534):
+        raise FlywheelError(
+            f"huffman_encode codes non-negative integers below 65535; got dtype {values.dtype} "
+            f"with range {values.min()}..{values.max()}."
+        )
     unique, counts = np.unique(values, return_counts=True)
     lengths = huffman_code_lengths({int(s): int(c) for s, c in zip(unique, counts)})
     codes = canonical_codes(lengths)
     bits = "".join(codes[int(s)] for s in values)
     pad = -len(bits) % 8  # left-align the bit string in its bytes
     payload = (int(bits, 2) << pad).to_bytes((len(bits) + 7) // 8, "big") if bits else b""
-    table = b"".join(struct.pack("<IB", s, lengths[s]) for s in sorted(lengths))
-    return struct.pack("<II", len(lengths), len(bits)) + table + payload
+    n = max(lengths) + 1 if lengths else 0
+    table = bytes(lengths.get(symbol, 0) for symbol in range(n))
+    return struct.pack("<HI", n, len(bits)) + table + payload
 
 
 def huffman_decode(data: bytes, offset: int = 0) -> tuple[np.ndarray, int]:
     """Decodes a ``huffman_encode`` block starting at ``offset``; returns (symbols, offset after it)."""
-    n_symbols, n_bits = struct.unpack_from("<II", data, offset)
-    offset += 8
-    lengths = {}
-    for _ in range(n_symbols):
-        symbol, length = struct.unpack_from("<IB", data, offset)
-        lengths[symbol] = length
-        offset += 5
+    n_symbols, n_bits = struct.unpack_from("<HI", data, offset)
+    offset += 6
+    lengths = {symbol: length for symbol, length in enumerate(data[offset : offset + n_symbols]) if length}
+    offset += n_symbols
     n_bytes = (n_bits + 7) // 8
     decoder = {code: symbol for symbol, code in canonical_codes(lengths).items()}
     bits = format(int.from_bytes(data[offset : offset + n_bytes], "big"), f"0{n_bytes * 8}b")[:n_bits] if n_bytes else ""
@@ -156,15 +157,37 @@ def float32_bytes(model: Any) -> int:
     return int(sum(int(np.prod(w.shape)) for w in model.weights) * 4)
 
 
+def _gap_symbols(gaps: np.ndarray, width: int) -> np.ndarray:
+    """Gaps as ``width``-bit symbols; the top symbol ``2**width - 1`` is a filler: skip that many, emit nothing."""
+    top = 2**width - 1
+    return np.concatenate([[top] * (int(g) // top) + [int(g) % top] for g in gaps]).astype(np.int64) if len(gaps) else gaps
+
+
 def _positions_block(mask: np.ndarray, huffman: bool) -> bytes:
+    """Positions of the surviving weights as relative gaps (Han et al.'s relative index with filler entries).
+
+    The gap width is chosen per layer (1..8 bits) to make the block smallest.
+    """
     positions = np.flatnonzero(mask.ravel())
     gaps = np.diff(np.concatenate([[-1], positions])) - 1  # zeros skipped before each surviving weight
-    return huffman_encode(gaps) if huffman else pack_fixed(gaps)
+    blocks = []
+    for width in range(1, 9):
+        symbols = _gap_symbols(gaps, width)
+        blocks.append(bytes([width]) + (huffman_encode(symbols) if huffman else pack_fixed(symbols, width)))
+    return min(blocks, key=len)
 
 
 def _read_positions(data: bytes, offset: int, huffman: bool) -> tuple[np.ndarray, int]:
-    gaps, offset = huffman_decode(data, offset) if huffman else unpack_fixed(data, offset)
-    return np.cumsum(gaps + 1) - 1, offset
+    top = 2 ** data[offset] - 1
+    symbols, offset = huffman_decode(data, offset + 1) if huffman else unpack_fixed(data, offset + 1)
+    positions, cursor = [], 0
+    for symbol in symbols.tolist():
+        if symbol == top:
+            cursor += top
+        else:
+            positions.append(cursor + symbol)
+            cursor += symbol + 1
+    return np.asarray(positions, dtype=np.int64), offset
 
 
 def write_compressed(model: Any, path: str, *, stage: str = "huffman", codes: dict[str, tuple[Any, Any]] | None = None) -> int:
@@ -304,6 +327,12 @@ def _dataset(x: Any, y: Any, batch_size: int, seed: int | None) -> Any:
 class MagnitudePruner(Technique):
     """Magnitude pruning of every Dense/Conv2D kernel to a target sparsity, with masked fine-tuning.
 
+    ``scope="layer"`` prunes each kernel to ``sparsity``; ``"global"`` uses one
+    magnitude threshold over all kernels (small, sensitive layers such as the
+    first convolution keep more weights). ``steps`` > 1 prunes iteratively
+    (Han et al.): sparsity grows to the target in ``steps`` equal steps, each
+    followed by ``fine_tune_epochs`` of fine-tuning.
+
     Learned attributes: ``model_`` (the pruned, fine-tuned copy; the input
     model is not changed), ``masks_`` (layer name -> bool array, True where a
     weight survives), ``sparsity_`` (achieved share of zero kernel weights).
@@ -311,6 +340,8 @@ class MagnitudePruner(Technique):
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "sparsity": [Interval(float, 0, 1, closed="left")],
+        "scope": [Options({"layer", "global"})],
+        "steps": [Interval(int, 1, None)],
         "fine_tune_epochs": [Interval(int, 0, None)],
         "learning_rate": [Interval(float, 0, None, closed="neither")],
         "batch_size": [Interval(int, 1, None)],
@@ -318,10 +349,12 @@ class MagnitudePruner(Technique):
     }
 
     def __init__(
-        self, *, sparsity: float = 0.9, fine_tune_epochs: int = 3, learning_rate: float = 1e-3,
-        batch_size: int = 32, random_state: int | None = 0,
+        self, *, sparsity: float = 0.9, scope: str = "layer", steps: int = 1, fine_tune_epochs: int = 3,
+        learning_rate: float = 1e-3, batch_size: int = 32, random_state: int | None = 0,
     ) -> None:
         self.sparsity = sparsity
+        self.scope = scope
+        self.steps = steps
         self.fine_tune_epochs = fine_tune_epochs
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -341,34 +374,46 @@ class MagnitudePruner(Technique):
         if self.random_state is not None:
             keras.utils.set_random_seed(self.random_state)
         pruned = _clone(model)
-        masks = {}
-        for layer in compressible_layers(pruned):
-            kernel = np.asarray(layer.kernel.numpy())
-            n_zero = int(round(self.sparsity * kernel.size))
-            mask = np.ones(kernel.size, dtype=bool)
-            mask[np.argsort(np.abs(kernel).ravel(), kind="stable")[:n_zero]] = False
-            masks[layer.name] = mask.reshape(kernel.shape)
-            layer.kernel.assign(kernel * masks[layer.name])
-        if self.fine_tune_epochs:
-            layers = compressible_layers(pruned)
+        layers = compressible_layers(pruned)
+        masks: dict[str, np.ndarray] = {}
 
-            class HoldMask(keras.callbacks.Callback):
-                def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                    for layer in layers:
-                        layer.kernel.assign(layer.kernel * masks[layer.name])
+        class HoldMask(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                for layer in layers:
+                    layer.kernel.assign(layer.kernel * masks[layer.name])
 
-            pruned.compile(
-                optimizer=keras.optimizers.Adam(self.learning_rate), loss=keras.losses.SparseCategoricalCrossentropy()
-            )
-            pruned.fit(
-                _dataset(x, y, self.batch_size, self.random_state or 0), epochs=self.fine_tune_epochs,
-                callbacks=[HoldMask()], verbose=0,
-            )
+        pruned.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate), loss=keras.losses.SparseCategoricalCrossentropy()
+        )
+        for step in range(1, self.steps + 1):
+            masks.update(self._masks(layers, self.sparsity * step / self.steps))
+            for layer in layers:
+                layer.kernel.assign(layer.kernel * masks[layer.name])
+            if self.fine_tune_epochs:
+                pruned.fit(
+                    _dataset(x, y, self.batch_size, self.random_state or 0), epochs=self.fine_tune_epochs,
+                    callbacks=[HoldMask()], verbose=0,
+                )
         self.model_ = pruned
         self.masks_ = masks
         total = sum(m.size for m in masks.values())
         self.sparsity_ = float(1 - sum(int(m.sum()) for m in masks.values()) / total)
         return self
+
+    def _masks(self, layers: list[Any], sparsity: float) -> dict[str, np.ndarray]:
+        """Keep-masks at ``sparsity``: the smallest magnitudes per layer, or below one global threshold."""
+        kernels = {layer.name: np.abs(np.asarray(layer.kernel.numpy())) for layer in layers}
+        if self.scope == "global":
+            pooled = np.sort(np.concatenate([k.ravel() for k in kernels.values()]), kind="stable")
+            n_zero = int(round(sparsity * pooled.size))
+            threshold = pooled[n_zero - 1] if n_zero else -1.0
+            return {name: k > threshold for name, k in kernels.items()}
+        masks = {}
+        for name, kernel in kernels.items():
+            mask = np.ones(kernel.size, dtype=bool)
+            mask[np.argsort(kernel.ravel(), kind="stable")[: int(round(sparsity * kernel.size))]] = False
+            masks[name] = mask.reshape(kernel.shape)
+        return masks
 
     @classmethod
     def _contract_case(cls) -> dict[str, Any]:
@@ -380,7 +425,7 @@ class MagnitudePruner(Technique):
 
         return {
             "params": {"sparsity": 0.5, "fine_tune_epochs": 1, "batch_size": 16, "random_state": 0},
-            "bad_params": [{"sparsity": 1.0}, {"fine_tune_epochs": -1}, {"learning_rate": 0}, {"random_state": -2}],
+            "bad_params": [{"sparsity": 1.0}, {"scope": "model"}, {"steps": 0}, {"fine_tune_epochs": -1}, {"learning_rate": 0}, {"random_state": -2}],
             "call": call,
             "bad_input": lambda technique: technique.fit(build(), x, y[:-3]),
             "shapes": lambda result: result[0].shape == (8, 2) and result[1].shape == (4, 8),

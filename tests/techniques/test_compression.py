@@ -21,7 +21,7 @@ def test_huffman_round_trip_and_shorter_codes_for_frequent_symbols():
     lengths = dc.huffman_code_lengths({0: 600, 1: 200, 2: 100, 7: 50, 300: 50})
     assert lengths[0] == 1 and lengths[0] < lengths[1] <= lengths[2] <= lengths[300]
     # Entropy of that distribution is ~1.7 bits; 3-bit fixed packing would take 750 bytes of payload.
-    assert len(block) < 2000 * 1.8 / 8 + 5 * 5 + 8
+    assert len(block) < 2000 * 1.8 / 8 + 301 + 6  # payload + one code length per symbol 0..300 + header
 
 
 def test_huffman_single_symbol_and_empty_stream_round_trip():
@@ -99,3 +99,21 @@ def test_shared_stage_needs_codes_and_a_foreign_file_is_refused(trained, tmp_pat
     (tmp_path / "bad.fwz").write_bytes(b"PK\x03\x04 not ours")
     with pytest.raises(FlywheelError, match="not a .fwz"):
         dc.read_compressed(str(tmp_path / "bad.fwz"))
+
+
+@pytest.mark.parametrize("huffman", [False, True])
+def test_position_gaps_longer_than_the_gap_width_use_filler_symbols(huffman):
+    mask = np.zeros(5000, dtype=bool)
+    mask[[0, 3, 4, 1500, 4999]] = True  # gaps 0, 2, 0, 1495, 3498: far above any 1..8-bit width
+    block = dc._positions_block(mask, huffman)
+    positions, end = dc._read_positions(block, 0, huffman)
+    assert end == len(block)
+    assert np.array_equal(positions, np.flatnonzero(mask))
+
+
+def test_global_scope_keeps_more_of_the_layer_with_larger_weights(trained):
+    model, x, y = trained
+    model.get_layer("out").kernel.assign(model.get_layer("out").kernel * 100.0)
+    pruner = dc.MagnitudePruner(sparsity=0.5, scope="global", steps=2, fine_tune_epochs=0).fit(model, x, y)
+    assert pruner.masks_["out"].mean() > pruner.masks_["hidden"].mean()
+    assert pruner.sparsity_ == pytest.approx(0.5, abs=0.03)
