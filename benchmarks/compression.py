@@ -34,7 +34,7 @@ DEEP = [
      {"sparsity": 0.9, "bits": 5, "pruning_steps": 4, "fine_tune_epochs": 8, "learning_rate": 0.002}),
     ("digits CNN [32,64]/[128] (wider)", "digits",
      {"conv_widths": [32, 64], "hidden_units": [128], "epochs": 30, "learning_rate": 0.003, "dropout": 0.25},
-     {"sparsity": 0.95, "bits": 4, "pruning_steps": 4, "fine_tune_epochs": 8, "learning_rate": 0.002}),
+     {"sparsity": 0.95, "bits": 4, "pruning_steps": 5, "fine_tune_epochs": 12, "learning_rate": 0.001}),
     ("penguin MLP [16,8] (pipeline default)", "penguins",
      {"hidden_units": [16, 8], "epochs": 100, "learning_rate": 0.01},
      {"sparsity": 0.8, "bits": 3, "pruning_steps": 4, "fine_tune_epochs": 10, "learning_rate": 0.005}),

@@ -136,7 +136,7 @@ def test_bad_parameters_are_refused_with_the_uniform_message(digits):
 
 
 def test_compression_pipeline_runs_end_to_end_in_a_small_config(home, tmp_path):
-    pipe = load_pipeline(os.path.join(REPO, "pipelines", "compression.py"), "compression")
+    pipe = load_pipeline(os.path.join(REPO, "pipelines", "compression.py"))
     params = {"conv_widths": [4, 8], "hidden_units": [16], "epochs": 3, "fine_tune_epochs": 1, "pruning_steps": 1,
               "sparsity": 0.5, "max_accuracy_drop": 1.0, "thresholds": {"accuracy": 0.3},
               "registry": str(tmp_path / "registry")}
@@ -148,7 +148,7 @@ def test_compression_pipeline_runs_end_to_end_in_a_small_config(home, tmp_path):
 
 
 def test_distillation_pipeline_trains_a_student_from_the_teacher_in_a_small_config(home, tmp_path):
-    pipe = load_pipeline(os.path.join(REPO, "pipelines", "compression.py"), "distillation")
+    pipe = load_pipeline(os.path.join(REPO, "pipelines", "distillation.py"))
     params = {"teacher_conv_widths": [8, 16], "teacher_hidden_units": [32], "student_conv_widths": [2, 4],
               "student_hidden_units": [8], "epochs": 3, "thresholds": {"accuracy": 0.0},
               "registry": str(tmp_path / "registry")}
