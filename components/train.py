@@ -164,13 +164,13 @@ def train(
     if coteaching:
         from flywheel.techniques.coteaching import CoTeaching
 
-        teacher = CoTeaching(
+        coteacher = CoTeaching(
             build_network=build, forget_rate=forget_rate, num_gradual=num_gradual, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate, random_state=seed,
         ).fit(x_train, y_train, validation_data=(x_val, y_val))
-        net = teacher.networks_[teacher.best_index_]
+        net = coteacher.networks_[coteacher.best_index_]
         net.compile(loss=_loss(loss, focal_gamma, one_hot=False), metrics=[_accuracy(False)])
-        history = {key: list(values) for key, values in teacher.history_.items()}
+        history = {key: list(values) for key, values in coteacher.history_.items()}
     else:
         net = build()
         fit_train, fit_val = y_train, y_val
