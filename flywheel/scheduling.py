@@ -23,9 +23,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from flywheel.errors import FlywheelError, ScheduleError
+from flywheel import localdb
 from flywheel.home import Home
 
 
@@ -95,14 +96,8 @@ class ScheduleStore:
                 """
             )
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+    def _db(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return localdb.connect(self.path)
 
     def create(
         self,

@@ -20,37 +20,6 @@ from flywheel.home import Home
 from flywheel.metadata.store import RUNNING, MetadataStore, RunRecord, process_alive
 
 
-class ReadOnlyMetadataStore(MetadataStore):
-    """A ``MetadataStore`` whose SQLite connection is read-only."""
-
-    def _open(self) -> Any:
-        if self._store is None:
-            from ml_metadata.metadata_store import metadata_store
-            from ml_metadata.proto import metadata_store_pb2
-
-            config = metadata_store_pb2.ConnectionConfig()
-            config.sqlite.filename_uri = self.home.metadata_db
-            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-            try:
-                self._store = metadata_store.MetadataStore(config)
-            except Exception as exc:  # noqa: BLE001 - MLMD raises its own error types
-                raise MetadataError(
-                    f"Cannot open the ML Metadata store {self.home.metadata_db} read-only: {exc}. "
-                    "Check the path and its permissions, or point --home at another project home."
-                ) from exc
-            self._pb = metadata_store_pb2
-        return self._store
-
-    def reconcile_orphans(self) -> list[str]:
-        """Does nothing: the dashboard never writes (see ``run_state``)."""
-        return []
-
-    def pipelines(self) -> list[str]:
-        """Names of the pipelines that have runs."""
-        with self.locked() as store:
-            return sorted(ctx.name for ctx in store.get_contexts_by_type("pipeline"))
-
-
 def run_state(run: RunRecord) -> str:
     """The run's state, or LOST for a RUNNING run whose runner process on this host is gone."""
     import socket
@@ -73,7 +42,7 @@ class Sources:
     registry_root: str = ""
     # MLMD's client is not thread-safe: one request at a time talks to it.
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
-    _metadata: ReadOnlyMetadataStore | None = dataclasses.field(default=None, repr=False)
+    _metadata: MetadataStore | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.registry_root = os.path.abspath(self.registry_root or self.home.registry)
@@ -82,7 +51,7 @@ class Sources:
     def has_metadata(self) -> bool:
         return os.path.isfile(self.home.metadata_db)
 
-    def metadata(self) -> ReadOnlyMetadataStore:
+    def metadata(self) -> MetadataStore:
         """The read-only metadata store (callers hold ``lock``).
 
         Raises:
@@ -91,7 +60,7 @@ class Sources:
         if not self.has_metadata:
             raise MetadataError(f"No ML Metadata store in {self.home.root} yet. Start a run with: flywheel run PIPELINE_FILE")
         if self._metadata is None:
-            self._metadata = ReadOnlyMetadataStore(self.home)
+            self._metadata = MetadataStore(self.home, read_only=True)
         return self._metadata
 
     def registry(self) -> Any:

@@ -133,10 +133,17 @@ def process_alive(pid: int, start: str) -> bool:
 
 
 class MetadataStore:
-    """flywheel's view of one MLMD SQLite store (see the module docstring)."""
+    """flywheel's view of one MLMD SQLite store (see the module docstring).
 
-    def __init__(self, home: Home) -> None:
+    Args:
+        home: The project home holding ``metadata.sqlite``.
+        read_only: Open SQLite read-only (the dashboard): nothing can be
+            written, and orphaned runs are not reconciled.
+    """
+
+    def __init__(self, home: Home, *, read_only: bool = False) -> None:
         self.home = home
+        self.read_only = read_only
         self._store: Any = None
         self._pb: Any = None
         self._type_ids: dict[tuple[str, str], int] = {}
@@ -159,14 +166,16 @@ class MetadataStore:
             from ml_metadata.metadata_store import metadata_store
             from ml_metadata.proto import metadata_store_pb2
 
+            modes = metadata_store_pb2.SqliteMetadataSourceConfig
             config = metadata_store_pb2.ConnectionConfig()
             config.sqlite.filename_uri = self.home.metadata_db
-            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            config.sqlite.connection_mode = modes.READONLY if self.read_only else modes.READWRITE_OPENCREATE
             try:
                 self._store = metadata_store.MetadataStore(config)
             except Exception as exc:  # noqa: BLE001 - MLMD raises its own error types
                 raise MetadataError(
-                    f"Cannot open the ML Metadata store {self.home.metadata_db}: {exc}. "
+                    f"Cannot open the ML Metadata store {self.home.metadata_db}"
+                    f"{' read-only' if self.read_only else ''}: {exc}. "
                     "Check the path and its permissions, or use another --home."
                 ) from exc
             self._pb = metadata_store_pb2
@@ -341,12 +350,20 @@ class MetadataStore:
             contexts = store.get_contexts(list_options=options)
         return [self._run_record(ctx) for ctx in contexts]
 
+    def pipelines(self) -> list[str]:
+        """Names of the pipelines that have runs."""
+        with self.locked() as store:
+            return sorted(ctx.name for ctx in store.get_contexts_by_type(PIPELINE_CONTEXT))
+
     def reconcile_orphans(self) -> list[str]:
         """Marks RUNNING runs whose runner process died as FAILED; returns their ids.
 
         A runner killed with SIGKILL cannot record its own end; whoever looks
-        next records it, so lineage shows the executions as failed.
+        next records it, so lineage shows the executions as failed. A
+        read-only store leaves that to a writer and returns [].
         """
+        if self.read_only:
+            return []
         from ml_metadata.metadata_store import metadata_store
 
         host = socket.gethostname()

@@ -13,8 +13,9 @@ import json
 import os
 import sqlite3
 import time
-from typing import Any, Iterator
+from typing import Any
 
+from flywheel import localdb
 from flywheel.home import Home
 
 _SCHEMA = """
@@ -90,14 +91,8 @@ class MonitorStore:
         with self._db() as db:
             db.executescript(_SCHEMA)
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+    def _db(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return localdb.connect(self.path)
 
     # -- writes ---------------------------------------------------------------
 
