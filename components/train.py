@@ -15,8 +15,10 @@ Image Examples train a small CNN (``_image_models.build_cnn``) on raw pixels
 with the fitted pixel scaling inside; the serving signature takes ``image``.
 Options for images: mixup and RandAugment (Keras 3's layers, in the input
 pipeline only). Options for both: class weights, focal loss, co-teaching
-(two networks, ``flywheel.techniques.coteaching``) for noisy labels. When
-``transform`` resampled the train split, the rows come from there.
+(two networks, ``flywheel.techniques.coteaching``) for noisy labels, and
+knowledge distillation from a ``teacher`` Model (Hinton et al.,
+``flywheel.techniques.distillation``). When ``transform`` resampled the train
+split, the rows come from there.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def train(
     coteaching: bool = False,
     forget_rate: float = 0.2,
     num_gradual: int = 10,
+    teacher: Input[Model] = None,
+    distill_temperature: float = 4.0,
+    distill_alpha: float = 0.1,
 ) -> None:
     """Trains a small dense classifier on the train split, with early stopping.
 
@@ -97,6 +102,11 @@ def train(
         forget_rate: Co-teaching's tau: the largest share of each batch dropped
             (set it to the expected noise rate).
         num_gradual: Co-teaching's T_k: epochs over which the drop share grows to tau.
+        teacher: Optional trained Model (same label vocabulary and inputs) to
+            distil from: the loss becomes ``distill_alpha * CE(hard labels) +
+            (1 - distill_alpha) * T**2 * KL(teacher_T || student_T)``.
+        distill_temperature: The distillation temperature T (> 0).
+        distill_alpha: Weight of the hard-label term in [0, 1].
 
     Raises:
         ParameterError: a parameter is out of range, or options that do not
@@ -119,6 +129,8 @@ def train(
         randaugment_m=randaugment_m,
         forget_rate=forget_rate,
         num_gradual=num_gradual,
+        distill_temperature=distill_temperature,
+        distill_alpha=distill_alpha,
     )
     import keras
 
@@ -128,6 +140,8 @@ def train(
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
     image = _image_models.is_image_spec(spec)
     _check_options(image, coteaching, class_weights, loss, mixup_alpha, randaugment_n)
+    if teacher is not None:
+        _check_teacher(teacher, spec, coteaching, class_weights, loss, mixup_alpha)
     vocabulary = spec["label_vocabulary"]
     source = _model_resample.resampled_examples(transform_graph) or examples
     x_train, y_train, x_val, y_val = _training_data(source, spec, validation_fraction, seed)
@@ -150,20 +164,33 @@ def train(
     if coteaching:
         from flywheel.techniques.coteaching import CoTeaching
 
-        teacher = CoTeaching(
+        coteacher = CoTeaching(
             build_network=build, forget_rate=forget_rate, num_gradual=num_gradual, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate, random_state=seed,
         ).fit(x_train, y_train, validation_data=(x_val, y_val))
-        net = teacher.networks_[teacher.best_index_]
+        net = coteacher.networks_[coteacher.best_index_]
         net.compile(loss=_loss(loss, focal_gamma, one_hot=False), metrics=[_accuracy(False)])
-        history = {key: list(values) for key, values in teacher.history_.items()}
+        history = {key: list(values) for key, values in coteacher.history_.items()}
     else:
         net = build()
-        net.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-            loss=_loss(loss, focal_gamma, one_hot=one_hot),
-            metrics=[_accuracy(one_hot)],
-        )
+        fit_train, fit_val = y_train, y_val
+        if teacher is not None:
+            from flywheel.techniques import distillation
+
+            teacher_net = _model_layers.load_model(teacher.path(features.MODEL_FILE))
+            fit_train = distillation.distillation_targets(y_train, teacher_net.predict(x_train, batch_size=1024, verbose=0))
+            fit_val = distillation.distillation_targets(y_val, teacher_net.predict(x_val, batch_size=1024, verbose=0))
+            net.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                loss=distillation.distillation_loss(float(distill_temperature), float(distill_alpha)),
+                metrics=[keras.metrics.MeanMetricWrapper(distillation.hard_label_accuracy, name="accuracy")],
+            )
+        else:
+            net.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                loss=_loss(loss, focal_gamma, one_hot=one_hot),
+                metrics=[_accuracy(one_hot)],
+            )
         callbacks = []
         if early_stopping_patience > 0:
             stopper = keras.callbacks.EarlyStopping(
@@ -176,9 +203,9 @@ def train(
         weights = balanced_class_weights(y_train, len(vocabulary)) if class_weights == "balanced" else None
         augment = _augmentations(spec, mixup_alpha, randaugment_n, randaugment_m, seed) if image else []
         fitted = net.fit(
-            _dataset(x_train, y_train, batch_size, shuffle_seed=seed, augment=augment,
+            _dataset(x_train, fit_train, batch_size, shuffle_seed=seed, augment=augment,
                      n_classes=len(vocabulary) if one_hot else 0),
-            validation_data=_dataset(x_val, y_val, batch_size, n_classes=len(vocabulary) if one_hot else 0),
+            validation_data=_dataset(x_val, fit_val, batch_size, n_classes=len(vocabulary) if one_hot else 0),
             epochs=epochs,
             class_weight=weights,
             callbacks=callbacks,
@@ -186,6 +213,8 @@ def train(
             verbose=0,
         )
         history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+        if teacher is not None:  # the distillation loss is a closure; save the student with a plain loss
+            net.compile(loss=_loss("crossentropy", focal_gamma), metrics=[_accuracy(False)])
     fit_seconds = time.perf_counter() - started
     epochs_run = len(history["loss"])
     # The epoch whose weights were kept: EarlyStopping restores its best epoch (counted from 0) at the end.
@@ -239,6 +268,10 @@ def train(
             "mixup_alpha": mixup_alpha,
             "randaugment": [randaugment_n, randaugment_m] if randaugment_n else None,
             "coteaching": {"forget_rate": forget_rate, "num_gradual": num_gradual} if coteaching else None,
+            "distillation": (
+                {"teacher_uri": teacher.uri, "temperature": distill_temperature, "alpha": distill_alpha}
+                if teacher is not None else None
+            ),
             "framework": f"keras {keras.__version__}",
         }
     )
@@ -282,6 +315,30 @@ def _check_parameters(**values: Any) -> None:
         fail("forget_rate", "in [0, 1)")
     if isinstance(values["num_gradual"], bool) or not isinstance(values["num_gradual"], int) or values["num_gradual"] < 0:
         fail("num_gradual", "an int >= 0")
+    if not values["distill_temperature"] > 0:
+        fail("distill_temperature", "> 0")
+    if not 0 <= values["distill_alpha"] <= 1:
+        fail("distill_alpha", "in [0, 1]")
+
+
+def _check_teacher(
+    teacher: Model, spec: dict[str, Any], coteaching: bool, class_weights: str, loss: str, mixup_alpha: float
+) -> None:
+    """Refuses a teacher with other classes or inputs, and distillation combined with other loss options."""
+    if coteaching or class_weights != "none" or loss != "crossentropy" or mixup_alpha > 0:
+        raise ParameterError(
+            "The 'teacher' input of train (distillation) must come with loss='crossentropy', class_weights='none', "
+            f"no co-teaching and no mixup (the distillation loss replaces them). Got loss={loss!r}, "
+            f"class_weights={class_weights!r}, coteaching={coteaching!r}, mixup_alpha={mixup_alpha!r} instead."
+        )
+    contract = features.read_json(teacher.path(features.MODEL_JSON))
+    mine = (spec["label_vocabulary"], spec.get("modality"), sorted(spec.get("features", {})))
+    theirs = (contract["label_vocabulary"], contract.get("modality"), sorted(contract.get("features", {})))
+    if mine != theirs:
+        raise ParameterError(
+            "The 'teacher' input of train must be a model of the same labels and inputs as the student. "
+            f"Got a teacher with (labels, modality, features) {theirs} instead of {mine}."
+        )
 
 
 def _check_options(
