@@ -17,6 +17,8 @@ to the train split only; eval is never resampled.
 
 from __future__ import annotations
 
+import abc
+
 from typing import Any
 
 from flywheel.techniques._checks import TechniqueInputError, check_features_labels
@@ -34,11 +36,12 @@ def _class_counts(y: Any) -> dict[str, int]:
     return {str(v): int(c) for v, c in zip(values, counts)}
 
 
-class _Resampler(Technique):
+class _Resampler(Technique, abc.ABC):
     """Shared ``fit_resample`` frame: validation, flattening, reshaping, bookkeeping."""
 
+    @abc.abstractmethod
     def _sampler(self) -> Any:
-        raise NotImplementedError
+        """The imbalanced-learn sampler configured from this estimator's parameters."""
 
     def fit_resample(self, x: Any, y: Any) -> tuple[Any, Any]:
         """Resamples ``(x, y)``; returns arrays (or a DataFrame for SMOTE-NC input).
@@ -78,7 +81,11 @@ class _Resampler(Technique):
         return x_new, np.asarray(y_new)
 
     def _fit_resample_frame(self, x: Any, y: Any) -> tuple[Any, Any]:
-        raise NotImplementedError
+        """Resampling of a frame with categorical columns (SMOTE-NC overrides this)."""
+        raise TechniqueInputError(
+            f"{type(self).__name__} does not resample frames with categorical features; "
+            "encode them first or use SMOTEOversampler."
+        )
 
     def _check_classes(self, y: Any) -> None:
         """Hook: refuse class sizes the method cannot handle."""
