@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from flywheel.cli.common import home_of
+
 
 def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
@@ -34,16 +36,15 @@ def training_pipeline_file() -> str:
 def run_demo(args: argparse.Namespace) -> int:
     if args.scenario == "drift":
         from flywheel.cli import drift_demo
-        from flywheel.home import Home
 
-        return drift_demo.run(Home.resolve(args.home).root)
+        return drift_demo.run(home_of(args).root)
     from flywheel.cli.progress import Progress
-    from flywheel.cli.run_commands import _print_outcome, parse_params
-    from flywheel.home import Home
+    from flywheel.cli.common import parse_params
+    from flywheel.cli.run_commands import _print_outcome
     from flywheel.pipeline_file import load_pipeline
     from flywheel.runner import LocalRunner
 
-    home = Home.resolve(args.home)
+    home = home_of(args)
     pipe = load_pipeline(training_pipeline_file())
     params = parse_params(args.param)
     pipe.resolve_parameters(params)

@@ -22,8 +22,7 @@ import argparse
 from typing import Any
 
 from flywheel.cli import schedule_commands
-from flywheel.cli.run_commands import parse_params
-from flywheel.errors import ParameterError
+from flywheel.cli.common import parse_params
 
 CRON_HELP = (
     "cron expression: Kubeflow's 6 fields 'SEC MIN HOUR DOM MONTH DOW' (e.g. '0 0 3 * * *') or "

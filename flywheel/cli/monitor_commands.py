@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from flywheel.cli.common import home_of
 from flywheel.errors import ParameterError
 
 
@@ -68,12 +69,6 @@ def register(subparsers: Any) -> None:
     back.set_defaults(handler=run_rollback)
 
 
-def _home(args: argparse.Namespace) -> Any:
-    from flywheel.home import Home
-
-    return Home.resolve(getattr(args, "home", None))
-
-
 def _registry(args: argparse.Namespace, home: Any) -> Any:
     from flywheel.registry import ModelRegistry
 
@@ -88,7 +83,7 @@ def run_monitor(args: argparse.Namespace) -> int:
 
     if args.interval <= 0:
         raise ParameterError(f"--interval must be > 0 seconds; got {args.interval}.")
-    home = _home(args)
+    home = home_of(args)
     config = load_rules(args.rules) if args.rules else RulesConfig()
     if args.host:
         if config.retrain is None:
@@ -134,7 +129,7 @@ def show_alerts(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ParameterError(f"--limit must be >= 1; got {args.limit}.")
-    home = _home(args)
+    home = home_of(args)
     if not os.path.exists(os.path.join(home.root, "monitor.sqlite")):
         print(f"No alerts yet in {home.root}. Start the monitor with: flywheel monitor --once --rules FILE")
         return 0
@@ -175,7 +170,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     from flywheel.monitoring.rollback import rollback
     from flywheel.monitoring.store import MonitorStore
 
-    home = _home(args)
+    home = home_of(args)
     registry = _registry(args, home)
     record = rollback(
         registry, MonitorStore(home), args.model, to=args.to, automatic=False, reason=args.reason, now=time.time()

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+from flywheel.cli.common import home_of, parse_params, table
 from flywheel.errors import ParameterError
 
 
@@ -56,34 +57,13 @@ def register(subparsers: Any) -> None:
     lineage.set_defaults(handler=show_lineage)
 
 
-def _home(args: argparse.Namespace) -> Any:
-    from flywheel.home import Home
-
-    return Home.resolve(args.home)
-
-
-def parse_params(items: list[str] | None) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{"k": "v"}`` (values stay strings; the pipeline coerces them).
-
-    Raises:
-        ParameterError: an item has no '=' or an empty name.
-    """
-    params: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParameterError(f"--param takes NAME=VALUE (e.g. --param epochs=5); got {item!r}.")
-        params[key.strip()] = value
-    return params
-
-
 def run_pipeline(args: argparse.Namespace) -> int:
     from flywheel.cli.progress import Progress
     from flywheel.errors import PipelineFileError
     from flywheel.pipeline_file import load_pipeline
     from flywheel.runner import LocalRunner
 
-    home = _home(args)
+    home = home_of(args)
     params = parse_params(args.param)
     if args.workers is not None and args.workers < 0:
         raise ParameterError(f"--workers must be >= 0; got {args.workers}.")
@@ -154,25 +134,17 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)
-
-
 def list_runs(args: argparse.Namespace) -> int:
     if args.host:
         from flywheel.kubeflow.client import list_runs as list_kfp_runs
 
         remote = list_kfp_runs(args.host, limit=args.limit, namespace=args.namespace, existing_token=args.token)
         rows = [[r["id"], r["name"], r["state"], str(r.get("created_at") or "-"), str(r.get("finished_at") or "-")] for r in remote]
-        print(_table(["RUN ID", "NAME", "STATE", "CREATED", "FINISHED"], rows))
+        print(table(["RUN ID", "NAME", "STATE", "CREATED", "FINISHED"], rows))
         return 0
     from flywheel.metadata import MetadataStore
 
-    home = _home(args)
+    home = home_of(args)
     if not os.path.exists(home.metadata_db):
         print(f"No runs yet in {home.root}. Start one with: flywheel run PIPELINE_FILE")
         return 0
@@ -180,14 +152,14 @@ def list_runs(args: argparse.Namespace) -> int:
     rows = [
         [r.run_id, r.pipeline, r.state, r.trigger, _fmt_time(r.start_ms), _fmt_duration(r.duration_s)] for r in runs
     ]
-    print(_table(["RUN ID", "PIPELINE", "STATE", "TRIGGER", "STARTED", "DURATION"], rows))
+    print(table(["RUN ID", "PIPELINE", "STATE", "TRIGGER", "STARTED", "DURATION"], rows))
     return 0
 
 
 def show_run(args: argparse.Namespace) -> int:
     from flywheel.metadata import MetadataStore
 
-    store = MetadataStore(_home(args))
+    store = MetadataStore(home_of(args))
     run = store.get_run(args.run_id)
     nodes = store.latest_nodes(run)
     if args.json:
@@ -229,7 +201,7 @@ def show_run(args: argparse.Namespace) -> int:
         cache = "hit" if e.cached else "miss"
         rows.append([node_id, e.state, cache, _fmt_duration(e.duration_s), str(e.attempts)])
     print()
-    print(_table(["NODE", "STATE", "CACHE", "DURATION", "ATTEMPTS"], rows))
+    print(table(["NODE", "STATE", "CACHE", "DURATION", "ATTEMPTS"], rows))
     for node_id, e in nodes.items():
         print(f"\n{node_id}")
         if e.log_path:
@@ -244,7 +216,7 @@ def show_run(args: argparse.Namespace) -> int:
 def show_lineage(args: argparse.Namespace) -> int:
     from flywheel.metadata import MetadataStore
 
-    store = MetadataStore(_home(args))
+    store = MetadataStore(home_of(args))
     artifact = store.get_artifact(args.artifact)
     direction = "downstream" if args.downstream else "upstream"
     print(f"Artifact #{artifact.id} {artifact.type} {artifact.state}\n  {artifact.uri}")

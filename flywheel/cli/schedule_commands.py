@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from flywheel.cli.run_commands import parse_params
+from flywheel.cli.common import home_of, parse_params, table
 
 
 def register(subparsers: Any) -> None:
@@ -23,12 +23,6 @@ def register(subparsers: Any) -> None:
     daemon.set_defaults(handler=run_scheduler)
 
 
-def _home(args: argparse.Namespace) -> Any:
-    from flywheel.home import Home
-
-    return Home.resolve(getattr(args, "home", None))
-
-
 def _when(epoch: float | None) -> str:
     return "-" if epoch is None else dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
 
@@ -42,7 +36,7 @@ def create_local(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.pipeline_file, args.pipeline)
     params = parse_params(args.param)
     pipe.resolve_parameters(params)  # reject bad parameters now, not at 3 a.m.
-    store = ScheduleStore(_home(args))
+    store = ScheduleStore(home_of(args))
     schedule = store.create(
         args.name,
         args.cron,
@@ -59,10 +53,9 @@ def create_local(args: argparse.Namespace) -> int:
 
 def list_local(args: argparse.Namespace) -> int:
     """``schedule list`` without --host."""
-    from flywheel.cli.run_commands import _table
     from flywheel.scheduling import ScheduleStore
 
-    store = ScheduleStore(_home(args))
+    store = ScheduleStore(home_of(args))
     rows = []
     for s in store.list():
         firings = store.firings(s.name, limit=1)
@@ -80,7 +73,7 @@ def list_local(args: argparse.Namespace) -> int:
     if not rows:
         print("No local schedules. Create one with: flywheel schedule create NAME --cron '0 3 * * *' PIPELINE_FILE")
         return 0
-    print(_table(["NAME", "PIPELINE", "CRON", "STATE", "NEXT", "LAST FIRED"], rows))
+    print(table(["NAME", "PIPELINE", "CRON", "STATE", "NEXT", "LAST FIRED"], rows))
     return 0
 
 
@@ -88,7 +81,7 @@ def change_local(args: argparse.Namespace, action: str) -> int:
     """``schedule pause|resume|delete`` without --host."""
     from flywheel.scheduling import ScheduleStore
 
-    store = ScheduleStore(_home(args))
+    store = ScheduleStore(home_of(args))
     if action == "delete":
         store.delete(args.name)
     else:
@@ -100,7 +93,7 @@ def change_local(args: argparse.Namespace, action: str) -> int:
 def run_scheduler(args: argparse.Namespace) -> int:
     from flywheel.scheduling import Scheduler
 
-    home = _home(args)
+    home = home_of(args)
     scheduler = Scheduler(home, log=lambda line: print(f"[{dt.datetime.now():%H:%M:%S}] {line}", flush=True))
     if not args.once:
         print(f"flywheel scheduler watching {home.root} every {args.poll:g}s (Ctrl-C stops)", flush=True)

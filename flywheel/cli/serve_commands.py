@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any
 
+from flywheel.cli.common import home_of
+
 
 def register(subparsers: Any) -> None:
     """Adds the ``serve`` command."""
@@ -73,10 +75,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         ServingError: an option is out of range.
     """
-    from flywheel.home import Home
     from flywheel.serving.server import ServeConfig
 
-    home = Home.resolve(getattr(args, "home", None))
+    home = home_of(args)
     return ServeConfig(
         registry=args.registry or home.registry,
         home=home.root,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from flywheel.cli.common import home_of
+
 
 def register(subparsers: Any) -> None:
     """Adds ``ui`` to the CLI."""
@@ -25,11 +27,10 @@ def serve_ui(args: argparse.Namespace) -> int:
     """Serves until interrupted."""
     from flywheel.dashboard import Sources, make_server
     from flywheel.errors import FlywheelError
-    from flywheel.home import Home
 
     if not 0 <= args.port <= 65535:
         raise FlywheelError(f"--port must be between 0 and 65535; got {args.port}.")
-    home = Home.resolve(getattr(args, "home", None))
+    home = home_of(args)
     try:
         server = make_server(Sources(home, args.registry or ""), host=args.host, port=args.port)
     except OSError as exc:
