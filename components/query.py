@@ -182,7 +182,6 @@ def learning_curve(
     """
     import warnings
 
-    import numpy as np
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from flywheel.errors import MetadataError, RunNotFoundError
 from flywheel.home import Home
-from flywheel.metadata.values import get_value, set_value, to_dict
+from flywheel.metadata.values import set_value, to_dict
 
 PIPELINE_CONTEXT = "pipeline"
 RUN_CONTEXT = "pipeline_run"

@@ -13,7 +13,7 @@ import yaml
 from flywheel.cli import kubeflow_commands
 from flywheel.errors import ParameterError, PipelineFileError
 from flywheel import errors
-from flywheel.kubeflow.errors import CronExpressionError, ScheduleError
+from flywheel.kubeflow.errors import CronExpressionError
 
 PIPELINE_SOURCE = textwrap.dedent(
     '''
