@@ -55,6 +55,14 @@ def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -
         future.set_result(result)
 
 
+def _deliver(item: _Item, result: Any, error: BaseException | None) -> None:
+    """Hands a result to the request's event loop; a loop that has closed meanwhile has nobody left to tell."""
+    try:
+        item.loop.call_soon_threadsafe(_resolve, item.future, result, error)
+    except RuntimeError:  # "Event loop is closed": the caller is gone; the worker must live on
+        LOG.debug("dropped a result for a request whose event loop has closed")
+
+
 class Batcher:
     """Batches concurrent predict calls into single model calls (see the module docstring).
 
@@ -168,15 +176,18 @@ class Batcher:
         except Exception as exc:  # noqa: BLE001 - a model failure must reach every waiting request, not kill the worker
             LOG.exception("model call failed for a batch of %d instances", size)
             for item in batch:
-                item.loop.call_soon_threadsafe(_resolve, item.future, None, exc)
+                _deliver(item, None, exc)
             return
         if self._on_batch is not None:
-            self._on_batch(size, time.perf_counter() - started)
+            try:
+                self._on_batch(size, time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - a metrics hook must not kill the worker every request waits on
+                LOG.exception("the on_batch hook failed")
         offset = 0
         for item in batch:
             part = probabilities[offset : offset + item.size]
             offset += item.size
-            item.loop.call_soon_threadsafe(_resolve, item.future, part, None)
+            _deliver(item, part, None)
 
 
 class DirectPredictor:

@@ -83,9 +83,42 @@ def test_a_model_error_reaches_every_request_of_the_batch_and_the_worker_survive
     try:
         with pytest.raises(RuntimeError, match="model exploded"):
             asyncio.run(_many(batcher, broken, 5))
-        assert len(asyncio.run(_many(batcher, fine, 3))) == 3
+
+        async def in_time():
+            return await asyncio.wait_for(_many(batcher, fine, 3), timeout=10)
+
+        assert len(asyncio.run(in_time())) == 3
     finally:
-        batcher.stop()
+        batcher.stop(timeout=10)
+
+
+def test_the_worker_survives_callers_whose_event_loop_closed_before_their_batch_finished():
+    gate = threading.Event()
+
+    class SlowModel(RecordingModel):
+        def predict(self, columns):
+            gate.wait(10)
+            return super().predict(columns)
+
+    slow, fine = SlowModel(), RecordingModel()
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.0)
+    batcher.start()
+
+    async def give_up():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(_many(batcher, slow, 3), timeout=0.05)
+
+    async def in_time():
+        return await asyncio.wait_for(_many(batcher, fine, 3), timeout=10)
+
+    try:
+        asyncio.run(give_up())  # its loop is closed while the model is still running
+        gate.set()
+        assert len(asyncio.run(in_time())) == 3
+    finally:
+        gate.set()
+        batcher.stop(timeout=10)
+    assert batcher._thread.is_alive() is False
 
 
 def test_stop_finishes_what_is_queued():
