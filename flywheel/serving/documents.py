@@ -85,12 +85,16 @@ def metadata_document(name: str, version: int, spec: dict[str, Any]) -> dict[str
             "name": tensor_name,
         }
 
-    inputs = {
-        feature: tensor(
-            f"{SIGNATURE}_{feature}:0", "DT_STRING" if info["dtype"] == "string" else "DT_FLOAT", [-1]
-        )
-        for feature, info in spec["features"].items()
-    }
+    if spec.get("modality") == "image":
+        image = spec["image_input"]
+        inputs = {image: tensor(f"{SIGNATURE}_{image}:0", "DT_FLOAT", [-1, *spec["image_shape"]])}
+    else:
+        inputs = {
+            feature: tensor(
+                f"{SIGNATURE}_{feature}:0", "DT_STRING" if info["dtype"] == "string" else "DT_FLOAT", [-1]
+            )
+            for feature, info in spec["features"].items()
+        }
     output = spec.get("output", "probabilities")
     outputs = {output: tensor("StatefulPartitionedCall:0", "DT_FLOAT", [-1, len(spec["label_vocabulary"])])}
     return {
@@ -107,5 +111,10 @@ def metadata_document(name: str, version: int, spec: dict[str, Any]) -> dict[str
             "class_names": spec["label_vocabulary"],
             "features": spec["features"],
             "missing": spec.get("missing"),
+            **(
+                {"image": {"input": spec["image_input"], "shape": spec["image_shape"], "pixel_max": spec.get("pixel_max")}}
+                if spec.get("modality") == "image"
+                else {}
+            ),
         },
     }

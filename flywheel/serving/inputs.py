@@ -18,6 +18,12 @@ see ``flywheel.components._model_features``). Rules, applied to every instance:
 Two request shapes, as in TF Serving's REST API: row (``{"instances": [{feature:
 value}, ...]}``) and columnar (``{"inputs": {feature: [values]}}``), plus an
 optional ``"signature_name"`` that must be ``serving_default``.
+
+An image model (``model.json`` ``modality: "image"``) has one input, ``image``:
+raw pixels as nested JSON lists of numbers in the training source's range, of
+exactly the model's ``image_shape`` (H, W, C; for one channel, H x W is taken
+too). As in TF Serving, a single-input model also takes bare tensors:
+``{"instances": [pixels, ...]}`` and ``{"inputs": [pixels, ...]}``.
 """
 
 from __future__ import annotations
@@ -52,10 +58,22 @@ class FeatureSchema:
     vocabularies: dict[str, tuple[str, ...]]
     label_vocabulary: tuple[str, ...]
     label: str = ""
+    image_input: str = ""
+    image_shape: tuple[int, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> FeatureSchema:
         """Builds the schema from a ``model.json`` document."""
+        if spec.get("modality") == "image":
+            return cls(
+                numeric=(),
+                categorical=(),
+                vocabularies={},
+                label_vocabulary=tuple(spec["label_vocabulary"]),
+                label=str(spec.get("label", "")),
+                image_input=str(spec["image_input"]),
+                image_shape=tuple(int(d) for d in spec["image_shape"]),
+            )
         categorical = tuple(spec["categorical_features"])
         return cls(
             numeric=tuple(spec["numeric_features"]),
@@ -66,8 +84,15 @@ class FeatureSchema:
         )
 
     @property
+    def is_image(self) -> bool:
+        """Whether the model takes one image tensor instead of named features."""
+        return bool(self.image_input)
+
+    @property
     def names(self) -> tuple[str, ...]:
-        """All feature names, numeric first (the order of ``model.json``)."""
+        """All input names, numeric first (the order of ``model.json``)."""
+        if self.is_image:
+            return (self.image_input,)
         return self.numeric + self.categorical
 
     @functools.cached_property
@@ -150,9 +175,75 @@ def parse_predict(payload: Any, schema: FeatureSchema, *, ignore_unknown: bool =
         raise RequestError(f"'signature_name' must be '{SIGNATURE}' (the only signature); got {signature!r}.")
     if ("instances" in payload) == ("inputs" in payload):
         raise RequestError("A predict body must hold exactly one of 'instances' (rows) or 'inputs' (columns).")
+    if schema.is_image:
+        if "instances" in payload:
+            return _parse_image_rows(payload["instances"], schema, ignore_unknown)
+        return _parse_image_columns(payload["inputs"], schema, ignore_unknown)
     if "instances" in payload:
         return _parse_rows(payload["instances"], schema, ignore_unknown)
     return _parse_columns(payload["inputs"], schema, ignore_unknown)
+
+
+def _parse_image_rows(instances: Any, schema: FeatureSchema, ignore_unknown: bool) -> ParsedRequest:
+    name = schema.image_input
+    if not isinstance(instances, list) or not instances:
+        raise RequestError(
+            f"'instances' must be a non-empty JSON list with one image per instance ({{\"{name}\": pixels}} "
+            f"or bare pixels); got {_describe(instances)}."
+        )
+    sent = []
+    for i, row in enumerate(instances):
+        if isinstance(row, dict):
+            row = _check_keys(row, {name}, (name,), f"instances[{i}]", ignore_unknown)
+            sent.append(row[name])
+        else:
+            sent.append(row)
+    images = _image_batch(sent, schema, "instances[{i}]")
+    return ParsedRequest(columnar=False, size=len(sent), columns={name: images}, sent_rows=[{name: v} for v in sent])
+
+
+def _parse_image_columns(inputs: Any, schema: FeatureSchema, ignore_unknown: bool) -> ParsedRequest:
+    name = schema.image_input
+    if isinstance(inputs, dict):
+        inputs = _check_keys(inputs, {name}, (name,), "inputs", ignore_unknown)[name]
+        where = f"inputs['{name}'][{{i}}]"
+    else:
+        where = "inputs[{i}]"
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError(
+            f"'inputs' must be {{\"{name}\": [image, ...]}} or a non-empty JSON list of images; got {_describe(inputs)}."
+        )
+    images = _image_batch(inputs, schema, where)
+    return ParsedRequest(columnar=True, size=len(inputs), columns={name: images}, sent_columns={name: inputs})
+
+
+def _image_batch(values: list[Any], schema: FeatureSchema, where: str) -> Any:
+    """Checks each image's shape and values; returns a float32 (batch, *image_shape) array."""
+    import numpy as np
+
+    shape = schema.image_shape
+    accepted = [shape] + ([shape[:-1]] if len(shape) == 3 and shape[-1] == 1 else [])
+    shown = " or ".join("x".join(str(d) for d in s) for s in accepted)
+    out = np.empty((len(values), *shape), dtype=np.float32)
+    for i, value in enumerate(values):
+        location = where.format(i=i)
+        try:
+            array = np.array(value)
+        except (ValueError, TypeError):
+            array = None
+        if array is None or array.dtype == object or array.dtype.kind not in "iuf":
+            raise RequestError(
+                f"{location} must be nested JSON lists of numbers of shape {shown} (raw pixels); got {_describe(value)}."
+            )
+        if array.shape not in accepted:
+            raise RequestError(
+                f"{location} has shape {'x'.join(str(d) for d in array.shape) or 'scalar'}; "
+                f"the model takes images of shape {shown}."
+            )
+        if not np.isfinite(array).all() or np.abs(array).max(initial=0) > _FLOAT32_MAX:
+            raise RequestError(f"{location} holds a value that is not a finite number; send finite pixel values.")
+        out[i] = array.reshape(shape)
+    return out
 
 
 def _parse_rows(instances: Any, schema: FeatureSchema, ignore_unknown: bool) -> ParsedRequest:

@@ -101,10 +101,18 @@ def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]]
     """
     import tensorflow as tf
 
-    dtypes = {
-        feature: tf.string if info["dtype"] == "string" else tf.float32 for feature, info in spec["features"].items()
+    if spec.get("modality") == "image":
+        dtypes = {spec["image_input"]: tf.float32}
+        shapes = {spec["image_input"]: (None, *spec["image_shape"])}
+    else:
+        dtypes = {
+            feature: tf.string if info["dtype"] == "string" else tf.float32
+            for feature, info in spec["features"].items()
+        }
+        shapes = {feature: (None,) for feature in dtypes}
+    signature = {
+        feature: tf.TensorSpec(shape=shapes[feature], dtype=dtype, name=feature) for feature, dtype in dtypes.items()
     }
-    signature = {feature: tf.TensorSpec(shape=(None,), dtype=dtype, name=feature) for feature, dtype in dtypes.items()}
 
     @tf.function(input_signature=[signature])
     def serve(inputs: dict[str, Any]) -> Any:
@@ -141,6 +149,9 @@ def warm_up(predict_fn: Callable[[dict[str, Any]], Any], schema: FeatureSchema) 
     """Calls the model once on a typical row, so tracing happens before it serves."""
     import numpy as np
 
+    if schema.is_image:
+        predict_fn({schema.image_input: np.zeros((2, *schema.image_shape), dtype=np.float32)})
+        return
     columns: dict[str, Any] = {name: np.zeros(2, dtype=np.float32) for name in schema.numeric}
     for name in schema.categorical:
         first = schema.vocabularies[name][0] if schema.vocabularies[name] else ""
