@@ -4,6 +4,14 @@ TFDV (and the protos it brings) is imported inside the functions, so importing
 this module stays cheap. Statistics are computed in memory
 (``tfdv.generate_statistics_from_dataframe``), not with a Beam pipeline: on
 data of pipeline-demo size that is milliseconds instead of seconds.
+
+TFDV imports Apache Beam, whose ``apache_beam.io`` imports the BigQuery,
+Pub/Sub and GCS clients whenever they are installed (``apache-beam[gcp]`` is a
+TFDV requirement), inside a ``try/except ImportError``. Nothing here reads from
+Google Cloud, so ``tfdv_module`` makes that optional import fail for the
+duration of the first import: about 28 MB and half a second less per worker
+(measured with ``benchmarks/pipeline_e2e.py``). Later imports of those modules
+(by anyone) work as usual.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ from flywheel.errors import FlywheelError
 
 from flywheel.components.examples_io import split_dir
 
+# Beam's optional Google Cloud IO, skipped while TFDV is first imported (see the module docstring).
+_SKIPPED_ON_IMPORT = ("apache_beam.io.gcp.bigquery", "apache_beam.io.gcp.pubsub")
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -24,9 +35,28 @@ SCHEMA_FILE = "schema.pbtxt"
 TRAINING, SERVING = "TRAINING", "SERVING"
 
 
+def tfdv_module() -> Any:
+    """``tensorflow_data_validation``, imported without Beam's Google Cloud IO clients."""
+    import sys
+
+    if "tensorflow_data_validation" not in sys.modules and "apache_beam.io" not in sys.modules:
+        blocked = [name for name in _SKIPPED_ON_IMPORT if name not in sys.modules]
+        for name in blocked:
+            sys.modules[name] = None  # type: ignore[assignment]  # makes "import name" raise ImportError
+        try:
+            import tensorflow_data_validation  # noqa: F401 - the first import, with the skips in place
+        finally:
+            for name in blocked:
+                if sys.modules.get(name, 0) is None:
+                    del sys.modules[name]
+    import tensorflow_data_validation as tfdv
+
+    return tfdv
+
+
 def compute_statistics(frame: pd.DataFrame, split: str) -> Any:
     """Statistics of one split as a ``DatasetFeatureStatisticsList`` named after the split."""
-    import tensorflow_data_validation as tfdv
+    tfdv = tfdv_module()
 
     stats = tfdv.generate_statistics_from_dataframe(frame.reset_index(drop=True), tfdv.StatsOptions())
     for dataset in stats.datasets:
@@ -99,7 +129,7 @@ def write_schema(schema_artifact: Artifact, schema: Any) -> str:
 
 def infer_schema(train_stats: Any, label: str) -> Any:
     """Schema inferred from train statistics; the label is left out of the SERVING environment."""
-    import tensorflow_data_validation as tfdv
+    tfdv = tfdv_module()
 
     schema = tfdv.infer_schema(train_stats)
     if label and any(f.name == label for f in schema.feature):
@@ -184,7 +214,7 @@ def find_anomalies(
         ``({split: {feature: description}, "skew": {...}, "drift": {...}},
         {"skew": {feature: measurement}, "drift": {...}})``.
     """
-    import tensorflow_data_validation as tfdv
+    tfdv = tfdv_module()
 
     found: dict[str, dict[str, str]] = {}
     mistyped: set[str] = set()

@@ -177,3 +177,21 @@ def test_bad_parameters_are_rejected(new_artifact):
         _validate(new_artifact, "negative", examples, drift_threshold=-0.5)
     with pytest.raises(ParameterError, match="not both"):
         _validate(new_artifact, "both", examples, schema_path="x.pbtxt", curated_schema=Schema(uri="/nowhere"))
+
+
+def test_tfdv_is_imported_without_beams_cloud_clients_which_stay_importable():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from flywheel.components._validate_tfdv import tfdv_module\n"
+        "tfdv = tfdv_module()\n"
+        "assert tfdv.generate_statistics_from_dataframe is not None\n"
+        "assert 'apache_beam.io.gcp.bigquery' not in sys.modules, 'BigQuery IO was imported'\n"
+        "assert 'google.cloud.bigquery' not in sys.modules\n"
+        "import apache_beam.io.gcp.bigquery\n"  # nothing stays blocked
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
