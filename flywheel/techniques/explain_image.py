@@ -59,12 +59,22 @@ def _check_maps(owner: str, maps: Any, images: np.ndarray) -> np.ndarray:
     return maps
 
 
+def _map_area(layer: Any) -> int:
+    """H * W of a convolution's output map (2 when the size is not fixed: large enough to localise)."""
+    shape = tuple(layer.output.shape)
+    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+        return 2
+    return int(shape[1]) * int(shape[2])
+
+
 class GradCam(Technique):
     """Grad-CAM heat maps of a Keras functional CNN, upsampled to the input.
 
     Args:
         layer_name: The convolution whose maps are weighted; None picks the
-            last ``Conv2D`` layer of the model.
+            last ``Conv2D`` layer whose map is larger than 1x1 (a 1x1 map, like
+            EfficientNet-B0's ``top_conv`` on 32x32 inputs, cannot localise
+            anything), or the last ``Conv2D`` if every map is 1x1.
         use_logits: Differentiate the class logit (the softmax layer's input
             times its kernel, as the paper does) instead of the probability.
 
@@ -91,11 +101,13 @@ class GradCam(Technique):
         if not isinstance(model, keras.Model):
             raise TechniqueInputError(f"GradCam needs a Keras functional model; got {type(model).__name__}.")
         convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-        name = self.layer_name or (convs[-1] if convs else None)
+        with_maps = [name for name in convs if _map_area(model.get_layer(name)) > 1]
+        name = self.layer_name or ((with_maps or convs)[-1] if convs else None)
         if name is None or name not in convs:
             raise TechniqueInputError(
                 f"GradCam needs a Conv2D layer of the model; got layer_name={self.layer_name!r}, "
-                f"and the model's Conv2D layers are {convs}. Pass one of them (or None for the last)."
+                f"and the model's Conv2D layers are {convs}. Pass one of them (or None for the last), "
+                "or explain a convolutional model (train architecture cnn, resnet, efficientnet_b0 or vit)."
             )
         head = model.layers[-1]
         self.layer_name_ = name

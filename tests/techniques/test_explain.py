@@ -154,3 +154,17 @@ def test_lime_removal_effects_predict_the_deletion_better_than_random(penguins):
     assert result.top_change > result.random_change
     with pytest.raises(TechniqueInputError, match="discretize_continuous=False"):
         LimeTabular(random_state=0).fit(predict, X_train).removal_effects(X[:2], np.zeros((2, 6)), baseline)
+
+
+def test_grad_cam_skips_a_last_convolution_whose_map_is_1x1():
+    import keras
+
+    pixels = keras.Input(shape=(8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="with_map")(pixels)
+    x = keras.layers.MaxPooling2D(8)(x)
+    x = keras.layers.Conv2D(4, 1, activation="relu", name="one_by_one")(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(pixels, keras.layers.Dense(3, activation="softmax")(x))
+
+    assert GradCam().fit(model).layer_name_ == "with_map"
+    assert GradCam(layer_name="one_by_one").fit(model).layer_name_ == "one_by_one"  # asked for: honoured
