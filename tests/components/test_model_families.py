@@ -175,7 +175,8 @@ def test_unknown_family_and_image_family_on_tables_are_clear_errors(tmp_path):
     call_component(transform, {"examples": examples}, {"transform_graph": graph}, {})
     with pytest.raises(ParameterError, match=r"for tabular Examples .*Got 'vit' for tabular data instead"):
         _train(examples, graph, tmp_path / "m", architecture="vit")
-    with pytest.raises(ParameterError, match=r"must be one of \('auto', 'mlp', 'cnn', 'resnet', 'efficientnet_b0', 'vit'\)"):
+    valid = r"must be one of \('auto', 'mlp', 'cnn', 'resnet', 'efficientnet_b0', 'vit'\)"
+    with pytest.raises(ParameterError, match=valid):
         _train(examples, graph, tmp_path / "m2", architecture="transformer")
     assert _model_families.resolve_family("auto", image=False) == "mlp"
     assert _model_families.resolve_family("auto", image=True) == "cnn"
