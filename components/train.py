@@ -55,6 +55,7 @@ def train(
     focal_gamma: float = 2.0,
     validation_fraction: float = 0.2,
     seed: int = 0,
+    architecture: str = "auto",
     conv_widths: list = [16, 32],  # noqa: B006
     mixup_alpha: float = 0.0,
     randaugment_n: int = 0,
@@ -92,7 +93,10 @@ def train(
         validation_fraction: Share of train held out when there is no
             ``validation`` split.
         seed: Seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
-        conv_widths: Images only: filters of the CNN's Conv2D blocks.
+        architecture: ``"auto"`` (mlp for tables, cnn for images), ``"mlp"``, or for images only
+            ``"cnn"``, ``"resnet"``, ``"efficientnet_b0"``, ``"vit"`` (``_model_families``).
+        conv_widths: Images only: filters of the CNN's Conv2D blocks (ResNet: of its stages;
+            ViT: ``len`` encoder blocks of width ``conv_widths[-1]``).
         mixup_alpha: Images only: mixup with Beta(alpha, alpha) weights; 0 disables it.
         randaugment_n: Images only: RandAugment's N (operations per batch); 0 disables it.
         randaugment_m: RandAugment's magnitude M in [0, 10].
@@ -148,10 +152,14 @@ def train(
 
     preprocess = _model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
 
+    from flywheel.components import _model_families
+
+    family = _model_families.resolve_family(architecture, image)
+
     def build() -> Any:
         if image:
-            return _image_models.build_cnn(
-                spec["image_shape"], len(vocabulary), widths=[int(w) for w in conv_widths],
+            return _model_families.build_image_classifier(
+                family, spec["image_shape"], len(vocabulary), widths=[int(w) for w in conv_widths],
                 dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
             )
         return build_model(
@@ -264,6 +272,7 @@ def train(
             "loss": loss,
             "class_weights": class_weights,
             "modality": "image" if image else "table",
+            "architecture": family,
             "resampled": source is not examples,
             "mixup_alpha": mixup_alpha,
             "randaugment": [randaugment_n, randaugment_m] if randaugment_n else None,

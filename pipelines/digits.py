@@ -9,6 +9,7 @@ by ``flywheel.datasets.export_digits`` (or any images of that layout) works too:
     flywheel run pipelines/digits.py -p data_path=/tmp/digits
     flywheel run pipelines/digits.py -p mixup_alpha=0.2 -p randaugment_n=1
     flywheel run pipelines/digits.py -p coteaching=true -p forget_rate=0.2
+    flywheel run pipelines/digits.py -p architecture=resnet   # or mlp, cnn, efficientnet_b0, vit
 
 There is no ``validate`` step: TFDV statistics and schemas describe table
 columns, not pixel arrays, so image Examples skip it (the label frame alone
@@ -31,6 +32,7 @@ def digits(
     image_size: list = [],  # noqa: B006 - pipeline defaults are recorded, never mutated
     normalize: bool = False,
     resample: str = "none",
+    architecture: str = "auto",
     conv_widths: list = [16, 32],  # noqa: B006
     hidden_units: list = [64],  # noqa: B006
     dropout: float = 0.25,
@@ -51,7 +53,9 @@ def digits(
     registry: str = "",
     model_name: str = "digits",
 ) -> None:
-    """Trains, evaluates and (if blessed) pushes a small CNN on images.
+    """Trains, evaluates and (if blessed) pushes an image classifier (a small CNN by default).
+
+    ``architecture`` picks the model family (``train``'s parameter).
 
     ``registry`` "" means ``<flywheel home>/registry``.
     """
@@ -60,6 +64,7 @@ def digits(
     trained = train(
         examples=rows.outputs["examples"],
         transform_graph=features.outputs["transform_graph"],
+        architecture=architecture,
         conv_widths=conv_widths,
         hidden_units=hidden_units,
         dropout=dropout,
