@@ -364,11 +364,14 @@ def train_network(
     learning_rate: float,
     seed: int,
     deadline: float | None = None,
+    patience: int = 0,
 ) -> dict[str, list[float]]:
     """Compiles (Adam, sparse cross-entropy) and fits ``net``; returns the Keras history.
 
     ``deadline`` (a ``time.perf_counter()`` value) stops training after the
     batch during which it passes, so a time budget holds within one batch.
+    ``patience`` > 0 stops early on validation loss and keeps the best epoch's
+    weights (Keras ``EarlyStopping``).
     """
     import keras
 
@@ -387,6 +390,10 @@ def train_network(
                     self.model.stop_training = True
 
         callbacks.append(_Deadline())
+    if patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, min_delta=1e-3, restore_best_weights=True)
+        )
     fitted = net.fit(
         np.asarray(x_train, dtype="float32"), np.asarray(y_train), validation_data=(np.asarray(x_val, dtype="float32"), np.asarray(y_val)),
         epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=0,
