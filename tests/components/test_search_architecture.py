@@ -86,3 +86,40 @@ def _made(outputs: dict) -> dict:
     for artifact in outputs.values():
         os.makedirs(artifact.uri, exist_ok=True)
     return outputs
+
+
+def test_compound_scaling_pipeline_writes_a_scaled_model_that_serves_raw_pixels(home, tmp_path):
+    import tensorflow as tf
+
+    base = {"kind": "cnn", "stages": [[8]], "kernel_size": 3, "skip": False, "dense_units": []}
+    params = {
+        "base": base, "phi": 1.0, "grid_values": [1.0, 1.4, 2.0], "search_epochs": 2, "final_epochs": 5,
+        "thresholds": {"accuracy": 0.7}, "registry": str(tmp_path / "registry"),
+    }
+    result = LocalRunner(home, max_workers=2).run(load_pipeline(os.path.join(REPO, "pipelines", "compound_scaling.py")), params)
+    assert result.ok, result.errors
+
+    report = result.outputs["scale_model"]["report"]
+    with open(os.path.join(report.uri, "scaling.json"), encoding="utf-8") as handle:
+        document = json.load(handle)
+    grid, chosen, comparison = document["grid"], document["chosen"], document["comparison"]
+    assert {(g["alpha"], g["beta"], g["gamma"]) for g in grid} == {(2.0, 1.0, 1.0), (1.0, 1.4, 1.0), (1.0, 1.0, 1.4)}
+    best = min(grid, key=lambda g: (-g["val_accuracy"], g["flops"]))  # best validation accuracy, ties: fewer FLOPs
+    assert (chosen["alpha"], chosen["beta"], chosen["gamma"]) == (best["alpha"], best["beta"], best["gamma"])
+    assert abs(chosen["alpha"] * chosen["beta"] ** 2 * chosen["gamma"] ** 2 - 2.0) <= 0.1
+    assert [r["method"] for r in comparison] == ["baseline", "compound", "depth", "width", "resolution"]
+    assert os.path.getsize(os.path.join(report.uri, "scaling.png")) > 5000
+
+    model = result.outputs["scale_model"]["model"]
+    assert model.properties["architecture"] == chosen["architecture"]
+    net = _model_layers.load_model(os.path.join(model.uri, features.MODEL_FILE))  # safe_mode=True
+    assert net.input_shape == (None, 8, 8, 1)
+    assert net.count_params() - model.properties["parameters"] == 0
+    resized = [layer for layer in net.layers if layer.__class__.__name__ == "Resizing"]
+    assert len(resized) == (chosen["architecture"]["resolution"] != 8)
+    examples = Examples(uri=result.outputs["ingest"]["examples"].uri, properties=result.outputs["ingest"]["examples"].properties)
+    pixels, _ = examples_io.read_images(examples, "eval")
+    serve = tf.saved_model.load(os.path.join(model.uri, features.SERVING_DIR)).signatures["serving_default"]
+    served = serve(image=tf.constant(pixels[:4].astype("float32")))["probabilities"].numpy()
+    assert np.allclose(served, np.asarray(net.predict(pixels[:4].astype("float32"), verbose=0)), atol=1e-5)
+    assert result.outputs["evaluate"]["blessing"].properties["blessed"] is True
