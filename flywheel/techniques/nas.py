@@ -365,13 +365,16 @@ def train_network(
     seed: int,
     deadline: float | None = None,
     patience: int = 0,
+    validate: bool = True,
 ) -> dict[str, list[float]]:
     """Compiles (Adam, sparse cross-entropy) and fits ``net``; returns the Keras history.
 
     ``deadline`` (a ``time.perf_counter()`` value) stops training after the
     batch during which it passes, so a time budget holds within one batch.
     ``patience`` > 0 stops early on validation loss and keeps the best epoch's
-    weights (Keras ``EarlyStopping``).
+    weights (Keras ``EarlyStopping``). ``validate=False`` skips the per-epoch
+    validation pass (and its graph tracing) when only the final model is scored;
+    it cannot be combined with ``patience``.
     """
     import keras
 
@@ -394,17 +397,29 @@ def train_network(
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, min_delta=1e-3, restore_best_weights=True)
         )
+    validation = (np.asarray(x_val, dtype="float32"), np.asarray(y_val)) if validate or patience > 0 else None
     fitted = net.fit(
-        np.asarray(x_train, dtype="float32"), np.asarray(y_train), validation_data=(np.asarray(x_val, dtype="float32"), np.asarray(y_val)),
+        np.asarray(x_train, dtype="float32"), np.asarray(y_train), validation_data=validation,
         epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=0,
     )
     return {key: [float(v) for v in values] for key, values in fitted.history.items()}
 
 
+def predict_proba(net: Any, x: Any, *, batch: int = 1024) -> np.ndarray:
+    """Class probabilities by direct (eager) calls in batches; no ``predict`` graph to trace for a one-off score."""
+    x = np.asarray(x, dtype="float32")
+    return np.concatenate([np.asarray(net(x[i:i + batch], training=False)) for i in range(0, len(x), batch)])
+
+
 def accuracy_of(net: Any, x: Any, y: Any) -> float:
     """Share of ``x`` whose argmax prediction equals ``y``."""
-    proba = np.asarray(net.predict(np.asarray(x, dtype="float32"), batch_size=512, verbose=0))
-    return float((proba.argmax(axis=1) == np.asarray(y)).mean())
+    return float((predict_proba(net, x).argmax(axis=1) == np.asarray(y)).mean())
+
+
+def log_loss_of(net: Any, x: Any, y: Any) -> float:
+    """Mean cross-entropy of the predicted probabilities of the true classes."""
+    proba = predict_proba(net, x)
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(proba)), np.asarray(y)], 1e-7, 1.0))))
 
 
 def measure_latency_ms(net: Any, x: Any, *, batch: int = 32, repeats: int = 5) -> float:
@@ -602,7 +617,7 @@ class ArchitectureSearch(Technique):
         net = build_network(arch, shape, n_classes, preprocess=preprocess)
         history = train_network(
             net, x_train, y_train, x_val, y_val, epochs=self.epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, seed=seed, deadline=deadline,
+            learning_rate=self.learning_rate, seed=seed, deadline=deadline, validate=False,
         )
         val_accuracy = accuracy_of(net, x_val, y_val)
         params, flops = architecture_cost(arch, shape, n_classes)
@@ -631,7 +646,7 @@ class ArchitectureSearch(Technique):
             search.fit(X[..., 0], y, X[..., 0], y)
 
         return {
-            "params": {"search_space": tiny, "strategy": "random", "n_trials": 3, "epochs": 1, "random_state": 0},
+            "params": {"search_space": tiny, "strategy": "random", "n_trials": 2, "epochs": 1, "random_state": 0},
             "bad_params": [{"n_trials": 0}, {"strategy": "grid"}, {"param_penalty": -1.0}, {"max_params": 0}],
             "call": call,
             "bad_input": bad_input,

@@ -117,12 +117,13 @@ def _train_and_score(
     net = nas.build_network(arch, input_shape, n_classes, preprocess=preprocess, name="scaled")
     x_train, y_train, x_val, y_val = data
     history = nas.train_network(
-        net, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+        net, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        validate=False,
     )
     params, flops = nas.architecture_cost(arch, input_shape, n_classes)
     row = {
         "architecture": arch, "name": nas.describe(arch), "params": params, "flops": flops,
-        "val_accuracy": nas.accuracy_of(net, x_val, y_val), "val_loss": history["val_loss"][-1],
+        "val_accuracy": nas.accuracy_of(net, x_val, y_val), "val_loss": nas.log_loss_of(net, x_val, y_val), "epochs_run": len(history["loss"]),
         "seconds": round(time.perf_counter() - began, 3),
     }
     if eval_data is not None:
