@@ -63,7 +63,7 @@ def scale_model(
         model: Receives the compound-scaled network, trained (the files ``train`` writes).
         report: Receives ``index.html``, ``scaling.png`` and ``scaling.json``.
         base: Baseline CNN as a ``flywheel.techniques.nas`` architecture; ``{}``
-            means ``scaling.BASELINE`` (two stages of two 3x3 convolutions, 8 and 16 filters).
+            means ``scaling.BASELINE`` (two stages of two 3x3 convolutions, 8 and 16 filters, residual skips).
         phi: Compound coefficient (``d, w, r = alpha**phi, beta**phi, gamma**phi``).
         grid_values: Candidate values of alpha, beta and gamma (each >= 1).
         tolerance: Largest ``|alpha * beta**2 * gamma**2 - 2|`` of a grid point.

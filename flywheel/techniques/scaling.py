@@ -34,7 +34,7 @@ from flywheel.errors import FlywheelError
 from flywheel.techniques import nas
 from flywheel.techniques.base import Interval, Technique
 
-BASELINE: dict[str, Any] = {"kind": "cnn", "stages": [[8, 8], [16, 16]], "kernel_size": 3, "skip": False, "dense_units": []}
+BASELINE: dict[str, Any] = {"kind": "cnn", "stages": [[8, 8], [16, 16]], "kernel_size": 3, "skip": True, "dense_units": []}
 GRID_VALUES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 METHODS = ("compound", "depth", "width", "resolution")
 
