@@ -202,8 +202,8 @@ def mutate_architecture(arch: dict[str, Any], space: dict[str, list[Any]], rng: 
         moves = [width, layer_count]
 
     def skip() -> bool:
-        if len(space["skip"]) < 2:
-            return False
+        if len(space["skip"]) < 2 or not _skip_applies(child):
+            return False  # toggling a skip that no layer can take would rebuild the parent's network
         child["skip"] = not child["skip"]
         return True
 
@@ -212,6 +212,12 @@ def mutate_architecture(arch: dict[str, Any], space: dict[str, list[Any]], rng: 
         if moves[int(index)]():
             return child
     return sample_architecture(space, rng)
+
+
+def _skip_applies(arch: dict[str, Any]) -> bool:
+    """Whether some layer follows one of its own width (where ``skip`` adds a residual connection)."""
+    runs = arch["stages"] if arch["kind"] == "cnn" else [arch["units"]]
+    return any(run[i] == run[i - 1] for run in runs for i in range(1, len(run)))
 
 
 def layer_plan(arch: dict[str, Any], input_shape: Sequence[int], n_classes: int) -> list[dict[str, Any]]:

@@ -78,6 +78,9 @@ def test_samples_and_mutations_stay_in_the_space():
         arch = nas.sample_architecture(space, rng)
         child = nas.mutate_architecture(arch, space, rng)
         assert child != arch
+        if {**child, "skip": arch["skip"]} == arch:  # only the skip flag changed: it must change the network
+            assert len(nas.layer_plan(child, (8, 8, 1), 3)) == len(nas.layer_plan(arch, (8, 8, 1), 3))
+            assert nas.layer_plan(child, (8, 8, 1), 3) != nas.layer_plan(arch, (8, 8, 1), 3)
         for a in (arch, child):
             if a["kind"] == "cnn":
                 assert len(a["stages"]) in space["stages"]
@@ -131,7 +134,7 @@ def test_search_stops_at_its_time_budget(blobs):
 def test_same_seed_same_candidates_other_seed_other_candidates(blobs):
     def names(seed: int) -> list[str]:
         search = nas.ArchitectureSearch(
-            search_space=TINY_SPACE, strategy="random", n_trials=3, epochs=1, random_state=seed
+            search_space=TINY_SPACE, strategy="random", n_trials=2, epochs=1, random_state=seed
         ).fit(*blobs)
         return [t["name"] for t in search.trials_]
 
