@@ -1,7 +1,9 @@
 """EfficientNet-style compound scaling (Tan & Le, ICML 2019) of a small baseline CNN.
 
 A baseline is an architecture of ``flywheel.techniques.nas`` (a CNN with
-stages of Conv2D layers). Three knobs scale it:
+stages of Conv2D layers; ``BASELINE`` has residual skips, without which the
+16-layer depth-scaled network at ``phi = 2`` did not train on digits). Three
+knobs scale it:
 
 * depth ``d``: every stage gets ``ceil(d * layers)`` layers (EfficientNet's
   rounding of block repeats);
