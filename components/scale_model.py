@@ -175,10 +175,11 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
 
     figure, axis = plt.subplots(figsize=(6, 4.2))
     base = [r for r in rows if r["method"] == "baseline"]
-    for method, marker in (("compound", "*"), ("depth", "o"), ("width", "s"), ("resolution", "^")):
-        points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["flops"])
-        points = base + points
-        axis.plot([r["flops"] for r in points], [r["val_accuracy"] for r in points], marker=marker, label=method)
+    # Compound last, dashed and larger: when the grid picks a one-knob point it coincides with that method's line.
+    for method, marker in (("depth", "o"), ("width", "s"), ("resolution", "^"), ("compound", "*")):
+        points = base + sorted((r for r in rows if r["method"] == method), key=lambda r: r["flops"])
+        style = {"linestyle": "--", "markersize": 14} if method == "compound" else {}
+        axis.plot([r["flops"] for r in points], [r["val_accuracy"] for r in points], marker=marker, label=method, **style)
     axis.set_xscale("log")
     axis.set_xlabel("FLOPs per image (log)")
     axis.set_ylabel("validation accuracy")
