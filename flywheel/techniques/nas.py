@@ -1,0 +1,659 @@
+"""Neural architecture search over small image CNNs and MLPs, with a Pareto front.
+
+An *architecture* is plain JSON data, so it can be declared in a pipeline
+file, recorded in lineage and rebuilt later::
+
+    {"kind": "cnn", "stages": [[16, 16], [32]], "kernel_size": 3, "skip": true,
+     "dense_units": [32], "resolution": 8}
+    {"kind": "mlp", "units": [64, 64], "skip": false, "resolution": 8}
+
+A CNN stage is a list of Conv2D widths (one per layer, ``same`` padding, ReLU)
+followed by a 2x2 max-pool while the map is at least 4 pixels wide (the rule of
+``_image_models.build_cnn``). ``skip`` adds a residual connection around every
+layer whose input already has its output's shape (layers after the first in a
+stage; MLP layers of the same width as the one before). ``resolution`` resizes
+the input inside the model (a Keras ``Resizing`` layer), so serving still takes
+raw pixels. The *search space* is a dict of choices (see ``DEFAULT_SPACE``).
+
+``layer_plan`` turns an architecture into a list of layers with their shapes;
+``network_cost`` counts parameters and FLOPs analytically from that plan (FLOPs
+= 2 x multiply-adds of the Conv2D and Dense layers; pooling, adds, ReLU and
+resizing are not counted), and ``build_network`` builds the same plan in Keras,
+so the count and the model cannot drift apart.
+
+``ArchitectureSearch`` runs random search or regularized (aging) evolution
+(Real et al., AAAI 2019) with a trial budget and a time budget. Objective:
+``validation accuracy - param_penalty * log10(parameters)`` (a soft penalty),
+with an optional hard constraint ``parameters <= max_params`` that is checked
+analytically before a candidate is trained (infeasible samples are redrawn).
+Every candidate's accuracy, parameters, FLOPs and measured latency are kept;
+``pareto_front`` marks the non-dominated ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from flywheel.errors import FlywheelError, ParameterError
+from flywheel.techniques.base import Interval, Options, Technique
+
+DEFAULT_SPACE: dict[str, list[Any]] = {
+    "kinds": ["cnn", "mlp"],
+    "stages": [1, 2],  # CNN conv stages
+    "layers_per_stage": [1, 2],  # CNN conv layers in a stage
+    "widths": [8, 16, 32],  # CNN filters, chosen per layer
+    "kernel_sizes": [3, 5],
+    "skip": [False, True],
+    "dense_units": [0, 32, 64],  # CNN head: 0 = softmax right after the convolutions
+    "mlp_layers": [1, 2, 3],
+    "mlp_units": [32, 64, 128],  # MLP width, chosen per layer
+}
+SPACE_KEYS = tuple(DEFAULT_SPACE)
+STRATEGIES = ("random", "evolution")
+
+
+def check_space(space: Any, owner: str = "ArchitectureSearch") -> dict[str, list[Any]]:
+    """A search space with every key of ``DEFAULT_SPACE`` as a non-empty list of valid choices.
+
+    Missing keys take ``DEFAULT_SPACE``'s choices.
+
+    Raises:
+        ParameterError: a key is unknown or a choice list is empty or invalid.
+    """
+    if not isinstance(space, dict):
+        raise ParameterError(f"The 'search_space' parameter of {owner} must be a dict of choice lists. Got {space!r} instead.")
+    unknown = sorted(set(space) - set(SPACE_KEYS))
+    if unknown:
+        raise ParameterError(
+            f"The 'search_space' parameter of {owner} must only use the keys {', '.join(SPACE_KEYS)}. "
+            f"Got unknown keys {unknown} instead."
+        )
+    merged = {**DEFAULT_SPACE, **space}
+    for key, choices in merged.items():
+        if not isinstance(choices, list) or not choices:
+            raise ParameterError(
+                f"The 'search_space' parameter of {owner} must give '{key}' as a non-empty list. Got {choices!r} instead."
+            )
+        if key == "kinds":
+            ok = all(c in ("cnn", "mlp") for c in choices)
+        elif key == "skip":
+            ok = all(isinstance(c, bool) for c in choices)
+        elif key == "kernel_sizes":
+            ok = all(_is_int(c) and c >= 1 and c % 2 == 1 for c in choices)
+        elif key == "dense_units":
+            ok = all(_is_int(c) and c >= 0 for c in choices)
+        else:
+            ok = all(_is_int(c) and c >= 1 for c in choices)
+        if not ok:
+            raise ParameterError(
+                f"The 'search_space' parameter of {owner} must give valid '{key}' choices (kinds: 'cnn'/'mlp'; skip: "
+                f"bools; kernel_sizes: odd ints >= 1; dense_units: ints >= 0; others: ints >= 1). Got {choices!r} instead."
+            )
+    return merged
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def sample_architecture(space: dict[str, list[Any]], rng: np.random.Generator) -> dict[str, Any]:
+    """A random architecture of the space (uniform over each choice)."""
+
+    def pick(key: str) -> Any:
+        return space[key][int(rng.integers(len(space[key])))]
+
+    kind = pick("kinds")
+    if kind == "cnn":
+        stages = [[int(pick("widths")) for _ in range(int(pick("layers_per_stage")))] for _ in range(int(pick("stages")))]
+        dense = int(pick("dense_units"))
+        return {
+            "kind": "cnn", "stages": stages, "kernel_size": int(pick("kernel_sizes")),
+            "skip": bool(pick("skip")), "dense_units": [dense] if dense else [],
+        }
+    return {"kind": "mlp", "units": [int(pick("mlp_units")) for _ in range(int(pick("mlp_layers")))], "skip": bool(pick("skip"))}
+
+
+def mutate_architecture(arch: dict[str, Any], space: dict[str, list[Any]], rng: np.random.Generator) -> dict[str, Any]:
+    """A copy of ``arch`` with one random change that stays inside the space.
+
+    CNN changes: one layer's width, a layer added to or removed from a stage,
+    a stage added or removed, the kernel size, skip on/off, the dense head.
+    MLP changes: one layer's width, a layer added or removed, skip on/off.
+    A change that has no effect in the space (one choice only) is replaced by
+    a fresh sample of the space, so a mutation never returns its parent.
+    """
+    child = copy.deepcopy(arch)
+
+    def other(key: str, current: Any) -> Any:
+        options = [c for c in space[key] if c != current]
+        return options[int(rng.integers(len(options)))] if options else None
+
+    moves: list[Any] = []
+    if arch["kind"] == "cnn":
+        stages = child["stages"]
+        layers = [(s, i) for s, stage in enumerate(stages) for i in range(len(stage))]
+
+        def width() -> bool:
+            s, i = layers[int(rng.integers(len(layers)))]
+            new = other("widths", stages[s][i])
+            if new is None:
+                return False
+            stages[s][i] = int(new)
+            return True
+
+        def layer_count() -> bool:
+            s = int(rng.integers(len(stages)))
+            grow = [n for n in space["layers_per_stage"] if n != len(stages[s])]
+            if not grow:
+                return False
+            target = int(grow[int(rng.integers(len(grow)))])
+            while len(stages[s]) < target:
+                stages[s].append(stages[s][-1])
+            del stages[s][target:]
+            return True
+
+        def stage_count() -> bool:
+            target = other("stages", len(stages))
+            if target is None:
+                return False
+            while len(stages) < target:
+                stages.append([int(space["widths"][int(rng.integers(len(space["widths"])))])] * int(space["layers_per_stage"][0]))
+            del stages[int(target):]
+            return True
+
+        def kernel() -> bool:
+            new = other("kernel_sizes", child["kernel_size"])
+            child["kernel_size"] = int(new) if new is not None else child["kernel_size"]
+            return new is not None
+
+        def head() -> bool:
+            new = other("dense_units", child["dense_units"][0] if child["dense_units"] else 0)
+            if new is None:
+                return False
+            child["dense_units"] = [int(new)] if new else []
+            return True
+
+        moves = [width, layer_count, stage_count, kernel, head]
+    else:
+        units = child["units"]
+
+        def width() -> bool:
+            i = int(rng.integers(len(units)))
+            new = other("mlp_units", units[i])
+            if new is None:
+                return False
+            units[i] = int(new)
+            return True
+
+        def layer_count() -> bool:
+            target = other("mlp_layers", len(units))
+            if target is None:
+                return False
+            while len(units) < target:
+                units.append(units[-1])
+            del units[int(target):]
+            return True
+
+        moves = [width, layer_count]
+
+    def skip() -> bool:
+        if len(space["skip"]) < 2 or not _skip_applies(child):
+            return False  # toggling a skip that no layer can take would rebuild the parent's network
+        child["skip"] = not child["skip"]
+        return True
+
+    moves.append(skip)
+    for index in rng.permutation(len(moves)):
+        if moves[int(index)]():
+            return child
+    return sample_architecture(space, rng)
+
+
+def _skip_applies(arch: dict[str, Any]) -> bool:
+    """Whether some layer follows one of its own width (where ``skip`` adds a residual connection)."""
+    runs = arch["stages"] if arch["kind"] == "cnn" else [arch["units"]]
+    return any(run[i] == run[i - 1] for run in runs for i in range(1, len(run)))
+
+
+def layer_plan(arch: dict[str, Any], input_shape: Sequence[int], n_classes: int) -> list[dict[str, Any]]:
+    """The layers of an architecture with their shapes (what both counting and building use).
+
+    Ops: ``resize`` (to ``height`` x ``width``), ``conv`` (``kernel``, ``in``,
+    ``out``, output ``height``/``width``, ``skip``), ``pool``, ``flatten``
+    (``out`` features), ``dense`` (``in``, ``out``, ``skip``, ``softmax``).
+
+    Raises:
+        FlywheelError: the architecture or input shape is malformed.
+    """
+    if len(input_shape) != 3 or min(input_shape) < 1 or n_classes < 2:
+        raise FlywheelError(
+            f"An architecture needs an input shape (height, width, channels) and >= 2 classes; "
+            f"got {tuple(input_shape)} and {n_classes}."
+        )
+    kind = arch.get("kind") if isinstance(arch, dict) else None
+    if kind not in ("cnn", "mlp"):
+        raise FlywheelError(f"An architecture is a dict with kind 'cnn' or 'mlp'; got {arch!r}.")
+    h, w, channels = (int(v) for v in input_shape)
+    plan: list[dict[str, Any]] = []
+    resolution = arch.get("resolution")
+    if resolution and (int(resolution) != h or int(resolution) != w):
+        h = w = int(resolution)
+        plan.append({"op": "resize", "height": h, "width": w})
+    skip = bool(arch.get("skip", False))
+    if kind == "cnn":
+        stages = arch.get("stages") or []
+        if not stages or not all(stage for stage in stages):
+            raise FlywheelError(f"A CNN architecture needs non-empty 'stages' (lists of widths); got {stages!r}.")
+        kernel = int(arch.get("kernel_size", 3))
+        for stage in stages:
+            for width in stage:
+                plan.append(
+                    {"op": "conv", "kernel": kernel, "in": channels, "out": int(width), "height": h, "width": w,
+                     "skip": skip and channels == int(width) and plan[-1]["op"] == "conv"}
+                )
+                channels = int(width)
+            if min(h, w) >= 4:
+                h, w = h // 2, w // 2
+                plan.append({"op": "pool", "height": h, "width": w})
+        features = h * w * channels
+        hidden = [int(u) for u in arch.get("dense_units", [])]
+    else:
+        features = h * w * channels
+        hidden = [int(u) for u in arch.get("units", [])]
+        if not hidden:
+            raise FlywheelError(f"An MLP architecture needs non-empty 'units'; got {arch!r}.")
+    plan.append({"op": "flatten", "out": features})
+    for i, units in enumerate(hidden):
+        plan.append({"op": "dense", "in": features, "out": units, "skip": skip and kind == "mlp" and i > 0 and features == units})
+        features = units
+    plan.append({"op": "dense", "in": features, "out": int(n_classes), "skip": False, "softmax": True})
+    return plan
+
+
+def network_cost(plan: list[dict[str, Any]]) -> tuple[int, int]:
+    """(trainable parameters, FLOPs per image) of a ``layer_plan``.
+
+    FLOPs are 2 x multiply-adds of Conv2D (``2*H*W*k*k*C_in*C_out``) and Dense
+    (``2*in*out``) layers; biases, activations, pooling, residual adds and
+    resizing are not counted.
+    """
+    params = flops = 0
+    for layer in plan:
+        if layer["op"] == "conv":
+            k, cin, cout = layer["kernel"], layer["in"], layer["out"]
+            params += k * k * cin * cout + cout
+            flops += 2 * layer["height"] * layer["width"] * k * k * cin * cout
+        elif layer["op"] == "dense":
+            params += layer["in"] * layer["out"] + layer["out"]
+            flops += 2 * layer["in"] * layer["out"]
+    return int(params), int(flops)
+
+
+def architecture_cost(arch: dict[str, Any], input_shape: Sequence[int], n_classes: int) -> tuple[int, int]:
+    """(trainable parameters, FLOPs per image) of an architecture; see ``network_cost``."""
+    return network_cost(layer_plan(arch, input_shape, n_classes))
+
+
+def describe(arch: dict[str, Any]) -> str:
+    """A short one-line name, e.g. ``cnn k3 [16,16|32] skip head[32] r8``."""
+    res = f" r{arch['resolution']}" if arch.get("resolution") else ""
+    skip = " skip" if arch.get("skip") else ""
+    if arch["kind"] == "cnn":
+        stages = "|".join(",".join(str(w) for w in stage) for stage in arch["stages"])
+        head = f" head{list(arch.get('dense_units', []))}" if arch.get("dense_units") else ""
+        return f"cnn k{arch['kernel_size']} [{stages}]{skip}{head}{res}"
+    return f"mlp {list(arch['units'])}{skip}{res}"
+
+
+def build_network(
+    arch: dict[str, Any],
+    input_shape: Sequence[int],
+    n_classes: int,
+    *,
+    preprocess: Any = None,
+    input_name: str = "image",
+    name: str = "searched",
+) -> Any:
+    """The Keras model of an architecture (softmax output named ``probabilities``).
+
+    Only built-in Keras layers, so the saved model loads with ``safe_mode=True``.
+    ``preprocess`` (a Keras model, e.g. the transform's pixel scaling) is applied
+    first and frozen.
+
+    Raises:
+        FlywheelError: the architecture is malformed.
+    """
+    import keras
+
+    plan = layer_plan(arch, input_shape, n_classes)
+    pixels = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="float32", name=input_name)
+    x = pixels
+    if preprocess is not None:
+        preprocess.trainable = False
+        x = preprocess(x)
+    convs = denses = pools = 0
+    for layer in plan:
+        if layer["op"] == "resize":
+            x = keras.layers.Resizing(layer["height"], layer["width"], interpolation="bilinear", name="resize")(x)
+        elif layer["op"] == "conv":
+            y = keras.layers.Conv2D(layer["out"], layer["kernel"], padding="same", activation="relu", name=f"conv_{convs}")(x)
+            x = keras.layers.Add(name=f"skip_conv_{convs}")([x, y]) if layer["skip"] else y
+            convs += 1
+        elif layer["op"] == "pool":
+            x = keras.layers.MaxPooling2D(2, name=f"pool_{pools}")(x)
+            pools += 1
+        elif layer["op"] == "flatten":
+            x = keras.layers.Flatten(name="flatten")(x)
+        elif layer.get("softmax"):
+            x = keras.layers.Dense(layer["out"], activation="softmax", name="probabilities")(x)
+        else:
+            y = keras.layers.Dense(layer["out"], activation="relu", name=f"dense_{denses}")(x)
+            x = keras.layers.Add(name=f"skip_dense_{denses}")([x, y]) if layer["skip"] else y
+            denses += 1
+    return keras.Model(inputs=pixels, outputs=x, name=name)
+
+
+def train_network(
+    net: Any,
+    x_train: Any,
+    y_train: Any,
+    x_val: Any,
+    y_val: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    deadline: float | None = None,
+    patience: int = 0,
+    validate: bool = True,
+) -> dict[str, list[float]]:
+    """Compiles (Adam, sparse cross-entropy) and fits ``net``; returns the Keras history.
+
+    ``deadline`` (a ``time.perf_counter()`` value) stops training after the
+    batch during which it passes, so a time budget holds within one batch.
+    ``patience`` > 0 stops early on validation loss and keeps the best epoch's
+    weights (Keras ``EarlyStopping``). ``validate=False`` skips the per-epoch
+    validation pass (and its graph tracing) when only the final model is scored;
+    it cannot be combined with ``patience``.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    net.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    callbacks = []
+    if deadline is not None:
+
+        class _Deadline(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                if time.perf_counter() >= deadline:
+                    self.model.stop_training = True
+
+        callbacks.append(_Deadline())
+    if patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, min_delta=1e-3, restore_best_weights=True)
+        )
+    validation = (np.asarray(x_val, dtype="float32"), np.asarray(y_val)) if validate or patience > 0 else None
+    fitted = net.fit(
+        np.asarray(x_train, dtype="float32"), np.asarray(y_train), validation_data=validation,
+        epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=0,
+    )
+    return {key: [float(v) for v in values] for key, values in fitted.history.items()}
+
+
+def predict_proba(net: Any, x: Any, *, batch: int = 1024) -> np.ndarray:
+    """Class probabilities by direct (eager) calls in batches; no ``predict`` graph to trace for a one-off score."""
+    x = np.asarray(x, dtype="float32")
+    return np.concatenate([np.asarray(net(x[i:i + batch], training=False)) for i in range(0, len(x), batch)])
+
+
+def accuracy_of(net: Any, x: Any, y: Any) -> float:
+    """Share of ``x`` whose argmax prediction equals ``y``."""
+    return float((predict_proba(net, x).argmax(axis=1) == np.asarray(y)).mean())
+
+
+def log_loss_of(net: Any, x: Any, y: Any) -> float:
+    """Mean cross-entropy of the predicted probabilities of the true classes."""
+    proba = predict_proba(net, x)
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(proba)), np.asarray(y)], 1e-7, 1.0))))
+
+
+def measure_latency_ms(net: Any, x: Any, *, batch: int = 32, repeats: int = 5) -> float:
+    """Median milliseconds per image of a direct (eager) call on a batch of ``batch`` images."""
+    sample = np.asarray(x[:batch], dtype="float32")
+    net(sample, training=False)  # warm-up: first call builds the graph
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        net(sample, training=False)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000.0 / len(sample))
+
+
+def pareto_front(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated points, in input order.
+
+    Args:
+        points: One tuple of objective values per candidate.
+        senses: ``"max"`` or ``"min"`` per objective.
+
+    A point is dominated when another is at least as good in every objective
+    and strictly better in one; equal points do not dominate each other, so
+    duplicates on the front are all kept.
+
+    Raises:
+        FlywheelError: a point has another length than ``senses``, or a sense is unknown.
+    """
+    if any(s not in ("max", "min") for s in senses):
+        raise FlywheelError(f"pareto_front senses must be 'max' or 'min' per objective; got {list(senses)}.")
+    signs = np.array([1.0 if s == "max" else -1.0 for s in senses])
+    values = [tuple(p) for p in points]
+    if any(len(p) != len(senses) for p in values):
+        raise FlywheelError(f"pareto_front needs {len(senses)} objective values per point; got lengths {sorted({len(p) for p in values})}.")
+    if not values:
+        return []
+    array = np.asarray(values, dtype="float64") * signs
+    front = []
+    for i, point in enumerate(array):
+        dominated = np.any(np.all(array >= point, axis=1) & np.any(array > point, axis=1))
+        if not dominated:
+            front.append(i)
+    return front
+
+
+class ArchitectureSearch(Technique):
+    """Random search or aging evolution over a declared space of small CNNs and MLPs.
+
+    Each trial builds a candidate, trains it ``epochs`` epochs on the train
+    part, scores its validation accuracy and measures its latency. The score is
+    ``val_accuracy - param_penalty * log10(params)``; with ``max_params`` set,
+    candidates above it are rejected analytically before training and redrawn.
+    The search stops after ``n_trials`` trials or when ``time_budget_s``
+    seconds have passed (a running trial stops after its current batch).
+
+    Aging evolution (Real et al. 2019): the first ``population_size`` trials
+    are random; then each trial samples ``sample_size`` members of the
+    population, mutates the best-scoring one, trains the child, adds it and
+    removes the oldest member.
+
+    Learned attributes: ``trials_`` (one dict per trial: ``architecture``,
+    ``name``, ``params``, ``flops``, ``latency_ms``, ``val_accuracy``,
+    ``score``, ``epochs_run``, ``seconds``, ``origin``), ``best_index_``,
+    ``best_architecture_``, ``best_score_``, ``pareto_params_`` (indices of
+    the front of accuracy vs parameters), ``pareto_latency_`` (accuracy vs
+    latency), ``rejected_`` (infeasible samples redrawn), ``elapsed_s_``,
+    ``stopped_by_`` (``"trials"`` or ``"time"``).
+    """
+
+    _parameter_constraints = {
+        "search_space": [dict],
+        "strategy": [Options(STRATEGIES)],
+        "n_trials": [Interval(int, 1, None)],
+        "time_budget_s": [Interval(float, 0, None, closed="neither")],
+        "population_size": [Interval(int, 2, None)],
+        "sample_size": [Interval(int, 1, None)],
+        "param_penalty": [Interval(float, 0, None)],
+        "max_params": [Interval(int, 1, None), None],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        *,
+        search_space: dict | None = None,
+        strategy: str = "evolution",
+        n_trials: int = 20,
+        time_budget_s: float = 600.0,
+        population_size: int = 8,
+        sample_size: int = 3,
+        param_penalty: float = 0.01,
+        max_params: int | None = None,
+        epochs: int = 5,
+        batch_size: int = 32,
+        learning_rate: float = 0.003,
+        random_state: int | None = 0,
+    ) -> None:
+        self.search_space = search_space
+        self.strategy = strategy
+        self.n_trials = n_trials
+        self.time_budget_s = time_budget_s
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.param_penalty = param_penalty
+        self.max_params = max_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    def score(self, val_accuracy: float, params: int) -> float:
+        """The objective: ``val_accuracy - param_penalty * log10(params)``."""
+        return float(val_accuracy - self.param_penalty * math.log10(max(params, 1)))
+
+    def fit(self, x_train: Any, y_train: Any, x_val: Any, y_val: Any, *, preprocess: Any = None) -> ArchitectureSearch:
+        """Runs the search on images ``(N, H, W, C)`` with integer class labels.
+
+        Args:
+            x_train, y_train: Images and labels the candidates train on.
+            x_val, y_val: Held-out images and labels that score them.
+            preprocess: Optional frozen Keras model applied first in every candidate.
+
+        Raises:
+            ParameterError: a parameter breaks its rule (also the search space).
+            FlywheelError: the images are not 4-D, labels do not match, or no
+                candidate of the space satisfies ``max_params``.
+        """
+        from flywheel.techniques._checks import check_features_labels
+
+        self._validate_params()
+        space = check_space(self.search_space if self.search_space is not None else {})
+        x_train, y_train = check_features_labels("ArchitectureSearch", x_train, y_train, min_dims=4)
+        x_val, y_val = check_features_labels("ArchitectureSearch", x_val, y_val, min_dims=4, min_classes=1)
+        if x_val.shape[1:] != x_train.shape[1:]:
+            raise FlywheelError(f"ArchitectureSearch needs train and validation images of one shape; got {x_train.shape[1:]} and {x_val.shape[1:]}.")
+        n_classes = int(max(y_train.max(), y_val.max())) + 1
+        shape = tuple(int(v) for v in x_train.shape[1:])
+        rng = np.random.default_rng(self.random_state)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        started = time.perf_counter()
+        deadline = started + float(self.time_budget_s)
+        self.trials_: list[dict[str, Any]] = []
+        self.rejected_ = 0
+        population: list[int] = []
+        self.stopped_by_ = "trials"
+        while len(self.trials_) < self.n_trials:
+            if time.perf_counter() >= deadline:
+                self.stopped_by_ = "time"
+                break
+            arch, origin = self._propose(space, rng, population, shape, n_classes)
+            trial = self._evaluate(arch, shape, n_classes, x_train, y_train, x_val, y_val, preprocess, seed + len(self.trials_), deadline)
+            trial["origin"] = origin
+            self.trials_.append(trial)
+            population.append(len(self.trials_) - 1)
+            if self.strategy == "evolution" and len(population) > self.population_size:
+                population.pop(0)  # aging: the oldest member dies, whatever its score
+        self.elapsed_s_ = time.perf_counter() - started
+        scores = [t["score"] for t in self.trials_]
+        self.best_index_ = int(np.argmax(scores))
+        self.best_architecture_ = copy.deepcopy(self.trials_[self.best_index_]["architecture"])
+        self.best_score_ = float(scores[self.best_index_])
+        self.pareto_params_ = pareto_front([(t["val_accuracy"], t["params"]) for t in self.trials_], ("max", "min"))
+        self.pareto_latency_ = pareto_front([(t["val_accuracy"], t["latency_ms"]) for t in self.trials_], ("max", "min"))
+        return self
+
+    def _propose(
+        self, space: dict[str, list[Any]], rng: np.random.Generator, population: list[int], shape: tuple, n_classes: int
+    ) -> tuple[dict[str, Any], str]:
+        for _ in range(200):
+            if self.strategy == "evolution" and len(population) >= self.population_size:
+                picks = rng.choice(len(population), size=min(self.sample_size, len(population)), replace=False)
+                parent = max((population[int(i)] for i in picks), key=lambda i: self.trials_[i]["score"])
+                arch, origin = mutate_architecture(self.trials_[parent]["architecture"], space, rng), f"mutation of {parent}"
+            else:
+                arch, origin = sample_architecture(space, rng), "random"
+            if self.max_params is None or architecture_cost(arch, shape, n_classes)[0] <= self.max_params:
+                return arch, origin
+            self.rejected_ += 1
+        raise FlywheelError(
+            f"ArchitectureSearch drew 200 candidates in a row above max_params={self.max_params}; "
+            "raise max_params or give the search space smaller choices."
+        )
+
+    def _evaluate(
+        self, arch: dict[str, Any], shape: tuple, n_classes: int, x_train: Any, y_train: Any, x_val: Any, y_val: Any,
+        preprocess: Any, seed: int, deadline: float,
+    ) -> dict[str, Any]:
+        import keras
+
+        began = time.perf_counter()
+        keras.utils.set_random_seed(seed)
+        net = build_network(arch, shape, n_classes, preprocess=preprocess)
+        history = train_network(
+            net, x_train, y_train, x_val, y_val, epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, seed=seed, deadline=deadline, validate=False,
+        )
+        val_accuracy = accuracy_of(net, x_val, y_val)
+        params, flops = architecture_cost(arch, shape, n_classes)
+        trial = {
+            "architecture": arch, "name": describe(arch), "params": params, "flops": flops,
+            "latency_ms": measure_latency_ms(net, x_val), "val_accuracy": val_accuracy,
+            "score": self.score(val_accuracy, params), "epochs_run": len(history["loss"]),
+            "seconds": round(time.perf_counter() - began, 3),
+        }
+        keras.backend.clear_session()  # candidates are independent; free their graphs
+        return trial
+
+    @classmethod
+    def _contract_case(cls) -> dict[str, Any]:
+        rng = np.random.default_rng(0)
+        X = rng.random((40, 6, 6, 1)).astype("float32")
+        y = np.tile([0, 1], 20)
+        X[y == 1, :3] += 1.0
+        tiny = {"widths": [2, 4], "mlp_units": [4, 8], "dense_units": [0], "stages": [1], "layers_per_stage": [1], "mlp_layers": [1]}
+
+        def call(search: ArchitectureSearch) -> list[np.ndarray]:
+            search.fit(X[:30], y[:30], X[30:], y[30:])
+            return [np.array([t["params"] for t in search.trials_]), np.array([t["flops"] for t in search.trials_])]
+
+        def bad_input(search: ArchitectureSearch) -> None:
+            search.fit(X[..., 0], y, X[..., 0], y)
+
+        return {
+            "params": {"search_space": tiny, "strategy": "random", "n_trials": 2, "epochs": 1, "random_state": 0},
+            "bad_params": [{"n_trials": 0}, {"strategy": "grid"}, {"param_penalty": -1.0}, {"max_params": 0}],
+            "call": call,
+            "bad_input": bad_input,
+        }
