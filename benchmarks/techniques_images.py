@@ -18,6 +18,9 @@ options, on data that ships with the packages:
   samples and a searched policy (offline, through ``search_augmentation`` and
   ``augment``), the same CNN and epochs; accuracy on the full eval split (349
   images).
+* ``augment_cnn_child``: the same subsets and training, no augmentation vs the
+  searched policy whose candidates a small CNN scored
+  (``search_augmentation(child_model="cnn")``) instead of logistic regression.
 
     .venv/bin/python benchmarks/techniques_images.py all --seeds 3 [--out results.json]
 
@@ -201,6 +204,10 @@ OFFLINE_CONFIGS = {
     "GAN samples to 60/class": "gan",
     "searched policy, 4 copies": "policy",
 }
+# The searched policy again, its candidates scored by a small CNN instead of logistic
+# regression (study "augment_cnn_child"; slower, so not part of "augment").
+CNN_CHILD_CONFIGS = {"searched policy (CNN child), 4 copies": "policy-cnn"}
+CNN_CHILD_EPOCHS = 15
 GAN_TARGET_PER_CLASS = 60
 GAN_STEPS = 3000
 POLICY_COPIES = 4
@@ -273,9 +280,12 @@ def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[A
     started = time.perf_counter()
     if method == "repeat":
         return repeated_copy(subset, os.path.join(root, "augmented"), 1 + POLICY_COPIES), info
-    if method == "policy":
+    if method in ("policy", "policy-cnn"):
         policy = AugmentationPolicy(uri=os.path.join(root, "policy"))
-        call_component(search_augmentation, {"examples": subset}, {"policy": policy}, {"n_copies": POLICY_COPIES, "seed": seed})
+        child = {"child_model": "cnn", "child_epochs": CNN_CHILD_EPOCHS} if method == "policy-cnn" else {}
+        call_component(
+            search_augmentation, {"examples": subset}, {"policy": policy}, {"n_copies": POLICY_COPIES, "seed": seed, **child}
+        )
         info.update(
             search_best=policy.properties["best_score"], search_baseline=policy.properties["baseline_score"],
             search_seconds=round(time.perf_counter() - started, 1),
@@ -284,37 +294,46 @@ def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[A
     augmented = Examples(uri=os.path.join(root, "augmented"))
     call_component(
         augment_component, inputs, {"augmented": augmented},
-        {"method": method, "target_per_class": GAN_TARGET_PER_CLASS, "n_copies": POLICY_COPIES,
+        {"method": "policy" if method == "policy-cnn" else method, "target_per_class": GAN_TARGET_PER_CLASS, "n_copies": POLICY_COPIES,
          "gan_steps": GAN_STEPS, "seed": seed},
     )
     info.update(synthetic_rows=augmented.properties["synthetic_rows"], seconds=round(time.perf_counter() - started, 1))
     return augmented, info
 
 
-def augment(seeds: int, work: str, sizes: tuple[int, ...] = (10, 30), epochs: int = 80) -> dict[str, Any]:
+def augment(
+    seeds: int, work: str, sizes: tuple[int, ...] = (10, 30), epochs: int = 80, configs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Eval accuracy of the CNN trained on few images per class, with and without augmentation.
 
     ``AUGMENT_CONFIGS`` are ``train`` options on the subset itself;
     ``OFFLINE_CONFIGS`` first grow the subset's train split with the
     ``augment`` component, then train plainly. Same CNN, epochs and seed for all.
+    ``configs`` (name -> train options dict, or an offline method name) replaces
+    that default set.
     """
     clean = _ingest("sklearn-digits", os.path.join(work, "aug"))
     base = {"epochs": epochs, "early_stopping_patience": 0, "learning_rate": 0.003, "batch_size": 32,
             "hidden_units": [64], "dropout": 0.25}
-    names = [*AUGMENT_CONFIGS, *OFFLINE_CONFIGS]
+    configs = configs if configs is not None else {**AUGMENT_CONFIGS, **OFFLINE_CONFIGS}
+    names = list(configs)
+    offline_names = [name for name, how in configs.items() if isinstance(how, str)]
     results: dict[str, Any] = {"epochs": epochs, "sizes": {}, "offline": {}}
     for size in sizes:
         rows: dict[str, list[float]] = {name: [] for name in names}
-        offline: dict[str, list[dict[str, Any]]] = {name: [] for name in OFFLINE_CONFIGS}
+        offline: dict[str, list[dict[str, Any]]] = {name: [] for name in offline_names}
         for seed in range(seeds):
             subset = low_data_copy(clean, os.path.join(work, "aug", f"low-{size}-{seed}"), size, seed)
             for name in names:
                 root = os.path.join(work, "aug", f"{size}-{seed}-{names.index(name)}")
                 examples = subset
-                if name in OFFLINE_CONFIGS:
-                    examples, info = offline_augmented(subset, root, OFFLINE_CONFIGS[name], seed)
+                options: dict[str, Any] = {}
+                if name in offline_names:
+                    examples, info = offline_augmented(subset, root, configs[name], seed)
                     offline[name].append(info)
-                out = run_components(examples, root, {}, {**base, **AUGMENT_CONFIGS.get(name, {}), "seed": seed})
+                else:
+                    options = configs[name]
+                out = run_components(examples, root, {}, {**base, **options, "seed": seed})
                 rows[name].append(out["overall"]["accuracy"])
             print(f"    {size}/class seed {seed}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in rows.items()), flush=True)
         results["sizes"][str(size)] = rows
@@ -325,13 +344,19 @@ def augment(seeds: int, work: str, sizes: tuple[int, ...] = (10, 30), epochs: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=("imbalance", "coteaching", "augment", "all"))
+    parser.add_argument("study", choices=("imbalance", "coteaching", "augment", "augment_cnn_child", "all"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", help="write the raw numbers as JSON here")
+    parser.add_argument("--sizes", default="10,30", help="augment studies: train images per class, comma-separated")
     args = parser.parse_args(argv)
     _quiet()
     sys.path.insert(0, REPO)
-    studies = {"imbalance": imbalance, "coteaching": coteaching, "augment": augment}
+    sizes = tuple(int(size) for size in args.sizes.split(","))
+    studies = {
+        "imbalance": imbalance, "coteaching": coteaching,
+        "augment": lambda seeds, work: augment(seeds, work, sizes),
+        "augment_cnn_child": lambda seeds, work: augment(seeds, work, sizes, configs={"none": {}, **CNN_CHILD_CONFIGS}),
+    }
     chosen = list(studies) if args.study == "all" else [args.study]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
