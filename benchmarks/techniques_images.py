@@ -267,7 +267,8 @@ def repeated_copy(examples: Any, uri: str, times: int) -> Any:
 def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[Any, dict[str, Any]]:
     """``subset`` grown by the ``augment`` component (after ``search_augmentation`` for a policy).
 
-    Returns the augmented Examples and what the steps recorded (synthetic rows,
+    ``method`` is "gan", "policy", "policy-cnn" (search with the CNN child) or
+    "repeat" (the step control: no component, the real images repeated). Returns the augmented Examples and what the steps recorded (synthetic rows,
     the search's validation scores and seconds).
     """
     from flywheel.components.augment import augment as augment_component
@@ -294,8 +295,8 @@ def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[A
     augmented = Examples(uri=os.path.join(root, "augmented"))
     call_component(
         augment_component, inputs, {"augmented": augmented},
-        {"method": "policy" if method == "policy-cnn" else method, "target_per_class": GAN_TARGET_PER_CLASS, "n_copies": POLICY_COPIES,
-         "gan_steps": GAN_STEPS, "seed": seed},
+        {"method": "policy" if method == "policy-cnn" else method, "target_per_class": GAN_TARGET_PER_CLASS,
+         "n_copies": POLICY_COPIES, "gan_steps": GAN_STEPS, "seed": seed},
     )
     info.update(synthetic_rows=augmented.properties["synthetic_rows"], seconds=round(time.perf_counter() - started, 1))
     return augmented, info
