@@ -13,8 +13,14 @@ options, on data that ships with the packages:
   one of the 9 other classes uniformly); standard training and co-teaching with
   the same CNN and the same epochs, no early stopping; eval labels are clean.
 * ``augment``: low-data digits, 10 and 30 train images per class (seeded
-  draws from the train split); no augmentation vs mixup and RandAugment, same
-  epochs; accuracy on the full eval split (349 images).
+  draws from the train split, 20% of them held out as a ``validation`` split);
+  no augmentation vs mixup and RandAugment (``train`` options) and vs GAN
+  samples and a searched policy (offline, through ``search_augmentation`` and
+  ``augment``), the same CNN and epochs; accuracy on the full eval split (349
+  images).
+* ``augment_cnn_child``: the same subsets and training, no augmentation vs the
+  searched policy whose candidates a small CNN scored
+  (``search_augmentation(child_model="cnn")``) instead of logistic regression.
 
     .venv/bin/python benchmarks/techniques_images.py all --seeds 3 [--out results.json]
 
@@ -191,11 +197,33 @@ AUGMENT_CONFIGS = {
 }
 
 
-def low_data_copy(examples: Any, uri: str, per_class: int, seed: int) -> Any:
-    """Image Examples whose train split keeps ``per_class`` seeded images of each class; eval is untouched."""
+# Grown train splits mean more gradient steps per epoch; "repeat" (the real images
+# 1 + POLICY_COPIES times, no augmentation) is the step-matched control for "policy".
+OFFLINE_CONFIGS = {
+    "none, train split repeated 5x (step control)": "repeat",
+    "GAN samples to 60/class": "gan",
+    "searched policy, 4 copies": "policy",
+}
+# The searched policy again, its candidates scored by a small CNN instead of logistic
+# regression (study "augment_cnn_child"; slower, so not part of "augment").
+CNN_CHILD_CONFIGS = {"searched policy (CNN child), 4 copies": "policy-cnn"}
+CNN_CHILD_EPOCHS = 15
+GAN_TARGET_PER_CLASS = 60
+GAN_STEPS = 3000
+POLICY_COPIES = 4
+
+
+def low_data_copy(examples: Any, uri: str, per_class: int, seed: int, validation_fraction: float = 0.2) -> Any:
+    """Image Examples with ``per_class`` seeded train images of each class; eval is untouched.
+
+    A stratified ``validation_fraction`` of those images becomes a ``validation``
+    split, drawn exactly as ``train`` would draw its hold-out for ``seed``; so
+    offline augmentation grows only the images a model fits, and every
+    configuration validates on the same real images.
+    """
     import numpy as np
 
-    from flywheel.components import examples_io
+    from flywheel.components import _model_resample, examples_io
     from flywheel.dsl.artifacts import Examples
 
     rng = np.random.RandomState(seed)
@@ -205,42 +233,131 @@ def low_data_copy(examples: Any, uri: str, per_class: int, seed: int) -> Any:
         rng.choice(np.flatnonzero(frame["label"].to_numpy() == c), per_class, replace=False)
         for c in examples.properties["class_names"]
     ]))
-    examples_io.write_images(target, "train", images[keep], frame.iloc[keep].reset_index(drop=True))
+    images, frame = images[keep], frame.iloc[keep].reset_index(drop=True)
+    fit, val = _model_resample.holdout_indices(frame["label"].to_numpy(), validation_fraction, seed)
+    examples_io.write_images(target, "train", images[fit], frame.iloc[fit].reset_index(drop=True))
+    examples_io.write_images(target, "validation", images[val], frame.iloc[val].reset_index(drop=True))
     examples_io.write_images(target, "eval", *examples_io.read_images(examples, "eval"))
-    target.properties["row_counts"] = {"train": int(len(keep)), "eval": examples.properties["row_counts"]["eval"]}
+    target.properties["split_names"] = examples_io.split_names(target)
+    target.properties["row_counts"] = {
+        "train": int(len(fit)), "validation": int(len(val)), "eval": examples.properties["row_counts"]["eval"],
+    }
     return target
 
 
-def augment(seeds: int, work: str, sizes: tuple[int, ...] = (10, 30), epochs: int = 80) -> dict[str, Any]:
-    """Eval accuracy of the CNN trained on few images per class, with and without augmentation."""
+def repeated_copy(examples: Any, uri: str, times: int) -> Any:
+    """Image Examples whose train split is the original one ``times`` times over; other splits unchanged."""
+    import numpy as np
+
+    from flywheel.components import examples_io
+    from flywheel.dsl.artifacts import Examples
+
+    target = Examples(uri=uri, properties=dict(examples.properties))
+    for split in examples_io.split_names(examples):
+        images, frame = examples_io.read_images(examples, split)
+        if split == "train":
+            images = np.concatenate([images] * times)
+            frame = frame.iloc[np.tile(np.arange(len(frame)), times)].reset_index(drop=True)
+        examples_io.write_images(target, split, images, frame)
+    counts = examples.properties["row_counts"]
+    target.properties["row_counts"] = {**counts, "train": times * int(counts["train"])}
+    return target
+
+
+def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[Any, dict[str, Any]]:
+    """``subset`` grown by the ``augment`` component (after ``search_augmentation`` for a policy).
+
+    ``method`` is "gan", "policy", "policy-cnn" (search with the CNN child) or
+    "repeat" (the step control: no component, the real images repeated). Returns the augmented Examples and what the steps recorded (synthetic rows,
+    the search's validation scores and seconds).
+    """
+    from flywheel.components.augment import augment as augment_component
+    from flywheel.components.search_augmentation import AugmentationPolicy, search_augmentation
+    from flywheel.dsl.artifacts import Examples
+    from flywheel.execution import call_component
+
+    inputs: dict[str, Any] = {"examples": subset}
+    info: dict[str, Any] = {}
+    started = time.perf_counter()
+    if method == "repeat":
+        return repeated_copy(subset, os.path.join(root, "augmented"), 1 + POLICY_COPIES), info
+    if method in ("policy", "policy-cnn"):
+        policy = AugmentationPolicy(uri=os.path.join(root, "policy"))
+        child = {"child_model": "cnn", "child_epochs": CNN_CHILD_EPOCHS} if method == "policy-cnn" else {}
+        call_component(
+            search_augmentation, {"examples": subset}, {"policy": policy}, {"n_copies": POLICY_COPIES, "seed": seed, **child}
+        )
+        info.update(
+            search_best=policy.properties["best_score"], search_baseline=policy.properties["baseline_score"],
+            search_seconds=round(time.perf_counter() - started, 1),
+        )
+        inputs["policy"] = policy
+    augmented = Examples(uri=os.path.join(root, "augmented"))
+    call_component(
+        augment_component, inputs, {"augmented": augmented},
+        {"method": "policy" if method == "policy-cnn" else method, "target_per_class": GAN_TARGET_PER_CLASS,
+         "n_copies": POLICY_COPIES, "gan_steps": GAN_STEPS, "seed": seed},
+    )
+    info.update(synthetic_rows=augmented.properties["synthetic_rows"], seconds=round(time.perf_counter() - started, 1))
+    return augmented, info
+
+
+def augment(
+    seeds: int, work: str, sizes: tuple[int, ...] = (10, 30), epochs: int = 80, configs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Eval accuracy of the CNN trained on few images per class, with and without augmentation.
+
+    ``AUGMENT_CONFIGS`` are ``train`` options on the subset itself;
+    ``OFFLINE_CONFIGS`` first grow the subset's train split with the
+    ``augment`` component, then train plainly. Same CNN, epochs and seed for all.
+    ``configs`` (name -> train options dict, or an offline method name) replaces
+    that default set.
+    """
     clean = _ingest("sklearn-digits", os.path.join(work, "aug"))
     base = {"epochs": epochs, "early_stopping_patience": 0, "learning_rate": 0.003, "batch_size": 32,
-            "hidden_units": [64], "dropout": 0.25, "validation_fraction": 0.2}
-    results: dict[str, Any] = {"epochs": epochs, "sizes": {}}
+            "hidden_units": [64], "dropout": 0.25}
+    configs = configs if configs is not None else {**AUGMENT_CONFIGS, **OFFLINE_CONFIGS}
+    names = list(configs)
+    offline_names = [name for name, how in configs.items() if isinstance(how, str)]
+    results: dict[str, Any] = {"epochs": epochs, "sizes": {}, "offline": {}}
     for size in sizes:
-        rows: dict[str, list[float]] = {name: [] for name in AUGMENT_CONFIGS}
+        rows: dict[str, list[float]] = {name: [] for name in names}
+        offline: dict[str, list[dict[str, Any]]] = {name: [] for name in offline_names}
         for seed in range(seeds):
             subset = low_data_copy(clean, os.path.join(work, "aug", f"low-{size}-{seed}"), size, seed)
-            for name, extra in AUGMENT_CONFIGS.items():
-                out = run_components(
-                    subset, os.path.join(work, "aug", f"{size}-{seed}-{len(rows[name])}-{name.replace(' ', '_')}"),
-                    {}, {**base, **extra, "seed": seed},
-                )
+            for name in names:
+                root = os.path.join(work, "aug", f"{size}-{seed}-{names.index(name)}")
+                examples = subset
+                options: dict[str, Any] = {}
+                if name in offline_names:
+                    examples, info = offline_augmented(subset, root, configs[name], seed)
+                    offline[name].append(info)
+                else:
+                    options = configs[name]
+                out = run_components(examples, root, {}, {**base, **options, "seed": seed})
                 rows[name].append(out["overall"]["accuracy"])
+            print(f"    {size}/class seed {seed}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in rows.items()), flush=True)
         results["sizes"][str(size)] = rows
+        results["offline"][str(size)] = offline
         print(f"  {size} per class: " + ", ".join(f"{n} {_summary(v)}" for n, v in rows.items()), flush=True)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=("imbalance", "coteaching", "augment", "all"))
+    parser.add_argument("study", choices=("imbalance", "coteaching", "augment", "augment_cnn_child", "all"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", help="write the raw numbers as JSON here")
+    parser.add_argument("--sizes", default="10,30", help="augment studies: train images per class, comma-separated")
     args = parser.parse_args(argv)
     _quiet()
     sys.path.insert(0, REPO)
-    studies = {"imbalance": imbalance, "coteaching": coteaching, "augment": augment}
+    sizes = tuple(int(size) for size in args.sizes.split(","))
+    studies = {
+        "imbalance": imbalance, "coteaching": coteaching,
+        "augment": lambda seeds, work: augment(seeds, work, sizes),
+        "augment_cnn_child": lambda seeds, work: augment(seeds, work, sizes, configs={"none": {}, **CNN_CHILD_CONFIGS}),
+    }
     chosen = list(studies) if args.study == "all" else [args.study]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:

@@ -1,6 +1,6 @@
 """search_augmentation: AutoAugment-style policy search -> an AugmentationPolicy artifact.
 
-A small search (random + (1+1)-evolution, child = logistic regression),
+A small search (random + (1+1)-evolution, child = logistic regression or a small CNN),
 not AutoAugment's reinforcement-learning search; see
 ``flywheel.techniques.autoaugment``. The best policy is written as
 ``policy.json`` ({"policy": [[[op, p, m], ...], ...], ...}); ``augment``
@@ -65,6 +65,8 @@ def search_augmentation(
     n_subpolicies: int = 5,
     ops_per_subpolicy: int = 2,
     n_copies: int = 4,
+    child_model: str = "logreg",
+    child_epochs: int = 20,
     seed: int = 0,
 ) -> None:
     """Searches an augmentation policy on a stratified validation part of the train split.
@@ -72,6 +74,10 @@ def search_augmentation(
     The policy is scored on held-out *train* images, never on ``eval``.
     Properties: ``best_score``, ``baseline_score`` (validation accuracy without
     augmentation), ``trials``; ``trials.json`` lists every candidate.
+
+    ``child_model`` scores each candidate with "logreg" (logistic regression
+    on pixels) or "cnn" (a small Keras CNN trained ``child_epochs`` epochs; much
+    slower). The other parameters are ``PolicySearch``'s.
 
     Raises:
         ParameterError: a parameter breaks its rule.
@@ -88,11 +94,18 @@ def search_augmentation(
         raise FlywheelError(f"search_augmentation cannot split {len(y)} train images for validation: {exc}") from exc
     search = PolicySearch(
         n_candidates=n_candidates, n_mutations=n_mutations, n_subpolicies=n_subpolicies,
-        ops_per_subpolicy=ops_per_subpolicy, n_copies=n_copies, random_state=seed,
+        ops_per_subpolicy=ops_per_subpolicy, n_copies=n_copies, child_model=child_model, child_epochs=child_epochs,
+        random_state=seed,
     ).fit(images[fit_idx], y[fit_idx], images[val_idx], y[val_idx])
-    document = {"policy": search.best_policy_, "score": search.best_score_, "baseline_score": search.baseline_score_}
+    document = {
+        "policy": search.best_policy_, "score": search.best_score_, "baseline_score": search.baseline_score_,
+        "child_model": child_model,
+    }
     with open(policy.path(POLICY_FILE), "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1)
     with open(policy.path("trials.json"), "w", encoding="utf-8") as handle:
         json.dump(search.trials_, handle)
-    policy.properties.update({"best_score": search.best_score_, "baseline_score": search.baseline_score_, "trials": len(search.trials_)})
+    policy.properties.update({
+        "best_score": search.best_score_, "baseline_score": search.baseline_score_, "trials": len(search.trials_),
+        "child_model": child_model,
+    })

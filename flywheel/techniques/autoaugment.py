@@ -11,8 +11,9 @@ reinforcement learning over 15,000 child models. ``PolicySearch`` runs a
 seeded random search over policies followed by a (1+1) evolutionary
 refinement (mutate the best, keep the child if it scores higher), each
 candidate scored by the validation accuracy of a quick child model
-(logistic regression on pixels) trained on the train split plus
-``n_copies`` augmented copies of it::
+(logistic regression on pixels, or with ``child_model="cnn"`` a small
+Keras CNN) trained on the train split plus ``n_copies`` augmented copies of
+it::
 
     search = PolicySearch(n_candidates=16, n_mutations=8, random_state=0)
     search.fit(train_images, train_labels, val_images, val_labels)
@@ -26,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from flywheel.errors import FlywheelError, ParameterError
-from flywheel.techniques.base import Interval, Technique
+from flywheel.techniques.base import Interval, Options, Technique
 
 
 def _affine(image: np.ndarray, matrix: np.ndarray, offset_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -180,10 +181,39 @@ def child_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     return float(model.score(test_x.reshape(len(test_x), -1), test_y))
 
 
+def cnn_child_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *, epochs: int = 20, seed: int = 0
+) -> float:
+    """Accuracy of a small CNN child: Conv2D(16, 3x3) -> max-pool -> Dense(32) -> softmax, Adam 0.003, batch 32.
+
+    Seeds Keras globally (``keras.utils.set_random_seed``) so a score is
+    reproducible, as ``train`` does.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    n_classes = int(max(np.max(train_y), np.max(test_y))) + 1
+    model = keras.Sequential([
+        keras.Input(train_x.shape[1:]),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(n_classes, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
+    model.fit(train_x.astype(np.float32), np.asarray(train_y), epochs=epochs, batch_size=32, verbose=0)
+    predicted = np.argmax(model.predict(test_x.astype(np.float32), batch_size=256, verbose=0), axis=1)
+    return float(np.mean(predicted == np.asarray(test_y)))
+
+
 def augmented_training_set(images: np.ndarray, labels: np.ndarray, policy: Any, n_copies: int, random_state: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The originals plus ``n_copies`` policy-augmented copies of them."""
     copies = [apply_policy(images, policy, random_state=None if random_state is None else random_state + i) for i in range(n_copies)]
     return np.concatenate([images, *copies]), np.concatenate([labels] * (n_copies + 1))
+
+
+CHILD_MODELS = ("logreg", "cnn")
 
 
 class PolicySearch(Technique):
@@ -196,6 +226,9 @@ class PolicySearch(Technique):
         ops_per_subpolicy: Operations per sub-policy.
         n_copies: Augmented copies of the train split per child model.
         C: Inverse regularisation of the child logistic regression.
+        child_model: "logreg" (logistic regression on pixels, fast) or
+            "cnn" (``cnn_child_accuracy``, closer to the image models, slower).
+        child_epochs: Epochs of the CNN child.
         random_state: Seeds the search and the augmentations.
 
     Attributes:
@@ -212,22 +245,34 @@ class PolicySearch(Technique):
         "ops_per_subpolicy": [Interval(int, 1, None)],
         "n_copies": [Interval(int, 1, None)],
         "C": [Interval(float, 0, None, closed="neither")],
+        "child_model": [Options(CHILD_MODELS)],
+        "child_epochs": [Interval(int, 1, None)],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, *, n_candidates=16, n_mutations=8, n_subpolicies=5, ops_per_subpolicy=2, n_copies=4, C=1.0, random_state=None):
+    def __init__(
+        self, *, n_candidates=16, n_mutations=8, n_subpolicies=5, ops_per_subpolicy=2, n_copies=4, C=1.0,
+        child_model="logreg", child_epochs=20, random_state=None,
+    ):
         self.n_candidates = n_candidates
         self.n_mutations = n_mutations
         self.n_subpolicies = n_subpolicies
         self.ops_per_subpolicy = ops_per_subpolicy
         self.n_copies = n_copies
         self.C = C
+        self.child_model = child_model
+        self.child_epochs = child_epochs
         self.random_state = random_state
+
+    def _child(self, x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, seed: int) -> float:
+        if self.child_model == "cnn":
+            return cnn_child_accuracy(x, y, vx, vy, epochs=self.child_epochs, seed=seed)
+        return child_accuracy(x, y, vx, vy, C=self.C)
 
     def _score(self, policy: Any, data: tuple[np.ndarray, ...], seed: int) -> float:
         x, y, vx, vy = data
         ax, ay = augmented_training_set(x, y, policy, self.n_copies, seed)
-        return child_accuracy(ax, ay, vx, vy, C=self.C)
+        return self._child(ax, ay, vx, vy, seed)
 
     def fit(self, images: Any, labels: Any, val_images: Any, val_labels: Any) -> PolicySearch:
         """Searches for the policy whose augmented train split scores best on the validation split.
@@ -248,7 +293,7 @@ class PolicySearch(Technique):
             data += [x, y]
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(2**31))
-        self.baseline_score_ = child_accuracy(data[0], data[1], data[2], data[3], C=self.C)
+        self.baseline_score_ = self._child(data[0], data[1], data[2], data[3], seed)
         self.trials_ = []
         for _ in range(self.n_candidates):
             policy = random_policy(rng, self.n_subpolicies, self.ops_per_subpolicy)
@@ -275,7 +320,7 @@ class PolicySearch(Technique):
 
         return {
             "params": {"n_candidates": 2, "n_mutations": 1, "n_subpolicies": 2, "n_copies": 1, "random_state": 0},
-            "bad_params": [{"n_candidates": 0}, {"n_mutations": -1}, {"n_copies": 0}, {"C": -1.0}],
+            "bad_params": [{"n_candidates": 0}, {"n_mutations": -1}, {"n_copies": 0}, {"C": -1.0}, {"child_model": "tree"}, {"child_epochs": 0}],
             "call": lambda search: np.array([t["score"] for t in search.fit(X[:18], y[:18], X[18:], y[18:]).trials_]),
             "bad_input": bad_input,
         }
