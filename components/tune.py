@@ -35,7 +35,7 @@ from flywheel.dsl.artifacts import Examples, HyperParameters, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import ParameterError
 
-from flywheel.components import _tune_report, _tune_search, _tune_space, _tune_trial
+from flywheel.components import _tune_kfp, _tune_report, _tune_search, _tune_space, _tune_trial
 
 OBJECTIVES = ("val_accuracy", "val_loss")
 
@@ -57,6 +57,7 @@ def tune(
     initial_points: int = 0,
     hyperband_factor: int = 3,
     validation_fraction: float = 0.2,
+    parallelism: int = 0,
 ) -> None:
     """Searches train's hyperparameters and records every trial.
 
@@ -80,6 +81,9 @@ def tune(
             (0: KerasTuner's default, 3 x the number of hyperparameters).
         hyperband_factor: Hyperband's reduction factor (>= 2).
         validation_fraction: Hold-out share of train when there is no ``validation`` split.
+        parallelism: Kubeflow only: most trials running at once in the
+            ``ParallelFor`` of a random or grid search (0: no limit); locally
+            trials run one after another.
 
     Raises:
         ParameterError: a bad search space, strategy, budget or objective.
@@ -87,7 +91,7 @@ def tune(
     space = _check_parameters(
         search_space=search_space, strategy=strategy, max_trials=max_trials, max_seconds=max_seconds,
         epochs=epochs, objective=objective, fixed=fixed, grid_points=grid_points, initial_points=initial_points,
-        validation_fraction=validation_fraction,
+        validation_fraction=validation_fraction, parallelism=parallelism,
     )
     started = time.perf_counter()
     trial_objective = _tune_trial.TrainObjective(
@@ -161,7 +165,13 @@ def _check_parameters(**values: Any) -> dict[str, dict[str, Any]]:
         fail("initial_points", ">= 0 (0: KerasTuner's default)")
     if not 0.0 < values["validation_fraction"] < 1.0:
         fail("validation_fraction", "in (0, 1)")
+    if values["parallelism"] < 0:
+        fail("parallelism", ">= 0 (0: no limit)")
     unknown = sorted(set(values["fixed"]) - set(_tune_trial.TUNABLE))
     if unknown:
         fail("fixed", f"a dict of train parameters from {list(_tune_trial.TUNABLE)} (unknown {unknown})")
     return _tune_space.check_space(values["search_space"], allowed=_tune_trial.TUNABLE)
+
+
+# On Kubeflow, random and grid search compile to a ParallelFor of trials (see _tune_kfp).
+tune.kfp_expansion = _tune_kfp.expansion
