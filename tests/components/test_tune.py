@@ -226,3 +226,14 @@ def test_tuning_pipeline_runs_end_to_end_and_train_uses_the_tuned_values(home):
     assert model["tuned_hyperparameters"] == best == tuned.properties["best_hyperparameters"]
     assert model["hyperparameters_uri"] == tuned.uri and tuned.properties["trials_run"] == 2
     assert result.outputs["push"]["pushed_model"].properties["pushed"] is True
+
+    # Viewable: the dashboard's artifact page previews the report and the plot, and lists the trials.
+    from flywheel.dashboard.pages_runs import artifact_page
+    from flywheel.dashboard.sources import Sources
+
+    page = artifact_page(Sources(home), str(tuned.id))
+    previews = {(p["kind"], p["path"]) for p in page["previews"]}
+    assert {("html", "index.html"), ("image", "trials.png")} <= previews
+    shown = dict(page["properties"])
+    assert [t["trial_id"] for t in shown["trials"]] == ["0", "1"] and shown["strategy"] == "random"
+    assert [a.uri for a in page["consumers"][0].outputs.values()] == [result.outputs["train"]["model"].uri]
