@@ -3,15 +3,21 @@
 ``tune`` searches the space below on penguins (the validation hold-out of the
 train split, never eval) and its best values override train's parameters:
 
-    flywheel run pipelines/tuning.py                              # random search, 12 trials
+    flywheel run pipelines/tuning.py                              # random search, 12 trials x 30 epochs
     flywheel run pipelines/tuning.py -p strategy=bayesian -p max_trials=20
     flywheel run pipelines/tuning.py -p strategy=hyperband -p trial_epochs=27
-    flywheel compile pipelines/tuning.py -o tuning.yaml           # trials as a ParallelFor
+    flywheel compile pipelines/tuning.py -o tuning.yaml           # Kubeflow Pipelines v2
+
+Compiled for Kubeflow, ``tune`` here stays one task: its strategy and trial
+count are pipeline parameters, known only when a run starts. A pipeline that
+calls ``tune`` with a constant random or grid search (strategy, space,
+max_trials, seed) gets its trials as a ``ParallelFor`` of parallel tasks
+(``components/_tune_kfp.py``; see ``tests/kubeflow/test_kfp_tune.py``).
 
 The objective is validation loss: on penguins most configurations reach 100%
-validation accuracy, so accuracy cannot rank them. Train's model properties record which values came from tuning
-(``tuned_hyperparameters``); the tune artifact holds every trial
-(``trials.json``, ``index.html``, ``trials.png``).
+validation accuracy, so accuracy cannot rank them. Train's model properties
+record which values came from tuning (``tuned_hyperparameters``); the tune
+artifact holds every trial (``trials.json``, ``index.html``, ``trials.png``).
 """
 
 from flywheel import pipeline

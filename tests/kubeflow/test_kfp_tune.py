@@ -82,7 +82,7 @@ def test_random_and_grid_compile_to_a_parallel_for_and_a_collected_select(tmp_pa
     assert [i["trial_id"] for i in items] == ["0", "1", "2"]
 
     trial_tasks = doc["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-    (trial_key, trial), = trial_tasks.items()
+    ((_, trial),) = trial_tasks.items()
     assert trial["inputs"]["parameters"]["config"]["componentInputParameter"] == loop["parameterIterator"]["itemInput"]
     trial_container = _container(doc, trial["componentRef"]["name"])
     assert trial_container["command"] == ["python", "-m", "flywheel.executor"]
@@ -167,7 +167,7 @@ def test_trial_and_select_run_through_the_executor_contract(tmp_path):
         assert made["metadata"]["hyperparameters"] == item["hyperparameters"] and made["metadata"]["status"] == "COMPLETED"
         results.append(made)
 
-    select_key, select = next((k, t) for k, t in tasks.items() if t["taskInfo"]["name"] == "tune-select")
+    select = next(t for t in tasks.values() if t["taskInfo"]["name"] == "tune-select")
     out = tmp_path / "select"
     executor_input = {
         "inputs": {
