@@ -75,7 +75,8 @@ def tune(
             largest epoch budget per trial.
         objective: ``"val_accuracy"`` (maximised) or ``"val_loss"`` (minimised).
         seed: Seeds the search and every trial (same seed, same trials).
-        fixed: Train parameters every trial uses, e.g. ``{"early_stopping_patience": 3}``.
+        fixed: Train parameters every trial uses, e.g. ``{"early_stopping_patience": 3}``;
+            they are written into ``best_hyperparameters.json`` too, so train uses them.
         grid_points: Grid search: values per float range without a ``step``.
         initial_points: Bayesian: random trials before the GP is fitted
             (0: KerasTuner's default, 3 x the number of hyperparameters).
