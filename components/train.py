@@ -27,11 +27,11 @@ import os
 import time
 from typing import Any
 
-from flywheel.dsl.artifacts import Examples, Model, TransformGraph
+from flywheel.dsl.artifacts import Examples, HyperParameters, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import ParameterError
 
-from flywheel.components import _image_models, _model_diagnosis, _model_resample, examples_io
+from flywheel.components import _image_models, _model_diagnosis, _model_resample, _tune_space, examples_io
 from flywheel.components import _model_features as features
 
 OUTPUT_NAME = "probabilities"
@@ -66,6 +66,7 @@ def train(
     teacher: Input[Model] = None,
     distill_temperature: float = 4.0,
     distill_alpha: float = 0.1,
+    hyperparameters: Input[HyperParameters] = None,
 ) -> None:
     """Trains a small dense classifier on the train split, with early stopping.
 
@@ -111,11 +112,20 @@ def train(
             (1 - distill_alpha) * T**2 * KL(teacher_T || student_T)``.
         distill_temperature: The distillation temperature T (> 0).
         distill_alpha: Weight of the hard-label term in [0, 1].
+        hyperparameters: Optional output of ``tune``: its values override these parameters
+            (recorded in the model property ``tuned_hyperparameters``).
 
     Raises:
         ParameterError: a parameter is out of range, or options that do not
-            combine are combined (see ``_check_options``).
+            combine are combined (see ``_check_options``), or ``hyperparameters``
+            names a parameter train does not have.
     """
+    if hyperparameters is not None:  # tuned values override the ones given; then train as usual
+        given = {name: value for name, value in locals().items() if name in train.parameters}
+        tuned = _tune_space.overrides(hyperparameters, train.parameters)
+        train.fn(examples=examples, transform_graph=transform_graph, model=model, teacher=teacher, **{**given, **tuned})
+        model.properties.update({"tuned_hyperparameters": tuned, "hyperparameters_uri": hyperparameters.uri})
+        return
     _check_parameters(
         hidden_units=hidden_units,
         dropout=dropout,

@@ -132,6 +132,13 @@ class DriftReport(Artifact):
     TYPE_NAME = "DriftReport"
 
 
+class HyperParameters(Artifact):
+    """Tuned hyperparameters: the best values (``best_hyperparameters.json``, train
+    parameter name -> value) plus every trial of the search (``trials.json``)."""
+
+    TYPE_NAME = "HyperParameters"
+
+
 class Metrics(Artifact):
     """Scalar metrics (KFP's system.Metrics)."""
 
@@ -179,6 +186,7 @@ BUILTIN_ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
     ModelBlessing,
     PushedModel,
     DriftReport,
+    HyperParameters,
     Metrics,
     ClassificationMetrics,
     HTML,

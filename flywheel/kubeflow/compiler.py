@@ -17,12 +17,19 @@ name; any other component (a pipeline file, a notebook-style module) travels as
 its module's source, base64-encoded in the args, the way KFP's lightweight
 components embed function source.
 
+A component may declare a KFP expansion (``component.kfp_expansion``, a
+function of the task returning a ``ParallelExpansion`` or None): the task then
+compiles to ``ParallelFor`` over items known at compile time -> a trial
+component, and a select component fed ``dsl.Collected`` of the trials' outputs
+(``tune``'s random and grid search do this; see ``components/_tune_kfp.py``).
+
 kfp is imported inside the functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import inspect
 import sys
 import typing
@@ -37,6 +44,37 @@ from flywheel.kubeflow.errors import KubeflowCompileError
 DEFAULT_IMAGE = f"flywheel:{__version__}"
 EXECUTOR_COMMAND = ("python", "-m", "flywheel.executor")
 DEFAULT_IMAGE_PACKAGES = ("flywheel",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelExpansion:
+    """How one task compiles to a fan-out over ``items`` and a fan-in.
+
+    Attributes:
+        items: One JSON value per ``ParallelFor`` iteration, known at compile time.
+        item_parameter: The parameter of ``trial`` that receives the item.
+        trial: Component run once per item; it takes the task's input artifacts by name.
+        trial_parameters: Further parameters of ``trial`` (constants or pipeline parameters).
+        trial_output: The output of ``trial`` that is collected.
+        select: Component run once on the collected outputs.
+        select_input: The input of ``select`` fed ``dsl.Collected(trial.<trial_output>)``.
+        select_parameters: Parameters of ``select``.
+        outputs: Output name of the expanded task -> output of ``select`` (for downstream tasks).
+        parallelism: Most iterations at once (0: no limit).
+        select_command: The container command of ``select`` (it must accept a list for ``select_input``).
+    """
+
+    items: list
+    item_parameter: str
+    trial: Component
+    trial_parameters: dict
+    trial_output: str
+    select: Component
+    select_input: str
+    select_parameters: dict
+    outputs: dict
+    parallelism: int = 0
+    select_command: tuple = EXECUTOR_COMMAND
 
 
 def component_reference(
@@ -131,6 +169,8 @@ def container_component(
     image: str,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     int_parameters: frozenset[str] = frozenset(),
+    collected_inputs: frozenset[str] = frozenset(),
+    command: tuple[str, ...] = EXECUTOR_COMMAND,
 ) -> Any:
     """A kfp container component with ``comp``'s interface, running the flywheel executor.
 
@@ -141,16 +181,21 @@ def container_component(
         int_parameters: Float parameters to declare as int, because an int
             pipeline parameter feeds them (flywheel allows int -> float, kfp's
             type check does not; the executor converts the value back to float).
+        collected_inputs: Inputs declared as a list of artifacts (fed by ``dsl.Collected``).
+        command: The container command (the executor's, unless a fan-in needs its own).
     """
+    from typing import List
+
     from kfp import dsl
 
-    command = list(EXECUTOR_COMMAND)
+    command = list(command)
     args = executor_args(comp, image_packages=image_packages)
     required: list[inspect.Parameter] = []
     optional: list[inspect.Parameter] = []
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     for name, spec in comp.inputs.items():
-        annotation = dsl.Input[kfp_artifact_class(spec.type)]
+        artifact_cls = kfp_artifact_class(spec.type)
+        annotation = dsl.Input[List[artifact_cls]] if name in collected_inputs else dsl.Input[artifact_cls]
         if spec.optional:
             optional.append(inspect.Parameter(name, kind, annotation=annotation, default=None))
         else:
@@ -214,6 +259,48 @@ def _int_fed_float_parameters(task: Any) -> frozenset[str]:
     )
 
 
+def _int_fed_float(comp: Component, parameters: dict[str, Any]) -> frozenset[str]:
+    return frozenset(
+        name for name, value in parameters.items()
+        if isinstance(value, PipelineParam) and value.type is int and comp.parameters[name].type is float
+    )
+
+
+class _ExpandedTask:
+    """Stands in for an expanded task downstream: its outputs are the select task's."""
+
+    def __init__(self, outputs: dict[str, Any], last: Any) -> None:
+        self.outputs = outputs
+        self.last = last  # the select task: what a task that runs .after() this one waits for
+
+
+def _fan_out(
+    task: Any, expansion: tuple[ParallelExpansion, Any, Any], inputs: dict[str, Any], channels: dict[str, Any],
+    parameter_arguments: Any, upstream: list[Any],
+) -> _ExpandedTask:
+    """Emits ``ParallelFor(items) -> trial`` and ``select(dsl.Collected(trial output))`` for one task."""
+    from kfp import dsl
+
+    plan, trial_component, select_component = expansion
+    trial_inputs = {name: value for name, value in inputs.items() if name in plan.trial.inputs}
+    with dsl.ParallelFor(items=plan.items, parallelism=plan.parallelism) as item:
+        trial = trial_component(
+            **trial_inputs, **{plan.item_parameter: item},
+            **parameter_arguments(plan.trial, plan.trial_parameters, channels),
+        )
+        _apply_options(trial, task)
+        trial.set_display_name(f"{task.id}-trial")
+        for other in upstream:
+            trial.after(other)
+    select = select_component(
+        **{plan.select_input: dsl.Collected(trial.outputs[plan.trial_output])},
+        **parameter_arguments(plan.select, plan.select_parameters, channels),
+    )
+    _apply_options(select, task)
+    select.set_display_name(f"{task.id}-select")
+    return _ExpandedTask({name: select.outputs[target] for name, target in plan.outputs.items()}, select)
+
+
 def build_kfp_pipeline(
     pipeline: Pipeline,
     *,
@@ -229,7 +316,20 @@ def build_kfp_pipeline(
 
     kfp_components: dict[tuple[int, frozenset[str]], Any] = {}
     component_keys: dict[str, tuple[int, frozenset[str]]] = {}
+    expansions: dict[str, tuple[ParallelExpansion, Any, Any]] = {}
     for task in pipeline.tasks.values():
+        expand = getattr(task.component, "kfp_expansion", None)
+        plan = expand(task) if expand is not None else None
+        if plan is not None:
+            trial = container_component(plan.trial, image=image, image_packages=image_packages,
+                                        int_parameters=_int_fed_float(plan.trial, plan.trial_parameters))
+            select = container_component(
+                plan.select, image=image, image_packages=image_packages,
+                int_parameters=_int_fed_float(plan.select, plan.select_parameters),
+                collected_inputs=frozenset({plan.select_input}), command=plan.select_command,
+            )
+            expansions[task.id] = (plan, trial, select)
+            continue
         key = (id(task.component), _int_fed_float_parameters(task))
         if key not in kfp_components:
             kfp_components[key] = container_component(
@@ -249,6 +349,17 @@ def build_kfp_pipeline(
         ]
     )
 
+    def parameter_arguments(comp: Component, parameters: dict[str, Any], channels: dict[str, Any]) -> dict[str, Any]:
+        arguments: dict[str, Any] = {}
+        for name, value in parameters.items():
+            if isinstance(value, PipelineParam):
+                arguments[name] = channels[value.name]
+            elif comp.parameters[name].type is float and isinstance(value, int):
+                arguments[name] = float(value)  # kfp types the constant 3 as int
+            else:
+                arguments[name] = value
+        return arguments
+
     def body(*args: Any, **kwargs: Any) -> None:
         channels = signature.bind(*args, **kwargs).arguments
         kfp_tasks: dict[str, Any] = {}
@@ -263,17 +374,17 @@ def build_kfp_pipeline(
                     # run would).
                     continue
                 arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
-            for name, value in task.parameters.items():
-                if isinstance(value, PipelineParam):
-                    arguments[name] = channels[value.name]
-                elif task.component.parameters[name].type is float and isinstance(value, int):
-                    arguments[name] = float(value)  # kfp types the constant 3 as int
-                else:
-                    arguments[name] = value
+            if task_id in expansions:
+                waits = [kfp_tasks[u] for u in task.explicit_upstream]
+                waits = [w.last if isinstance(w, _ExpandedTask) else w for w in waits]
+                kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits)
+                continue
+            arguments.update(parameter_arguments(task.component, task.parameters, channels))
             kfp_task = kfp_components[component_keys[task_id]](**arguments)
             _apply_options(kfp_task, task)
             for upstream in task.explicit_upstream:
-                kfp_task.after(kfp_tasks[upstream])
+                waited = kfp_tasks[upstream]
+                kfp_task.after(waited.last if isinstance(waited, _ExpandedTask) else waited)
             kfp_tasks[task_id] = kfp_task
 
     body.__signature__ = signature  # type: ignore[attr-defined]

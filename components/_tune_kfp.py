@@ -1,0 +1,173 @@
+"""``tune`` on Kubeflow Pipelines: trials as parallel tasks (a ``ParallelFor``), then a fan-in.
+
+For random and grid search the trial configurations do not depend on results,
+so the compiler draws them when it compiles (``expansion``: the very lists the
+local search runs, same seed, same trials) and emits::
+
+    ParallelFor(configs, parallelism) -> tune_trial   # one task per trial
+    tune_select(trials=dsl.Collected(tune_trial.result))
+
+Bayesian optimisation and Hyperband stay one ``tune`` task: each suggestion
+depends on the results before it. Katib is not used: it is a cluster add-on
+with its own CRDs and no local equivalent, while ``ParallelFor`` is plain KFP.
+
+``tune_select`` receives the collected trial artifacts. flywheel's executor
+hands a component exactly one artifact per input, so the select task runs
+``python -m flywheel.components._tune_kfp``: it folds the collected list into
+one input artifact (the first trial's location; every trial's location and
+metadata in the property ``collected``) and then runs the component through
+``flywheel.executor.execute``, the same code path as every other task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+from flywheel.dsl.artifacts import Examples, HyperParameters, TransformGraph
+from flywheel.dsl.component import Input, Output, component
+
+from flywheel.components import _tune_search, _tune_space, _tune_trial
+
+TRIAL_FILE = "trial.json"
+COLLECTED = "collected"  # property of the folded input artifact: [{"uri", "metadata"}, ...]
+COLLECT_COMMAND = ("python", "-m", "flywheel.components._tune_kfp")
+# Parameters the configurations depend on: they must be constants for a compile-time fan-out.
+_PLAN_PARAMETERS = ("search_space", "strategy", "max_trials", "seed", "grid_points")
+
+
+@component
+def tune_trial(
+    examples: Input[Examples],
+    transform_graph: Input[TransformGraph],
+    result: Output[HyperParameters],
+    config: dict,
+    epochs: int = 20,
+    objective: str = "val_accuracy",
+    seed: int = 0,
+    fixed: dict = {},  # noqa: B006 - component defaults are recorded, never mutated
+    validation_fraction: float = 0.2,
+) -> None:
+    """Runs one trial of ``tune`` (``config`` = ``{"trial_id", "hyperparameters"}``).
+
+    Writes ``trial.json`` (the trial record ``tune`` keeps in ``trials.json``)
+    and sets the same fields as properties.
+    """
+    objective_fn = _tune_trial.TrainObjective(
+        examples, transform_graph, fixed=fixed, seed=seed, validation_fraction=validation_fraction
+    )
+    record = _tune_search.run_trial(
+        objective_fn, dict(config["hyperparameters"]), epochs, objective, trial_id=str(config["trial_id"])
+    )
+    with open(result.path(TRIAL_FILE), "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2)
+    result.properties.update(record)
+
+
+@component
+def tune_select(
+    trials: Input[HyperParameters],
+    hyperparameters: Output[HyperParameters],
+    strategy: str = "random",
+    objective: str = "val_accuracy",
+    fixed: dict = {},  # noqa: B006
+) -> None:
+    """Picks the best of the collected trials; writes what ``tune`` writes."""
+    from flywheel.components.tune import record_results
+    from flywheel.kubeflow.uris import local_path
+
+    started = time.perf_counter()
+    entries = trials.properties.get(COLLECTED) or [{"uri": trials.uri, "metadata": {}}]
+    records = []
+    for entry in entries:
+        with open(os.path.join(local_path(entry["uri"]), TRIAL_FILE), encoding="utf-8") as handle:
+            records.append(json.load(handle))
+    records.sort(key=lambda r: r["trial_id"])
+    seconds = sum(r["seconds"] for r in records) + time.perf_counter() - started
+    record_results(hyperparameters, records, strategy=strategy, objective=objective, seconds=seconds, fixed=fixed)
+    hyperparameters.properties["parallel_trials"] = True
+
+
+def trial_configs(parameters: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The trials of a random or grid search as ``{"trial_id", "hyperparameters"}``; None if adaptive.
+
+    Args:
+        parameters: ``tune``'s parameter values (defaults filled in), all constants.
+    """
+    if parameters["strategy"] not in ("random", "grid"):
+        return None
+    space = _tune_space.check_space(parameters["search_space"], allowed=_tune_trial.TUNABLE)
+    count = int(parameters["max_trials"])
+    if parameters["strategy"] == "random":
+        values = _tune_space.random_configs(space, count, int(parameters["seed"]))
+    else:
+        values = _tune_space.grid_configs(space, count, int(parameters["grid_points"]))
+    width = len(str(count))
+    return [{"trial_id": f"{i:0{width}d}", "hyperparameters": v} for i, v in enumerate(values)]
+
+
+def expansion(task: Any) -> Any:
+    """``tune``'s KFP expansion (see the module docstring), or None to compile it as one task.
+
+    None when the strategy is adaptive (Bayesian, Hyperband) or a parameter
+    the configurations depend on is a pipeline parameter (only known at run time).
+    """
+    from flywheel.dsl.pipeline import PipelineParam
+    from flywheel.kubeflow.compiler import ParallelExpansion
+
+    values = {name: spec.default for name, spec in task.component.parameters.items() if not spec.required}
+    values.update(task.parameters)
+    if any(isinstance(values.get(name), PipelineParam) for name in _PLAN_PARAMETERS):
+        return None
+    configs = trial_configs(values)
+    if configs is None:
+        return None
+    shared = {name: task.parameters[name] for name in ("epochs", "objective", "seed", "fixed", "validation_fraction")
+              if name in task.parameters}
+    select = {name: task.parameters[name] for name in ("strategy", "objective", "fixed") if name in task.parameters}
+    return ParallelExpansion(
+        items=configs, item_parameter="config", trial=tune_trial, trial_parameters=shared, trial_output="result",
+        select=tune_select, select_input="trials", select_parameters=select,
+        outputs={"hyperparameters": "hyperparameters"}, parallelism=int(values.get("parallelism") or 0),
+        select_command=COLLECT_COMMAND,
+    )
+
+
+def fold_collected(executor_input: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The executor input with input ``name``'s collected artifacts folded into one artifact."""
+    folded = json.loads(json.dumps(executor_input))
+    entry = ((folded.get("inputs") or {}).get("artifacts") or {}).get(name) or {}
+    artifacts = entry.get("artifacts") or []
+    if artifacts:
+        first = dict(artifacts[0])
+        first["metadata"] = {
+            COLLECTED: [{"uri": a.get("uri", ""), "metadata": a.get("metadata") or {}} for a in artifacts]
+        }
+        entry["artifacts"] = [first]
+    return folded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m flywheel.components._tune_kfp``: the executor's command line, for the fan-in task."""
+    from flywheel import executor
+
+    args = executor._parser().parse_args(argv)  # noqa: SLF001 - the very same command line
+    try:
+        executor_input = json.loads(args.executor_input)
+    except ValueError as exc:
+        print(f"error: --executor_input is not JSON: {exc}", file=sys.stderr)
+        return 1
+    folded = fold_collected(executor_input, "trials")
+    forwarded = ["--executor_input", json.dumps(folded), "--component", args.component]
+    if args.code_fingerprint:
+        forwarded += ["--code-fingerprint", args.code_fingerprint]
+    if args.component_source_b64:
+        forwarded += ["--component-source-b64", args.component_source_b64]
+    return executor.main(forwarded)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

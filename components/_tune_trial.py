@@ -1,0 +1,104 @@
+"""One ``tune`` trial: train's network with the trial's values, scored on the validation split.
+
+``TrainObjective`` reads the data once and, per trial, builds and fits the
+same network ``train`` builds (``train.build_model`` for tables,
+``_image_models.build_cnn`` for images) with train's optimiser (Adam), loss,
+class weights, input pipeline and early stopping. The score comes from the
+``validation`` split, or train's stratified hold-out of the train split when
+there is none; the ``eval`` split is never read (it belongs to ``evaluate``).
+Train's co-teaching, distillation and augmentation options are not tunable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flywheel.dsl.artifacts import Examples, TransformGraph
+
+# Parameters of train a trial can set (the rest keep train's defaults or ``fixed``).
+TUNABLE = (
+    "hidden_units", "dropout", "learning_rate", "batch_size", "early_stopping_patience",
+    "class_weights", "loss", "focal_gamma", "conv_widths",
+)
+
+
+class TrainObjective:
+    """``(values, epochs) -> {"val_accuracy", "val_loss", "train_accuracy", "epochs_run"}``.
+
+    Args:
+        examples: Examples with a ``train`` split (and optionally ``validation``).
+        transform_graph: Output of ``transform``.
+        fixed: Train parameters every trial uses (names from ``TUNABLE``).
+        seed: Seeds the split and every trial's initialisation and shuffling.
+        validation_fraction: Hold-out share when there is no ``validation`` split.
+    """
+
+    def __init__(
+        self, examples: Examples, transform_graph: TransformGraph, *, fixed: Mapping[str, Any], seed: int,
+        validation_fraction: float,
+    ) -> None:
+        from flywheel.components import _image_models, _model_resample
+        from flywheel.components import _model_features as features
+        from flywheel.components import train as train_module
+
+        self._train = train_module
+        self.transform_graph = transform_graph
+        self.fixed = dict(fixed)
+        self.seed = seed
+        self.spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
+        self.image = _image_models.is_image_spec(self.spec)
+        source = _model_resample.resampled_examples(transform_graph) or examples
+        self.data = train_module._training_data(source, self.spec, validation_fraction, seed)  # noqa: SLF001
+
+    def parameters(self, values: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+        """Train's defaults, then ``fixed``, then the trial's values (checked by train's rules)."""
+        params = {name: spec.default for name, spec in self._train.train.parameters.items()}
+        params.update(self.fixed)
+        params.update(values)
+        params["epochs"] = int(epochs)
+        self._train._check_parameters(**params)  # noqa: SLF001 - the same rules as train itself
+        return params
+
+    def __call__(self, values: dict[str, Any], epochs: int) -> dict[str, float]:
+        import keras
+
+        from flywheel.components import _image_models, _model_layers
+        from flywheel.components import _model_features as features
+
+        t = self._train
+        p = self.parameters(values, epochs)
+        keras.utils.set_random_seed(self.seed)
+        x_train, y_train, x_val, y_val = self.data
+        n_classes = len(self.spec["label_vocabulary"])
+        preprocess = _model_layers.load_model(self.transform_graph.path(features.PREPROCESS_FILE))
+        if self.image:
+            net = _image_models.build_cnn(
+                self.spec["image_shape"], n_classes, widths=[int(w) for w in p["conv_widths"]],
+                dense_units=[int(u) for u in p["hidden_units"]], dropout=p["dropout"], preprocess=preprocess,
+            )
+        else:
+            net = t.build_model(self.spec, preprocess, hidden_units=[int(u) for u in p["hidden_units"]],
+                                dropout=p["dropout"], n_classes=n_classes)
+        net.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=p["learning_rate"]),
+            loss=t._loss(p["loss"], p["focal_gamma"]),  # noqa: SLF001
+            metrics=[t._accuracy(False)],  # noqa: SLF001
+        )
+        callbacks = []
+        if p["early_stopping_patience"] > 0:  # as train does
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=p["early_stopping_patience"], min_delta=1e-3, restore_best_weights=True,
+            ))
+        weights = t.balanced_class_weights(y_train, n_classes) if p["class_weights"] == "balanced" else None
+        fitted = net.fit(
+            t._dataset(x_train, y_train, p["batch_size"], shuffle_seed=self.seed),  # noqa: SLF001
+            validation_data=t._dataset(x_val, y_val, p["batch_size"]),  # noqa: SLF001
+            epochs=p["epochs"], class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0,
+        )
+        val = net.evaluate(t._dataset(x_val, y_val, 256), verbose=0, return_dict=True)  # noqa: SLF001
+        return {
+            "val_accuracy": float(val["accuracy"]),
+            "val_loss": float(val["loss"]),
+            "train_accuracy": float(fitted.history["accuracy"][-1]),
+            "epochs_run": float(len(fitted.history["loss"])),
+        }

@@ -1,0 +1,96 @@
+"""The tuning pipeline: ingest -> transform -> tune -> train(hyperparameters) -> evaluate -> push.
+
+``tune`` searches the space below on penguins (the validation hold-out of the
+train split, never eval) and its best values override train's parameters:
+
+    flywheel run pipelines/tuning.py                              # random search, 12 trials x 30 epochs
+    flywheel run pipelines/tuning.py -p strategy=bayesian -p max_trials=20
+    flywheel run pipelines/tuning.py -p strategy=hyperband -p trial_epochs=27
+    flywheel compile pipelines/tuning.py -o tuning.yaml           # Kubeflow Pipelines v2
+
+Compiled for Kubeflow, ``tune`` here stays one task: its strategy and trial
+count are pipeline parameters, known only when a run starts. A pipeline that
+calls ``tune`` with a constant random or grid search (strategy, space,
+max_trials, seed) gets its trials as a ``ParallelFor`` of parallel tasks
+(``components/_tune_kfp.py``; see ``tests/kubeflow/test_kfp_tune.py``).
+
+The objective is validation loss: on penguins most configurations reach 100%
+validation accuracy, so accuracy cannot rank them. Train's model properties
+record which values came from tuning (``tuned_hyperparameters``); the tune
+artifact holds every trial (``trials.json``, ``index.html``, ``trials.png``).
+"""
+
+from flywheel import pipeline
+from flywheel.components.evaluate import evaluate
+from flywheel.components.ingest import ingest
+from flywheel.components.push import push
+from flywheel.components.train import train
+from flywheel.components.transform import transform
+from flywheel.components.tune import tune
+
+SEARCH_SPACE = {
+    "learning_rate": {"type": "float", "min": 1e-4, "max": 1e-1, "log": True},
+    "hidden_units": {"type": "choice", "values": [[8], [16, 8], [32, 16], [64, 32]]},
+    "dropout": {"type": "float", "min": 0.0, "max": 0.5},
+    "batch_size": {"type": "int", "min": 16, "max": 128, "step": 16},
+}
+
+
+@pipeline(name="tuning")
+def tuning(
+    data_path: str = "",
+    label: str = "species",
+    eval_ratio: float = 0.2,
+    search_space: dict = SEARCH_SPACE,  # noqa: B006 - pipeline defaults are recorded, never mutated
+    strategy: str = "random",
+    max_trials: int = 12,
+    max_seconds: float = 600.0,
+    trial_epochs: int = 30,
+    objective: str = "val_loss",
+    epochs: int = 100,
+    seed: int = 0,
+    thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
+    max_regression: float = 0.02,
+    registry: str = "",
+    model_name: str = "penguins-tuned",
+) -> None:
+    """Tunes, trains with the best values, evaluates and (if blessed) pushes.
+
+    ``data_path`` "" means the penguins CSV of the palmerpenguins package;
+    ``registry`` "" means ``<flywheel home>/registry``.
+    """
+    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio)
+    features = transform(examples=rows.outputs["examples"], label=label)
+    tuned = tune(
+        examples=rows.outputs["examples"],
+        transform_graph=features.outputs["transform_graph"],
+        search_space=search_space,
+        strategy=strategy,
+        max_trials=max_trials,
+        max_seconds=max_seconds,
+        epochs=trial_epochs,
+        objective=objective,
+        seed=seed,
+    )
+    trained = train(
+        examples=rows.outputs["examples"],
+        transform_graph=features.outputs["transform_graph"],
+        hyperparameters=tuned.outputs["hyperparameters"],
+        epochs=epochs,
+        seed=seed,
+    )
+    evaluated = evaluate(
+        examples=rows.outputs["examples"],
+        model=trained.outputs["model"],
+        thresholds=thresholds,
+        registry=registry,
+        model_name=model_name,
+        max_regression=max_regression,
+        label=label,
+    )
+    push(
+        model=trained.outputs["model"],
+        blessing=evaluated.outputs["blessing"],
+        registry=registry,
+        model_name=model_name,
+    )
