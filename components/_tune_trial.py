@@ -1,8 +1,8 @@
 """One ``tune`` trial: train's network with the trial's values, scored on the validation split.
 
 ``TrainObjective`` reads the data once and, per trial, builds and fits the
-same network ``train`` builds (``train.build_model`` for tables,
-``_image_models.build_cnn`` for images) with train's optimiser (Adam), loss,
+same network ``train`` builds (``train.build_network``: the dense model for
+tables, the ``architecture`` family for images, itself tunable) with train's optimiser (Adam), loss,
 class weights, input pipeline and early stopping. The score comes from the
 ``validation`` split, or train's stratified hold-out of the train split when
 there is none; the ``eval`` split is never read (it belongs to ``evaluate``).
@@ -18,7 +18,7 @@ from flywheel.dsl.artifacts import Examples, TransformGraph
 # Parameters of train a trial can set (the rest keep train's defaults or ``fixed``).
 TUNABLE = (
     "hidden_units", "dropout", "learning_rate", "batch_size", "early_stopping_patience",
-    "class_weights", "loss", "focal_gamma", "conv_widths",
+    "class_weights", "loss", "focal_gamma", "conv_widths", "architecture",
 )
 
 
@@ -62,7 +62,7 @@ class TrainObjective:
     def __call__(self, values: dict[str, Any], epochs: int) -> dict[str, float]:
         import keras
 
-        from flywheel.components import _image_models, _model_layers
+        from flywheel.components import _model_layers
         from flywheel.components import _model_features as features
 
         t = self._train
@@ -71,14 +71,10 @@ class TrainObjective:
         x_train, y_train, x_val, y_val = self.data
         n_classes = len(self.spec["label_vocabulary"])
         preprocess = _model_layers.load_model(self.transform_graph.path(features.PREPROCESS_FILE))
-        if self.image:
-            net = _image_models.build_cnn(
-                self.spec["image_shape"], n_classes, widths=[int(w) for w in p["conv_widths"]],
-                dense_units=[int(u) for u in p["hidden_units"]], dropout=p["dropout"], preprocess=preprocess,
-            )
-        else:
-            net = t.build_model(self.spec, preprocess, hidden_units=[int(u) for u in p["hidden_units"]],
-                                dropout=p["dropout"], n_classes=n_classes)
+        net = t.build_network(
+            self.spec, preprocess, architecture=p["architecture"], hidden_units=p["hidden_units"],
+            conv_widths=p["conv_widths"], dropout=p["dropout"],
+        )
         net.compile(
             optimizer=keras.optimizers.Adam(learning_rate=p["learning_rate"]),
             loss=t._loss(p["loss"], p["focal_gamma"]),  # noqa: SLF001

@@ -167,13 +167,8 @@ def train(
     family = _model_families.resolve_family(architecture, image)
 
     def build() -> Any:
-        if image:
-            return _model_families.build_image_classifier(
-                family, spec["image_shape"], len(vocabulary), widths=[int(w) for w in conv_widths],
-                dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
-            )
-        return build_model(
-            spec, preprocess, hidden_units=[int(u) for u in hidden_units], dropout=dropout, n_classes=len(vocabulary)
+        return build_network(
+            spec, preprocess, architecture=family, hidden_units=hidden_units, conv_widths=conv_widths, dropout=dropout
         )
 
     one_hot = mixup_alpha > 0
@@ -469,6 +464,26 @@ def balanced_class_weights(labels: Any, n_classes: int) -> dict[int, float]:
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
     total = counts.sum()
     return {c: float(total / (n_classes * counts[c])) if counts[c] else 1.0 for c in range(n_classes)}
+
+
+def build_network(
+    spec: dict[str, Any], preprocess: Any, *, architecture: str, hidden_units: list, conv_widths: list, dropout: float
+) -> Any:
+    """The untrained network ``train`` fits: the ``architecture`` family for images, the dense model for tables.
+
+    ``tune``'s trials build theirs here too, so a trial trains what ``train`` will.
+    """
+    from flywheel.components import _model_families
+
+    image = _image_models.is_image_spec(spec)
+    family = _model_families.resolve_family(architecture, image)
+    n_classes = len(spec["label_vocabulary"])
+    if image:
+        return _model_families.build_image_classifier(
+            family, spec["image_shape"], n_classes, widths=[int(w) for w in conv_widths],
+            dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
+        )
+    return build_model(spec, preprocess, hidden_units=[int(u) for u in hidden_units], dropout=dropout, n_classes=n_classes)
 
 
 def build_model(

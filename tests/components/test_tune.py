@@ -237,3 +237,25 @@ def test_tuning_pipeline_runs_end_to_end_and_train_uses_the_tuned_values(home):
     shown = dict(page["properties"])
     assert [t["trial_id"] for t in shown["trials"]] == ["0", "1"] and shown["strategy"] == "random"
     assert [a.uri for a in page["consumers"][0].outputs.values()] == [result.outputs["train"]["model"].uri]
+
+
+def test_the_model_family_is_tunable_and_train_builds_the_chosen_one(tmp_path):
+    from flywheel.components.ingest import ingest
+    from flywheel.dsl.artifacts import Examples
+
+    examples = run(ingest, {}, {"examples": Examples(uri=str(tmp_path / "ex"))}, path="sklearn-digits")["examples"]
+    graph = run(transform, {"examples": examples}, {"transform_graph": TransformGraph(uri=str(tmp_path / "tg"))})
+    inputs = {"examples": examples, "transform_graph": graph["transform_graph"]}
+    space = {"architecture": {"type": "choice", "values": ["cnn", "resnet"]}}
+    tuned = run(tune, inputs, {"hyperparameters": HyperParameters(uri=str(tmp_path / "hp"))},
+                search_space=space, strategy="grid", max_trials=2, epochs=1,
+                fixed={"conv_widths": [4, 8], "hidden_units": [8]})["hyperparameters"]
+    with open(tuned.path("trials.json"), encoding="utf-8") as handle:
+        trials = json.load(handle)["trials"]
+    assert sorted(t["hyperparameters"]["architecture"] for t in trials) == ["cnn", "resnet"]
+    with open(tuned.path("best_hyperparameters.json"), encoding="utf-8") as handle:
+        best = json.load(handle)
+
+    model = run(train, {**inputs, "hyperparameters": tuned}, {"model": Model(uri=str(tmp_path / "m"))},
+                epochs=1, conv_widths=[4, 8], hidden_units=[8])["model"]
+    assert model.properties["architecture"] == best["architecture"]
