@@ -69,6 +69,15 @@ def register(subparsers: Any) -> None:
         "--image", default=None, help="component image every task runs (default: flywheel:<version>)"
     )
     compile_parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
+    compile_parser.add_argument(
+        "-p", "--param", action="append", metavar="NAME=VALUE",
+        help="fix a pipeline parameter at compile time (it leaves the compiled pipeline's run-time parameters)",
+    )
+    compile_parser.add_argument(
+        "--fix-defaults", action="store_true",
+        help="fix every parameter not given with -p at its default too; a tune with constant random or grid "
+        "search then fans its trials out as parallel tasks (e.g. pipelines/tuning.py -p strategy=random --fix-defaults)",
+    )
     compile_parser.set_defaults(handler=compile_command)
 
     submit_parser = subparsers.add_parser("submit", help="start a run on Kubeflow Pipelines")
@@ -119,6 +128,10 @@ def compile_command(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
 
     pipeline = load_pipeline(args.pipeline_file, args.pipeline)
+    fixed: dict[str, Any] = parse_params(args.param)
+    if args.fix_defaults:
+        fixed = {**pipeline.resolve_parameters(fixed), **fixed}
+    pipeline = pipeline.bind(fixed)
     compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE)
     print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
     return 0

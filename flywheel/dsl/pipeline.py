@@ -421,6 +421,36 @@ class Pipeline:
                 values[name] = spec.default
         return values
 
+    def bind(self, values: Mapping[str, Any]) -> Pipeline:
+        """A copy in which the named pipeline parameters are constants (``flywheel compile -p``).
+
+        A bound parameter leaves the pipeline's signature; every task argument
+        that referred to it takes the value. Compilers can then see it, e.g. a
+        random ``tune`` with a constant search space fans out its trials on
+        Kubeflow. Values are checked and coerced as ``resolve_parameters`` does.
+
+        Raises:
+            ParameterError: an unknown name, or a value that does not fit the type.
+        """
+        import copy
+
+        if not values:
+            return self
+        unknown = sorted(set(values) - set(self.parameters))
+        if unknown:
+            self.resolve_parameters({name: values[name] for name in unknown})  # raises, naming them
+        bound = {name: coerce_parameter(self.name, self.parameters[name], value) for name, value in values.items()}
+        tasks: dict[str, Task] = {}
+        for task_id, task in self.tasks.items():
+            clone = copy.copy(task)
+            clone.parameters = {
+                name: bound[value.name] if isinstance(value, PipelineParam) and value.name in bound else value
+                for name, value in task.parameters.items()
+            }
+            tasks[task_id] = clone
+        parameters = {name: spec for name, spec in self.parameters.items() if name not in bound}
+        return Pipeline(self.name, parameters, tasks, self.description, self.source_file)
+
     def task_parameters(self, task_id: str, pipeline_values: Mapping[str, Any]) -> dict[str, Any]:
         """Concrete parameter values of one task for a run."""
         task = self.tasks[task_id]

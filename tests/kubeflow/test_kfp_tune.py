@@ -111,6 +111,38 @@ def test_adaptive_strategies_and_run_time_plans_stay_one_task(tmp_path):
     assert "tune" in tasks and not any("parameterIterator" in t for t in tasks.values())
 
 
+def test_compile_time_parameters_let_the_tuning_pipeline_fan_out(tmp_path, capsys):
+    from flywheel.cli.main import main
+    from flywheel.errors import ParameterError
+
+    out = tmp_path / "tuning.yaml"
+    code = main(["compile", os.path.join(REPO, "pipelines", "tuning.py"), "-o", str(out),
+                 "-p", "strategy=random", "-p", "max_trials=4", "--fix-defaults"])
+    assert code == 0 and "Compiled pipeline 'tuning'" in capsys.readouterr().out
+    doc = yaml.safe_load(out.read_text())
+    _spec(doc)
+    tasks = doc["root"]["dag"]["tasks"]
+    (loop,) = [t for t in tasks.values() if "parameterIterator" in t]
+    assert len(json.loads(loop["parameterIterator"]["items"]["raw"])) == 4
+    parameters = doc["root"].get("inputDefinitions", {}).get("parameters", {})
+    assert parameters == {}  # all fixed: no run-time inputs left
+
+    out_partly = tmp_path / "partly.yaml"
+    assert main(["compile", os.path.join(REPO, "pipelines", "tuning.py"), "-o", str(out_partly), "-p", "max_trials=4"]) == 0
+    partly = yaml.safe_load(out_partly.read_text())
+    assert "max_trials" not in partly["root"]["inputDefinitions"]["parameters"]
+    assert "strategy" in partly["root"]["inputDefinitions"]["parameters"]  # still a run-time input: one tune task
+    assert "tune" in partly["root"]["dag"]["tasks"]
+
+    pipe = load_pipeline(os.path.join(REPO, "pipelines", "tuning.py"))
+    with pytest.raises(ParameterError, match="has no parameter 'strategi'"):
+        pipe.bind({"strategi": "random"})
+    with pytest.raises(ParameterError, match="max_trials"):
+        pipe.bind({"max_trials": "many"})
+    assert pipe.bind({"max_trials": "4"}).tasks["tune"].parameters["max_trials"] == 4
+    assert "max_trials" in pipe.parameters  # the original is untouched
+
+
 def _artifact(name: str, schema_title: str, uri: str, metadata: dict | None = None) -> dict:
     return {"name": name, "type": {"schemaTitle": schema_title}, "uri": uri, "metadata": metadata or {}}
 
