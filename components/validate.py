@@ -33,7 +33,9 @@ class DataValidationError(FlywheelError):
     """Examples do not pass validation against their schema (or drift/skew limits)."""
 
 
-@component(version="1")
+# isolated: TFDV brings Beam, tfx-bsl and their clients (~80 MB); no later node needs them, so the
+# worker that ran validate exits and the rest of the run starts in a fresh one (benchmarks/pipeline_e2e.py).
+@component(version="1", isolated=True)
 def validate(
     examples: Input[Examples],
     statistics: Output[ExampleStatistics],

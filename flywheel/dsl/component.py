@@ -119,6 +119,11 @@ class ComponentOptions:
             component's own source file.
         cpu: CPU request on Kubernetes (e.g. ``"1"`` or ``"500m"``).
         memory: Memory request on Kubernetes (e.g. ``"2Gi"``).
+        isolated: Locally, the worker process that runs it exits afterwards,
+            so what the component imports (e.g. TFDV and Beam for ``validate``)
+            does not stay in memory while the following nodes run. Costs a
+            fresh worker (and its imports) for the next node. On Kubeflow every
+            task is its own pod anyway.
     """
 
     retries: int = 0
@@ -127,6 +132,7 @@ class ComponentOptions:
     version: str = "1"
     cpu: str | None = None
     memory: str | None = None
+    isolated: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.retries, int) or self.retries < 0:
@@ -138,6 +144,8 @@ class ComponentOptions:
                 "The 'retry_backoff_s' option must be a number >= 0. "
                 f"Got {self.retry_backoff_s!r} instead."
             )
+        if not isinstance(self.isolated, bool):
+            raise ComponentDefinitionError(f"The 'isolated' option must be True or False. Got {self.isolated!r} instead.")
 
 
 def _parameter_type(annotation: Any) -> type | None:
@@ -305,6 +313,7 @@ def component(
     version: str = "1",
     cpu: str | None = None,
     memory: str | None = None,
+    isolated: bool = False,
 ) -> Any:
     """Turns an annotated function into a component (with or without arguments).
 
@@ -319,6 +328,7 @@ def component(
         version=version,
         cpu=cpu,
         memory=memory,
+        isolated=isolated,
     )
 
     def wrap(func: Callable[..., Any]) -> Component:

@@ -4,7 +4,8 @@ The runner owns the algorithm (what runs when, caching, publishing); an
 executor only runs a ``Job`` and reports a ``JobResult``. Workers are forked
 from the runner, so they already hold the loaded pipeline and its components,
 and live for the whole run: a heavy import such as TensorFlow is paid once
-per worker, not once per node. A worker that dies (killed, crashed) fails only
+per worker, not once per node. A job of an ``isolated`` component is the last
+of its worker, which exits after it. A worker that dies (killed, crashed) fails only
 the node it was running and is replaced.
 """
 
@@ -39,6 +40,7 @@ class Job:
     parameters: dict[str, Any]
     log_path: str
     env: dict[str, str]
+    isolated: bool = False  # the worker exits after this job (ComponentOptions.isolated)
 
 
 @dataclasses.dataclass
@@ -165,6 +167,8 @@ def _worker_main(pipeline: Pipeline, conn: Connection, parent: int) -> None:
             conn.send(result)
         except (BrokenPipeError, OSError):
             break
+        if job.isolated:
+            break
 
 
 @dataclasses.dataclass
@@ -222,6 +226,15 @@ class ForkPoolExecutor:
         except (BrokenPipeError, OSError):
             self._reap(idle)
 
+    def _retire(self, worker: _Worker) -> None:
+        """Waits for a worker that exits after its job, and forgets it."""
+        try:
+            os.waitpid(worker.pid, 0)
+        except ChildProcessError:
+            pass
+        worker.conn.close()
+        self._workers.remove(worker)
+
     def _reap(self, worker: _Worker) -> None:
         """Records a dead worker's job as failed and forgets the worker."""
         try:
@@ -249,7 +262,10 @@ class ForkPoolExecutor:
                 except (EOFError, OSError):
                     self._reap(worker)
                     continue
-                worker.job = None
+                if worker.job.isolated:  # its worker exits now; the next job gets a fresh one
+                    self._retire(worker)
+                else:
+                    worker.job = None
                 self._results.append(result)
         elif not busy and not self._results and timeout:
             time.sleep(timeout)

@@ -351,6 +351,7 @@ class LocalRunner:
                 "FLYWHEEL_NODE_ID": node.task_id,
                 "FLYWHEEL_PIPELINE": pipeline.name,
             },
+            isolated=task.options.isolated,
         )
         node.started = time.monotonic()
         self._dispatch(pipeline, run, node, executor, by_key, key)

@@ -255,3 +255,30 @@ def test_a_loaded_threaded_runtime_means_in_process_execution_not_a_fork(home, m
     with pytest.warns(RuntimeWarning, match="tensorflow is already imported"):
         result = LocalRunner(home, max_workers=2).run(chain_pipeline())
     assert result.ok and result.states == {"produce": "COMPLETE", "consume": "COMPLETE"}
+
+
+def test_the_worker_that_ran_an_isolated_component_exits_afterwards(home):
+    from tests.runner.toy import note_pid, note_pid_isolated
+
+    @pipeline(name="isolation")
+    def isolation():
+        first = note_pid(after="start")  # distinct parameters: no node is a cache hit of another
+        second = note_pid(after="first").after(first)
+        alone = note_pid_isolated().after(second)
+        note_pid(after="isolated").after(alone)
+
+    result = LocalRunner(home, max_workers=1).run(isolation)
+
+    assert result.ok, result.errors
+    pids = {task: outputs["out"].properties["pid"] for task, outputs in result.outputs.items()}
+    assert set(pids) == {"note_pid", "note_pid-2", "note_pid_isolated", "note_pid-3"}
+    assert pids["note_pid"] == pids["note_pid-2"] == pids["note_pid_isolated"]  # ordinary nodes share a worker
+    assert pids["note_pid-3"] != pids["note_pid_isolated"]  # that worker exited after the isolated node
+
+
+def test_the_isolated_option_must_be_a_bool():
+    from flywheel import component
+    from flywheel.errors import ComponentDefinitionError
+
+    with pytest.raises(ComponentDefinitionError, match="The 'isolated' option must be True or False"):
+        component(isolated="yes")

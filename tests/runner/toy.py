@@ -58,3 +58,15 @@ def half_writer(out: Output[Dataset], ready: str) -> None:
             marker.write(str(os.getpid()))
         os.replace(ready + ".tmp", ready)
         time.sleep(120)
+
+
+@component
+def note_pid(out: Output[Dataset], after: str = "") -> None:
+    """Records the worker's pid (``after`` only orders it)."""
+    out.properties["pid"] = os.getpid()
+
+
+@component(isolated=True)
+def note_pid_isolated(out: Output[Dataset]) -> None:
+    """Records its worker's pid; the worker exits afterwards."""
+    out.properties["pid"] = os.getpid()
