@@ -25,7 +25,7 @@ from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _image_models, _model_diagnosis, _model_resample, examples_io
+from flywheel.components import _image_models, _model_resample, examples_io
 from flywheel.components import _model_features as features
 
 CANDIDATES_FILE = "candidates.json"
@@ -166,51 +166,19 @@ def write_image_model(
     model: Model, net: Any, spec: dict[str, Any], history: dict[str, list[float]], data: tuple, *,
     patience: int, fit_seconds: float, properties: dict[str, Any],
 ) -> None:
-    """Writes a trained image network as a Model artifact with the files and properties ``train`` writes."""
-    import keras
+    """Writes a trained image network as a Model artifact, through ``train``'s own writer."""
     import numpy as np
+
+    from flywheel.components.train import write_trained_model
 
     epochs_run = len(history["loss"])
     best_epoch = int(np.argmin(history["val_loss"])) + 1 if patience > 0 else epochs_run
-    diagnosis = _model_diagnosis.diagnose(history)
-    if best_epoch < epochs_run:
-        diagnosis = _model_diagnosis.Diagnosis(
-            diagnosis.verdict, f"{diagnosis.detail} (early stopping kept epoch {best_epoch} of {epochs_run})"
-        )
     x_fit, y_fit, x_val, y_val = data
-    final_train = net.evaluate(x_fit, y_fit, batch_size=256, verbose=0, return_dict=True)
-    final_val = net.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
-    net.save(model.path(features.MODEL_FILE))
-    _image_models.export_image_serving(net, spec, model.path(features.SERVING_DIR))
-    features.write_json(model.path(features.MODEL_JSON), {**spec, "output": _image_models.OUTPUT_NAME, "signature": "serving_default"})
-    features.write_json(
-        model.path("history.json"),
-        {"history": history, "best_epoch": best_epoch, "diagnosis": diagnosis.verdict, "detail": diagnosis.detail},
-    )
-    _model_diagnosis.plot_learning_curve(
-        history, model.path("learning_curve.png"),
-        title=f"diagnosis: {diagnosis.verdict} (kept epoch {best_epoch} of {epochs_run})", best_epoch=best_epoch,
-    )
-    model.properties.update(
-        {
-            "diagnosis": diagnosis.verdict,
-            "diagnosis_detail": diagnosis.detail,
-            "final_train_accuracy": float(final_train["accuracy"]),
-            "final_val_accuracy": float(final_val["accuracy"]),
-            "final_train_loss": float(final_train["loss"]),
-            "final_val_loss": float(final_val["loss"]),
-            "epochs_run": epochs_run,
-            "best_epoch": best_epoch,
-            "parameters": int(net.count_params()),
-            "fit_seconds": round(fit_seconds, 3),
-            "label": spec["label"],
-            "label_vocabulary": spec["label_vocabulary"],
-            "train_rows": int(len(y_fit)),
-            "validation_rows": int(len(y_val)),
-            "modality": "image",
-            "framework": f"keras {keras.__version__}",
-            **properties,
-        }
+    write_trained_model(
+        model, net, spec, history, best_epoch=best_epoch,
+        final_train=net.evaluate(x_fit, y_fit, batch_size=256, verbose=0, return_dict=True),
+        final_val=net.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True),
+        fit_seconds=fit_seconds, train_rows=int(len(y_fit)), validation_rows=int(len(y_val)), properties=properties,
     )
 
 

@@ -232,15 +232,50 @@ def train(
     epochs_run = len(history["loss"])
     # The epoch whose weights were kept: EarlyStopping restores its best epoch (counted from 0) at the end.
     best_epoch = epochs_run if stopper is None else int(stopper.best_epoch) + 1
+    classes = len(vocabulary) if one_hot and not coteaching else 0
+    write_trained_model(
+        model, net, spec, history, best_epoch=best_epoch,
+        final_train=net.evaluate(_dataset(x_train, y_train, 256, n_classes=classes), verbose=0, return_dict=True),
+        final_val=net.evaluate(_dataset(x_val, y_val, 256, n_classes=classes), verbose=0, return_dict=True),
+        fit_seconds=fit_seconds, train_rows=int(len(y_train)), validation_rows=int(len(y_val)),
+        properties={
+            "loss": loss,
+            "class_weights": class_weights,
+            "architecture": family,
+            "resampled": source is not examples,
+            "mixup_alpha": mixup_alpha,
+            "randaugment": [randaugment_n, randaugment_m] if randaugment_n else None,
+            "coteaching": {"forget_rate": forget_rate, "num_gradual": num_gradual} if coteaching else None,
+            "distillation": (
+                {"teacher_uri": teacher.uri, "temperature": distill_temperature, "alpha": distill_alpha}
+                if teacher is not None else None
+            ),
+        },
+    )
+
+
+def write_trained_model(
+    model: Model, net: Any, spec: dict[str, Any], history: dict[str, list[float]], *, best_epoch: int,
+    final_train: dict[str, float], final_val: dict[str, float], fit_seconds: float, train_rows: int,
+    validation_rows: int, properties: dict[str, Any],
+) -> None:
+    """Writes a fitted network as a Model artifact: the files and properties every consumer reads.
+
+    ``model.keras``, the serving SavedModel, ``model.json`` (the feature
+    contract), ``history.json`` with the fit diagnosis, ``learning_curve.png``
+    and the common properties, plus ``properties``. ``train``,
+    ``search_architecture`` and ``scale_model`` all write their models here, so
+    ``evaluate``, ``push`` and serving take any of them.
+    """
+    import keras
+
+    image = _image_models.is_image_spec(spec)
+    epochs_run = len(history["loss"])
     diagnosis = _model_diagnosis.diagnose(history)
     if best_epoch < epochs_run:
         diagnosis = _model_diagnosis.Diagnosis(
             diagnosis.verdict, f"{diagnosis.detail} (early stopping kept epoch {best_epoch} of {epochs_run})"
         )
-    classes = len(vocabulary) if one_hot and not coteaching else 0
-    final_train = net.evaluate(_dataset(x_train, y_train, 256, n_classes=classes), verbose=0, return_dict=True)
-    final_val = net.evaluate(_dataset(x_val, y_val, 256, n_classes=classes), verbose=0, return_dict=True)
-
     net.save(model.path(features.MODEL_FILE))
     if image:
         _image_models.export_image_serving(net, spec, model.path(features.SERVING_DIR))
@@ -271,22 +306,12 @@ def train(
             "parameters": int(net.count_params()),
             "fit_seconds": round(fit_seconds, 3),
             "label": spec["label"],
-            "label_vocabulary": vocabulary,
-            "train_rows": int(len(y_train)),
-            "validation_rows": int(len(y_val)),
-            "loss": loss,
-            "class_weights": class_weights,
+            "label_vocabulary": spec["label_vocabulary"],
+            "train_rows": train_rows,
+            "validation_rows": validation_rows,
             "modality": "image" if image else "table",
-            "architecture": family,
-            "resampled": source is not examples,
-            "mixup_alpha": mixup_alpha,
-            "randaugment": [randaugment_n, randaugment_m] if randaugment_n else None,
-            "coteaching": {"forget_rate": forget_rate, "num_gradual": num_gradual} if coteaching else None,
-            "distillation": (
-                {"teacher_uri": teacher.uri, "temperature": distill_temperature, "alpha": distill_alpha}
-                if teacher is not None else None
-            ),
             "framework": f"keras {keras.__version__}",
+            **properties,
         }
     )
 
