@@ -17,6 +17,7 @@ import dataclasses
 import os
 
 HOME_ENV = "FLYWHEEL_HOME"
+REGISTRY_ENV = "FLYWHEEL_REGISTRY"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,8 @@ class Home:
 
     @property
     def registry(self) -> str:
-        return os.path.join(self.root, "registry")
+        """``$FLYWHEEL_REGISTRY`` if set (a mounted volume, e.g. on Kubeflow), else ``<home>/registry``."""
+        return os.environ.get(REGISTRY_ENV) or os.path.join(self.root, "registry")
 
     def ensure(self) -> Home:
         for path in (self.root, self.artifacts, self.staging, self.logs):

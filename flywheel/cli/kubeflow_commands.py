@@ -46,6 +46,10 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
     parser.add_argument("--image", default=None, help="component image every task runs (default: flywheel:<version>)")
     parser.add_argument(
+        "--registry-pvc", default=None, metavar="PVC",
+        help="PersistentVolumeClaim with the model registry (k8s/: flywheel-data); evaluate and push mount it",
+    )
+    parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter (repeatable)"
     )
 
@@ -69,6 +73,10 @@ def register(subparsers: Any) -> None:
         "--image", default=None, help="component image every task runs (default: flywheel:<version>)"
     )
     compile_parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
+    compile_parser.add_argument(
+        "--registry-pvc", default=None, metavar="PVC",
+        help="PersistentVolumeClaim with the model registry (k8s/: flywheel-data); evaluate and push mount it",
+    )
     compile_parser.add_argument(
         "-p", "--param", action="append", metavar="NAME=VALUE",
         help="fix a pipeline parameter at compile time (it leaves the compiled pipeline's run-time parameters)",
@@ -132,7 +140,7 @@ def compile_command(args: argparse.Namespace) -> int:
     if args.fix_defaults:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)
-    compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE)
+    compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE, registry_pvc=args.registry_pvc)
     print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
     return 0
 
@@ -162,6 +170,7 @@ def submit_command(args: argparse.Namespace) -> int:
         image=args.image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
+        registry_pvc=args.registry_pvc,
     )
     print(f"Run id: {run_id}")
     print(f"Dashboard: {url}")
@@ -191,6 +200,7 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         image=args.image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
+        registry_pvc=args.registry_pvc,
     )
     print(f"Schedule '{args.name}' created: id {schedule_id}, cron '{kfp_cron}'")
     print(f"Dashboard: {url}")

@@ -44,6 +44,9 @@ from flywheel.kubeflow.errors import KubeflowCompileError
 DEFAULT_IMAGE = f"flywheel:{__version__}"
 EXECUTOR_COMMAND = ("python", "-m", "flywheel.executor")
 DEFAULT_IMAGE_PACKAGES = ("flywheel",)
+# Where a task that reads or writes the model registry mounts the registry PVC (``registry_pvc``); the
+# registry is the ``registry`` folder on it, as k8s/ lays it out (serving mounts that sub-path).
+REGISTRY_MOUNT = "/mnt/flywheel-data"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,8 +309,15 @@ def build_kfp_pipeline(
     *,
     image: str = DEFAULT_IMAGE,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
+    registry_pvc: str | None = None,
 ) -> Any:
     """A ``kfp.dsl`` pipeline (graph component) equivalent to ``pipeline``.
+
+    With ``registry_pvc``, every task whose component takes a ``registry``
+    parameter (evaluate, push, ...) mounts that PersistentVolumeClaim at
+    ``REGISTRY_MOUNT`` and gets ``FLYWHEEL_REGISTRY=<mount>/registry``, the
+    registry a ``registry=""`` argument means; so pushed models land where
+    ``flywheel serve`` and the monitor (k8s/) read them.
 
     Raises:
         KubeflowCompileError: a component or option has no KFP equivalent.
@@ -382,6 +392,8 @@ def build_kfp_pipeline(
             arguments.update(parameter_arguments(task.component, task.parameters, channels))
             kfp_task = kfp_components[component_keys[task_id]](**arguments)
             _apply_options(kfp_task, task)
+            if registry_pvc and "registry" in task.component.parameters:
+                _mount_registry(kfp_task, registry_pvc)
             for upstream in task.explicit_upstream:
                 waited = kfp_tasks[upstream]
                 kfp_task.after(waited.last if isinstance(waited, _ExpandedTask) else waited)
@@ -397,12 +409,22 @@ def build_kfp_pipeline(
         ) from exc
 
 
+def _mount_registry(kfp_task: Any, pvc_name: str) -> None:
+    from kfp import kubernetes
+
+    from flywheel.home import REGISTRY_ENV
+
+    kubernetes.mount_pvc(kfp_task, pvc_name=pvc_name, mount_path=REGISTRY_MOUNT)
+    kfp_task.set_env_variable(REGISTRY_ENV, f"{REGISTRY_MOUNT}/registry")
+
+
 def compile_pipeline(
     pipeline: Pipeline,
     output_path: str,
     *,
     image: str = DEFAULT_IMAGE,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
+    registry_pvc: str | None = None,
 ) -> None:
     """Writes ``pipeline`` as Kubeflow Pipelines v2 IR YAML.
 
@@ -412,6 +434,8 @@ def compile_pipeline(
         image: Container image every task runs (the flywheel component image).
         image_packages: Top-level packages installed in the image; components
             defined elsewhere are embedded as source.
+        registry_pvc: PersistentVolumeClaim holding the model registry (k8s/:
+            ``flywheel-data``), mounted by the tasks that use the registry.
 
     Raises:
         KubeflowCompileError: the pipeline has no KFP equivalent (bad name,
@@ -419,7 +443,7 @@ def compile_pipeline(
     """
     from kfp import compiler as kfp_compiler
 
-    kfp_pipeline = build_kfp_pipeline(pipeline, image=image, image_packages=image_packages)
+    kfp_pipeline = build_kfp_pipeline(pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc)
     try:
         kfp_compiler.Compiler().compile(pipeline_func=kfp_pipeline, package_path=output_path)
     except (TypeError, ValueError) as exc:

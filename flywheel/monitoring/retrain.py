@@ -108,6 +108,7 @@ def kubeflow_launcher(host: str) -> Launcher:
             run_name=f"{request.run_id} ({request.reason})"[:250],
             service_account=settings.service_account,
             pipeline_root=settings.pipeline_root,
+            registry_pvc=settings.registry_pvc,
         )
         return run_id
 

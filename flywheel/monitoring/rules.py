@@ -150,6 +150,7 @@ class RetrainSettings:
     service_account: str | None = None
     pipeline_root: str | None = None
     image: str | None = None
+    registry_pvc: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +322,7 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
             "service_account",
             "pipeline_root",
             "image",
+            "registry_pvc",
         )
         _known_keys(raw, fields, "retrain")
         if not isinstance(raw.get("pipeline"), str) or not raw["pipeline"]:
@@ -333,7 +335,10 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
             parameters=_mapping(raw.get("parameters"), "retrain.parameters"),
             max_runs=int(_number(raw.get("max_runs", 1), "retrain.max_runs", minimum=1, integer=True)),
             period_s=parse_duration(raw.get("period", "24h"), field="retrain.period"),
-            **{k: raw.get(k) for k in ("host", "namespace", "experiment", "service_account", "pipeline_root", "image")},
+            **{
+                k: raw.get(k)
+                for k in ("host", "namespace", "experiment", "service_account", "pipeline_root", "image", "registry_pvc")
+            },
         )
 
     rollback = None

@@ -296,3 +296,6 @@ def test_the_cluster_alert_rules_load():
 
     config = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml"))
     assert {rule.action for rule in config.rules} == {"retrain", "rollback"}
+    # retraining on the cluster mounts the registry claim the serving Deployment reads
+    assert config.retrain.registry_pvc == "flywheel-data"
+    assert config.retrain.service_account == "flywheel-pipeline-runner"

@@ -174,3 +174,17 @@ def test_runs_with_unreachable_host_is_one_line(capsys):
     assert main(["runs", "--host", "http://127.0.0.1:9"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: Cannot reach Kubeflow Pipelines at http://127.0.0.1:9")
+
+
+def test_submit_with_registry_pvc_sends_the_mount_for_evaluate_and_push(kfp_server, capsys):
+    import json
+    import os
+
+    training = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "pipelines", "training.py")
+    assert _run("submit", training, "--host", kfp_server.url, "--registry-pvc", "flywheel-data") == 0
+    assert _run("submit", training, "--host", kfp_server.url) == 0
+    with_pvc, without = (json.dumps(call.body) for call in kfp_server.state.calls("POST", "/runs"))
+    assert with_pvc.count('"mountPath": "/mnt/flywheel-data"') == 2  # evaluate and push
+    assert "FLYWHEEL_REGISTRY" in with_pvc
+    assert "flywheel-data" not in without and "FLYWHEEL_REGISTRY" not in without

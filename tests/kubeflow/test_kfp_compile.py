@@ -443,3 +443,35 @@ def test_every_pipeline_in_pipelines_dir_compiles(tmp_path):
             args = container["args"]
             if "--component-source-b64" not in args:
                 load_component(args[args.index("--component") + 1])
+
+
+def test_registry_pvc_is_mounted_by_the_tasks_that_use_the_registry(tmp_path, monkeypatch):
+    from flywheel.home import Home
+    from flywheel.kubeflow.compiler import REGISTRY_MOUNT
+    from flywheel.pipeline_file import load_pipeline
+
+    training = load_pipeline(os.path.join(REPO_ROOT, "pipelines", "training.py"))
+    out = tmp_path / "training.yaml"
+    compile_pipeline(training, str(out), registry_pvc="flywheel-data")
+    pipeline_doc, platform_doc = list(yaml.safe_load_all(out.read_text()))
+    _pipeline_spec(pipeline_doc)
+    executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    tasks = _task_by_display_name(pipeline_doc)
+    mounted = {name for name, (_, task) in tasks.items()
+               if pipeline_doc["components"][task["componentRef"]["name"]]["executorLabel"] in executors}
+    assert mounted == {"evaluate", "push"}  # the tasks with a `registry` parameter, and only those
+    for name in mounted:
+        label = pipeline_doc["components"][tasks[name][1]["componentRef"]["name"]]["executorLabel"]
+        (mount,) = executors[label]["pvcMount"]
+        assert mount["mountPath"] == REGISTRY_MOUNT and mount["constant"] == "flywheel-data"
+        env = {e["name"]: e["value"] for e in _container(pipeline_doc, tasks[name][1])["env"]}
+        assert env == {"FLYWHEEL_REGISTRY": f"{REGISTRY_MOUNT}/registry"}
+
+    plain = tmp_path / "plain.yaml"
+    compile_pipeline(training, str(plain))
+    assert len(list(yaml.safe_load_all(plain.read_text()))) == 1  # no platform spec without the flag
+
+    monkeypatch.setenv("FLYWHEEL_REGISTRY", "/mnt/flywheel-data/registry")
+    assert Home("/somewhere").registry == "/mnt/flywheel-data/registry"  # what registry="" resolves to there
+    monkeypatch.delenv("FLYWHEEL_REGISTRY")
+    assert Home("/somewhere").registry == "/somewhere/registry"
