@@ -16,6 +16,7 @@ their larger epoch budget (the objective does not resume earlier weights).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -48,6 +49,7 @@ def search(
     initial_points: int = 0,
     hyperband_factor: int = 3,
     clock: Callable[[], float] = time.perf_counter,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs a search and returns every trial, in the order they ran.
 
@@ -65,6 +67,7 @@ def search(
         initial_points: Bayesian: random trials before the GP is fitted (0: KerasTuner's 3 x dimensions).
         hyperband_factor: Hyperband's reduction factor eta.
         clock: Seconds, for the time budget (a parameter so tests can drive it).
+        progress: Called with one line per finished trial (``tune`` prints them to its log).
 
     Returns:
         Records ``{"trial_id", "hyperparameters", "score", "status", "seconds",
@@ -80,6 +83,12 @@ def search(
         return max_seconds > 0 and clock() - started >= max_seconds
 
     trials: list[dict[str, Any]] = []
+
+    def finished(record: dict[str, Any]) -> None:
+        trials.append(record)
+        if progress is not None:
+            progress(progress_line(trials, max_trials, objective))
+
     if strategy in ("random", "grid"):
         configs = (
             _tune_space.iter_random_configs(space, max_trials, seed)
@@ -90,7 +99,7 @@ def search(
             if out_of_time():
                 break
             # The oracle's id format: zero-padded to the width of max_trials.
-            trials.append(run_trial(objective_fn, values, epochs, objective, trial_id=f"{i:0{len(str(max_trials))}d}"))
+            finished(run_trial(objective_fn, values, epochs, objective, trial_id=f"{i:0{len(str(max_trials))}d}"))
         return trials
     oracle = _oracle(space, strategy, objective, max_trials, epochs, seed, initial_points, hyperband_factor)
     oracle._set_project_dir(directory, "tune")  # noqa: SLF001 - what BaseTuner.__init__ does
@@ -107,7 +116,7 @@ def search(
                            trial_id=trial.trial_id)
         if strategy == "hyperband":
             record["bracket"], record["round"] = int(kt_values["tuner/bracket"]), int(kt_values["tuner/round"])
-        trials.append(record)
+        finished(record)
         if record["status"] == "COMPLETED":
             oracle.update_trial(trial.trial_id, {objective: record["score"]}, step=trial_epochs)
         trial.status = "COMPLETED" if record["status"] == "COMPLETED" else "FAILED"
@@ -135,6 +144,17 @@ def run_trial(objective_fn: Objective, values: dict[str, Any], epochs: int, obje
         "epochs": epochs,
         "metrics": metrics,
     }
+
+
+def progress_line(trials: list[dict[str, Any]], max_trials: int, objective: str) -> str:
+    """``trial 3/12 (id 02): val_loss 0.2101, best 0.1803 (id 01); 5 epochs, 4.2 s; {values}``."""
+    last, best = trials[-1], best_trial(trials, objective)
+    score = "not a finite number" if last["score"] is None else f"{last['score']:.4f}"
+    best_text = "none yet" if best is None else f"{best['score']:.4f} (id {best['trial_id']})"
+    return (
+        f"trial {len(trials)}/{max_trials} (id {last['trial_id']}): {objective} {score}, best {best_text}; "
+        f"{last['epochs']} epochs, {last['seconds']:.1f} s; {json.dumps(last['hyperparameters'], sort_keys=True)}"
+    )
 
 
 def best_trial(trials: list[dict[str, Any]], objective: str) -> dict[str, Any] | None:

@@ -104,6 +104,7 @@ def tune(
             trial_objective, space, strategy=strategy, objective=objective, max_trials=max_trials,
             max_seconds=max_seconds, epochs=epochs, seed=seed, directory=project, grid_points=grid_points,
             initial_points=initial_points, hyperband_factor=hyperband_factor,
+            progress=lambda line: print(line, flush=True),
         )
     record_results(hyperparameters, trials, strategy=strategy, objective=objective,
                    seconds=time.perf_counter() - started, fixed=fixed)

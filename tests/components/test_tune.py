@@ -104,18 +104,25 @@ def _tmp():
 
 
 def test_time_budget_stops_starting_trials():
-    def slow(values, epochs):
-        time.sleep(0.2)
+    now = [0.0]
+
+    def slow(values, epochs):  # each trial "takes" 0.2 s on the search's clock
+        now[0] += 0.2
         return {"val_accuracy": values["x"]}
 
     space = {"x": {"type": "float", "min": 0.0, "max": 1.0}}
     for strategy in ("random", "bayesian"):
-        started = time.perf_counter()
+        now[0] = 0.0
+        lines = []
         trials = _tune_search.search(slow, space, strategy=strategy, objective="val_accuracy", max_trials=50,
-                                     max_seconds=0.5, epochs=1, seed=0, directory=_tmp(), initial_points=10)
-        elapsed = time.perf_counter() - started
-        assert 2 <= len(trials) <= 4, (strategy, len(trials))
-        assert elapsed < 0.5 + 0.2 + 1.5  # at most the trial running when the budget ran out, plus overhead
+                                     max_seconds=0.5, epochs=1, seed=0, directory=_tmp(), initial_points=10,
+                                     clock=lambda: now[0], progress=lines.append)
+        # trials start at 0.0, 0.2 and 0.4; at 0.6 the budget is spent and no fourth one starts
+        assert len(trials) == 3, (strategy, len(trials))
+        assert [line.split(":")[0] for line in lines] == [f"trial {i}/50 (id {t['trial_id']})" for i, t in
+                                                          enumerate(trials, 1)]
+        best = _tune_search.best_trial(trials, "val_accuracy")
+        assert f"best {best['score']:.4f} (id {best['trial_id']})" in lines[-1]
 
 
 def test_component_time_budget(penguins, tmp_path):

@@ -128,7 +128,7 @@ def test_search_stops_at_its_time_budget(blobs):
     assert search.stopped_by_ == "time" and 1 <= len(search.trials_) < 500
     # A running trial stops after the batch that passes the deadline; only its scoring follows.
     assert search.trials_[-1]["epochs_run"] < 200
-    assert elapsed < budget + 6.0
+    assert elapsed < budget + 30.0  # stopped at its budget: 500 trials of 200 epochs would take many minutes
 
 
 def test_same_seed_same_candidates_other_seed_other_candidates(blobs):
