@@ -95,7 +95,7 @@ def search_architecture(
         population_size=population_size, sample_size=sample_size, param_penalty=float(param_penalty),
         max_params=max_params or None, epochs=search_epochs, batch_size=batch_size,
         learning_rate=float(learning_rate), random_state=seed,
-    ).fit(x_fit, y_fit, x_val, y_val, preprocess=preprocess)
+    ).fit(x_fit, y_fit, x_val, y_val, preprocess=preprocess, progress=lambda line: print(line, flush=True))
 
     best = search.best_architecture_
     started = time.perf_counter()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -543,13 +543,17 @@ class ArchitectureSearch(Technique):
         """The objective: ``val_accuracy - param_penalty * log10(params)``."""
         return float(val_accuracy - self.param_penalty * math.log10(max(params, 1)))
 
-    def fit(self, x_train: Any, y_train: Any, x_val: Any, y_val: Any, *, preprocess: Any = None) -> ArchitectureSearch:
+    def fit(
+        self, x_train: Any, y_train: Any, x_val: Any, y_val: Any, *, preprocess: Any = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ArchitectureSearch:
         """Runs the search on images ``(N, H, W, C)`` with integer class labels.
 
         Args:
             x_train, y_train: Images and labels the candidates train on.
             x_val, y_val: Held-out images and labels that score them.
             preprocess: Optional frozen Keras model applied first in every candidate.
+            progress: Called with one line per evaluated candidate.
 
         Raises:
             ParameterError: a parameter breaks its rule (also the search space).
@@ -582,6 +586,13 @@ class ArchitectureSearch(Technique):
             trial = self._evaluate(arch, shape, n_classes, x_train, y_train, x_val, y_val, preprocess, seed + len(self.trials_), deadline)
             trial["origin"] = origin
             self.trials_.append(trial)
+            if progress is not None:
+                best = max(self.trials_, key=lambda t: t["score"])
+                progress(
+                    f"trial {len(self.trials_)}/{self.n_trials} ({origin}): {trial['name']}, "
+                    f"val_accuracy {trial['val_accuracy']:.4f}, {trial['params']:,} params, score {trial['score']:.4f}; "
+                    f"best {best['score']:.4f} ({best['name']}); {trial['seconds']:.1f} s"
+                )
             population.append(len(self.trials_) - 1)
             if self.strategy == "evolution" and len(population) > self.population_size:
                 population.pop(0)  # aging: the oldest member dies, whatever its score

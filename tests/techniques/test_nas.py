@@ -121,11 +121,13 @@ def test_search_respects_its_trial_budget_and_returns_the_best_it_reports(blobs)
 def test_search_stops_at_its_time_budget(blobs):
     budget = 2.0
     started = time.perf_counter()
+    lines = []
     search = nas.ArchitectureSearch(
         search_space=TINY_SPACE, strategy="random", n_trials=500, time_budget_s=budget, epochs=200, random_state=0
-    ).fit(*blobs)
+    ).fit(*blobs, progress=lines.append)
     elapsed = time.perf_counter() - started
     assert search.stopped_by_ == "time" and 1 <= len(search.trials_) < 500
+    assert len(lines) == len(search.trials_) and lines[0].startswith("trial 1/500 (random): ")
     # A running trial stops after the batch that passes the deadline; only its scoring follows.
     assert search.trials_[-1]["epochs_run"] < 200
     assert elapsed < budget + 30.0  # stopped at its budget: 500 trials of 200 epochs would take many minutes
