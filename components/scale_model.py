@@ -36,6 +36,10 @@ PLOT_FILE = "scaling.png"
 REPORT_FILE = "index.html"
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
 @component
 def scale_model(
     examples: Input[Examples],
@@ -97,13 +101,13 @@ def scale_model(
     search = scaling.CompoundScaling(
         base=baseline, grid_values=list(grid_values), tolerance=float(tolerance), epochs=search_epochs,
         batch_size=batch_size, learning_rate=float(learning_rate), random_state=seed,
-    ).fit(*data, preprocess=preprocess)
+    ).fit(*data, preprocess=preprocess, progress=_print)
     coefficients = (search.alpha_, search.beta_, search.gamma_)
     comparison = []
     if compare:
         comparison = scaling.compare_scaling(
             baseline, coefficients, [float(phi)], data, epochs=search_epochs, batch_size=batch_size,
-            learning_rate=float(learning_rate), seed=seed, preprocess=preprocess,
+            learning_rate=float(learning_rate), seed=seed, preprocess=preprocess, progress=_print,
         )
     arch = search.scaled(float(phi))
     shape, n_classes = spec["image_shape"], len(spec["label_vocabulary"])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -179,8 +179,13 @@ class CompoundScaling(Technique):
         self.learning_rate = learning_rate
         self.random_state = random_state
 
-    def fit(self, x_train: Any, y_train: Any, x_val: Any, y_val: Any, *, preprocess: Any = None) -> CompoundScaling:
+    def fit(
+        self, x_train: Any, y_train: Any, x_val: Any, y_val: Any, *, preprocess: Any = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> CompoundScaling:
         """Scores every grid point at ``phi = 1`` on square images ``(N, S, S, C)``.
+
+        ``progress`` is called with one line per scored grid point.
 
         Raises:
             ParameterError: a parameter breaks its rule.
@@ -202,13 +207,19 @@ class CompoundScaling(Technique):
         n_classes = int(max(y_train.max(), y_val.max())) + 1
         seed = 0 if self.random_state is None else int(self.random_state)
         self.grid_: list[dict[str, Any]] = []
-        for alpha, beta, gamma in constraint_grid(self.grid_values, target=self.target, tolerance=self.tolerance):
+        points = constraint_grid(self.grid_values, target=self.target, tolerance=self.tolerance)
+        for alpha, beta, gamma in points:
             arch = scale_architecture(base, self.input_size_, depth=alpha, width=beta, resolution=gamma)
             row = _train_and_score(
                 arch, (x_train, y_train, x_val, y_val), input_shape=shape, n_classes=n_classes, epochs=self.epochs,
                 batch_size=self.batch_size, learning_rate=self.learning_rate, seed=seed, preprocess=preprocess,
             )
             self.grid_.append({"alpha": alpha, "beta": beta, "gamma": gamma, "product": alpha * beta**2 * gamma**2, **row})
+            if progress is not None:
+                progress(
+                    f"grid point {len(self.grid_)}/{len(points)}: alpha {alpha:g}, beta {beta:g}, gamma {gamma:g}: "
+                    f"val_accuracy {row['val_accuracy']:.4f}, {row['flops']:,} FLOPs"
+                )
         self.best_index_ = min(range(len(self.grid_)), key=lambda i: (-self.grid_[i]["val_accuracy"], self.grid_[i]["flops"]))
         best = self.grid_[self.best_index_]
         self.alpha_, self.beta_, self.gamma_ = best["alpha"], best["beta"], best["gamma"]
@@ -262,6 +273,7 @@ def compare_scaling(
     learning_rate: float = 0.003,
     seed: int = 0,
     preprocess: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Trains the baseline and each method's scaled network at each ``phi``; one row per network.
 
@@ -275,6 +287,7 @@ def compare_scaling(
         target: FLOPs growth per unit of ``phi`` for the one-knob methods.
         epochs, batch_size, learning_rate, seed: Training of every network.
         preprocess: Optional frozen Keras model applied first.
+        progress: Called with one line per trained network.
 
     Returns:
         Rows with ``phi``, ``method``, ``d``/``w``/``r`` multipliers, the scaled
@@ -301,4 +314,7 @@ def compare_scaling(
             "layers": sum(len(s) for s in arch["stages"]), "widths": [s[0] for s in arch["stages"]],
             "resolution": arch["resolution"], "flops_ratio": round(row["flops"] / base_flops, 3), **row,
         })
+        if progress is not None:
+            progress(f"phi {phi:g} {method}: d {d:.3g} / w {w:.3g} / r {r:.3g}: val_accuracy {row['val_accuracy']:.4f}, "
+                     f"{row['flops']:,} FLOPs ({rows[-1]['flops_ratio']}x)")
     return rows

@@ -65,8 +65,9 @@ def test_fit_picks_the_best_grid_point_and_the_constraint_holds(blobs):
     search = scaling.CompoundScaling(
         base={"kind": "cnn", "stages": [[4], [8]], "kernel_size": 3, "skip": False, "dense_units": []},
         grid_values=[1.0, 1.4, 2.0], epochs=2, random_state=0,
-    ).fit(*blobs)
+    ).fit(*blobs, progress=(lines := []).append)
     assert len(search.grid_) == 3
+    assert [line.split(":")[0] for line in lines] == ["grid point 1/3", "grid point 2/3", "grid point 3/3"]
     best = search.grid_[search.best_index_]
     assert best["val_accuracy"] == max(g["val_accuracy"] for g in search.grid_)
     assert (search.alpha_, search.beta_, search.gamma_) == (best["alpha"], best["beta"], best["gamma"])
@@ -81,7 +82,10 @@ def test_fit_picks_the_best_grid_point_and_the_constraint_holds(blobs):
 
 def test_compare_scaling_trains_every_method_at_every_phi(blobs):
     base = {"kind": "cnn", "stages": [[4]], "kernel_size": 3, "skip": False, "dense_units": []}
-    rows = scaling.compare_scaling(base, (1.4, 1.0, 1.2), [1], blobs, eval_data=blobs[2:], epochs=1, seed=0)
+    lines = []
+    rows = scaling.compare_scaling(base, (1.4, 1.0, 1.2), [1], blobs, eval_data=blobs[2:], epochs=1, seed=0,
+                                   progress=lines.append)
+    assert len(lines) == len(rows) and lines[0].startswith("phi 0 baseline: ")
     assert [(r["phi"], r["method"]) for r in rows] == [(0.0, "baseline")] + [(1.0, m) for m in scaling.METHODS]
     by = {r["method"]: r for r in rows}
     assert by["baseline"]["flops_ratio"] == 1.0
