@@ -14,11 +14,10 @@ every candidate.
 """
 
 from flywheel import pipeline
-from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
-from flywheel.components.push import push
 from flywheel.components.search_architecture import search_architecture
 from flywheel.components.transform import transform
+from flywheel.pipelines import evaluate_and_push
 
 # Choices per dimension (see flywheel.techniques.nas): small CNNs (stages of 3x3/5x5 convolutions, per-layer
 # widths, residual skips, an optional dense head) and MLPs (per-layer widths, skips).
@@ -79,18 +78,7 @@ def architecture_search(
         learning_rate=learning_rate,
         seed=seed,
     )
-    evaluated = evaluate(
-        examples=rows.outputs["examples"],
-        model=searched.outputs["model"],
-        slice_features=[],
-        thresholds=thresholds,
-        registry=registry,
-        model_name=model_name,
-        max_regression=max_regression,
-    )
-    push(
-        model=searched.outputs["model"],
-        blessing=evaluated.outputs["blessing"],
-        registry=registry,
-        model_name=model_name,
+    evaluate_and_push(
+        rows.outputs["examples"], searched.outputs["model"], registry=registry, model_name=model_name,
+        slice_features=[], thresholds=thresholds, max_regression=max_regression,
     )

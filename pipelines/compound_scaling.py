@@ -12,11 +12,10 @@ is resized inside the model, so serving still takes raw 8x8 pixels.
 """
 
 from flywheel import pipeline
-from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
-from flywheel.components.push import push
 from flywheel.components.scale_model import scale_model
 from flywheel.components.transform import transform
+from flywheel.pipelines import evaluate_and_push
 
 # The baseline network (a flywheel.techniques.nas architecture): two stages of two 3x3 convolutions, each
 # layer after a stage's first one residual (plain deep stacks stop training at phi=2 without it).
@@ -61,13 +60,7 @@ def compound_scaling(
         learning_rate=learning_rate,
         seed=seed,
     )
-    evaluated = evaluate(
-        examples=rows.outputs["examples"],
-        model=scaled.outputs["model"],
-        slice_features=[],
-        thresholds=thresholds,
-        registry=registry,
-        model_name=model_name,
-        max_regression=max_regression,
+    evaluate_and_push(
+        rows.outputs["examples"], scaled.outputs["model"], registry=registry, model_name=model_name,
+        slice_features=[], thresholds=thresholds, max_regression=max_regression,
     )
-    push(model=scaled.outputs["model"], blessing=evaluated.outputs["blessing"], registry=registry, model_name=model_name)

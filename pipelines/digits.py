@@ -18,11 +18,10 @@ which refuse labels outside the train vocabulary).
 """
 
 from flywheel import pipeline
-from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
-from flywheel.components.push import push
 from flywheel.components.train import train
 from flywheel.components.transform import transform
+from flywheel.pipelines import evaluate_and_push
 
 
 @pipeline(name="digits")
@@ -81,18 +80,7 @@ def digits(
         num_gradual=num_gradual,
         seed=seed,
     )
-    evaluated = evaluate(
-        examples=rows.outputs["examples"],
-        model=trained.outputs["model"],
-        slice_features=[],
-        thresholds=thresholds,
-        registry=registry,
-        model_name=model_name,
-        max_regression=max_regression,
-    )
-    push(
-        model=trained.outputs["model"],
-        blessing=evaluated.outputs["blessing"],
-        registry=registry,
-        model_name=model_name,
+    evaluate_and_push(
+        rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
+        slice_features=[], thresholds=thresholds, max_regression=max_regression,
     )

@@ -9,11 +9,10 @@ plus the hard labels (Hinton et al.; ``train``'s ``teacher`` input):
 """
 
 from flywheel import pipeline
-from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
-from flywheel.components.push import push
 from flywheel.components.train import train
 from flywheel.components.transform import transform
+from flywheel.pipelines import evaluate_and_push
 
 
 @pipeline(name="distillation")
@@ -49,8 +48,7 @@ def distillation(
         dropout=dropout, learning_rate=learning_rate, epochs=epochs, distill_temperature=distill_temperature,
         distill_alpha=distill_alpha, seed=seed,
     )
-    evaluated = evaluate(
-        examples=rows.outputs["examples"], model=student.outputs["model"], slice_features=[],
-        thresholds=thresholds, registry=registry, model_name=model_name, max_regression=max_regression,
+    evaluate_and_push(
+        rows.outputs["examples"], student.outputs["model"], registry=registry, model_name=model_name,
+        slice_features=[], thresholds=thresholds, max_regression=max_regression,
     )
-    push(model=student.outputs["model"], blessing=evaluated.outputs["blessing"], registry=registry, model_name=model_name)

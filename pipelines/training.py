@@ -14,12 +14,11 @@ blessed model.
 """
 
 from flywheel import ExampleStatistics, Schema, latest, pipeline
-from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
-from flywheel.components.push import push
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.components.validate import validate
+from flywheel.pipelines import evaluate_and_push
 
 
 @pipeline(name="training")
@@ -69,19 +68,7 @@ def training(
         loss=loss,
         seed=seed,
     )
-    evaluated = evaluate(
-        examples=rows.outputs["examples"],
-        model=trained.outputs["model"],
-        slice_features=slice_features,
-        thresholds=thresholds,
-        registry=registry,
-        model_name=model_name,
-        max_regression=max_regression,
-        label=label,
-    )
-    push(
-        model=trained.outputs["model"],
-        blessing=evaluated.outputs["blessing"],
-        registry=registry,
-        model_name=model_name,
+    evaluate_and_push(
+        rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
+        slice_features=slice_features, thresholds=thresholds, max_regression=max_regression, label=label,
     )

@@ -21,12 +21,11 @@ artifact holds every trial (``trials.json``, ``index.html``, ``trials.png``).
 """
 
 from flywheel import pipeline
-from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
-from flywheel.components.push import push
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.components.tune import tune
+from flywheel.pipelines import evaluate_and_push
 
 SEARCH_SPACE = {
     "learning_rate": {"type": "float", "min": 1e-4, "max": 1e-1, "log": True},
@@ -79,18 +78,7 @@ def tuning(
         epochs=epochs,
         seed=seed,
     )
-    evaluated = evaluate(
-        examples=rows.outputs["examples"],
-        model=trained.outputs["model"],
-        thresholds=thresholds,
-        registry=registry,
-        model_name=model_name,
-        max_regression=max_regression,
-        label=label,
-    )
-    push(
-        model=trained.outputs["model"],
-        blessing=evaluated.outputs["blessing"],
-        registry=registry,
-        model_name=model_name,
+    evaluate_and_push(
+        rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
+        thresholds=thresholds, max_regression=max_regression, label=label,
     )
