@@ -48,7 +48,7 @@ class TrainObjective:
         self.spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
         self.image = _image_models.is_image_spec(self.spec)
         source = _model_resample.resampled_examples(transform_graph) or examples
-        self.data = train_module._training_data(source, self.spec, validation_fraction, seed)  # noqa: SLF001
+        self.data = train_module.training_data(source, self.spec, validation_fraction, seed)
 
     def parameters(self, values: Mapping[str, Any], epochs: int) -> dict[str, Any]:
         """Train's defaults, then ``fixed``, then the trial's values (checked by train's rules)."""

@@ -25,7 +25,7 @@ from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _image_models, _model_resample, examples_io
+from flywheel.components import _image_models, _model_resample
 from flywheel.components import _model_features as features
 
 CANDIDATES_FILE = "candidates.json"
@@ -146,19 +146,10 @@ def image_training_data(examples: Examples, transform_graph: TransformGraph, fra
             f"The transform graph at {transform_graph.uri} is for tables; architecture search and scaling need image "
             "Examples (ingest images, e.g. path='sklearn-digits')."
         )
+    from flywheel.components.train import training_data
+
     source = _model_resample.resampled_examples(transform_graph) or examples
-
-    def read(split: str) -> tuple[Any, Any]:
-        pixels, frame = examples_io.read_images(source, split)
-        return _image_models.pixels(pixels), features.encode_labels(frame[spec["label"]], spec["label_vocabulary"])
-
-    x_all, y_all = read("train")
-    if "validation" in examples_io.split_names(source):
-        x_val, y_val = read("validation")
-        data = (x_all, y_all, x_val, y_val)
-    else:
-        fit, val = _model_resample.holdout_indices(y_all, fraction, seed)
-        data = (x_all[fit], y_all[fit], x_all[val], y_all[val])
+    data = training_data(source, spec, fraction, seed)
     return spec, _model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE)), data
 
 

@@ -158,7 +158,7 @@ def train(
         _check_teacher(teacher, spec, coteaching, class_weights, loss, mixup_alpha)
     vocabulary = spec["label_vocabulary"]
     source = _model_resample.resampled_examples(transform_graph) or examples
-    x_train, y_train, x_val, y_val = _training_data(source, spec, validation_fraction, seed)
+    x_train, y_train, x_val, y_val = training_data(source, spec, validation_fraction, seed)
 
     preprocess = _model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
 
@@ -397,8 +397,11 @@ def _check_options(
         )
 
 
-def _training_data(source: Examples, spec: dict[str, Any], fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
-    """(x_train, y_train, x_val, y_val): the ``validation`` split if present, else a stratified hold-out."""
+def training_data(source: Examples, spec: dict[str, Any], fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
+    """(x_train, y_train, x_val, y_val): the ``validation`` split if present, else a stratified hold-out.
+
+    The data ``train`` fits on; ``tune`` trials and ``search_architecture`` read theirs here too.
+    """
     label, vocabulary = spec["label"], spec["label_vocabulary"]
     image = _image_models.is_image_spec(spec)
 
