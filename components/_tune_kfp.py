@@ -11,21 +11,17 @@ Bayesian optimisation and Hyperband stay one ``tune`` task: each suggestion
 depends on the results before it. Katib is not used: it is a cluster add-on
 with its own CRDs and no local equivalent, while ``ParallelFor`` is plain KFP.
 
-``tune_select`` receives the collected trial artifacts. flywheel's executor
-hands a component exactly one artifact per input, so the select task runs
-``python -m flywheel.components._tune_kfp``: it folds the collected list into
-one input artifact (the first trial's location; every trial's location and
-metadata in the property ``collected``) and then runs the component through
-``flywheel.executor.execute``, the same code path as every other task.
+``tune_select`` receives the collected trial artifacts: the executor folds a
+fan-in into one input artifact whose property ``collected`` lists every
+trial's location and metadata (``flywheel.executor.COLLECTED_PROPERTY``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from flywheel.dsl.artifacts import Examples, HyperParameters, TransformGraph
 from flywheel.dsl.component import Input, Output, component
@@ -33,8 +29,6 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.components import _tune_search, _tune_space, _tune_trial
 
 TRIAL_FILE = "trial.json"
-COLLECTED = "collected"  # property of the folded input artifact: [{"uri", "metadata"}, ...]
-COLLECT_COMMAND = ("python", "-m", "flywheel.components._tune_kfp")
 # Parameters the configurations depend on: they must be constants for a compile-time fan-out.
 _PLAN_PARAMETERS = ("search_space", "strategy", "max_trials", "seed", "grid_points")
 
@@ -80,7 +74,9 @@ def tune_select(
     from flywheel.kubeflow.uris import local_path
 
     started = time.perf_counter()
-    entries = trials.properties.get(COLLECTED) or [{"uri": trials.uri, "metadata": {}}]
+    from flywheel.executor import COLLECTED_PROPERTY
+
+    entries = trials.properties.get(COLLECTED_PROPERTY) or [{"uri": trials.uri, "metadata": {}}]
     records = []
     for entry in entries:
         with open(os.path.join(local_path(entry["uri"]), TRIAL_FILE), encoding="utf-8") as handle:
@@ -132,42 +128,4 @@ def expansion(task: Any) -> Any:
         items=configs, item_parameter="config", trial=tune_trial, trial_parameters=shared, trial_output="result",
         select=tune_select, select_input="trials", select_parameters=select,
         outputs={"hyperparameters": "hyperparameters"}, parallelism=int(values.get("parallelism") or 0),
-        select_command=COLLECT_COMMAND,
     )
-
-
-def fold_collected(executor_input: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The executor input with input ``name``'s collected artifacts folded into one artifact."""
-    folded = json.loads(json.dumps(executor_input))
-    entry = ((folded.get("inputs") or {}).get("artifacts") or {}).get(name) or {}
-    artifacts = entry.get("artifacts") or []
-    if artifacts:
-        first = dict(artifacts[0])
-        first["metadata"] = {
-            COLLECTED: [{"uri": a.get("uri", ""), "metadata": a.get("metadata") or {}} for a in artifacts]
-        }
-        entry["artifacts"] = [first]
-    return folded
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m flywheel.components._tune_kfp``: the executor's command line, for the fan-in task."""
-    from flywheel import executor
-
-    args = executor._parser().parse_args(argv)  # noqa: SLF001 - the very same command line
-    try:
-        executor_input = json.loads(args.executor_input)
-    except ValueError as exc:
-        print(f"error: --executor_input is not JSON: {exc}", file=sys.stderr)
-        return 1
-    folded = fold_collected(executor_input, "trials")
-    forwarded = ["--executor_input", json.dumps(folded), "--component", args.component]
-    if args.code_fingerprint:
-        forwarded += ["--code-fingerprint", args.code_fingerprint]
-    if args.component_source_b64:
-        forwarded += ["--component-source-b64", args.component_source_b64]
-    return executor.main(forwarded)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -44,6 +44,9 @@ from flywheel.kubeflow.uris import local_path
 # a downstream flywheel component gets a directory back.
 REPORT_SCHEMA_TITLES = ("system.HTML", "system.Markdown")
 REPORT_FILE_PROPERTY = "flywheel_report_file"
+# An input fed several artifacts (KFP's ``dsl.Collected`` fan-in) reaches the component as one
+# artifact: the first one, with every artifact's ``{"uri", "metadata"}`` under this property.
+COLLECTED_PROPERTY = "collected"
 
 
 class ExecutorError(FlywheelError):
@@ -106,9 +109,16 @@ def _module_from_source(module_name: str, source: str) -> Any:
 
 def _runtime_artifact(entry: Mapping[str, Any], name: str, direction: str) -> Mapping[str, Any] | None:
     artifacts = (entry or {}).get("artifacts") or []
+    if len(artifacts) > 1 and direction == "Input":  # a fan-in: fold the list (see COLLECTED_PROPERTY)
+        return {
+            **artifacts[0],
+            "metadata": {
+                COLLECTED_PROPERTY: [{"uri": a.get("uri", ""), "metadata": a.get("metadata") or {}} for a in artifacts]
+            },
+        }
     if len(artifacts) > 1:
         raise ExecutorError(
-            f"{direction} '{name}' has {len(artifacts)} artifacts; flywheel components take exactly one."
+            f"{direction} '{name}' has {len(artifacts)} artifacts; flywheel components write exactly one."
         )
     return artifacts[0] if artifacts else None
 

@@ -64,7 +64,6 @@ class ParallelExpansion:
         select_parameters: Parameters of ``select``.
         outputs: Output name of the expanded task -> output of ``select`` (for downstream tasks).
         parallelism: Most iterations at once (0: no limit).
-        select_command: The container command of ``select`` (it must accept a list for ``select_input``).
     """
 
     items: list
@@ -77,7 +76,6 @@ class ParallelExpansion:
     select_parameters: dict
     outputs: dict
     parallelism: int = 0
-    select_command: tuple = EXECUTOR_COMMAND
 
 
 def component_reference(
@@ -173,7 +171,6 @@ def container_component(
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     int_parameters: frozenset[str] = frozenset(),
     collected_inputs: frozenset[str] = frozenset(),
-    command: tuple[str, ...] = EXECUTOR_COMMAND,
 ) -> Any:
     """A kfp container component with ``comp``'s interface, running the flywheel executor.
 
@@ -184,14 +181,14 @@ def container_component(
         int_parameters: Float parameters to declare as int, because an int
             pipeline parameter feeds them (flywheel allows int -> float, kfp's
             type check does not; the executor converts the value back to float).
-        collected_inputs: Inputs declared as a list of artifacts (fed by ``dsl.Collected``).
-        command: The container command (the executor's, unless a fan-in needs its own).
+        collected_inputs: Inputs declared as a list of artifacts (fed by ``dsl.Collected``);
+            the executor folds such a list into one input (``executor.COLLECTED_PROPERTY``).
     """
     from typing import List
 
     from kfp import dsl
 
-    command = list(command)
+    command = list(EXECUTOR_COMMAND)
     args = executor_args(comp, image_packages=image_packages)
     required: list[inspect.Parameter] = []
     optional: list[inspect.Parameter] = []
@@ -336,7 +333,7 @@ def build_kfp_pipeline(
             select = container_component(
                 plan.select, image=image, image_packages=image_packages,
                 int_parameters=_int_fed_float(plan.select, plan.select_parameters),
-                collected_inputs=frozenset({plan.select_input}), command=plan.select_command,
+                collected_inputs=frozenset({plan.select_input}),
             )
             expansions[task.id] = (plan, trial, select)
             continue

@@ -94,7 +94,7 @@ def test_random_and_grid_compile_to_a_parallel_for_and_a_collected_select(tmp_pa
     assert doc["components"][loops[0].replace("for-loop", "comp-for-loop")]["outputDefinitions"]["artifacts"]
     select_inputs = doc["components"][select["componentRef"]["name"]]["inputDefinitions"]["artifacts"]
     assert select_inputs["trials"].get("isArtifactList") is True
-    assert _container(doc, select["componentRef"]["name"])["command"] == list(_tune_kfp.COLLECT_COMMAND)
+    assert _container(doc, select["componentRef"]["name"])["command"] == ["python", "-m", "flywheel.executor"]
     train_wiring = tasks["train"]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
     assert train_wiring == {"outputArtifactKey": "hyperparameters", "producerTask": select_key}
 
@@ -223,15 +223,18 @@ def test_trial_and_select_run_through_the_executor_contract(tmp_path):
     assert os.path.isfile(os.path.join(best["uri"], "index.html"))
 
 
-def test_fold_collected_keeps_every_trial():
-    executor_input = {"inputs": {"artifacts": {"trials": {"artifacts": [
+def test_the_executor_folds_a_collected_input_and_keeps_every_trial():
+    from flywheel.executor import COLLECTED_PROPERTY, ExecutorError, _runtime_artifact
+
+    entry = {"artifacts": [
         _artifact("a", "system.Artifact", "gs://b/a", {"score": 0.5}),
         _artifact("b", "system.Artifact", "gs://b/b", {"score": 0.7}),
-    ]}}}}
-    folded = _tune_kfp.fold_collected(executor_input, "trials")
-    (only,) = folded["inputs"]["artifacts"]["trials"]["artifacts"]
+    ]}
+    only = _runtime_artifact(entry, "trials", "Input")
     assert only["uri"] == "gs://b/a"
-    assert only["metadata"][_tune_kfp.COLLECTED] == [
+    assert only["metadata"][COLLECTED_PROPERTY] == [
         {"uri": "gs://b/a", "metadata": {"score": 0.5}}, {"uri": "gs://b/b", "metadata": {"score": 0.7}},
     ]
-    assert len(executor_input["inputs"]["artifacts"]["trials"]["artifacts"]) == 2  # the input is not changed
+    assert len(entry["artifacts"]) == 2 and entry["artifacts"][0]["metadata"] == {"score": 0.5}  # not changed
+    with pytest.raises(ExecutorError, match="'result' has 2 artifacts"):
+        _runtime_artifact(entry, "result", "Output")  # an output is always one artifact
