@@ -57,7 +57,9 @@ def _tune(penguins, uri, **params):
 def test_each_strategy_stays_in_budget_and_returns_the_best_trial_it_reports(penguins, tmp_path, strategy):
     artifact, trials, best = _tune(penguins, tmp_path / strategy, strategy=strategy, initial_points=2)
     props = artifact.properties
-    assert 1 <= len(trials) <= 3 and props["trials_run"] == len(trials)
+    # The budget of 3 is spent exactly; Hyperband's schedule for 2 epochs (factor 3) ends after 2 trials.
+    expected = 2 if strategy == "hyperband" else 3
+    assert len(trials) == expected and props["trials_run"] == expected
     done = [t for t in trials if t["status"] == "COMPLETED"]
     winner = max(done, key=lambda t: t["score"])
     assert best == winner["hyperparameters"] == props["best_hyperparameters"]
@@ -127,7 +129,7 @@ def test_time_budget_stops_starting_trials():
 
 def test_component_time_budget(penguins, tmp_path):
     artifact, trials, _ = _tune(penguins, tmp_path / "budget", max_trials=40, max_seconds=1.0)
-    assert 1 <= len(trials) < 40
+    assert 1 <= len(trials) < 40  # stopped by the 1 s budget, long before 40 trials (each takes longer than that)
     assert sum(t["seconds"] for t in trials[:-1]) < 1.0  # the last trial started before the budget ran out
 
 

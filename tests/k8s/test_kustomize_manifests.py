@@ -151,7 +151,8 @@ def test_serving_autoscales_on_cpu(rendered, kustomization):
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["type"] == "Utilization"
-    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    replicas = {"base": (2, 5), "overlays/dev": (1, 2), "overlays/prod": (3, 12)}[kustomization]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == replicas
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
