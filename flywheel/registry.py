@@ -176,9 +176,31 @@ class ModelRegistry:
             return json.load(f)
 
     def serving_version(self, name: str) -> int | None:
-        """The version that serves, or None."""
-        info = self.serving_info(name)
-        return None if info is None else int(info["version"])
+        """The version that serves, or None.
+
+        Raises:
+            FlywheelError: ``serving.json`` is not JSON, or its ``version`` is not
+                a positive whole number (a damaged or hand-edited alias).
+        """
+        path = os.path.join(self.model_dir(name), SERVING_FILE)
+        if not os.path.lexists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FlywheelError(
+                f"The serving alias {path} is not a JSON document ({exc}); point it at a version again "
+                f"with `flywheel rollback {name} --to VERSION` (versions: {self.versions(name) or 'none'})."
+            ) from exc
+        version = info.get("version") if isinstance(info, dict) else None
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise FlywheelError(
+                f"The serving alias {path} must hold a positive whole 'version'. Got "
+                f"{(version if isinstance(info, dict) else info)!r} instead; point it at a version again with "
+                f"`flywheel rollback {name} --to VERSION` (versions: {self.versions(name) or 'none'})."
+            )
+        return version
 
     def load_keras(self, name: str, version: int | None = None) -> Any:
         """Loads a version's ``model.keras`` with ``safe_mode=True`` (default: the serving one).

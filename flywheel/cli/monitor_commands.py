@@ -175,7 +175,6 @@ def run_rollback(args: argparse.Namespace) -> int:
     record = rollback(
         registry, MonitorStore(home), args.model, to=args.to, automatic=False, reason=args.reason, now=time.time()
     )
-    print(
-        f"Model '{args.model}' now serves v{record.to_version} (was v{record.from_version}); rollback #{record.id} recorded."
-    )
+    was = f"was v{record.from_version}" if record.from_version else "its alias was damaged"
+    print(f"Model '{args.model}' now serves v{record.to_version} ({was}); rollback #{record.id} recorded.")
     return 0

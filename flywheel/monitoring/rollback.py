@@ -33,13 +33,12 @@ class RollbackError(FlywheelError):
 
 def previous_version(registry: ModelRegistry, model: str) -> int | None:
     """The version to return to: the one that served before, else the newest older one."""
-    info = registry.serving_info(model) or {}
-    current = info.get("version")
-    previous = info.get("previous_version")
+    current = registry.serving_version(model)
+    previous = (registry.serving_info(model) or {}).get("previous_version")
     versions = registry.versions(model)
-    if previous is not None and int(previous) in versions and previous != current:
-        return int(previous)
-    older = [v for v in versions if current is not None and v < int(current)]
+    if isinstance(previous, int) and not isinstance(previous, bool) and previous in versions and previous != current:
+        return previous
+    older = [v for v in versions if current is not None and v < current]
     return max(older) if older else None
 
 
@@ -59,8 +58,13 @@ def rollback(
         RollbackError: nothing serves, no previous version, or ``to`` is not a
             version of the model.
     """
-    current = registry.serving_version(model)
     versions = registry.versions(model)
+    try:
+        current = registry.serving_version(model)
+    except FlywheelError as exc:
+        if to is None or to not in versions:
+            raise RollbackError(f"{exc} (pass --to with one of the versions)") from exc
+        return _repoint_damaged_alias(registry, store, model, to, reason=reason, automatic=automatic, now=now)
     if not versions:
         raise RollbackError(f"Model '{model}' has no versions in {registry.root}; check --registry and the model name.")
     if current is None:
@@ -80,6 +84,22 @@ def rollback(
     why = reason or ("automatic" if automatic else "by hand")
     registry.set_serving(model, to, reason=f"{ROLLBACK_REASON_PREFIX} from v{current}: {why}")
     record = Rollback(ts=now, model=model, from_version=current, to_version=to, automatic=automatic, reason=why)
+    record.id = store.add_rollback(record)
+    return record
+
+
+def _repoint_damaged_alias(
+    registry: ModelRegistry, store: MonitorStore, model: str, to: int, *, reason: str, automatic: bool, now: float
+) -> Rollback:
+    why = reason or ("automatic" if automatic else "by hand")
+    try:
+        registry.set_serving(model, to, reason=f"{ROLLBACK_REASON_PREFIX} from a damaged alias: {why}")
+    except ValueError as exc:  # the alias is not even JSON, so its history cannot be carried over
+        raise RollbackError(
+            f"The serving alias of '{model}' in {registry.root} cannot be read ({exc}); move its serving.json "
+            f"aside and run `flywheel rollback {model} --to {to}` again."
+        ) from exc
+    record = Rollback(ts=now, model=model, from_version=0, to_version=to, automatic=automatic, reason=why)
     record.id = store.add_rollback(record)
     return record
 
@@ -119,10 +139,10 @@ def watch_new_version(
     Returns:
         (the Rollback if one happened, what was compared - for the log).
     """
-    info = registry.serving_info(model)
-    if not info:
+    current = registry.serving_version(model)
+    if current is None:
         return None, {"skipped": "nothing serves"}
-    current = int(info["version"])
+    info = registry.serving_info(model)
     if str(info.get("reason", "")).startswith(ROLLBACK_REASON_PREFIX):
         return None, {"skipped": f"v{current} serves because of a rollback; it is not watched"}
     previous = previous_version(registry, model)

@@ -77,6 +77,13 @@ class ServingMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.reload_errors = Counter(
+            "flywheel_serving_reload_errors",
+            "Polls of the serving alias that failed (a damaged registry file, a version that cannot load); "
+            "each is logged and retried at the next poll.",
+            ["model"],
+            registry=self.registry,
+        )
         self.logged = Counter(
             "flywheel_serving_logged_records",
             "Lines written to the request and feedback logs, by log.",
@@ -87,6 +94,7 @@ class ServingMetrics:
             "flywheel_serving_in_flight_requests", "Requests being handled now.", ["model"], registry=self.registry
         )
         self.version.labels(model).set(0)
+        self.reload_errors.labels(model)  # exported as 0 from the start, so a rate() sees the first error
         self._batch = self.batch_size.labels(model)
         self._model_seconds = self.model_seconds.labels(model)
 

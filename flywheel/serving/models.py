@@ -69,18 +69,7 @@ def load_version(registry: Any, name: str, version: int) -> LoadedModel:
     Raises:
         ServingError: the version has no readable ``model.json`` or Keras model.
     """
-    import json
-
-    directory = registry.version_dir(name, version)
-    try:
-        with open(os.path.join(directory, MODEL_JSON), encoding="utf-8") as f:
-            spec = json.load(f)
-        schema = FeatureSchema.from_spec(spec)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ServingError(
-            f"Version {version} of model '{name}' has no usable {MODEL_JSON} in {directory} ({exc}); "
-            "push the output of train, which writes it."
-        ) from exc
+    spec, schema = read_contract(registry, name, version)
     try:
         net = registry.load_keras(name, version)
     except FlywheelError as exc:
@@ -90,6 +79,29 @@ def load_version(registry: Any, name: str, version: int) -> LoadedModel:
     predict_fn = compile_predict(net, spec)
     warm_up(predict_fn, schema)
     return LoadedModel(name, int(version), spec, schema, time.time(), predict_fn)
+
+
+def read_contract(registry: Any, name: str, version: int) -> tuple[dict[str, Any], FeatureSchema]:
+    """The ``model.json`` of a version and the ``FeatureSchema`` built from it.
+
+    Raises:
+        ServingError: the file is missing, not JSON, or not the shape train writes.
+    """
+    import json
+
+    directory = registry.version_dir(name, version)
+    try:
+        with open(os.path.join(directory, MODEL_JSON), encoding="utf-8") as f:
+            spec = json.load(f)
+        if not isinstance(spec, dict):
+            raise ValueError(f"it holds a JSON {type(spec).__name__}, not an object")
+        schema = FeatureSchema.from_spec(spec)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ServingError(
+            f"Version {version} of model '{name}' has no usable {MODEL_JSON} in {directory} ({exc!r}); "
+            "push the output of train, which writes it."
+        ) from exc
+    return spec, schema
 
 
 def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
@@ -169,6 +181,7 @@ class ModelStore:
             the least recently used other version is dropped first.
         loader: ``(registry, name, version) -> LoadedModel``; tests swap it.
         on_change: Called with the new serving ``LoadedModel`` after each swap.
+        retry_failed_s: Seconds before a version that failed to load is tried again.
     """
 
     def __init__(
@@ -179,6 +192,7 @@ class ModelStore:
         max_loaded: int = 2,
         loader: Callable[[Any, str, int], LoadedModel] = load_version,
         on_change: Callable[[LoadedModel], None] | None = None,
+        retry_failed_s: float = 30.0,
     ) -> None:
         registry.model_dir(name)  # a bad name fails now, with the registry's message
         self.registry = registry
@@ -191,6 +205,8 @@ class ModelStore:
         self._loading: set[int] = set()
         self.evictions = 0  # versions dropped from memory so far
         self._failed: dict[int, str] = {}
+        self._failed_at: dict[int, float] = {}  # monotonic time of the last failed load, per version
+        self.retry_failed_s = float(retry_failed_s)
         self._lock = threading.Lock()
         self._load_locks: dict[int, threading.Lock] = {}
 
@@ -201,10 +217,14 @@ class ModelStore:
         return self._serving
 
     def target_version(self) -> int | None:
-        """The version that should serve now: the alias, else the newest version, else None."""
-        info = self.registry.serving_info(self.name)
-        if info is not None and "version" in info:
-            return int(info["version"])
+        """The version that should serve now: the alias, else the newest version, else None.
+
+        Raises:
+            FlywheelError: the alias (``serving.json``) is damaged.
+        """
+        version = self.registry.serving_version(self.name)
+        if version is not None:
+            return version
         versions = self.registry.versions(self.name)
         return versions[-1] if versions else None
 
@@ -289,18 +309,26 @@ class ModelStore:
     def refresh(self) -> bool:
         """Loads and swaps in the target version if it changed; True when a swap happened.
 
-        A version that failed to load is not retried until the target changes
-        again (or the process restarts); the old version keeps serving.
+        A version that failed to load is retried after ``retry_failed_s``
+        seconds (a file may have been fixed by hand); until then, and if it
+        fails again, the old version keeps serving.
+
+        Raises:
+            ServingError: the target version failed to load now (the old version keeps serving).
+            FlywheelError: the alias is damaged (the old version keeps serving).
         """
         target = self.target_version()
         current = self._serving
-        if target is None or (current is not None and current.version == target) or target in self._failed:
+        if target is None or (current is not None and current.version == target):
+            return False
+        with self._lock:
+            failed_at = self._failed_at.get(target)
+        if failed_at is not None and time.monotonic() - failed_at < self.retry_failed_s:
             return False
         try:
             model = self._load(target, evict=False)  # evicting now could drop the version about to serve
         except ServingError as exc:
-            LOG.error("keeping version %s: %s", None if current is None else current.version, exc)
-            return False
+            raise ServingError(f"keeping version {None if current is None else current.version}: {exc}") from exc
         self._serving = model  # one assignment: requests see the old or the new version, never a mix
         self._evict()
         LOG.info("serving model '%s' version %s", self.name, model.version)
@@ -321,12 +349,20 @@ class ModelStore:
             except ServingError as exc:
                 with self._lock:
                     self._failed[version] = str(exc)
+                    self._failed_at[version] = time.monotonic()
                 raise
+            except Exception as exc:  # noqa: BLE001 - a loader bug or an odd file must not escape as a crash
+                message = f"Version {version} of model '{self.name}' could not be loaded: {type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._failed[version] = message
+                    self._failed_at[version] = time.monotonic()
+                raise ServingError(message) from exc
             finally:
                 with self._lock:
                     self._loading.discard(version)
             with self._lock:
                 self._failed.pop(version, None)
+                self._failed_at.pop(version, None)
                 self._loaded[version] = model
             if evict:
                 self._evict()

@@ -264,7 +264,11 @@ class ModelServer:
                 self._swapped_at = time.monotonic()
                 gc.freeze()
         except (OSError, ValueError, FlywheelError) as exc:  # a half-written alias, a vanished dir: next poll
-            LOG.warning("reload check failed, retrying: %s", exc)
+            self.metrics.reload_errors.labels(self.config.model).inc()
+            LOG.warning("reload check failed, retrying at the next poll: %s", exc)
+        except Exception:  # noqa: BLE001 - the watch thread is the only reloader: it must outlive any odd file
+            self.metrics.reload_errors.labels(self.config.model).inc()
+            LOG.exception("reload check failed unexpectedly, retrying at the next poll")
         evictions = self.store.evictions
         if evictions != self._evictions_reclaimed and time.monotonic() - self._swapped_at >= RECLAIM_DELAY_S:
             self._evictions_reclaimed = evictions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import uuid
 
@@ -282,3 +283,22 @@ def test_a_retrain_alert_starts_a_real_run_recorded_as_alert(home, registry, tmp
     assert state == "COMPLETE", open(f"{home.logs}/monitor/{run_id}.out").read()
     assert run.trigger == "alert" and run.trigger_reason.startswith(f"alert #{report.alerts[0].id} drift:")
     assert run.parameters == {"text": "retrained"}
+
+
+@pytest.mark.parametrize("alias", [b'{"version": null}', b"[]", b'{"version": "2"}', b"\xff\xfe{"])
+def test_rollback_on_a_damaged_alias_is_a_clear_error_and_to_repairs_it(home, registry, tmp_path, capsys, alias):
+    for tag in ("v1", "v2"):
+        push_version(registry, tmp_path, tag, 0.9)
+    alias_path = os.path.join(registry.model_dir("m"), "serving.json")
+    with open(alias_path, "wb") as f:
+        f.write(alias)
+    with pytest.raises(FlywheelError, match=r"serving\.json .*(positive whole 'version'|not a JSON document).*--to"):
+        cli("rollback", "m", "--registry", registry.root, "--home", home.root)
+    if alias.startswith(b"\xff"):  # not JSON at all: its history cannot be kept, so the user moves it aside
+        with pytest.raises(FlywheelError, match="move its serving.json aside"):
+            cli("rollback", "m", "--to", "1", "--registry", registry.root, "--home", home.root)
+        os.remove(alias_path)
+        return
+    code, _ = cli("rollback", "m", "--to", "1", "--registry", registry.root, "--home", home.root)
+    assert code == 0 and registry.serving_version("m") == 1
+    assert "now serves v1 (its alias was damaged)" in capsys.readouterr().out

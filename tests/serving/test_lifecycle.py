@@ -79,6 +79,39 @@ def test_rollback_of_the_alias_is_picked_up(registry_with_model, trained_model_d
     assert body["model_version"] == 1
 
 
+def _wait_for(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_the_watch_thread_survives_a_damaged_alias_and_model_json(registry_with_model, trained_model_dir):
+    registry, home = registry_with_model
+    broken = push_copy(registry, trained_model_dir, "broken")
+    with open(os.path.join(registry.version_dir("penguins", broken), "model.json"), "w") as f:
+        f.write("[]")
+    good = push_copy(registry, trained_model_dir, "good")
+    alias = os.path.join(registry.model_dir("penguins"), "serving.json")
+    config = ServeConfig(registry=registry.root, home=home, port=0, poll_seconds=0.05)
+    with BackgroundServer(config) as background:
+        errors = lambda: background.server.metrics.sample(  # noqa: E731
+            "flywheel_serving_reload_errors_total", {"model": "penguins"}
+        )
+        with open(alias, "w") as f:
+            f.write('{"version": null}')
+        assert _wait_for(lambda: errors() >= 1)
+        registry.set_serving("penguins", broken)
+        assert _wait_for(lambda: errors() >= 2)
+        assert background.server._watcher.is_alive()  # noqa: SLF001
+        assert call(f"{background.url}/readyz")[1]["version"] == 1
+        registry.set_serving("penguins", good, reason="rollback to a good version")
+        assert _wait_for(lambda: background.server.store.serving().version == good)
+        _, text, _ = call(f"{background.url}/metrics")
+    assert 'flywheel_serving_reloads_total{model="penguins"} 2.0' in text
+    assert re.search(r'flywheel_serving_reload_errors_total\{model="penguins"\} [2-9]', text)
+
+
 def _start_cli(registry, home, *extra):
     command = [
         sys.executable, "-m", "flywheel.cli.serve_commands", "--home", home, "serve",
