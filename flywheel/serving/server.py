@@ -49,6 +49,8 @@ from flywheel.serving.inputs import decode_json, parse_predict
 LOG = logging.getLogger("flywheel.serving")
 RECLAIM_DELAY_S = 2.0
 LOG_CHUNK_RECORDS = 2000
+MAX_VERSION_DIGITS = 18
+_MAX_SHOWN_ROWS = 5
 _NAME = r"{name:[^/:]+}"
 _VERSION = r"{version:[0-9]+}"
 
@@ -120,7 +122,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     from aiohttp import web
 
     return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
+        body=json.dumps(data, separators=(",", ":"), allow_nan=False).encode(),  # never invalid JSON
         status=status,
         content_type="application/json",
         headers=headers,
@@ -349,7 +351,7 @@ class ModelServer:
             )
 
     async def _model_for(self, request: Any) -> Any:
-        version = request.match_info.get("version")
+        version = _version_of(request)
         if version is None:
             model = self.store.serving()
             if model is None:
@@ -359,7 +361,7 @@ class ModelServer:
                 )
             return model
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.store.get, int(version))
+        return await loop.run_in_executor(None, self.store.get, version)
 
     async def _body(self, request: Any) -> bytes:
         from aiohttp import web
@@ -395,6 +397,7 @@ class ModelServer:
         request_id = request.headers.get("X-Request-Id", "")
         if not REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
+        _check_finite(probabilities, parsed)
         names = model.class_names
         classes = [names[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.log.sampled():
@@ -424,13 +427,13 @@ class ModelServer:
     async def model_status(self, request: Any) -> Any:
         """``GET /v1/models/<name>[/versions/<v>]``: TF Serving's GetModelStatusResponse."""
         self._check_name(request)
-        version = request.match_info.get("version")
+        version = _version_of(request)
         if version is None:
             entries = self.store.status()
             if not entries:
                 raise RequestError(f"Model '{self.config.model}' has no loaded version yet.", status=404)
         else:
-            entries = [self.store.version_status(int(version))]
+            entries = [self.store.version_status(version)]
         serving = self.store.serving()
         return _json(
             {
@@ -442,14 +445,14 @@ class ModelServer:
     async def metadata(self, request: Any) -> Any:
         """``GET /v1/models/<name>[/versions/<v>]/metadata``: signature and feature contract."""
         self._check_name(request)
-        version = request.match_info.get("version")
+        version = _version_of(request)
         if version is None:
             serving = self.store.serving()
             if serving is None:
                 raise RequestError(f"Model '{self.config.model}' has no loaded version yet.", status=404)
             spec, number = serving.spec, serving.version
         else:
-            number = int(version)
+            number = version
             spec = read_spec(self.store.registry, self.config.model, number)
         return _json(metadata_document(self.config.model, number, spec))
 
@@ -498,6 +501,45 @@ class ModelServer:
         response = web.Response(body=self.metrics.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+
+def _version_of(request: Any) -> int | None:
+    """The ``<v>`` of a versioned path (digits by the route), or None on an unversioned one."""
+    digits = request.match_info.get("version")
+    if digits is None:
+        return None
+    if len(digits) > MAX_VERSION_DIGITS:
+        raise RequestError(
+            f"A model version is a whole number of at most {MAX_VERSION_DIGITS} digits; got one of "
+            f"{len(digits)} digits. Ask GET /v1/models/<name> for the versions there are.",
+            status=404,
+        )
+    return int(digits)
+
+
+def _check_finite(probabilities: Any, parsed: Any) -> None:
+    """Refuses outputs JSON cannot carry: NaN or infinite probabilities (extreme inputs overflow the model)."""
+    import numpy as np
+
+    finite = np.isfinite(probabilities).all(axis=1)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite).tolist()
+    shown = bad[:_MAX_SHOWN_ROWS]
+    rows = parsed.rows()
+    extremes = []
+    for i in shown:
+        numbers = [(k, v) for k, v in rows[i].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers:
+            key, value = max(numbers, key=lambda kv: abs(kv[1]))
+            extremes.append(f"instance {i}: {key}={value!r}")
+    detail = f" (largest inputs: {'; '.join(extremes)})" if extremes else ""
+    raise RequestError(
+        f"The model's output for instance(s) {shown}{' ...' if len(bad) > len(shown) else ''} is not a finite "
+        f"number: the input is too far outside the range the model was trained on{detail}. "
+        "Send values in the range of the training data.",
+        status=422,
+    )
 
 
 def _since(value: str | None) -> float | None:

@@ -247,3 +247,23 @@ def test_sample_rate_zero_logs_no_predictions_but_still_records_feedback(registr
         assert background.server.log.flush()
     assert not os.path.isdir(log_dir(home, "penguins", REQUESTS))
     assert [r["label"] for r in read_records(log_dir(home, "penguins", FEEDBACK))] == ["Gentoo"]
+
+
+def test_extreme_inputs_give_a_readable_error_never_invalid_json(served):
+    numeric = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year")
+    extreme = {**PENGUIN, **{name: 3e38 for name in numeric}}  # finite float32, but it overflows the network
+    status, body, headers = call(_url(served, ":predict"), {"instances": [PENGUIN, extreme]})
+    assert headers["Content-Type"].startswith("application/json")  # call() parsed it as strict JSON
+    assert status == 422, body
+    assert "instance(s) [1]" in body["error"] and "3e+38" in body["error"] and "range" in body["error"]
+    status, body, _ = call(_url(served, ":predict"), {"instances": [PENGUIN]})
+    assert status == 200 and all(math.isfinite(p) for p in body["predictions"][0])
+
+
+@pytest.mark.parametrize("suffix", ["/versions/{v}:predict", "/versions/{v}", "/versions/{v}/metadata"])
+def test_a_5000_digit_version_is_404_not_500(served, suffix):
+    method_body = {"instances": [PENGUIN]} if suffix.endswith(":predict") else None
+    status, body, _ = call(_url(served, suffix.format(v="9" * 5000)), method_body)
+    assert status == 404 and "at most 18 digits" in body["error"]
+    status, body, _ = call(_url(served, suffix.format(v="9" * 18)), method_body)
+    assert status == 404 and "no version 999999999999999999" in body["error"]
