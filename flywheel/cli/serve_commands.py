@@ -40,6 +40,36 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="drop input keys the model does not take (default: refuse them with HTTP 400)",
     )
+    access = parser.add_argument_group("access")
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name clients use (repeatable; IP addresses and localhost always work; '*': any)",
+    )
+    access.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web app origin allowed to call from a browser, e.g. https://app.example.com "
+        "(repeatable; loopback origins always work; '*': any)",
+    )
+    access.add_argument(
+        "--enable-logs-endpoint",
+        action="store_true",
+        help="serve GET .../logs/<requests|feedback> (every logged feature row) for a remote monitor (default: off)",
+    )
+    access.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="close a connection that sends no complete request head for this many seconds (default 15)",
+    )
+    access.add_argument(
+        "--body-timeout", type=float, default=30.0, help="seconds a request body may take to arrive (default 30)"
+    )
     logs = parser.add_argument_group("request log")
     logs.add_argument(
         "--log-sample-rate",
@@ -49,6 +79,18 @@ def register(subparsers: Any) -> None:
     )
     logs.add_argument(
         "--log-max-mb", type=float, default=16.0, help="rotate a log file at this size in MiB (default 16)"
+    )
+    logs.add_argument(
+        "--log-retention-mb",
+        type=float,
+        default=1024.0,
+        help="keep at most this many MiB per log directory, oldest files deleted first (default 1024; 0: no limit)",
+    )
+    logs.add_argument(
+        "--log-retention-days",
+        type=float,
+        default=30.0,
+        help="delete log files last written more than this many days ago (default 30; 0: keep forever)",
     )
     reload = parser.add_argument_group("versions")
     reload.add_argument(
@@ -96,6 +138,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
         ignore_unknown_features=args.ignore_unknown_features,
         shutdown_timeout_s=args.shutdown_timeout,
         tf_threads=args.tf_threads,
+        allowed_hosts=("localhost", *args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
+        logs_endpoint=args.enable_logs_endpoint,
+        idle_timeout_s=args.idle_timeout,
+        body_timeout_s=args.body_timeout,
+        log_retention_bytes=int(args.log_retention_mb * 1024 * 1024),
+        log_retention_s=args.log_retention_days * 24 * 3600.0,
     ).check()
 
 

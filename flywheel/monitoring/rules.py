@@ -11,7 +11,7 @@ A rules file (documented example: ``examples/alerts.yaml``)::
       min_rows: 100
     sinks:
       file: {path: alerts.jsonl}            # relative paths are under the home
-      webhook: {url: "http://127.0.0.1:9000/hook", timeout_s: 5}
+      webhook: {url: "http://127.0.0.1:9000/hook", timeout_s: 5}   # allow_link_local: false
     retrain:
       pipeline: pipelines/training.py
       parameters: {data_path: "newest:/data/incoming/*.csv"}
@@ -39,12 +39,11 @@ import math
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from typing import Any, Callable, Mapping
 
 from flywheel.errors import FlywheelError
 from flywheel.monitoring import drift
+from flywheel.monitoring.webhook import WebhookError, check_url, post_json
 
 ACTIONS = ("log", "file", "webhook", "retrain", "rollback")
 SINKS = ("log", "file", "webhook")
@@ -171,6 +170,7 @@ class RulesConfig:
     drift: DriftSettings = DriftSettings()
     file_sink: str | None = None
     webhook_url: str | None = None
+    webhook_allow_link_local: bool = False
     webhook_timeout_s: float = 5.0
     retrain: RetrainSettings | None = None
     rollback: RollbackSettings | None = None
@@ -189,7 +189,7 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _known_keys(section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(section) - set(allowed))
+    unknown = sorted((k for k in section if k not in allowed), key=str)
     if unknown:
         raise RuleError(f"Unknown key(s) {unknown} in '{where}'; allowed: {list(allowed)}.")
 
@@ -205,6 +205,21 @@ def _number(value: Any, where: str, *, minimum: float | None = None, integer: bo
         bound = f" >= {minimum:g}" if minimum is not None else ""
         raise RuleError(f"'{where}' must be {what}{bound}. Got {value!r} instead.")
     return float(value)
+
+
+def _text(value: Any, where: str, *, example: str) -> str | None:
+    """An optional non-empty string setting (None when absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise RuleError(f"'{where}' must be a non-empty string such as {example}. Got {value!r} instead.")
+    return value
+
+
+def _choice(value: Any, allowed: Any, where: str) -> Any:
+    if not isinstance(value, str) or value not in allowed:
+        raise RuleError(f"'{where}' must be one of {list(allowed)}. Got {value!r} instead.")
+    return value
 
 
 def _test_choice(value: Any, kind: str, where: str) -> tuple[str, float]:
@@ -242,6 +257,8 @@ def _parse_rule(raw: Any, index: int, default_window: float) -> Rule:
         raise RuleError(f"'{where}.name' must be a non-empty string. Got {name!r} instead.")
     where = f"rule '{name}'"
     metric = section.get("metric")
+    if not isinstance(metric, str):
+        raise RuleError(f"'{where}.metric' must be a string: one of {sorted(METRICS)} or 'drift.<feature>'. Got {metric!r} instead.")
     is_feature = (
         isinstance(metric, str)
         and metric.startswith(FEATURE_METRIC_PREFIX)
@@ -252,16 +269,16 @@ def _parse_rule(raw: Any, index: int, default_window: float) -> Rule:
     if "threshold" not in section:
         raise RuleError(f"{where} needs a 'threshold' (a number), e.g. threshold: 0.3.")
     threshold = _number(section["threshold"], f"{where}.threshold")
-    comparison = section.get("comparison", ">=" if is_feature else METRICS[metric][1])
-    if comparison not in COMPARISONS:
-        raise RuleError(f"'{where}.comparison' must be one of {list(COMPARISONS)}. Got {comparison!r} instead.")
+    comparison = _choice(
+        section.get("comparison", ">=" if is_feature else METRICS[metric][1]), COMPARISONS, f"{where}.comparison"
+    )
     action = section.get("action", "log")
-    if action not in ACTIONS:
+    if not isinstance(action, str) or action not in ACTIONS:
         raise RuleError(f"Unknown action {action!r} in {where}; use one of {list(ACTIONS)}.")
     notify = section.get("notify", [])
     if isinstance(notify, str):
         notify = [notify]
-    if not isinstance(notify, list) or any(n not in SINKS for n in notify):
+    if not isinstance(notify, list) or any(not isinstance(n, str) or n not in SINKS for n in notify):
         raise RuleError(f"'{where}.notify' must be a list of sinks from {list(SINKS)}. Got {notify!r} instead.")
     return Rule(
         name=name.strip(),
@@ -289,6 +306,9 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
     drift_raw = _mapping(top.get("drift"), "drift")
     _known_keys(drift_raw, ("numeric", "categorical", "prediction", "features", "min_rows"), "drift")
     features_raw = _mapping(drift_raw.get("features"), "drift.features")
+    for name in features_raw:
+        if not isinstance(name, str):
+            raise RuleError(f"'drift.features' keys must be feature names (strings). Got {name!r} instead.")
     drift_settings = DriftSettings(
         numeric=_test_choice(drift_raw.get("numeric"), drift.NUMERIC, "drift.numeric"),
         categorical=_test_choice(drift_raw.get("categorical"), drift.CATEGORICAL, "drift.categorical"),
@@ -300,12 +320,22 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
 
     sinks = _mapping(top.get("sinks"), "sinks")
     _known_keys(sinks, ("file", "webhook"), "sinks")
-    file_sink = _mapping(sinks.get("file"), "sinks.file").get("path") if sinks.get("file") else None
+    file_section = _mapping(sinks.get("file"), "sinks.file")
+    _known_keys(file_section, ("path",), "sinks.file")
+    file_sink = _text(file_section.get("path"), "sinks.file.path", example="alerts.jsonl")
+    if file_sink is not None and "\x00" in file_sink:
+        raise RuleError(f"'sinks.file.path' must not contain a NUL character. Got {file_sink!r} instead.")
     webhook = _mapping(sinks.get("webhook"), "sinks.webhook")
-    _known_keys(webhook, ("url", "timeout_s"), "sinks.webhook")
+    _known_keys(webhook, ("url", "timeout_s", "allow_link_local"), "sinks.webhook")
+    allow_link_local = webhook.get("allow_link_local", False)
+    if not isinstance(allow_link_local, bool):
+        raise RuleError(f"'sinks.webhook.allow_link_local' must be true or false. Got {allow_link_local!r} instead.")
     url = webhook.get("url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        raise RuleError(f"'sinks.webhook.url' must be an http:// or https:// URL. Got {url!r} instead.")
+    if url is not None:
+        try:
+            url = check_url(url, allow_link_local=allow_link_local)
+        except WebhookError as exc:
+            raise RuleError(str(exc)) from None
 
     retrain = None
     if top.get("retrain") is not None:
@@ -329,25 +359,33 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
             raise RuleError(
                 f"'retrain.pipeline' must name a pipeline file, e.g. pipelines/training.py. Got {raw.get('pipeline')!r} instead."
             )
+        parameters = _mapping(raw.get("parameters"), "retrain.parameters")
+        for key in parameters:
+            if not isinstance(key, str) or not key:
+                raise RuleError(f"'retrain.parameters' keys must be parameter names (strings). Got {key!r} instead.")
+        examples = {
+            "pipeline_name": "training",
+            "host": "https://kfp.example.com",
+            "namespace": "kubeflow",
+            "experiment": "retraining",
+            "service_account": "pipeline-runner",
+            "pipeline_root": "s3://bucket/root",
+            "image": "registry.example.com/flywheel:1.0",
+            "registry_pvc": "flywheel-registry",
+        }
         retrain = RetrainSettings(
             pipeline=raw["pipeline"],
-            pipeline_name=raw.get("pipeline_name"),
-            parameters=_mapping(raw.get("parameters"), "retrain.parameters"),
+            parameters=parameters,
             max_runs=int(_number(raw.get("max_runs", 1), "retrain.max_runs", minimum=1, integer=True)),
             period_s=parse_duration(raw.get("period", "24h"), field="retrain.period"),
-            **{
-                k: raw.get(k)
-                for k in ("host", "namespace", "experiment", "service_account", "pipeline_root", "image", "registry_pvc")
-            },
+            **{key: _text(raw.get(key), f"retrain.{key}", example=example) for key, example in examples.items()},
         )
 
     rollback = None
     if top.get("rollback") is not None:
         raw = _mapping(top["rollback"], "rollback")
         _known_keys(raw, ("metric", "margin", "min_labels"), "rollback")
-        metric = raw.get("metric", "accuracy")
-        if metric not in ("accuracy", "balanced_accuracy"):
-            raise RuleError(f"'rollback.metric' must be 'accuracy' or 'balanced_accuracy'. Got {metric!r} instead.")
+        metric = _choice(raw.get("metric", "accuracy"), ("accuracy", "balanced_accuracy"), "rollback.metric")
         rollback = RollbackSettings(
             metric=metric,
             margin=_number(raw.get("margin", 0.05), "rollback.margin", minimum=0),
@@ -376,6 +414,7 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
         drift=drift_settings,
         file_sink=file_sink,
         webhook_url=url,
+        webhook_allow_link_local=allow_link_local,
         webhook_timeout_s=_number(webhook.get("timeout_s", 5.0), "sinks.webhook.timeout_s", minimum=0.1),
         retrain=retrain,
         rollback=rollback,
@@ -393,11 +432,18 @@ def load_rules(path: str) -> RulesConfig:
 
     if not os.path.isfile(path):
         raise RuleError(f"No rules file at {path}. See examples/alerts.yaml for the format.")
-    with open(path, encoding="utf-8") as handle:
-        try:
+    try:
+        with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
-        except yaml.YAMLError as exc:
-            raise RuleError(f"The rules file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RuleError(
+            f"The rules file {path} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+            "save it as UTF-8."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise RuleError(f"The rules file {path} is not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise RuleError(f"The rules file {path} cannot be read: {exc.strerror or exc}.") from None
     try:
         return parse_rules(data or {}, source=os.path.abspath(path))
     except RuleError as exc:
@@ -439,19 +485,15 @@ def send_file(alert: Any, path: str) -> None:
         handle.write(json.dumps(alert_document(alert), default=str, sort_keys=True) + "\n")
 
 
-def send_webhook(alert: Any, url: str, *, timeout_s: float = 5.0) -> int:
-    """POSTs the alert as JSON; returns the HTTP status.
+def send_webhook(alert: Any, url: str, *, timeout_s: float = 5.0, allow_link_local: bool = False) -> int:
+    """POSTs the alert as JSON (``flywheel.monitoring.webhook``: checked URL, no redirects); returns the status.
 
     Raises:
+        WebhookError: the URL or the address it resolves to is refused, or the answer is a redirect.
         OSError: connection refused, timeout, or a non-2xx answer
             (``urllib.error.HTTPError`` is an ``OSError``).
     """
-    body = json.dumps(alert_document(alert), default=str).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(
-        request, timeout=timeout_s
-    ) as response:  # noqa: S310 - URL from the operator's rules file
-        return int(response.status)
+    return post_json(url, alert_document(alert), timeout_s=timeout_s, allow_link_local=allow_link_local)
 
 
 def notify(alert: Any, sinks: tuple[str, ...], config: RulesConfig, home_root: str) -> dict[str, str]:
@@ -469,9 +511,14 @@ def notify(alert: Any, sinks: tuple[str, ...], config: RulesConfig, home_root: s
                 path = config.file_sink or "alerts.jsonl"
                 send_file(alert, path if os.path.isabs(path) else os.path.join(home_root, path))
             elif sink == "webhook":
-                send_webhook(alert, str(config.webhook_url), timeout_s=config.webhook_timeout_s)
+                send_webhook(
+                    alert,
+                    str(config.webhook_url),
+                    timeout_s=config.webhook_timeout_s,
+                    allow_link_local=config.webhook_allow_link_local,
+                )
             outcome[sink] = "ok"
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, WebhookError) as exc:
             outcome[sink] = f"failed: {type(exc).__name__}: {exc}"
             print(
                 f"flywheel monitor: alert #{alert.id} could not be sent to the {sink} sink: {exc}",

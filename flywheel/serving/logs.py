@@ -37,17 +37,58 @@ def log_dir(home_root: str, model: str, kind: str) -> str:
 class JsonlWriter:
     """Appends JSON lines to size-rotated files; safe to call from several threads.
 
+    Retention: each time a new file is started, the oldest closed files of the
+    directory are deleted while the directory holds more than
+    ``retention_bytes``, and any closed file last written more than
+    ``retention_s`` seconds ago is deleted (0 keeps files forever).
+
     Args:
         directory: Where the files go (created).
         max_bytes: Start a new file once the current one is this big.
+        retention_bytes: Most bytes of closed files kept in the directory (0: no limit).
+        retention_s: Oldest age of a closed file, by its last write (0: no limit).
     """
 
-    def __init__(self, directory: str, *, max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        max_bytes: int = 16 * 1024 * 1024,
+        retention_bytes: int = 0,
+        retention_s: float = 0.0,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.retention_bytes = int(retention_bytes)
+        self.retention_s = float(retention_s)
+        self.deleted_files = 0
         self._lock = threading.Lock()
         self._handle: Any = None
         os.makedirs(directory, exist_ok=True)
+
+    def _prune(self, keep: str | None) -> None:
+        """Deletes closed log files past the age limit, then the oldest while over the size limit."""
+        if not self.retention_bytes and not self.retention_s:
+            return
+        files = []
+        for name in sorted(os.listdir(self.directory)):  # names sort oldest first
+            path = os.path.join(self.directory, name)
+            if not name.endswith(".jsonl") or path == keep or not os.path.isfile(path) or os.path.islink(path):
+                continue
+            stat = os.stat(path)
+            files.append((path, stat.st_size, stat.st_mtime))
+        now = time.time()
+        total = sum(size for _, size, _ in files)
+        for path, size, mtime in files:
+            too_old = self.retention_s and now - mtime > self.retention_s
+            if not too_old and (not self.retention_bytes or total <= self.retention_bytes):
+                continue
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # another writer of the same directory pruned it first
+                pass
+            total -= size
+            self.deleted_files += 1
 
     def _open(self) -> Any:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -68,6 +109,7 @@ class JsonlWriter:
                 if self._handle is not None:
                     self._handle.close()
                 self._handle = self._open()
+                self._prune(keep=self._handle.name)
             self._handle.write(data)
             self._handle.flush()
 
@@ -91,13 +133,14 @@ def read_records(directory: str, *, since: float | None = None) -> Iterator[dict
         path = os.path.join(directory, name)
         if since is not None and os.path.getmtime(path) < since:
             continue
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:  # a damaged byte spoils one line only
             for line in handle:
                 try:
                     record = json.loads(line)
-                except ValueError:
+                    ts = float(record.get("ts", 0))
+                except (ValueError, TypeError, AttributeError):  # torn, not an object, or a ts that is no number
                     continue
-                if since is None or float(record.get("ts", 0)) >= since:
+                if since is None or ts >= since:
                     yield record
 
 
@@ -115,23 +158,35 @@ class LabeledPrediction:
 
 def join_feedback(home_root: str, model: str, *, since: float | None = None) -> list[LabeledPrediction]:
     """Logged predictions that received feedback, joined on (request_id, index)."""
-    labels = {
-        (r["request_id"], int(r.get("index", 0))): str(r["label"])
-        for r in read_records(log_dir(home_root, model, FEEDBACK), since=since)
-        if "request_id" in r and "label" in r
-    }
+    labels = {}
+    for r in read_records(log_dir(home_root, model, FEEDBACK), since=since):
+        if "request_id" in r and "label" in r:
+            key = _join_key(r)
+            if key is not None:
+                labels[key] = str(r["label"])
     joined = []
     for record in read_records(log_dir(home_root, model, REQUESTS), since=since):
-        key = (record.get("request_id"), int(record.get("index", 0)))
+        key = _join_key(record)
         if key in labels:
+            try:
+                version = int(record.get("version", 0))
+            except (ValueError, TypeError):  # a hand-edited line: it cannot be attributed to a version
+                continue
             joined.append(
                 LabeledPrediction(
                     request_id=key[0],
                     index=key[1],
-                    version=int(record.get("version", 0)),
+                    version=version,
                     prediction=str(record.get("prediction")),
                     label=labels[key],
                     ts=float(record.get("ts", 0)),
                 )
             )
     return joined
+
+
+def _join_key(record: dict[str, Any]) -> tuple[str, int] | None:
+    request_id, index = record.get("request_id"), record.get("index", 0)
+    if not isinstance(request_id, str) or isinstance(index, bool) or not isinstance(index, int):
+        return None
+    return request_id, index

@@ -30,6 +30,8 @@ class PredictionLog:
         sample_rate: Share of predict requests whose instances are logged (0..1);
             a request is logged whole or not at all. Feedback is always logged.
         max_bytes: Rotation size of each log file.
+        retention_bytes: Most bytes kept per log directory (0: no limit); oldest files go first.
+        retention_s: Files last written longer ago than this are deleted (0: kept forever).
         on_written: Called with (log kind, lines) after each write.
         seed: Seeds the sampling (tests); None draws from the OS.
     """
@@ -41,6 +43,8 @@ class PredictionLog:
         *,
         sample_rate: float = 1.0,
         max_bytes: int = 16 * 1024 * 1024,
+        retention_bytes: int = 0,
+        retention_s: float = 0.0,
         on_written: Callable[[str, int], None] | None = None,
         seed: int | None = None,
     ) -> None:
@@ -49,6 +53,7 @@ class PredictionLog:
         self.requests_dir = log_dir(home_root, model, REQUESTS)
         self.feedback_dir = log_dir(home_root, model, FEEDBACK)
         self._max_bytes = max_bytes
+        self._retention = {"retention_bytes": retention_bytes, "retention_s": retention_s}
         self._writers: dict[str, JsonlWriter] = {}
         self._on_written = on_written
         self._random = random.Random(seed)
@@ -122,7 +127,9 @@ class PredictionLog:
             writer = self._writers.get(kind)
             if writer is None:
                 directory = self.requests_dir if kind == REQUESTS else self.feedback_dir
-                writer = self._writers[kind] = JsonlWriter(directory, max_bytes=self._max_bytes)
+                writer = self._writers[kind] = JsonlWriter(
+                    directory, max_bytes=self._max_bytes, **self._retention
+                )
             writer.write(records)
         except OSError as exc:  # a full or read-only disk must not stop serving; the loss is logged
             LOG.error("could not write %d %s log line(s): %s", len(records), kind, exc)

@@ -44,12 +44,14 @@ from typing import Any, Callable
 from flywheel.errors import FlywheelError
 from flywheel.serving.documents import REQUEST_ID, feedback_records, metadata_document, read_spec
 from flywheel.serving.errors import RequestError, ServingError
+from flywheel.serving.guard import check_caller, require_json_content_type
 from flywheel.serving.inputs import decode_json, parse_predict
 
 LOG = logging.getLogger("flywheel.serving")
 RECLAIM_DELAY_S = 2.0
 LOG_CHUNK_RECORDS = 2000
 MAX_VERSION_DIGITS = 18
+_UNGUARDED_ROUTES = ("healthz", "readyz", "metrics")  # probes address the pod IP or any name; they reveal no data
 _MAX_SHOWN_ROWS = 5
 _NAME = r"{name:[^/:]+}"
 _VERSION = r"{version:[0-9]+}"
@@ -78,6 +80,18 @@ class ServeConfig:
         shutdown_timeout_s: Longest in-flight requests may take after SIGTERM.
         tf_threads: TensorFlow intra/inter-op threads (0: TensorFlow's default);
             applied only if TensorFlow has not run yet in this process.
+        allowed_hosts: Host header names the API answers besides IP literals
+            (a DNS-rebinding page sends its own name); ``*`` allows any.
+        allowed_origins: Browser origins (``https://app.example.com``) allowed to
+            call the API besides loopback ones; a request with any other
+            ``Origin`` header is refused (403). ``*`` allows any.
+        logs_endpoint: Serve ``GET .../logs/<kind>`` (every logged feature row);
+            off by default, on for a monitor that reads over HTTP.
+        idle_timeout_s: A connection that sends no complete request head for
+            this long (idle keep-alive, or headers trickling in) is closed.
+        body_timeout_s: Longest a request body may take to arrive (408 after).
+        log_retention_bytes: Most bytes kept per log directory (0: no limit).
+        log_retention_s: Log files older than this are deleted (0: kept forever).
     """
 
     registry: str
@@ -97,6 +111,13 @@ class ServeConfig:
     ignore_unknown_features: bool = False
     shutdown_timeout_s: float = 30.0
     tf_threads: int = 1
+    allowed_hosts: tuple[str, ...] = ("localhost",)
+    allowed_origins: tuple[str, ...] = ()
+    logs_endpoint: bool = False
+    idle_timeout_s: float = 15.0
+    body_timeout_s: float = 30.0
+    log_retention_bytes: int = 1024 * 1024 * 1024
+    log_retention_s: float = 30 * 24 * 3600.0
 
     def check(self) -> ServeConfig:
         """Returns self; raises ServingError naming the first option out of range."""
@@ -111,6 +132,10 @@ class ServeConfig:
             ("max_loaded_versions", self.max_loaded_versions >= 1, ">= 1"),
             ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, ">= 0"),
             ("tf_threads", self.tf_threads >= 0, ">= 0"),
+            ("idle_timeout_s", self.idle_timeout_s > 0, "> 0"),
+            ("body_timeout_s", self.body_timeout_s > 0, "> 0"),
+            ("log_retention_bytes", self.log_retention_bytes >= 0, ">= 0 (0: no limit)"),
+            ("log_retention_s", self.log_retention_s >= 0, ">= 0 (0: no limit)"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -165,6 +190,8 @@ class ModelServer:
             config.model,
             sample_rate=config.log_sample_rate,
             max_bytes=config.log_max_bytes,
+            retention_bytes=config.log_retention_bytes,
+            retention_s=config.log_retention_s,
             on_written=lambda kind, n: self.metrics.logged.labels(config.model, kind).inc(n),
         )
         self._stop_watch = threading.Event()
@@ -197,7 +224,12 @@ class ModelServer:
         app.router.add_get("/healthz", self.healthz, name="healthz")
         app.router.add_get("/readyz", self.readyz, name="readyz")
         app.router.add_get("/metrics", self.prometheus, name="metrics")
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.shutdown_timeout_s)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=self.config.shutdown_timeout_s,
+            keepalive_timeout=self.config.idle_timeout_s,  # aiohttp also times the first request's head with it
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         try:
@@ -313,6 +345,8 @@ class ModelServer:
         gauge.inc()
         self._in_flight += 1
         try:
+            if route not in _UNGUARDED_ROUTES:
+                check_caller(request, self.config)
             response = await handler(request)
         except RequestError as exc:
             response = _json({"error": str(exc)}, status=exc.status)
@@ -374,7 +408,13 @@ class ModelServer:
                 status=413,
             )
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), timeout=self.config.body_timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise RequestError(
+                f"The request body did not arrive within {self.config.body_timeout_s:g} s; send it whole "
+                "(or raise --body-timeout for slow clients).",
+                status=408,
+            ) from exc
         except web.HTTPRequestEntityTooLarge as exc:
             raise RequestError(
                 f"The request body is over the limit of {limit} bytes; send fewer instances per request "
@@ -416,6 +456,7 @@ class ModelServer:
         """``POST /v1/models/<name>:feedback`` with ``{"request_id", "labels": [...]}`` or
         ``{"request_id", "index", "label"}``; appends to the feedback log."""
         self._check_name(request)
+        require_json_content_type(request)
         payload = decode_json(await self._body(request))
         model = self.store.serving()
         if model is None:
@@ -468,6 +509,12 @@ class ModelServer:
         from flywheel.serving.logs import log_dir, read_records
 
         self._check_name(request)
+        if not self.config.logs_endpoint:
+            raise RequestError(
+                "The logs endpoint is off: it hands out every logged feature row. Start the server with "
+                "--enable-logs-endpoint where a monitor reads the logs over HTTP (flywheel monitor --endpoint).",
+                status=404,
+            )
         since = _since(request.query.get("since"))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.log.flush)

@@ -125,6 +125,10 @@ def test_serving_has_probes_port_and_a_read_only_registry(rendered, kustomizatio
     assert command[:2] == ["flywheel", "serve"]
     assert command[command.index("--registry") + 1] == "/models"
     assert command[command.index("--port") + 1] == "8501"
+    # the monitor CronJob reads the logs over HTTP: the endpoint is on and its Host name allowed
+    assert "--enable-logs-endpoint" in command
+    allowed = {command[i + 1] for i, arg in enumerate(command) if arg == "--allowed-host"}
+    assert "flywheel-serving" in allowed and "flywheel-serving.flywheel.svc.cluster.local" in allowed
     models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
     assert models["readOnly"] is True
     tmp_volume = next(

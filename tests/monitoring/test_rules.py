@@ -42,9 +42,27 @@ def _rules(**rule):
         ),
         ({"drift": {"categorical": {"threshold": 2}}}, r"p-value and must lie in \(0, 1\). Got 2"),
         ({"rules": [], "alerts": []}, r"Unknown key\(s\) \['alerts'\] in 'the rules file'"),
-        ({"sinks": {"webhook": {"url": "ftp://x"}}}, r"must be an http:// or https:// URL. Got 'ftp://x'"),
+        ({"sinks": {"webhook": {"url": "ftp://x"}}}, r"must be an http:// or https:// URL with a host. Got 'ftp://x'"),
         ({"retrain": {"pipeline": "p.py", "max_runs": 0}}, r"'retrain.max_runs' must be an integer >= 1. Got 0"),
         ({"rules": [_rules()["rules"][0], _rules()["rules"][0]]}, r"Rule names must be unique .* repeated: \['r'\]"),
+        ({"sinks": {"file": {"pth": "a.jsonl"}}}, r"Unknown key\(s\) \['pth'\] in 'sinks.file'; allowed: \['path'\]"),
+        ({"sinks": {"file": {"path": 5}}}, r"'sinks.file.path' must be a non-empty string such as alerts.jsonl. Got 5"),
+        ({"sinks": {"file": {"path": ""}}}, r"'sinks.file.path' must be a non-empty string"),
+        ({"retrain": {"pipeline": "p.py", "host": 5}}, r"'retrain.host' must be a non-empty string such as https://"),
+        ({"retrain": {"pipeline": "p.py", "image": ["x"]}}, r"'retrain.image' must be a non-empty string"),
+        ({"retrain": {"pipeline": "p.py", "parameters": {1: "x"}}}, r"'retrain.parameters' keys must be parameter names"),
+        ({"rules": [], 5: "x"}, r"Unknown key\(s\) \[5\] in 'the rules file'"),
+        (_rules(metric=["accuracy"]), r"'rule 'r'.metric' must be a string"),
+        (_rules(comparison=[">"]), r"comparison' must be one of \['>', '>=', '<', '<='\]. Got \['>'\]"),
+        ({"rollback": {"metric": {"a": 1}}}, r"'rollback.metric' must be one of \['accuracy', 'balanced_accuracy'\]"),
+        ({"drift": {"features": {3: {"test": "ks"}}}}, r"'drift.features' keys must be feature names"),
+        ({"sinks": {"webhook": {"url": "http://user:pw@hooks.example.com/x"}}}, r"must not carry a user name or password"),
+        ({"sinks": {"webhook": {"url": "http://169.254.169.254/latest"}}}, r"link-local or cloud metadata address"),
+        ({"sinks": {"webhook": {"url": "http://[fe80::1]/x"}}}, r"link-local or cloud metadata address"),
+        ({"sinks": {"webhook": {"url": "http://metadata.google.internal/x"}}}, r"link-local or cloud metadata"),
+        ({"sinks": {"webhook": {"url": "http:///nohost"}}}, r"must be an http:// or https:// URL with a host"),
+        ({"sinks": {"webhook": {"url": "http://h:99999/x"}}}, r"is not a valid URL"),
+        ({"sinks": {"webhook": {"url": "http://h/x", "allow_link_local": "yes"}}}, r"must be true or false"),
     ],
 )
 def test_invalid_rules_are_explained(document, message):
@@ -73,6 +91,23 @@ def test_the_documented_example_is_valid():
     assert config.retrain.max_runs == 2 and config.retrain.period_s == 86400
     assert config.drift.numeric == ("ks", 0.01) and config.drift.features["year"] == ("psi", 0.25)
     assert config.rollback.margin == 0.05
+
+
+def test_link_local_webhooks_pass_only_when_allowed():
+    url = "http://169.254.169.254/hook"
+    config = parse_rules({"sinks": {"webhook": {"url": url, "allow_link_local": True}}})
+    assert config.webhook_url == url and config.webhook_allow_link_local
+
+
+def test_a_non_utf8_rules_file_is_a_clear_error(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("rules:\n  - name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(RuleError, match=r"is not UTF-8 text \(byte \d+: b'\\xe9'\); save it as UTF-8"):
+        load_rules(str(latin))
+    directory = tmp_path / "dir.yaml"
+    directory.mkdir()
+    with pytest.raises(RuleError, match="No rules file at"):
+        load_rules(str(directory))
 
 
 def test_missing_and_broken_files(tmp_path):
@@ -145,3 +180,44 @@ def test_failing_webhook_is_reported_not_raised(hook_server, tmp_path):
     assert outcome["log"] == "ok" and outcome["webhook"].startswith("failed: HTTPError") and "500" in outcome["webhook"]
     refused = parse_rules({"sinks": {"webhook": {"url": "http://127.0.0.1:9/none", "timeout_s": 2}}})
     assert notify(_alert(), ("webhook",), refused, str(tmp_path))["webhook"].startswith("failed: URLError")
+
+
+def test_a_webhook_redirect_is_not_followed(tmp_path):
+    target_hits = []
+
+    class Target(_Hook):
+        received = target_hits
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{target.server_address[1]}/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    redirect = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (target, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = parse_rules({"sinks": {"webhook": {"url": f"http://127.0.0.1:{redirect.server_address[1]}/hook"}}})
+        outcome = notify(_alert(), ("webhook",), config, str(tmp_path))
+    finally:
+        for server in (target, redirect):
+            server.shutdown()
+            server.server_close()
+    assert outcome["webhook"].startswith("failed: WebhookError") and "redirects are not followed" in outcome["webhook"]
+    assert target_hits == []
+
+
+def test_a_webhook_name_that_resolves_to_link_local_is_refused_when_sent(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(
+        socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 80))]
+    )
+    config = parse_rules({"sinks": {"webhook": {"url": "http://hooks.example.com/x"}}})
+    outcome = notify(_alert(), ("webhook",), config, str(tmp_path))
+    assert "resolves to 169.254.169.254" in outcome["webhook"]

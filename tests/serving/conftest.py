@@ -52,7 +52,8 @@ def push_copy(registry, trained_model_dir: str, tag: str) -> int:
 def call(url: str, body=None, *, method: str | None = None, headers: dict | None = None, timeout: float = 30.0):
     """(status, decoded JSON or text, headers) of one HTTP request; 4xx/5xx are returned, not raised."""
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    sent = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url, data=data, method=method, headers={**sent, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw, got = response.status, response.read(), dict(response.headers)

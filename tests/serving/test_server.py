@@ -28,7 +28,9 @@ def served(tmp_path_factory, trained_model_dir):
     registry.push("penguins", trained_model_dir)
     registry.set_serving("penguins", 1)
     push_copy(registry, trained_model_dir, "v2")
-    config = ServeConfig(registry=registry.root, home=str(root / "home"), port=0, max_wait_ms=5.0, max_batch_size=32)
+    config = ServeConfig(
+        registry=registry.root, home=str(root / "home"), port=0, max_wait_ms=5.0, max_batch_size=32, logs_endpoint=True
+    )
     with BackgroundServer(config) as background:
         yield background
 
