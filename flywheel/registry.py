@@ -188,7 +188,7 @@ class ModelRegistry:
         try:
             with open(path, encoding="utf-8") as f:
                 info = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # not UTF-8, not JSON, or a number past the int-digit limit
             raise FlywheelError(
                 f"The serving alias {path} is not a JSON document ({exc}); point it at a version again "
                 f"with `flywheel rollback {name} --to VERSION` (versions: {self.versions(name) or 'none'})."

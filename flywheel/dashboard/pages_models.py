@@ -16,19 +16,21 @@ import os
 from typing import Any
 
 from flywheel.dashboard import charts
-from flywheel.dashboard.sources import PageNotFound, Sources
+from flywheel.dashboard.sources import PageNotFound, Sources, id_number, model_name, serving_version
 from flywheel.errors import FlywheelError
 
 HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc_ovr", "average_precision")
 SLICE_METRICS = ("count", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc_ovr")
 
 
-def _read_json(path: str) -> Any:
+def _read_json(path: str) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is missing, unreadable or not an object."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            data = json.load(handle)
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def models_page(sources: Sources) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def models_page(sources: Sources) -> dict[str, Any]:
     models = []
     for name in registry.models():
         versions = registry.versions(name)
-        models.append({"name": name, "versions": versions, "serving": registry.serving_version(name)})
+        models.append({"name": name, "versions": versions, "serving": serving_version(registry, name)[0]})
     return {"models": models, "registry": registry.root}
 
 
@@ -131,6 +133,11 @@ def version_view(sources: Sources, name: str, version: int) -> dict[str, Any]:
         info = registry.version_info(name, version)
     except (FlywheelError, OSError, ValueError) as exc:
         raise PageNotFound(f"Model '{name}' has no readable version {version}: {exc}") from exc
+    if not isinstance(info, dict):
+        raise PageNotFound(
+            f"Version {version} of model '{name}' has a damaged version.json (a JSON {type(info).__name__}, "
+            "not an object); push that model again or remove the version directory."
+        )
     directory = registry.version_dir(name, version)
     meta = info.get("metadata") or {}
     props = meta.get("model_properties") or {}
@@ -174,21 +181,26 @@ def version_view(sources: Sources, name: str, version: int) -> dict[str, Any]:
 
 def _versions_table(sources: Sources, name: str) -> tuple[list[dict[str, Any]], int | None, dict[str, Any] | None]:
     registry = sources.registry()
+    model_name(sources, name)
     try:
         versions = registry.versions(name)
     except FlywheelError as exc:
         raise PageNotFound(str(exc)) from exc
     if not versions:
         raise PageNotFound(f"No model named '{name}' in the registry {registry.root}.")
-    serving = registry.serving_version(name)
+    serving, damage = serving_version(registry, name)
     rows = []
     for v in reversed(versions):
         try:
             info = registry.version_info(name, v)
         except (FlywheelError, OSError, ValueError):
             info = {}
+        if not isinstance(info, dict):  # a damaged version.json: the row shows no metrics
+            info = {}
         rows.append({"version": v, "serving": v == serving, "pushed_at": info.get("pushed_at", "-"), "metrics": info.get("metrics") or {},
                      "diagnosis": ((info.get("metadata") or {}).get("model_properties") or {}).get("diagnosis", "-")})
+    if damage:
+        return rows, serving, {"damaged": damage, "history": []}
     return rows, serving, registry.serving_info(name)
 
 
@@ -196,7 +208,7 @@ def model_page(sources: Sources, name: str, args: dict[str, str]) -> dict[str, A
     """One model: its versions, the serving one and its history, and one version in detail."""
     rows, serving, alias = _versions_table(sources, name)
     chosen = args.get("version", "")
-    version = int(chosen) if chosen.isdigit() else (serving or rows[0]["version"])
+    version = id_number(chosen, "Model versions") if chosen else (serving or rows[0]["version"])
     if version not in [r["version"] for r in rows]:
         raise PageNotFound(f"Model '{name}' has no version {version}; versions: {[r['version'] for r in rows]}.")
     metric_names = sorted({k for r in rows for k in r["metrics"]}, key=lambda k: (k not in HEADLINE, HEADLINE.index(k) if k in HEADLINE else 0, k))
@@ -216,8 +228,8 @@ def compare_page(sources: Sources, name: str, args: dict[str, str]) -> dict[str,
     rows, serving, _alias = _versions_table(sources, name)
     known = [r["version"] for r in rows]
     a_text, b_text = args.get("a", ""), args.get("b", "")
-    a = int(a_text) if a_text.isdigit() else (known[1] if len(known) > 1 else known[0])
-    b = int(b_text) if b_text.isdigit() else known[0]
+    a = id_number(a_text, "Model versions") if a_text else (known[1] if len(known) > 1 else known[0])
+    b = id_number(b_text, "Model versions") if b_text else known[0]
     for v in (a, b):
         if v not in known:
             raise PageNotFound(f"Model '{name}' has no version {v}; versions: {sorted(known)}.")

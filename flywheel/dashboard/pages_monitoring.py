@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from flywheel.dashboard import charts
-from flywheel.dashboard.sources import Sources, run_state
+from flywheel.dashboard.sources import Sources, model_name, run_state, serving_version
 from flywheel.errors import FlywheelError
 
 PREDICTION_FEATURE = "__prediction__"
@@ -139,6 +139,7 @@ def live_performance(sources: Sources, model: str, since: float) -> dict[str, An
 
 def monitoring_page(sources: Sources, model: str, args: dict[str, str]) -> dict[str, Any]:
     """One model's drift, predictions, live performance, alerts (with their runs) and rollbacks."""
+    model_name(sources, model)  # the logs are read from <home>/serving/<model>: no '..' may reach that path
     try:
         days = float(args.get("days") or DEFAULT_DAYS)
     except ValueError:
@@ -158,11 +159,7 @@ def monitoring_page(sources: Sources, model: str, args: dict[str, str]) -> dict[
                         run_states[alert.run_id] = run_state(store.get_run(alert.run_id))
                     except FlywheelError:
                         run_states[alert.run_id] = "UNKNOWN"
-    serving = None
-    try:
-        serving = sources.registry().serving_version(model)
-    except (FlywheelError, OSError, ValueError):
-        serving = None
+    serving = serving_version(sources.registry(), model)[0]
     return {
         "model": model,
         "days": days,

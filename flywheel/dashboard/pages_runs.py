@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from flywheel.dashboard import graph
-from flywheel.dashboard.sources import PageNotFound, Sources, run_state
+from flywheel.dashboard.sources import PageNotFound, Sources, id_number, run_state
 from flywheel.dashboard.text import fmt_duration, url_part
 from flywheel.errors import MetadataError
 from flywheel.metadata.store import ArtifactRecord, ExecutionRecord, RunRecord
@@ -233,8 +233,7 @@ def node_log(sources: Sources, run_id: str, node_id: str) -> str:
 
 
 def _artifact(sources: Sources, artifact_id: str) -> ArtifactRecord:
-    if not artifact_id.isdigit():
-        raise PageNotFound(f"Artifact ids are numbers; got {artifact_id!r}.")
+    id_number(artifact_id, "Artifact ids")
     with sources.lock:
         try:
             return sources.metadata().get_artifact(artifact_id)
@@ -247,16 +246,27 @@ def artifact_files(uri: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     if not os.path.isdir(uri):
         return found
+    root = os.path.realpath(uri)
     for directory, subdirs, files in os.walk(uri):
         subdirs.sort()
         for name in sorted(files):
             path = os.path.join(directory, name)
+            if _outside(root, path):  # a link out of the artifact (or dangling) is never listed nor previewed
+                continue
             rel = os.path.relpath(path, uri)
             kind = mimetypes.guess_type(name)[0] or ""
             found.append({"path": rel, "size": os.path.getsize(path), "type": kind})
             if len(found) >= MAX_FILES:
                 return found
     return found
+
+
+def _outside(root: str, path: str) -> bool:
+    """Whether ``path`` is not a regular file inside ``root`` once links are resolved."""
+    if "\x00" in path:
+        return True
+    resolved = os.path.realpath(path)
+    return os.path.commonpath([root, resolved]) != root or not os.path.isfile(resolved)
 
 
 def _preview(uri: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -357,7 +367,8 @@ def artifact_file(sources: Sources, artifact_id: str, rel_path: str) -> tuple[st
     """
     artifact = _artifact(sources, artifact_id)
     root = os.path.realpath(artifact.uri)
-    path = os.path.realpath(os.path.join(root, rel_path))
-    if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
+    path = os.path.join(root, rel_path)
+    if _outside(root, path):
         raise PageNotFound(f"Artifact #{artifact.id} has no file {rel_path!r}.")
+    path = os.path.realpath(path)
     return path, mimetypes.guess_type(path)[0] or "application/octet-stream"

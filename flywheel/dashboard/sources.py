@@ -87,3 +87,39 @@ class Sources:
 
 class PageNotFound(FlywheelError):
     """A dashboard page names something (a run, node, artifact, model, file) that does not exist."""
+
+
+MAX_ID_DIGITS = 18
+
+
+def id_number(text: str, what: str) -> int:
+    """A numeric id from a URL (ASCII digits, at most ``MAX_ID_DIGITS``).
+
+    Raises:
+        PageNotFound: anything else (a 5,000-digit number, Unicode digits, a sign).
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_ID_DIGITS:
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise PageNotFound(f"{what} are whole numbers of at most {MAX_ID_DIGITS} digits; got {shown!r}.")
+    return int(text)
+
+
+def model_name(sources: Sources, name: str) -> str:
+    """``name`` if it is a valid model name (the registry's rule), so no path built from it leaves the home.
+
+    Raises:
+        PageNotFound: the name could leave its directory ('..', '/', NUL) or breaks the rule.
+    """
+    try:
+        sources.registry().model_dir(name)
+    except FlywheelError as exc:
+        raise PageNotFound(str(exc)) from exc
+    return name
+
+
+def serving_version(registry: Any, name: str) -> tuple[int | None, str]:
+    """(the serving version or None, the reason it cannot be read or ""): a damaged alias never fails a page."""
+    try:
+        return registry.serving_version(name), ""
+    except (FlywheelError, OSError) as exc:
+        return None, str(exc)
