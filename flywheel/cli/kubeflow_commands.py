@@ -39,7 +39,18 @@ def _add_connection_args(parser: argparse.ArgumentParser, *, host_required: bool
         help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080",
     )
     parser.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user Kubeflow)")
-    parser.add_argument("--token", default=None, help="bearer token for the KFP API (kfp.Client existing_token)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="bearer token for the KFP API (visible in ps; prefer --token-file or $FLYWHEEL_KFP_TOKEN)",
+    )
+    parser.add_argument("--token-file", default=None, metavar="PATH", help="read the bearer token from this file")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    from flywheel.kubeflow.client import resolve_token
+
+    return resolve_token(args.token, args.token_file)
 
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +177,7 @@ def submit_command(args: argparse.Namespace) -> int:
         experiment=args.experiment,
         params=parse_params(args.param),
         namespace=args.namespace,
-        existing_token=args.token,
+        existing_token=_token(args),
         image=args.image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
@@ -196,7 +207,7 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         params=parse_params(args.param),
         experiment=args.experiment,
         namespace=args.namespace,
-        existing_token=args.token,
+        existing_token=_token(args),
         image=args.image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
@@ -214,7 +225,7 @@ def schedule_list_command(args: argparse.Namespace) -> int:
     if not args.host:
         return schedule_commands.list_local(args)
     host = args.host
-    schedules = client.list_schedules(host, namespace=args.namespace, existing_token=args.token)
+    schedules = client.list_schedules(host, namespace=args.namespace, existing_token=_token(args))
     if not schedules:
         print("No recurring runs.")
         return 0
@@ -240,7 +251,7 @@ def schedule_change_command(args: argparse.Namespace) -> int:
         "resume": client.resume_schedule,
         "delete": client.delete_schedule,
     }[args.schedule_action]
-    schedule_id = change(args.name, host, namespace=args.namespace, existing_token=args.token)
+    schedule_id = change(args.name, host, namespace=args.namespace, existing_token=_token(args))
     past = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[args.schedule_action]
     print(f"Schedule '{args.name}' ({schedule_id}) {past}.")
     return 0

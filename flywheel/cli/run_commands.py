@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
     runs.add_argument("--pipeline", dest="pipeline_name", help="only runs of this pipeline")
     runs.add_argument("--host", help="list runs of a Kubeflow Pipelines cluster instead")
     runs.add_argument("--namespace", help="Kubeflow namespace (with --host)")
-    runs.add_argument("--token", help="existing bearer token (with --host)")
+    runs.add_argument("--token", help="existing bearer token (with --host; prefer --token-file or $FLYWHEEL_KFP_TOKEN)")
+    runs.add_argument("--token-file", metavar="PATH", help="read the bearer token from this file (with --host)")
     runs.set_defaults(handler=list_runs)
     runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
     show = runs_sub.add_parser("show", help="show one run's nodes, caching, durations, logs and outputs")
@@ -137,8 +138,10 @@ def _fmt_duration(seconds: float | None) -> str:
 def list_runs(args: argparse.Namespace) -> int:
     if args.host:
         from flywheel.kubeflow.client import list_runs as list_kfp_runs
+        from flywheel.kubeflow.client import resolve_token
 
-        remote = list_kfp_runs(args.host, limit=args.limit, namespace=args.namespace, existing_token=args.token)
+        token = resolve_token(args.token, args.token_file)
+        remote = list_kfp_runs(args.host, limit=args.limit, namespace=args.namespace, existing_token=token)
         rows = [[r["id"], r["name"], r["state"], str(r.get("created_at") or "-"), str(r.get("finished_at") or "-")] for r in remote]
         print(table(["RUN ID", "NAME", "STATE", "CREATED", "FINISHED"], rows))
         return 0

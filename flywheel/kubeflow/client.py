@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from typing import Any, Iterator, Mapping
@@ -31,6 +32,7 @@ from flywheel.kubeflow.cron import to_kfp_cron
 from flywheel.kubeflow.errors import KubeflowConnectionError, ScheduleError
 
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
+TOKEN_ENV = "FLYWHEEL_KFP_TOKEN"
 HEALTHZ_TIMEOUT_S = 10.0
 _COMPILED_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -42,6 +44,47 @@ def _normalise_host(host: str) -> str:
     if not host.startswith(("http://", "https://")):
         host = "https://" + host  # what kfp.Client does with a bare host name
     return host
+
+
+def resolve_token(token: str | None = None, token_file: str | None = None) -> str | None:
+    """The bearer token: ``--token``, else the contents of ``--token-file``, else ``$FLYWHEEL_KFP_TOKEN``.
+
+    A file or the environment keeps the token out of ``ps`` and shell history.
+
+    Raises:
+        KubeflowConnectionError: the token file cannot be read or is empty.
+    """
+    if token:
+        return token
+    if token_file:
+        try:
+            with open(os.path.expanduser(token_file), encoding="utf-8") as handle:
+                text = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KubeflowConnectionError(
+                f"Cannot read the KFP token file {token_file}: {getattr(exc, 'strerror', None) or exc}; "
+                "pass a readable file holding the bearer token (e.g. a service account token)."
+            ) from None
+        if not text:
+            raise KubeflowConnectionError(f"The KFP token file {token_file} is empty; write the bearer token into it.")
+        return text
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _same_origin(first: str, second: str) -> bool:
+    a, b = urllib.parse.urlsplit(first), urllib.parse.urlsplit(second)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but the Authorization header only to the same scheme, host and port."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        forwarded = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if forwarded is not None and not _same_origin(req.full_url, newurl):
+            for key in [k for k in forwarded.headers if k.lower() == "authorization"]:
+                del forwarded.headers[key]
+        return forwarded
 
 
 def check_health(
@@ -57,8 +100,9 @@ def check_health(
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if existing_token:
         request.add_header("Authorization", f"Bearer {existing_token}")
+    opener = urllib.request.build_opener(_TokenStaysHome())
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-given API host
+        with opener.open(request, timeout=timeout) as response:  # noqa: S310 - user-given API host
             body = response.read()
     except urllib.error.HTTPError as exc:
         raise KubeflowConnectionError(
@@ -248,7 +292,13 @@ def submit(
                 service_account=service_account,
                 pipeline_root=pipeline_root,
             )
-    run_id = result.run_id
+    run_id = getattr(result, "run_id", None)
+    if not isinstance(run_id, str) or not run_id:
+        raise KubeflowConnectionError(
+            f"{host} accepted the run but returned no run id (got {run_id!r}); it does not behave like the "
+            "Kubeflow Pipelines API. Check --host: it must be the KFP API (e.g. http://localhost:8080 after "
+            "'kubectl port-forward svc/ml-pipeline-ui 8080:80 -n kubeflow')."
+        )
     return run_id, f"{_normalise_host(host)}/#/runs/details/{run_id}"
 
 

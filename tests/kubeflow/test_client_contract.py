@@ -217,3 +217,105 @@ def test_host_that_is_not_kfp(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Recorder:
+    """A throwaway HTTP server; ``answer(handler)`` replies, every request's headers are recorded."""
+
+    def __init__(self, answer) -> None:
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                seen.append((self.command, self.path, self.headers.get("Authorization")))
+                answer(self)
+
+            do_GET = do_POST = _any  # noqa: N815
+
+            def log_message(self, *args):
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _reply(handler, status: int, body: bytes = b"{}", headers: dict | None = None) -> None:
+    handler.send_response(status)
+    for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.mark.parametrize("target_host", ["localhost", "127.0.0.1"])
+def test_the_token_never_follows_a_redirect_to_another_host(target_host):
+    other = _Recorder(lambda h: _reply(h, 200, b'{"multi_user": false}'))
+    other_url = other.url.replace("127.0.0.1", target_host)
+    same_origin = target_host == "127.0.0.1"
+    first = _Recorder(
+        lambda h: _reply(h, 302, b"", {"Location": f"{other_url}/apis/v2beta1/healthz"})
+        if not same_origin
+        else (
+            _reply(h, 302, b"", {"Location": "/apis/v2beta1/healthz?moved=1"})
+            if "moved" not in h.path
+            else _reply(h, 200, b'{"multi_user": false}')
+        )
+    )
+    try:
+        client.check_health(first.url, existing_token="s3cret")
+    finally:
+        first.close()
+        other.close()
+    if same_origin:  # a redirect within the API host keeps the token
+        assert [a for _, _, a in first.seen] == ["Bearer s3cret", "Bearer s3cret"]
+    else:
+        assert first.seen[0][2] == "Bearer s3cret"
+        assert other.seen and all(a is None for _, _, a in other.seen)
+
+
+def test_tokens_come_from_the_flag_a_file_or_the_environment(kfp_server, tmp_path, monkeypatch):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    monkeypatch.setenv(client.TOKEN_ENV, "from-env")
+    assert client.resolve_token("from-flag", str(token_file)) == "from-flag"
+    assert client.resolve_token(None, str(token_file)) == "from-file"
+    assert client.resolve_token(None, None) == "from-env"
+    monkeypatch.delenv(client.TOKEN_ENV)
+    assert client.resolve_token(None, None) is None
+    with pytest.raises(KubeflowConnectionError, match="Cannot read the KFP token file .*nope"):
+        client.resolve_token(None, str(tmp_path / "nope"))
+    (tmp_path / "empty").write_text("  \n")
+    with pytest.raises(KubeflowConnectionError, match="is empty"):
+        client.resolve_token(None, str(tmp_path / "empty"))
+
+
+def test_the_cli_reads_the_token_file(kfp_server, tmp_path, capsys):
+    from flywheel.cli.main import main
+
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token")
+    code = main(["runs", "--host", kfp_server.url, "--token-file", str(token_file)])
+    assert code == 0
+    assert {r.authorization for r in kfp_server.state.requests} == {"Bearer file-token"}
+
+
+def test_submit_to_an_endpoint_that_is_not_kfp_fails_clearly():
+    anything_json = _Recorder(lambda h: _reply(h, 200, b"{}"))
+    try:
+        with pytest.raises(KubeflowConnectionError, match=r"returned no run id \(got None\).*not behave like the"):
+            client.submit(contract, anything_json.url)
+    finally:
+        anything_json.close()
+    assert any(method == "POST" for method, _, _ in anything_json.seen)  # it got as far as creating the run
