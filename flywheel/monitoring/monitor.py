@@ -25,6 +25,7 @@ import json
 import math
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -72,41 +73,19 @@ class HttpLogSource:
         url = f"{self.endpoint}/v1/models/{urllib.parse.quote(model)}/logs/{kind}?since={since:.3f}"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310 - operator's endpoint
-                lines = response.read().decode("utf-8").splitlines()
+                lines = response.read().decode("utf-8", errors="replace").splitlines()
+        except urllib.error.HTTPError as exc:  # the server says why (e.g. its logs endpoint is off)
+            detail = exc.read().decode("utf-8", errors="replace")[:300]
+            raise LogSourceError(f"Cannot read the {kind} log of '{model}' from {url}: {exc}: {detail}") from exc
         except OSError as exc:
             raise LogSourceError(f"Cannot read the {kind} log of '{model}' from {url}: {exc}") from exc
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue  # a torn line, as in read_records
-        return records
+        return list(logs.parse_lines(lines))
 
     def requests(self, model: str, since: float) -> list[dict[str, Any]]:
         return self._fetch(model, logs.REQUESTS, since)
 
     def labeled(self, model: str, since: float) -> list[logs.LabeledPrediction]:
-        labels = {
-            (r["request_id"], int(r.get("index", 0))): str(r["label"])
-            for r in self._fetch(model, logs.FEEDBACK, since)
-            if "request_id" in r and "label" in r
-        }
-        joined = []
-        for r in self.requests(model, since):
-            key = (r.get("request_id"), int(r.get("index", 0)))
-            if key in labels:
-                joined.append(
-                    logs.LabeledPrediction(
-                        str(key[0]),
-                        key[1],
-                        int(r.get("version", 0)),
-                        str(r.get("prediction")),
-                        labels[key],
-                        float(r.get("ts", 0)),
-                    )
-                )
-        return joined
+        return logs.join_records(self._fetch(model, logs.FEEDBACK, since), self.requests(model, since))
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 REQUESTS = "requests"
 FEEDBACK = "feedback"
@@ -131,17 +131,32 @@ def read_records(directory: str, *, since: float | None = None) -> Iterator[dict
         if not name.endswith(".jsonl"):
             continue
         path = os.path.join(directory, name)
-        if since is not None and os.path.getmtime(path) < since:
+        try:
+            if not os.path.isfile(path) or (since is not None and os.path.getmtime(path) < since):
+                continue  # a dangling link or a directory named *.jsonl; or nothing new in it
+            handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - a damaged byte spoils one line
+        except OSError:  # removed by retention meanwhile, or unreadable: the other files still count
             continue
-        with open(path, encoding="utf-8", errors="replace") as handle:  # a damaged byte spoils one line only
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                    ts = float(record.get("ts", 0))
-                except (ValueError, TypeError, AttributeError):  # torn, not an object, or a ts that is no number
-                    continue
-                if since is None or ts >= since:
-                    yield record
+        with handle:
+            yield from parse_lines(handle, since=since)
+
+
+def parse_lines(lines: Iterable[str], *, since: float | None = None) -> Iterator[dict[str, Any]]:
+    """The records of JSON lines (a file or an HTTP answer), optionally with ts >= since.
+
+    A line that is torn, not a JSON object, has a ``ts`` that is no number or
+    ``features`` that are not an object is skipped, never fatal.
+    """
+    for line in lines:
+        try:
+            record = json.loads(line)
+            ts = float(record.get("ts", 0))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if not isinstance(record.get("features", {}), dict):
+            continue
+        if since is None or ts >= since:
+            yield record
 
 
 @dataclasses.dataclass
@@ -158,14 +173,22 @@ class LabeledPrediction:
 
 def join_feedback(home_root: str, model: str, *, since: float | None = None) -> list[LabeledPrediction]:
     """Logged predictions that received feedback, joined on (request_id, index)."""
+    return join_records(
+        read_records(log_dir(home_root, model, FEEDBACK), since=since),
+        read_records(log_dir(home_root, model, REQUESTS), since=since),
+    )
+
+
+def join_records(feedback: Iterable[dict[str, Any]], requests: Iterable[dict[str, Any]]) -> list[LabeledPrediction]:
+    """Request records that have a feedback record, joined on (request_id, index); odd records are skipped."""
     labels = {}
-    for r in read_records(log_dir(home_root, model, FEEDBACK), since=since):
+    for r in feedback:
         if "request_id" in r and "label" in r:
             key = _join_key(r)
             if key is not None:
                 labels[key] = str(r["label"])
     joined = []
-    for record in read_records(log_dir(home_root, model, REQUESTS), since=since):
+    for record in requests:
         key = _join_key(record)
         if key in labels:
             try:

@@ -179,3 +179,10 @@ def test_no_retention_limit_deletes_nothing(tmp_path):
     _fill(writer, 100)
     writer.close()
     assert writer.deleted_files == 0 and sum(os.path.getsize(tmp_path / f) for f in os.listdir(tmp_path)) > 20000
+
+
+def test_a_remote_monitor_is_told_to_enable_the_logs_endpoint(guarded):
+    from flywheel.monitoring.monitor import HttpLogSource, LogSourceError
+
+    with pytest.raises(LogSourceError, match="--enable-logs-endpoint"):
+        HttpLogSource(guarded.url).requests("penguins", 0.0)

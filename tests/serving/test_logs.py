@@ -41,3 +41,22 @@ def test_feedback_joins_on_request_id_and_index(tmp_path):
     )
     joined = join_feedback(str(tmp_path), "m")
     assert [(j.request_id, j.index, j.version, j.prediction, j.label) for j in joined] == [("r1", 1, 2, "b", "a")]
+
+
+def test_damaged_log_files_and_records_are_skipped_not_fatal(tmp_path):
+    requests = log_dir(str(tmp_path), "m", REQUESTS)
+    feedback = log_dir(str(tmp_path), "m", FEEDBACK)
+    JsonlWriter(requests).write([{"request_id": "r", "index": 0, "ts": 5.0, "version": 1, "prediction": "a"}])
+    JsonlWriter(feedback).write([{"request_id": "r", "index": 0, "ts": 6.0, "label": "a"}])
+    with open(os.path.join(requests, "zz-damaged.jsonl"), "wb") as handle:
+        handle.write(b'[1, 2]\n"text"\nnull\n{"ts": "soon"}\n{"ts": [1]}\n\xff\xfe{"ts": 1}\n')
+        handle.write(b'{"request_id": 7, "index": "0", "ts": 9.0}\n{"request_id": "r", "index": true, "ts": 9.0}\n')
+    with open(os.path.join(feedback, "zz-damaged.jsonl"), "wb") as handle:
+        handle.write(b'{"request_id": "r", "index": [0], "label": "b", "ts": 7.0}\n[]\n')
+    os.symlink(os.path.join(requests, "gone.jsonl"), os.path.join(requests, "zz-dangling.jsonl"))
+    os.mkdir(os.path.join(requests, "zz-dir.jsonl"))
+
+    records = list(read_records(requests, since=0.0))
+    assert all(isinstance(r, dict) for r in records) and len(records) == 3  # the good one and two odd-keyed ones
+    joined = join_feedback(str(tmp_path), "m")
+    assert [(j.request_id, j.index, j.version, j.label) for j in joined] == [("r", 0, 1, "a")]

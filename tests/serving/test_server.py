@@ -269,3 +269,13 @@ def test_a_5000_digit_version_is_404_not_500(served, suffix):
     assert status == 404 and "at most 18 digits" in body["error"]
     status, body, _ = call(_url(served, suffix.format(v="9" * 18)), method_body)
     assert status == 404 and "no version 999999999999999999" in body["error"]
+
+
+def test_the_remote_monitor_reads_the_logs_endpoint(served):
+    from flywheel.monitoring.monitor import HttpLogSource
+
+    _, answer, _ = call(_url(served, ":predict"), {"instances": [PENGUIN]})
+    call(_url(served, ":feedback"), {"request_id": answer["request_id"], "labels": ["Adelie"]})
+    source = HttpLogSource(served.url)
+    assert answer["request_id"] in {r["request_id"] for r in source.requests("penguins", 0.0)}
+    assert answer["request_id"] in {j.request_id for j in source.labeled("penguins", 0.0)}
