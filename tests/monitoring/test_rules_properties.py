@@ -133,16 +133,8 @@ def _check_valid(config: RulesConfig) -> None:
 
 
 @SETTINGS
-@given(rules_documents)
+@given(st.one_of(rules_documents, yaml_values))
 def test_any_rules_document_is_a_valid_config_or_a_rule_error(document):
-    config = _parse(document)
-    if config is not None:
-        _check_valid(config)
-
-
-@SETTINGS
-@given(yaml_values)
-def test_any_yaml_value_at_the_top_is_a_valid_config_or_a_rule_error(document):
     config = _parse(document)
     if config is not None:
         _check_valid(config)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
+
+from typing import Any, Iterator
 
 import pytest
 
@@ -42,6 +45,20 @@ def registry_with_model(tmp_path, trained_model_dir):
     version = registry.push("penguins", trained_model_dir).version
     registry.set_serving("penguins", version, reason="test")
     return registry, str(tmp_path / "home")
+
+
+@contextlib.contextmanager
+def serving_one_version(root, trained_model_dir: str, **options) -> Iterator[Any]:
+    """A ``BackgroundServer`` on a free loopback port over a new registry in ``root`` where version 1 serves."""
+    from flywheel.registry import ModelRegistry
+    from flywheel.serving.background import BackgroundServer
+    from flywheel.serving.server import ServeConfig
+
+    registry = ModelRegistry(str(root / "registry"))
+    registry.set_serving("penguins", registry.push("penguins", trained_model_dir).version)
+    config = ServeConfig(registry=registry.root, home=str(root / "home"), port=0, **options)
+    with BackgroundServer(config) as background:
+        yield background
 
 
 def push_copy(registry, trained_model_dir: str, tag: str) -> int:

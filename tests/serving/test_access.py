@@ -10,32 +10,22 @@ import time
 
 import pytest
 
-from flywheel.serving.background import BackgroundServer
 from flywheel.serving.guard import host_allowed, origin_allowed
 from flywheel.serving.logs import JsonlWriter
-from flywheel.serving.server import ServeConfig
-from tests.serving.conftest import PENGUIN, call
+from tests.serving.conftest import PENGUIN, call, serving_one_version
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory, trained_model_dir):
     """A server with the default access rules, short timeouts, and one extra allowed host and origin."""
-    from flywheel.registry import ModelRegistry
-
-    root = tmp_path_factory.mktemp("guarded")
-    registry = ModelRegistry(str(root / "registry"))
-    registry.push("penguins", trained_model_dir)
-    registry.set_serving("penguins", 1)
-    config = ServeConfig(
-        registry=registry.root,
-        home=str(root / "home"),
-        port=0,
+    with serving_one_version(
+        tmp_path_factory.mktemp("guarded"),
+        trained_model_dir,
         allowed_hosts=("localhost", "serving.internal"),
         allowed_origins=("https://app.example.com",),
         idle_timeout_s=0.6,
         body_timeout_s=0.6,
-    )
-    with BackgroundServer(config) as background:
+    ) as background:
         yield background
 
 

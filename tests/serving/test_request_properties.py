@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from flywheel.serving.documents import feedback_records
 from flywheel.serving.errors import RequestError
 from flywheel.serving.inputs import FeatureSchema, decode_json, parse_predict
-from tests.serving.conftest import PENGUIN, call
+from tests.serving.conftest import PENGUIN, call, serving_one_version
 
 SETTINGS = settings(
-    max_examples=250, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=150, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
 SCHEMA = FeatureSchema(
     numeric=("size", "weight"),
@@ -140,18 +140,10 @@ def test_any_feedback_body_is_log_lines_or_a_400(body):
 
 @pytest.fixture(scope="module")
 def served_model(tmp_path_factory, trained_model_dir):
-    from flywheel.registry import ModelRegistry
-    from flywheel.serving.background import BackgroundServer
-    from flywheel.serving.server import ServeConfig
-
-    root = tmp_path_factory.mktemp("properties")
-    registry = ModelRegistry(str(root / "registry"))
-    registry.set_serving("penguins", registry.push("penguins", trained_model_dir).version)
-    with BackgroundServer(ServeConfig(registry=registry.root, home=str(root / "home"), port=0)) as background:
+    with serving_one_version(tmp_path_factory.mktemp("properties"), trained_model_dir) as background:
         yield background
 
 
-penguin_numeric = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year")
 penguin_rows = st.fixed_dictionaries(
     {name: st.one_of(st.just(PENGUIN[name]), json_scalars) for name in PENGUIN},
 )
