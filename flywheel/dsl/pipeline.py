@@ -33,6 +33,7 @@ from flywheel.dsl.component import (
     value_matches_type,
 )
 from flywheel.errors import ParameterError, PipelineDefinitionError
+from flywheel.names import check_name
 
 _BUILDER: contextvars.ContextVar[_PipelineBuilder | None] = contextvars.ContextVar(
     "flywheel_pipeline_builder", default=None
@@ -327,9 +328,13 @@ class Pipeline:
         self._check_graph()
 
     def _check_graph(self) -> None:
+        check_name("pipeline", self.name)
         if not self.tasks:
             raise PipelineDefinitionError(f"Pipeline '{self.name}' has no tasks.")
         for task in self.tasks.values():
+            check_name(f"task (in pipeline '{self.name}')", task.id)
+            for output in task.outputs:
+                check_name(f"output (of task '{task.id}')", output)
             for up in task.upstream:
                 if up not in self.tasks:
                     raise PipelineDefinitionError(
