@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from flywheel.metadata.store import MetadataStore, metadata_failure
+from flywheel.metadata.failures import metadata_failure
+from flywheel.metadata.store import MetadataStore
 from tests.conftest import REPO
 
 PIPELINE = """
