@@ -86,3 +86,15 @@ def test_registry_model_names_use_the_same_rule(tmp_path):
     with pytest.raises(InvalidNameError, match="A model name"):
         store.model_dir("../outside")
     assert store.model_dir("penguins") == os.path.join(store.root, "penguins")
+
+
+def test_schedule_names_and_serving_log_directories_use_the_same_rule(home, tmp_path):
+    from flywheel.scheduling import ScheduleStore
+    from flywheel.serving.logs import log_dir
+
+    with pytest.raises(InvalidNameError, match=r"A schedule name .*'\.\./nightly'"):
+        ScheduleStore(home).create("../nightly", "0 3 * * *", str(tmp_path / "p.py"), pipeline_name="p")
+    assert ScheduleStore(home).list() == []
+    with pytest.raises(InvalidNameError, match="A model name"):
+        log_dir(home.root, "../../outside", "requests")
+    assert log_dir(home.root, "penguins", "requests") == os.path.join(home.root, "serving", "penguins", "requests")

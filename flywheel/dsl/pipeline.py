@@ -522,6 +522,15 @@ def coerce_parameter(pipeline_name: str, spec: ParameterSpec, raw: Any) -> Any:
         ) from None
 
 
+def param_argument(name: str, value: Any) -> str:
+    """The ``--param NAME=VALUE`` text that ``coerce_parameter`` reads back as ``value``.
+
+    A string goes as it is, anything else as JSON: Python's ``str()`` of a
+    list (``['island', 'sex']``) is not JSON and would not parse.
+    """
+    return f"{name}={value if isinstance(value, str) else json.dumps(value)}"
+
+
 def _article(kind: type) -> str:
     name = kind.__name__
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -27,10 +26,12 @@ import sys
 import time
 from typing import Any, Callable, Mapping
 
+from flywheel.dsl.pipeline import param_argument
 from flywheel.errors import FlywheelError, PipelineFileError, RunError, RunNotFoundError
 from flywheel.home import Home
 from flywheel.monitoring.rules import RetrainSettings
 from flywheel.monitoring.store import Alert, MonitorStore
+from flywheel.names import check_name
 
 NEWEST_PREFIX = "newest:"
 START_TIMEOUT_S = 120.0  # pipeline files that import TensorFlow at load take a few seconds
@@ -95,23 +96,13 @@ def local_launcher(home: Home, *, start_timeout_s: float = START_TIMEOUT_S) -> L
             args += ["--param", param_argument(key, value)]
         log_dir = os.path.join(home.logs, "monitor")
         os.makedirs(log_dir, exist_ok=True)
-        log_path = os.path.join(log_dir, f"{request.run_id}.out")
+        log_path = os.path.join(log_dir, f"{check_name('run', request.run_id)}.out")
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
         wait_until_recorded(process, home, request.run_id, log_path, timeout_s=start_timeout_s)
         return request.run_id
 
     return launch
-
-
-def param_argument(key: str, value: Any) -> str:
-    """The ``--param`` text of one value: a string as it is, anything else as JSON.
-
-    ``flywheel run`` reads list, dict, bool and number parameters back from
-    JSON (``dsl.pipeline.coerce_parameter``); Python's ``str()`` of a list
-    (``['island', 'sex']``) is not JSON.
-    """
-    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
 
 
 def wait_until_recorded(process: subprocess.Popen, home: Home, run_id: str, log_path: str, *, timeout_s: float) -> None:

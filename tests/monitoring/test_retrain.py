@@ -3,10 +3,12 @@ a launch that fails spends no budget and the alert says what failed."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
+from flywheel.dsl.pipeline import param_argument
 from flywheel.errors import RunNotFoundError
 from flywheel.metadata import MetadataStore
 from flywheel.monitoring import retrain
@@ -63,7 +65,7 @@ def _wait_for_end(home, run_id: str) -> str:
     ],
 )
 def test_parameters_are_passed_as_json_not_python_repr(value, text):
-    assert retrain.param_argument("k", value) == text
+    assert param_argument("k", value) == text
 
 
 def test_list_and_dict_parameters_reach_the_run_unchanged(home, pipeline_file):
@@ -119,3 +121,16 @@ def test_a_launch_that_never_records_its_run_is_stopped_and_reported(home, tmp_p
     with pytest.raises(retrain.RunError, match=r"did not record itself within 0.5s, so it was stopped"):
         retrain.wait_until_recorded(process, home, "never-recorded", log_path, timeout_s=0.5)
     assert process.poll() is not None  # no unrecorded run is left going
+
+
+def test_a_model_name_that_would_escape_the_log_directory_fails_the_launch(home, pipeline_file):
+    store = MonitorStore(home)
+    alert = Alert(time.time(), "drift", "../../escape", 1, "drifted_features", 2.0, 2.0, "retrain", "m")
+    alert.id = store.add_alert(alert)
+    settings = RetrainSettings(pipeline=pipeline_file, parameters={}, max_runs=1)
+
+    outcome = retrain.trigger_retrain(store, alert, settings, retrain.local_launcher(home), now=time.time())
+
+    assert outcome["failed"].startswith("InvalidNameError: A run name must start with a letter or digit")
+    assert not os.path.exists(os.path.join(home.logs, "escape"))
+    assert store.count_retrains("../../escape", 0) == 0
