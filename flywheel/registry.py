@@ -13,9 +13,10 @@ Layout::
 Guarantees:
 
 * A version directory appears whole or not at all: files are copied into
-  ``.tmp-<uuid>/`` beside the versions and renamed into place (a directory
-  rename is atomic). A crash leaves at most a ``.tmp-*`` directory, which no
-  reader looks at.
+  ``.tmp-<host>-<pid>-<uuid>/`` beside the versions and renamed into place (a
+  directory rename is atomic). A crash leaves at most a ``.tmp-*``
+  directory, which no reader looks at and the next push from the same host
+  removes once its process is gone.
 * Concurrent pushes (threads or processes) never get the same version: the
   number is chosen and the rename done while holding ``fcntl.flock`` on
   ``.lock``.
@@ -36,6 +37,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from typing import Any, Iterator, NamedTuple
 
@@ -87,6 +89,30 @@ def _served_versions(alias: dict[str, Any] | None) -> set[int]:
     served.update(int(v) for v in alias.get("served_versions", []))
     served.add(int(alias["version"]))
     return served
+
+
+def _staging_owner() -> str:
+    """The staging directory prefix of this process: ``.tmp-<host>-<pid>-``."""
+    return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_dead_staging(model_root: str) -> None:
+    """Removes staging directories left by processes of this host that died mid-push (SIGKILL, OOM)."""
+    host_prefix = f"{TMP_PREFIX}{socket.gethostname()}-"
+    for entry in os.listdir(model_root):
+        pid_text = entry[len(host_prefix):].split("-", 1)[0] if entry.startswith(host_prefix) else ""
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fingerprint_dir(path: str) -> str:
@@ -268,10 +294,11 @@ class ModelRegistry:
             return PushResult(existing, False)
         model_root = self.model_dir(name)
         os.makedirs(model_root, exist_ok=True)
-        staging = os.path.join(model_root, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        staging = os.path.join(model_root, f"{_staging_owner()}{uuid.uuid4().hex}")
         try:
             self._stage(model_dir, saved_model, staging)
             with self._locked(name):
+                _remove_dead_staging(model_root)
                 existing = self.find_version(name, fingerprint)
                 if existing is not None:
                     return PushResult(existing, False)

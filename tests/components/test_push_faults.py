@@ -138,7 +138,8 @@ def test_a_crash_at_every_line_of_push_converges_when_push_runs_again(tmp_path, 
         assert store.version_info("m", 2)["fingerprint"] == fingerprints["B"]
         assert store.serving_version("m") == 2, f"crash at line {crash_line}: the new version is not serving"
         assert recovered["version"] == 2 and recovered["serving_version"] == 2
-        assert not [n for n in os.listdir(store.model_dir("m")) if n.startswith("serving.json.")]
+        leftovers = [n for n in os.listdir(store.model_dir("m")) if n.startswith(("serving.json.", ".tmp-"))]
+        assert leftovers == [], f"crash at line {crash_line}: {leftovers}"
         shutil.rmtree(registry)
     # Both sides of the dangerous window were hit: crashes before and after the alias moved.
     assert outcomes["alias left on v1"] > 10 and outcomes["alias already on v2"] >= 1
