@@ -48,7 +48,9 @@ def check_label_classes(counts: dict[str, Counter], *, label: str, minimum: int,
             ``minimum`` in a split, or a split holds a class that train lacks.
     """
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
-        raise ParameterError(f"The 'min_class_examples' parameter must be an int >= 1. Got {minimum!r} instead.")
+        raise ParameterError(
+            f"The 'min_class_examples' parameter of train must be an int >= 1. Got {minimum!r} instead."
+        )
     train_classes = set(counts.get("train", {}))
     for split, per_class in counts.items():
         if len(per_class) < 2:
