@@ -42,6 +42,7 @@ import uuid
 from typing import Any, Iterator, NamedTuple
 
 from flywheel.errors import FlywheelError
+from flywheel.metadata.store import process_alive
 from flywheel.names import check_name, is_valid_name
 
 SERVING_FILE = "serving.json"
@@ -101,18 +102,8 @@ def _remove_dead_staging(model_root: str) -> None:
     host_prefix = f"{TMP_PREFIX}{socket.gethostname()}-"
     for entry in os.listdir(model_root):
         pid_text = entry[len(host_prefix):].split("-", 1)[0] if entry.startswith(host_prefix) else ""
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not process_alive(int(pid_text), ""):
             shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fingerprint_dir(path: str) -> str:
