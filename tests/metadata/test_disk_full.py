@@ -96,3 +96,23 @@ def test_the_message_keeps_sqlite_reason_and_drops_mlmd_proto_dump():
     assert message.startswith("The ML Metadata store /h/metadata.sqlite could not be used (InternalError: database or disk is full).")
     assert "INSERT" not in message and "custom_properties" not in message
     assert "free space there" in message
+
+
+def test_a_full_disk_outside_the_store_is_one_clear_line_too(home, monkeypatch, capsys):
+    import errno
+
+    from flywheel.cli.main import main
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", f"{home.logs}/run/node.log")
+
+    MetadataStore(home).list_runs()  # the store exists
+    monkeypatch.setattr(MetadataStore, "list_runs", no_space)
+
+    assert main(["runs"]) == 1
+
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"error: the disk is full ({home.logs}/run/node.log): No space left on device. Free space there "
+        "(or use another --home) and run the command again; what was recorded before is intact."
+    ]
