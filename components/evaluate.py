@@ -23,9 +23,9 @@ from typing import Any
 
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation
 from flywheel.dsl.component import Input, Output, component
-from flywheel.errors import FlywheelError, ParameterError
+from flywheel.errors import DataSanityError, FlywheelError, ParameterError
 
-from flywheel.components import _model_metrics, examples_io
+from flywheel.components import _data_sanity, _model_metrics, examples_io
 from flywheel.components import _model_features as features
 
 
@@ -44,6 +44,7 @@ def evaluate(
     compare_metrics: list = ["balanced_accuracy", "accuracy"],  # noqa: B006
     label: str = "",
     split: str = "eval",
+    allow_label_change: bool = False,
 ) -> None:
     """Scores a trained model on the eval split and decides whether to bless it.
 
@@ -62,10 +63,16 @@ def evaluate(
         compare_metrics: Metrics compared with the baseline.
         label: Label column; defaults to the Examples' ``label`` property.
         split: Split to evaluate on.
+        allow_label_change: Accept a serving version whose label vocabulary
+            differs (classes added or removed on purpose): the regression
+            check is then skipped, with a note. Without it such a baseline
+            stops evaluate.
 
     Raises:
         ParameterError: a threshold or compared metric is unknown, or
             ``max_regression`` is negative.
+        DataSanityError: the serving version predicts other classes than
+            the model and ``allow_label_change`` is false.
     """
     _check_parameters(thresholds, compare_metrics, max_regression)
     started = time.perf_counter()
@@ -97,7 +104,9 @@ def evaluate(
         slices, notes = {}, [f"slices do not apply to image Examples; slice_features {list(slice_features)} skipped"]
     else:
         slices, notes = _model_metrics.sliced_metrics(frame, y_true, proba, class_names, slice_features)
-    baseline = _baseline(registry, model_name, frame, y_true, images=images)
+    baseline = _baseline(
+        registry, model_name, frame, y_true, images=images, class_names=class_names, allow_label_change=allow_label_change
+    )
 
     reasons, blessed = decide(
         _model_metrics.headline(overall),
@@ -205,8 +214,22 @@ def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any], images: An
     return np.asarray(keras_model.predict(features.raw_inputs(frame, spec), batch_size=1024, verbose=0))
 
 
-def _baseline(registry: str, model_name: str, frame: Any, y_true: list[str], images: Any = None) -> dict[str, Any] | None:
-    """Scores the registry's serving version on the same data; None when nothing serves."""
+def _baseline(
+    registry: str,
+    model_name: str,
+    frame: Any,
+    y_true: list[str],
+    images: Any = None,
+    *,
+    class_names: list[str],
+    allow_label_change: bool,
+) -> dict[str, Any] | None:
+    """Scores the registry's serving version on the same data; None when nothing serves.
+
+    Raises:
+        DataSanityError: the serving version predicts other classes than
+            ``class_names`` and ``allow_label_change`` is false.
+    """
     import os
 
     from flywheel.home import Home
@@ -217,6 +240,12 @@ def _baseline(registry: str, model_name: str, frame: Any, y_true: list[str], ima
     if version is None:
         return None
     spec = features.read_json(os.path.join(store.version_dir(model_name, version), features.MODEL_JSON))
+    try:
+        _data_sanity.check_same_vocabulary(class_names, spec["label_vocabulary"], version=version, model_name=model_name)
+    except DataSanityError as exc:
+        if not allow_label_change:
+            raise
+        return {"version": version, "registry": store.root, "error": f"allow_label_change=true: {exc}"}
     try:
         proba = predict_proba(store.load_keras(model_name, version), frame, spec, images=images)
     except FlywheelError as exc:

@@ -27,6 +27,7 @@ from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
+from flywheel.components import _ingest_columns
 from flywheel.components.examples_io import write_split
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def ingest(
     drop_label_missing: bool = True,
     encoding: str = "utf-8",
     image_size: list = [],  # noqa: B006 - component defaults are recorded, never mutated
+    rename_columns: bool = False,
 ) -> None:
     """Reads tabular data or images and writes them as a deterministic train/eval split.
 
@@ -90,11 +92,15 @@ def ingest(
         encoding: Text encoding of CSV and JSON Lines files.
         image_size: ``[height, width]`` to resize every image to; [] requires
             all images to share one size (images only).
+        rename_columns: Rename columns whose names cannot be model inputs
+            (see ``_ingest_columns``) instead of refusing them; the mapping is
+            the ``renamed_columns`` property.
 
     Raises:
         ParameterError: a parameter is out of its range.
         DataReadError: no file matches, a file is empty, malformed, not decodable,
-            files disagree on their columns, or the label column is missing.
+            files disagree on their columns, the label column is missing, or
+            a column name cannot be a model input (and ``rename_columns`` is false).
     """
     import pandas as pd
 
@@ -110,10 +116,20 @@ def ingest(
     )
     frame = _normalize_columns(frame, files[0][0] if len(files) == 1 else source)
     where = files[0][0] if len(files) == 1 else f"{source} ({len(files)} files)"
+    frame, label, renamed = _ingest_columns.model_ready_columns(
+        frame, label, where, rename=rename_columns, error=DataReadError
+    )
+    frame = _ingest_columns.model_ready_values(frame, where, error=DataReadError)
     label_column = resolve_label(frame, label, where)
     rows_read = len(frame)
     if drop_label_missing:
         frame = frame[frame[label_column].notna()].reset_index(drop=True)
+        if frame.empty:
+            raise DataReadError(
+                f"Every one of the {rows_read} rows of {where} has no value in the label column "
+                f"{label_column!r}, so nothing is left to train on. Fill in the labels, or pick the "
+                "right column with label=..."
+            )
     if split_key and split_key not in frame.columns:
         raise DataReadError(
             f"split_key '{split_key}' is not a column of {where}; columns present: "
@@ -141,6 +157,7 @@ def ingest(
             "fingerprint": _fingerprint(frame, row_hashes, is_eval, label_column),
             "source": source,
             "rows_dropped": int(rows_read - len(frame)),
+            "renamed_columns": renamed,
         }
     )
 
@@ -283,6 +300,9 @@ def read_file(path: str, fmt: str, encoding: str = "utf-8") -> pd.DataFrame:
         DataReadError: the file is empty, malformed or not decodable; the message
             names the file and the line (or column) at fault.
     """
+    if not os.path.isfile(path):
+        target = f" (a broken link to {os.readlink(path)!r})" if os.path.islink(path) else ""
+        raise DataReadError(f"{path} does not exist or is not a file{target}; remove it or point it at a data file.")
     if fmt == "parquet":
         return _read_parquet(path)
     text = _read_text(path, encoding)

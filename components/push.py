@@ -2,9 +2,11 @@
 
 An unblessed model is not pushed, and that is not a failure: the node
 succeeds with ``pushed=False`` and a ``reason``, so the run shows why nothing
-was deployed. Pushing the same model again (same content fingerprint) is a
-no-op that returns the existing version and leaves the serving alias alone
-(it may have been rolled back on purpose).
+was deployed. Pushing the same model again (same content fingerprint) returns the
+existing version; the alias moves to it only if it never served (an earlier
+push crashed before the alias update, so re-running push or ``flywheel run
+--resume`` finishes the deployment). A version that served and was rolled
+back stays rolled back (``ModelRegistry.publish``).
 """
 
 from __future__ import annotations
@@ -61,21 +63,26 @@ def push(
                 k: v for k, v in model.properties.items() if isinstance(v, (int, float, str, bool)) or v is None
             },
         }
-        result = store.push(model_name, model.uri, fingerprint=fingerprint, metadata=metadata)
-        if result.created or store.serving_version(model_name) is None:
-            store.set_serving(model_name, result.version, reason=f"pushed from {model.uri}")
+        result = store.publish(
+            model_name, model.uri, fingerprint=fingerprint, metadata=metadata, reason=f"pushed from {model.uri}"
+        )
         record.update(
             {
                 "pushed": True,
                 "version": result.version,
                 "created": result.created,
+                "serving_set": result.serving_set,
                 "fingerprint": fingerprint,
                 "version_uri": store.version_dir(model_name, result.version),
-                "serving_version": store.serving_version(model_name),
+                "serving_version": result.serving_version,
             }
         )
         if not result.created:
-            record["reason"] = f"same model already in the registry as version {result.version}; nothing pushed"
+            record["reason"] = f"same model already in the registry as version {result.version}; nothing pushed" + (
+                "; it had never served, so it serves now (an earlier push stopped before moving the alias)"
+                if result.serving_set
+                else ""
+            )
     features.write_json(pushed_model.path("pushed.json"), record)
     pushed_model.properties.update(record)
 

@@ -31,7 +31,7 @@ from flywheel.dsl.artifacts import Examples, HyperParameters, Model, TransformGr
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import ParameterError
 
-from flywheel.components import _image_models, _model_diagnosis, _model_resample, _tune_space, examples_io
+from flywheel.components import _data_sanity, _image_models, _model_diagnosis, _model_resample, _tune_space, examples_io
 from flywheel.components import _model_features as features
 
 OUTPUT_NAME = "probabilities"
@@ -67,6 +67,7 @@ def train(
     distill_temperature: float = 4.0,
     distill_alpha: float = 0.1,
     hyperparameters: Input[HyperParameters] = None,
+    min_class_examples: int = 5,
 ) -> None:
     """Trains a small dense classifier on the train split, with early stopping.
 
@@ -114,11 +115,17 @@ def train(
         distill_alpha: Weight of the hard-label term in [0, 1].
         hyperparameters: Optional output of ``tune``: its values override these parameters
             (recorded in the model property ``tuned_hyperparameters``).
+        min_class_examples: Fewest rows each label class needs in every split of
+            ``examples``; checked before training, with at least two classes per
+            split (``_data_sanity``).
 
     Raises:
         ParameterError: a parameter is out of range, or options that do not
             combine are combined (see ``_check_options``), or ``hyperparameters``
             names a parameter train does not have.
+        DataSanityError: a split has fewer than two label classes, a class
+            has fewer than ``min_class_examples`` rows in a split, or a split
+            holds a class the train split lacks.
     """
     if hyperparameters is not None:  # tuned values override the ones given; then train as usual
         given = {name: value for name, value in locals().items() if name in train.parameters}
@@ -152,6 +159,12 @@ def train(
 
     keras.utils.set_random_seed(seed)
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
+    _data_sanity.check_label_classes(
+        _data_sanity.label_counts(examples, spec["label"]),
+        label=spec["label"],
+        minimum=min_class_examples,
+        where=examples.uri,
+    )
     image = _image_models.is_image_spec(spec)
     _check_options(image, coteaching, class_weights, loss, mixup_alpha, randaugment_n)
     if teacher is not None:

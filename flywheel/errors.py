@@ -51,3 +51,11 @@ class RunError(FlywheelError):
 
 class UserCodeError(FlywheelError):
     """A component's own code raised; the original error is chained."""
+
+
+class DataSanityError(FlywheelError):
+    """Data can be read but cannot train or judge a sound model.
+
+    One label class, a class too rare in a split, or a label vocabulary that
+    differs from the model it is compared with.
+    """

@@ -13,15 +13,19 @@ Layout::
 Guarantees:
 
 * A version directory appears whole or not at all: files are copied into
-  ``.tmp-<uuid>/`` beside the versions and renamed into place (a directory
-  rename is atomic). A crash leaves at most a ``.tmp-*`` directory, which no
-  reader looks at.
+  ``.tmp-<host>-<pid>-<uuid>/`` beside the versions and renamed into place (a
+  directory rename is atomic). A crash leaves at most a ``.tmp-*``
+  directory, which no reader looks at and the next push from the same host
+  removes once its process is gone.
 * Concurrent pushes (threads or processes) never get the same version: the
   number is chosen and the rename done while holding ``fcntl.flock`` on
   ``.lock``.
 * Pushing content whose fingerprint an existing version already has returns
   that version and changes nothing.
 * ``serving.json`` is replaced atomically (write a temp file, ``os.replace``).
+* ``publish`` (push, then move the alias) is one recoverable step: after a
+  crash at any point, calling it again ends with the newest pushed version
+  serving (``tests/test_registry_faults.py`` crashes it at every line).
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
+import socket
 import uuid
 from typing import Any, Iterator, NamedTuple
 
 from flywheel.errors import FlywheelError
+from flywheel.metadata.store import process_alive
+from flywheel.names import check_name, is_valid_name
 
 SERVING_FILE = "serving.json"
 VERSION_FILE = "version.json"
@@ -47,7 +53,6 @@ SAVED_MODEL_FILE = "saved_model.pb"
 SAVED_MODEL_SUBDIR = "serving"
 KERAS_FILE = "model.keras"
 SERVING_HISTORY_LIMIT = 50
-_NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class PushResult(NamedTuple):
@@ -55,6 +60,50 @@ class PushResult(NamedTuple):
 
     version: int
     created: bool
+
+
+class PublishResult(NamedTuple):
+    """Outcome of ``ModelRegistry.publish``.
+
+    Attributes:
+        version: The version holding the model.
+        created: Whether the version was created by this call.
+        serving_set: Whether this call pointed the alias at ``version``.
+        serving_version: The version that serves after the call.
+    """
+
+    version: int
+    created: bool
+    serving_set: bool
+    serving_version: int | None
+
+
+def _alias_version(alias: dict[str, Any] | None) -> int | None:
+    return None if alias is None else int(alias["version"])
+
+
+def _served_versions(alias: dict[str, Any] | None) -> set[int]:
+    """Every version the alias has pointed at (older aliases lack the list: their history stands in)."""
+    if not alias:
+        return set()
+    served = {int(entry["version"]) for entry in alias.get("history", [])}
+    served.update(int(v) for v in alias.get("served_versions", []))
+    served.add(int(alias["version"]))
+    return served
+
+
+def _staging_owner() -> str:
+    """The staging directory prefix of this process: ``.tmp-<host>-<pid>-``."""
+    return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_dead_staging(model_root: str) -> None:
+    """Removes staging directories left by processes of this host that died mid-push (SIGKILL, OOM)."""
+    host_prefix = f"{TMP_PREFIX}{socket.gethostname()}-"
+    for entry in os.listdir(model_root):
+        pid_text = entry[len(host_prefix):].split("-", 1)[0] if entry.startswith(host_prefix) else ""
+        if pid_text.isdigit() and not process_alive(int(pid_text), ""):
+            shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
 
 
 def fingerprint_dir(path: str) -> str:
@@ -114,14 +163,9 @@ class ModelRegistry:
         """Directory of one model (TF Serving's ``model_base_path``).
 
         Raises:
-            FlywheelError: the name is not a plain directory name.
+            InvalidNameError: the name is not a plain directory name (``flywheel.names``).
         """
-        if not isinstance(name, str) or not _NAME_RULE.match(name):
-            raise FlywheelError(
-                "A model name must start with a letter or digit and hold only letters, digits, '_', "
-                f"'.' and '-'. Got {name!r} instead."
-            )
-        return os.path.join(self.root, name)
+        return os.path.join(self.root, check_name("model", name))
 
     def version_dir(self, name: str, version: int) -> str:
         """Directory of one version (a SavedModel at its root)."""
@@ -133,7 +177,7 @@ class ModelRegistry:
         """Names of the models that have at least one version."""
         if not os.path.isdir(self.root):
             return []
-        return sorted(n for n in os.listdir(self.root) if _NAME_RULE.match(n) and self.versions(n))
+        return sorted(n for n in os.listdir(self.root) if is_valid_name(n) and self.versions(n))
 
     def versions(self, name: str) -> list[int]:
         """Published versions of a model, ascending (``.tmp-*`` directories are ignored)."""
@@ -263,10 +307,11 @@ class ModelRegistry:
             return PushResult(existing, False)
         model_root = self.model_dir(name)
         os.makedirs(model_root, exist_ok=True)
-        staging = os.path.join(model_root, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        staging = os.path.join(model_root, f"{_staging_owner()}{uuid.uuid4().hex}")
         try:
             self._stage(model_dir, saved_model, staging)
             with self._locked(name):
+                _remove_dead_staging(model_root)
                 existing = self.find_version(name, fingerprint)
                 if existing is not None:
                     return PushResult(existing, False)
@@ -290,6 +335,46 @@ class ModelRegistry:
             if os.path.isdir(staging):
                 shutil.rmtree(staging, ignore_errors=True)
 
+    def publish(
+        self,
+        name: str,
+        model_dir: str,
+        *,
+        fingerprint: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        reason: str = "",
+    ) -> PublishResult:
+        """Pushes a model and points the serving alias at it, as one recoverable step.
+
+        The two writes (the version directory, then ``serving.json``) cannot be
+        one atomic rename, so the step is made idempotent instead: calling it
+        again after a crash anywhere in between finishes what is missing. The
+        alias moves to the pushed version when that version has never served
+        and is newer than the one serving now. A version that served before
+        and was rolled back is left alone (the rollback was on purpose), and
+        an older version never displaces a newer one.
+
+        Args:
+            name: Model name.
+            model_dir: Directory to publish (see ``push``).
+            fingerprint: Identity of the content (see ``push``).
+            metadata: Facts stored in ``version.json`` (see ``push``).
+            reason: Why the alias moves, kept in its history.
+
+        Returns:
+            ``PublishResult(version, created, serving_set, serving_version)``.
+
+        Raises:
+            FlywheelError: ``model_dir`` holds no SavedModel.
+        """
+        pushed = self.push(name, model_dir, fingerprint=fingerprint, metadata=metadata)
+        with self._locked(name):
+            current = self.serving_info(name)
+            serving_set = self._should_serve(current, pushed.version)
+            if serving_set:
+                current = self._write_alias(name, pushed.version, reason, current)
+        return PublishResult(pushed.version, pushed.created, serving_set, _alias_version(current))
+
     def set_serving(self, name: str, version: int, *, reason: str = "") -> dict[str, Any]:
         """Points the serving alias at ``version`` (atomic replace); returns the new alias.
 
@@ -298,22 +383,40 @@ class ModelRegistry:
         """
         self._existing_version_dir(name, version)
         with self._locked(name):
-            current = self.serving_info(name) or {}
-            history = list(current.get("history", []))
-            entry = {"version": int(version), "at": _now(), "reason": reason}
-            history = (history + [entry])[-SERVING_HISTORY_LIMIT:]
-            alias = {
-                "model_name": name,
-                "version": int(version),
-                "previous_version": current.get("version"),
-                "updated_at": entry["at"],
-                "reason": reason,
-                "history": history,
-            }
-            _write_json_atomic(os.path.join(self.model_dir(name), SERVING_FILE), alias)
-        return alias
+            return self._write_alias(name, version, reason, self.serving_info(name))
 
     # -- internals -----------------------------------------------------------
+
+    @staticmethod
+    def _should_serve(current: dict[str, Any] | None, version: int) -> bool:
+        """Whether a just-pushed ``version`` takes the alias (see ``publish``)."""
+        serving = _alias_version(current)
+        if serving is None:
+            return True
+        return version > serving and version not in _served_versions(current)
+
+    def _write_alias(self, name: str, version: int, reason: str, current: dict[str, Any] | None) -> dict[str, Any]:
+        """Writes ``serving.json`` (the caller holds the lock); returns the new alias."""
+        current = current or {}
+        history = list(current.get("history", []))
+        entry = {"version": int(version), "at": _now(), "reason": reason}
+        history = (history + [entry])[-SERVING_HISTORY_LIMIT:]
+        alias = {
+            "model_name": name,
+            "version": int(version),
+            "previous_version": current.get("version"),
+            "updated_at": entry["at"],
+            "reason": reason,
+            "history": history,
+            "served_versions": sorted(_served_versions(current) | {int(version)}),
+        }
+        model_root = self.model_dir(name)
+        for leftover in os.listdir(model_root):
+            # A crash between writing and renaming the alias leaves its temp file; none is in use under the lock.
+            if leftover.startswith(f"{SERVING_FILE}.") and leftover.endswith(".tmp"):
+                os.remove(os.path.join(model_root, leftover))
+        _write_json_atomic(os.path.join(model_root, SERVING_FILE), alias)
+        return alias
 
     def _existing_version_dir(self, name: str, version: int) -> str:
         directory = self.version_dir(name, version)

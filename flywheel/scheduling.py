@@ -25,7 +25,9 @@ import sys
 import time
 from typing import Any, Callable
 
+from flywheel.dsl.pipeline import param_argument
 from flywheel.errors import FlywheelError, ScheduleError
+from flywheel.names import check_name
 from flywheel import localdb
 from flywheel.home import Home
 
@@ -111,6 +113,7 @@ class ScheduleStore:
         max_concurrency: int = 1,
         now: float | None = None,
     ) -> Schedule:
+        check_name("schedule", name)  # its run ids, hence log file names, start with it
         validate_cron(cron)
         if max_concurrency < 1:
             raise ScheduleError(f"--max-concurrency must be >= 1; got {max_concurrency}.")
@@ -205,11 +208,12 @@ class ScheduleStore:
 
 def launch_run(schedule: Schedule, run_id: str, home: Home) -> subprocess.Popen[bytes]:
     """Starts ``flywheel run`` for a schedule slot in its own process."""
+    check_name("run", run_id)
     args = [sys.executable, "-m", "flywheel", "--home", home.root, "run", schedule.pipeline_file]
     args += ["--pipeline", schedule.pipeline_name, "--run-id", run_id]
     args += ["--trigger", "schedule", "--trigger-reason", f"schedule {schedule.name} ({schedule.cron})"]
     for key, value in schedule.parameters.items():
-        args += ["--param", f"{key}={value}"]
+        args += ["--param", param_argument(key, value)]
     log_dir = os.path.join(home.logs, "scheduler")
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, f"{run_id}.out"), "wb") as log:

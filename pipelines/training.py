@@ -41,13 +41,15 @@ def training(
     max_regression: float = 0.02,
     registry: str = "",
     model_name: str = "penguins",
+    rename_columns: bool = False,
 ) -> None:
     """Trains, evaluates and (if blessed) pushes a tabular classifier.
 
     ``registry`` "" means ``<flywheel home>/registry``; ``data_path`` "" means the
-    penguins CSV of the palmerpenguins package.
+    penguins CSV of the palmerpenguins package. ``rename_columns`` lets ingest
+    rename columns whose names cannot be model inputs (else it refuses them).
     """
-    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio)
+    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio, rename_columns=rename_columns)
     checked = validate(
         examples=rows.outputs["examples"],
         curated_schema=latest(Schema, task="validate", output="schema"),

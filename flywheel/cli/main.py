@@ -9,9 +9,12 @@ Nothing heavy (TensorFlow, Beam, kfp, MLMD) is imported until a handler needs it
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from flywheel.errors import FlywheelError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, quota exceeded, file size limit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(handler(args) or 0)
     except FlywheelError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"error: the disk is full{where}: {exc.strerror}. Free space there (or use another --home) and run "
+            "the command again; what was recorded before is intact.",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -33,6 +33,7 @@ from flywheel.dsl.component import (
     value_matches_type,
 )
 from flywheel.errors import ParameterError, PipelineDefinitionError
+from flywheel.names import check_name
 
 _BUILDER: contextvars.ContextVar[_PipelineBuilder | None] = contextvars.ContextVar(
     "flywheel_pipeline_builder", default=None
@@ -327,9 +328,13 @@ class Pipeline:
         self._check_graph()
 
     def _check_graph(self) -> None:
+        check_name("pipeline", self.name)
         if not self.tasks:
             raise PipelineDefinitionError(f"Pipeline '{self.name}' has no tasks.")
         for task in self.tasks.values():
+            check_name(f"task (in pipeline '{self.name}')", task.id)
+            for output in task.outputs:
+                check_name(f"output (of task '{task.id}')", output)
             for up in task.upstream:
                 if up not in self.tasks:
                     raise PipelineDefinitionError(
@@ -515,6 +520,15 @@ def coerce_parameter(pipeline_name: str, spec: ParameterSpec, raw: Any) -> Any:
             f"Parameter '{spec.name}' of pipeline '{pipeline_name}' is {_article(spec.type)}; "
             f"got {raw!r}. Pass {hint}."
         ) from None
+
+
+def param_argument(name: str, value: Any) -> str:
+    """The ``--param NAME=VALUE`` text that ``coerce_parameter`` reads back as ``value``.
+
+    A string goes as it is, anything else as JSON: Python's ``str()`` of a
+    list (``['island', 'sex']``) is not JSON and would not parse.
+    """
+    return f"{name}={value if isinstance(value, str) else json.dumps(value)}"
 
 
 def _article(kind: type) -> str:

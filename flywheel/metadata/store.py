@@ -25,6 +25,8 @@ from typing import Any, Iterator
 
 from flywheel.errors import MetadataError, RunNotFoundError
 from flywheel.home import Home
+from flywheel.metadata.failures import metadata_failure
+from flywheel.names import check_name
 from flywheel.metadata.values import set_value, to_dict
 
 PIPELINE_CONTEXT = "pipeline"
@@ -157,7 +159,13 @@ class MetadataStore:
         fd = os.open(self.home.metadata_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield self._open()
+            store = self._open()
+            from ml_metadata import errors as mlmd_errors
+
+            try:
+                yield store
+            except mlmd_errors.StatusError as exc:
+                raise metadata_failure(self.home.metadata_db, exc) from exc
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
@@ -223,7 +231,14 @@ class MetadataStore:
         trigger: str = "manual",
         trigger_reason: str = "",
     ) -> RunRecord:
-        """Records a new RUNNING run owned by this process."""
+        """Records a new RUNNING run owned by this process.
+
+        Raises:
+            InvalidNameError: the run id or pipeline name cannot be a directory name.
+            MetadataError: a run with this id exists, or the store cannot be written.
+        """
+        check_name("run", run_id)
+        check_name("pipeline", pipeline)
         with self.locked() as store:
             pb = self._pb
             pipeline_ctx = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline)
@@ -245,10 +260,12 @@ class MetadataStore:
             }
             for key, value in props.items():
                 set_value(ctx.custom_properties, key, value)
+            from ml_metadata import errors as mlmd_errors
+
             try:
                 ctx.id = store.put_contexts([ctx])[0]
-            except Exception as exc:  # noqa: BLE001 - MLMD's AlreadyExistsError
-                raise MetadataError(f"A run named {run_id} already exists.") from exc
+            except mlmd_errors.AlreadyExistsError as exc:
+                raise MetadataError(f"A run named {run_id} already exists; pass another --run-id.") from exc
             store.put_parent_contexts([pb.ParentContext(child_id=ctx.id, parent_id=pipeline_ctx.id)])
             return self._run_record(ctx)
 

@@ -7,25 +7,35 @@ Two brakes keep one drift from starting a storm of runs: the rule's cool-down
 
 Locally the run is ``flywheel run <pipeline> --trigger alert --trigger-reason
 "<rule>: <evidence>" --run-id <id> -p k=v`` in its own process (the
-scheduler's pattern); with a Kubeflow host it is ``kubeflow.client.submit``.
+scheduler's pattern; values other than strings travel as JSON), and the
+launch counts only once the run is recorded in the metadata store; with a
+Kubeflow host it is ``kubeflow.client.submit``. A launch that fails is
+recorded on the alert as ``{"failed": why}``, claims no run id and does not
+count against ``max_runs``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
 from typing import Any, Callable, Mapping
 
-from flywheel.errors import FlywheelError, PipelineFileError
+from flywheel.dsl.pipeline import param_argument
+from flywheel.errors import FlywheelError, PipelineFileError, RunError, RunNotFoundError
 from flywheel.home import Home
 from flywheel.monitoring.rules import RetrainSettings
 from flywheel.monitoring.store import Alert, MonitorStore
+from flywheel.names import check_name
 
 NEWEST_PREFIX = "newest:"
+START_TIMEOUT_S = 120.0  # pipeline files that import TensorFlow at load take a few seconds
+START_POLL_S = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +74,11 @@ def resolve_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def local_launcher(home: Home) -> Launcher:
-    """Starts ``flywheel run`` in its own process and returns the run id (not waiting)."""
+def local_launcher(home: Home, *, start_timeout_s: float = START_TIMEOUT_S) -> Launcher:
+    """Starts ``flywheel run`` in its own process; returns the run id once the run is recorded.
+
+    It does not wait for the run to finish, only for it to exist (see ``wait_until_recorded``).
+    """
 
     def launch(request: RetrainRequest) -> str:
         from flywheel.pipeline_file import pipeline_path
@@ -80,14 +93,65 @@ def local_launcher(home: Home) -> Launcher:
             args += ["--pipeline", settings.pipeline_name]
         args += ["--run-id", request.run_id, "--trigger", "alert", "--trigger-reason", request.reason]
         for key, value in request.parameters.items():
-            args += ["--param", f"{key}={value}"]
+            args += ["--param", param_argument(key, value)]
         log_dir = os.path.join(home.logs, "monitor")
         os.makedirs(log_dir, exist_ok=True)
-        with open(os.path.join(log_dir, f"{request.run_id}.out"), "wb") as log:
-            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        log_path = os.path.join(log_dir, f"{check_name('run', request.run_id)}.out")
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        wait_until_recorded(process, home, request.run_id, log_path, timeout_s=start_timeout_s)
         return request.run_id
 
     return launch
+
+
+def wait_until_recorded(process: subprocess.Popen, home: Home, run_id: str, log_path: str, *, timeout_s: float) -> None:
+    """Returns once run ``run_id`` is in the metadata store; raises if its process ends or stalls first.
+
+    A ``flywheel run`` that exits before recording its run (a bad parameter,
+    a pipeline file that does not load) never existed, so the alert must not
+    claim it and it must not count against ``retrain.max_runs``.
+
+    Raises:
+        RunError: the process exited, or did not record the run within
+            ``timeout_s`` (it is then stopped, so no unrecorded run goes on).
+    """
+    from flywheel.metadata.store import MetadataStore
+
+    store = MetadataStore(home)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        exit_status = process.poll()
+        if _recorded(store, run_id):
+            return
+        if exit_status is not None:
+            raise RunError(
+                f"The retraining run {run_id} did not start: `flywheel run` exited with status {exit_status}: "
+                f"{_last_line(log_path)} (full output: {log_path}). Fix the retrain section of the rules file."
+            )
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            raise RunError(
+                f"The retraining run {run_id} did not record itself within {timeout_s:g}s, so it was stopped "
+                f"(output: {log_path}). Check that the pipeline file loads quickly with `flywheel run`."
+            )
+        time.sleep(START_POLL_S)
+
+
+def _recorded(store: Any, run_id: str) -> bool:
+    try:
+        store.get_run(run_id)
+    except RunNotFoundError:
+        return False
+    return True
+
+
+def _last_line(log_path: str) -> str:
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        lines = [line.strip() for line in log if line.strip()]
+    return lines[-1] if lines else "(no output)"
 
 
 def kubeflow_launcher(host: str) -> Launcher:

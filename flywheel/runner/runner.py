@@ -365,11 +365,17 @@ class LocalRunner:
         earlier runs on the same data are passed over: comparing data with
         itself says nothing, and skipping them makes a re-run on identical data
         resolve exactly as before, so it is served from the cache.
+
+        Only runs that completed count: a run that failed later on (say train
+        refused its one-class data) must not hand its schema or statistics to
+        the runs after it.
         """
         current = {n: _fingerprint_of(a) for n, a in data.items()}
         for record in self.store.node_history(pipeline.name, ref.task_id, exclude_run=run.run_id):
             artifact = record.outputs.get(ref.output)
             if artifact is None or artifact.state != "LIVE" or not os.path.exists(artifact.uri):
+                continue
+            if not self._run_completed(record.run_id):
                 continue
             if ref.task_id == task_id and current:
                 previous = {n: _fingerprint_of(a) for n, a in record.inputs.items() if n in current}
@@ -377,6 +383,10 @@ class LocalRunner:
                     continue
             return artifact
         return None
+
+    def _run_completed(self, run_id: str) -> bool:
+        """Whether a run ended COMPLETE (what a ``latest()`` input may be taken from)."""
+        return self.store.get_run(run_id).state == COMPLETE
 
     def _final_uri(self, pipeline: Pipeline, run: RunRecord, task_id: str, output: str) -> str:
         """A fresh published location; a resumed node never reuses an old one."""

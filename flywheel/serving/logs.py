@@ -26,12 +26,14 @@ import threading
 import time
 from typing import Any, Iterable, Iterator
 
+from flywheel.names import check_name
+
 REQUESTS = "requests"
 FEEDBACK = "feedback"
 
 
 def log_dir(home_root: str, model: str, kind: str) -> str:
-    return os.path.join(home_root, "serving", model, kind)
+    return os.path.join(home_root, "serving", check_name("model", model), kind)
 
 
 class JsonlWriter:
