@@ -78,18 +78,27 @@ class PublishResult(NamedTuple):
     serving_version: int | None
 
 
+def _as_version(value: Any) -> int | None:
+    """``value`` if it is a positive whole version number, else None (a damaged alias entry)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
 def _alias_version(alias: dict[str, Any] | None) -> int | None:
-    return None if alias is None else int(alias["version"])
+    return _as_version(alias.get("version")) if isinstance(alias, dict) else None
 
 
 def _served_versions(alias: dict[str, Any] | None) -> set[int]:
-    """Every version the alias has pointed at (older aliases lack the list: their history stands in)."""
-    if not alias:
+    """Every version the alias has pointed at (older aliases lack the list: their history stands in).
+
+    Damaged entries are left out, so ``rollback --to`` can repair a hand-edited alias.
+    """
+    if not isinstance(alias, dict):
         return set()
-    served = {int(entry["version"]) for entry in alias.get("history", [])}
-    served.update(int(v) for v in alias.get("served_versions", []))
-    served.add(int(alias["version"]))
-    return served
+    history = alias.get("history") if isinstance(alias.get("history"), list) else []
+    served_list = alias.get("served_versions") if isinstance(alias.get("served_versions"), list) else []
+    candidates = [entry.get("version") for entry in history if isinstance(entry, dict)]
+    candidates += served_list + [alias.get("version")]
+    return {v for v in map(_as_version, candidates) if v is not None}
 
 
 def _staging_owner() -> str:
@@ -365,8 +374,10 @@ class ModelRegistry:
             ``PublishResult(version, created, serving_set, serving_version)``.
 
         Raises:
-            FlywheelError: ``model_dir`` holds no SavedModel.
+            FlywheelError: ``model_dir`` holds no SavedModel, or ``serving.json``
+                is damaged (repair it with ``flywheel rollback NAME --to VERSION``).
         """
+        self.serving_version(name)  # a damaged alias is a clear error before anything is written
         pushed = self.push(name, model_dir, fingerprint=fingerprint, metadata=metadata)
         with self._locked(name):
             current = self.serving_info(name)
@@ -397,14 +408,14 @@ class ModelRegistry:
 
     def _write_alias(self, name: str, version: int, reason: str, current: dict[str, Any] | None) -> dict[str, Any]:
         """Writes ``serving.json`` (the caller holds the lock); returns the new alias."""
-        current = current or {}
-        history = list(current.get("history", []))
+        current = current if isinstance(current, dict) else {}
+        history = [e for e in current.get("history", []) if isinstance(e, dict)] if isinstance(current.get("history"), list) else []
         entry = {"version": int(version), "at": _now(), "reason": reason}
         history = (history + [entry])[-SERVING_HISTORY_LIMIT:]
         alias = {
             "model_name": name,
             "version": int(version),
-            "previous_version": current.get("version"),
+            "previous_version": _alias_version(current),
             "updated_at": entry["at"],
             "reason": reason,
             "history": history,

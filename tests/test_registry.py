@@ -186,3 +186,26 @@ def test_a_bare_saved_model_dir_can_be_pushed(tmp_path):
     assert reg.push("m", str(source)) == (1, True)
     assert (tmp_path / "reg" / "m" / "1" / "saved_model.pb").read_text() == "graph"
     assert reg.models() == ["m"]
+
+
+@pytest.mark.parametrize("alias", [{"version": None}, {"version": "2"}, [], {"version": 1, "history": [None, 3]}])
+def test_publish_on_a_damaged_alias_is_a_clear_error_and_set_serving_repairs_it(tmp_path, alias):
+    reg = ModelRegistry(str(tmp_path / "reg"))
+    reg.publish("m", fake_model(tmp_path / "a", "one"))
+    with open(tmp_path / "reg" / "m" / "serving.json", "w") as f:
+        json.dump(alias, f)
+
+    if alias == {"version": 1, "history": [None, 3]}:
+        # A valid version with damaged history entries: publish goes on, the bad entries are dropped.
+        result = reg.publish("m", fake_model(tmp_path / "b", "two"))
+        assert (result.version, result.serving_version) == (2, 2)
+        assert reg.serving_info("m")["served_versions"] == [1, 2]
+        return
+    second = fake_model(tmp_path / "b", "two")
+    with pytest.raises(FlywheelError, match="rollback m --to"):
+        reg.publish("m", second)
+    assert reg.versions("m") == [1]  # nothing was pushed past the damaged alias
+
+    repaired = reg.set_serving("m", 1, reason="repair")
+    assert repaired["version"] == 1 and repaired["served_versions"] == [1]
+    assert reg.publish("m", second).serving_version == 2
