@@ -11,7 +11,7 @@ from flywheel.dashboard.server import Dashboard
 from flywheel.dashboard.sources import Sources
 from flywheel.metadata import MetadataStore
 from flywheel.registry import ModelRegistry
-from flywheel.serving.logs import REQUESTS, log_dir
+from flywheel.serving.logs import REQUESTS
 
 SECRET = "root:x:0:0:secret-outside-the-artifact"
 
@@ -79,7 +79,7 @@ def test_monitoring_a_traversal_name_reads_nothing_outside_the_home(artifact, tm
     dashboard, _, _, _ = artifact
     home = dashboard.sources.home.root
     # what /monitoring/../../trav would have read: <home>/serving/../../trav/requests
-    outside = log_dir(home, "../../trav", REQUESTS)
+    outside = os.path.join(home, "serving", "..", "..", "trav", REQUESTS)
     os.makedirs(outside)
     with open(os.path.join(outside, "x.jsonl"), "w", encoding="utf-8") as handle:
         handle.write(json.dumps({"ts": 4e9, "prediction": "LEAKED-CLASS", "features": {}}) + "\n")
