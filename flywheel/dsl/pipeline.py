@@ -477,9 +477,6 @@ class Pipeline:
                 values[name] = value
             else:
                 values[name] = spec.default
-        for name, derive in self.derived_defaults.items():
-            if values.get(name) in ("", None):
-                values[name] = derive(dict(values))
         return values
 
     def __iter__(self) -> Iterator[Task]:
