@@ -35,7 +35,7 @@ class DataValidationError(FlywheelError):
 
 # isolated: TFDV brings Beam, tfx-bsl and their clients (~80 MB); no later node needs them, so the
 # worker that ran validate exits and the rest of the run starts in a fresh one (benchmarks/pipeline_e2e.py).
-@component(version="1", isolated=True)
+@component(version="1", isolated=True, reads=("schema_path",))
 def validate(
     examples: Input[Examples],
     statistics: Output[ExampleStatistics],
