@@ -34,6 +34,7 @@ def training(
     eval_ratio: float = 0.2,
     fail_on_anomalies: bool = True,
     drift_threshold: float = 0.1,
+    severity: dict = {},  # noqa: B006
     hidden_units: list = [16, 8],  # noqa: B006 - pipeline defaults are recorded, never mutated
     dropout: float = 0.1,
     learning_rate: float = 0.01,
@@ -65,6 +66,7 @@ def training(
         previous_statistics=latest(ExampleStatistics, task="validate", output="statistics"),
         fail_on_anomalies=fail_on_anomalies,
         drift_threshold=drift_threshold,
+        severity=severity,
     )
     features = transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label)
     trained = train(

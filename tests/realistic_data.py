@@ -37,7 +37,7 @@ def realistic_frame(rows: int = 20_000, *, seed: int = 0, start: str = "2026-01-
         + 0.5 * (np.log(amount) - 3.0)
         - 0.03 * (np.nan_to_num(age, nan=40.0) - 40)
         + np.where(channel == "partner", 1.5, 0.0)
-        + rng.normal(0, 0.5, rows)
+        + rng.normal(0, 0.3, rows)
     )
     label = np.where(score > 0.3, "churn", "stay")
     return pd.DataFrame(

@@ -259,7 +259,8 @@ def show_lineage(args: argparse.Namespace) -> int:
     for e in executions:
         print(f"\n  {e.node_id}  [{e.component}]  execution #{e.id}  {e.state}  run {e.run_id}")
         for name, a in e.inputs.items():
-            print(f"    <- {name}: {a.type} #{a.id} {a.uri}")
+            span = f" (data span {a.properties['span']})" if a.properties.get("span") is not None else ""
+            print(f"    <- {name}: {a.type} #{a.id} {a.uri}{span}")
         for name, a in e.outputs.items():
             print(f"    -> {name}: {a.type} #{a.id} {a.uri}")
     return 0

@@ -20,6 +20,8 @@ from flywheel.errors import FlywheelError
 from flywheel.metadata.store import ArtifactRecord, ExecutionRecord
 
 SCOPE_PARAMETER = "model_name"
+# Files listed one by one in an execution's record (all of them are in the source's sha256).
+RECORDED_FILES = 100
 
 
 def node_data_sources(component: Component, parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,6 +38,11 @@ def node_data_sources(component: Component, parameters: dict[str, Any]) -> list[
         return [describe_source(parameters[name], parameter=name) for name in reads if parameters.get(name)]
     except (FlywheelError, OSError) as exc:
         return [{"parameter": ",".join(reads) if not callable(reads) else "data", "kind": "error", "error": str(exc)}]
+
+
+def for_record(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sources as stored on an execution: a directory of many files lists the first ``RECORDED_FILES``."""
+    return [{**s, "files": s["files"][:RECORDED_FILES]} if len(s.get("files", [])) > RECORDED_FILES else s for s in sources]
 
 
 def data_key(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from flywheel.runner.cache_policy import (
     data_key,
     explain_hit,
     explain_miss,
+    for_record,
     node_data_sources,
     run_scope,
 )
@@ -337,7 +338,7 @@ class LocalRunner:
                         source=candidate,
                         inputs=inputs,
                         scope=scope,
-                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": sources},
+                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources)},
                     )
                     node.outputs = dict(candidate.outputs)
                     node.state = CACHED
@@ -369,7 +370,7 @@ class LocalRunner:
             inputs=inputs,
             outputs=final_uris,
             scope=scope,
-            details={"cache_reason": reason, "data_sources": sources},
+            details={"cache_reason": reason, "data_sources": for_record(sources)},
         )
         node.execution_id = execution_id
         node.output_ids = output_ids
