@@ -123,7 +123,7 @@ def test_each_schedule_firing_trains_on_the_newest_span(tmp_path):
     assert registry.versions("penguin-export") == [1, 2]  # model_name from the folder before {SPAN}
     spans_pushed = [json.loads(open(os.path.join(registry.version_dir("penguin-export", v), "version.json")).read())
                     for v in (1, 2)]
-    assert [v["model_properties"]["data_span"] for v in spans_pushed] == [1, 2]
+    assert [v["metadata"]["model_properties"]["data_span"] for v in spans_pushed] == [1, 2]
     lineage = _cli(environ, "lineage", str(second["train"].outputs["model"].id))
     assert "(data span 2)" in lineage.stdout
 
