@@ -61,15 +61,18 @@ def feature_summaries(stats: Any) -> tuple[int, list[dict[str, Any]]]:
     return total, rows
 
 
-def _anomaly_table(anomalies: dict[str, dict[str, str]]) -> str:
+def _anomaly_table(anomalies: dict[str, dict[str, str]], severity: dict[str, dict[str, dict[str, Any]]]) -> str:
     rows = [
-        f"<tr class=bad><td>{_e(scope)}</td><td>{_e(feature)}</td><td>{_e(text)}</td></tr>"
+        f"<tr class=bad><td>{_e(scope)}</td><td>{_e(feature)}</td>"
+        f"<td>{_e(severity.get(scope, {}).get(feature, {}).get('severity', 'error'))}</td><td>{_e(text)}</td></tr>"
         for scope, found in anomalies.items()
         for feature, text in found.items()
     ]
     if not rows:
         return "<p class=ok>No anomalies.</p>"
-    return "<table><tr><th>where</th><th>feature</th><th>anomaly</th></tr>" + "".join(rows) + "</table>"
+    return (
+        "<table><tr><th>where</th><th>feature</th><th>severity</th><th>anomaly</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _split_table(stats: Any, anomalous: set[str]) -> str:
@@ -113,8 +116,9 @@ def render_report(
     measurements: dict[str, dict[str, dict[str, Any]]],
     schema_source: str,
     examples_uri: str,
+    severity: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> str:
-    """The whole report as one HTML document."""
+    """The whole report as one HTML document (``severity``: validate's graded anomalies)."""
     count = sum(len(found) for found in anomalies.values())
     status = f"<p class=bad>{count} anomalies.</p>" if count else "<p class=ok>No anomalies.</p>"
     parts = [
@@ -123,7 +127,7 @@ def render_report(
         f"<p>Examples: <code>{_e(examples_uri)}</code>; schema: {_e(schema_source)}.</p>",
         status,
         "<h2>Anomalies</h2>",
-        _anomaly_table(anomalies),
+        _anomaly_table(anomalies, severity or {}),
     ]
     for split, stats in split_stats.items():
         anomalous = set(anomalies.get(split, {}))

@@ -23,6 +23,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from flywheel import data_sources
 from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Output, component
 from flywheel.errors import FlywheelError, ParameterError
@@ -47,6 +48,8 @@ EXTENSIONS = {
 }
 # Column names taken as the label when label="" (first match wins, case-insensitive).
 LABEL_CANDIDATES = ("label", "target", "class", "y", "species")
+# Files listed one by one in the data_source property (all of them are in its sha256).
+MAX_RECORDED_FILES = 100
 # Hash buckets for the split; eval_ratio is resolved to 1/BUCKETS.
 BUCKETS = 1_000_000
 
@@ -55,7 +58,12 @@ class DataReadError(FlywheelError):
     """Input data cannot be found, read or parsed, or does not fit the rules of ingest."""
 
 
-@component(version="1")
+def read_sources(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """What ingest will read with these parameters, fingerprinted (the runner's cache key)."""
+    return [data_sources.describe_source(str(parameters.get("path", "")), span_count=parameters.get("span_count", 1))]
+
+
+@component(version="1", reads=read_sources)
 def ingest(
     examples: Output[Examples],
     path: str = "",
@@ -67,6 +75,7 @@ def ingest(
     encoding: str = "utf-8",
     image_size: list = [],  # noqa: B006 - component defaults are recorded, never mutated
     rename_columns: bool = False,
+    span_count: int = 1,
 ) -> None:
     """Reads tabular data or images and writes them as a deterministic train/eval split.
 
@@ -74,9 +83,12 @@ def ingest(
         examples: Output; ``Split-train`` and ``Split-eval`` Parquet files plus the
             properties ``label``, ``split_names``, ``row_counts``, ``columns``,
             ``fingerprint`` (sha256 of content, split and label), ``source``,
-            ``rows_dropped``.
+            ``rows_dropped``, ``span``, ``version``, ``dataset_name`` and
+            ``data_source`` (what was read: files with size, mtime, sha256).
         path: A file, a directory (every data file below it, hidden files and
-            ``_*`` files skipped) or a glob. "" or "palmerpenguins" reads the
+            ``_*`` files skipped) or a glob. It may hold ``{SPAN}``, ``{VERSION}``
+            or ``{YYYY}{MM}{DD}`` (as TFX's ExampleGen): the newest span (and its
+            newest version) when the node runs. "" or "palmerpenguins" reads the
             Palmer penguins CSV shipped with the ``palmerpenguins`` package.
             A directory of class folders of images, or an ``.npz`` file, is
             read as images; "sklearn-digits" reads scikit-learn's bundled 8x8
@@ -95,12 +107,15 @@ def ingest(
         rename_columns: Rename columns whose names cannot be model inputs
             (see ``_ingest_columns``) instead of refusing them; the mapping is
             the ``renamed_columns`` property.
+        span_count: With a span pattern, how many of the newest spans to read
+            together (a rolling range); 1 reads the newest only.
 
     Raises:
         ParameterError: a parameter is out of its range.
         DataReadError: no file matches, a file is empty, malformed, not decodable,
             files disagree on their columns, the label column is missing, or
             a column name cannot be a model input (and ``rename_columns`` is false).
+        DataSourceError: a span pattern is malformed or matches nothing.
     """
     import pandas as pd
 
@@ -108,7 +123,13 @@ def ingest(
     if _is_image_input(path, format):
         _ingest_images(examples, path, eval_ratio=eval_ratio, image_size=list(image_size), npz=format == "npz")
         return
-    files, source = resolve_files(path, format)
+    read = data_sources.describe_source(path, span_count=span_count)
+    files, source = [], path
+    for part in read.get("resolved", [path]):
+        part_files, source = resolve_files(part, format)
+        files += part_files
+    if "resolved" in read:
+        source = path
     frames = [read_file(f, fmt, encoding) for f, fmt in files]
     _check_same_columns(frames, [f for f, _ in files])
     frame = frames[0] if len(frames) == 1 else pd.concat(
@@ -158,6 +179,10 @@ def ingest(
             "source": source,
             "rows_dropped": int(rows_read - len(frame)),
             "renamed_columns": renamed,
+            "span": read.get("span"),
+            "version": read.get("version"),
+            "dataset_name": data_sources.dataset_name(path),
+            "data_source": {**read, "files": read.get("files", [])[:MAX_RECORDED_FILES]},
         }
     )
 
@@ -265,10 +290,7 @@ def resolve_files(path: str, format: str = "auto") -> tuple[list[tuple[str, str]
             raise DataReadError(f"No files match the glob {path!r}; check the pattern and the directory.")
         return [(n, _format_of(n, format, strict=True)) for n in names], path
     if os.path.isdir(path):
-        found = []
-        for root, dirs, names in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-            found += [os.path.join(root, n) for n in sorted(names) if not n.startswith((".", "_"))]
+        found = data_sources.data_files(path)
         data = [(f, fmt) for f in found if (fmt := _format_of(f, format, strict=False))]
         if not data:
             raise DataReadError(

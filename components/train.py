@@ -252,6 +252,7 @@ def train(
         final_val=net.evaluate(_dataset(x_val, y_val, 256, n_classes=classes), verbose=0, return_dict=True),
         fit_seconds=fit_seconds, train_rows=int(len(y_train)), validation_rows=int(len(y_val)),
         properties={
+            **_data_identity(examples),
             "loss": loss,
             "class_weights": class_weights,
             "architecture": family,
@@ -327,6 +328,17 @@ def write_trained_model(
             **properties,
         }
     )
+
+
+def _data_identity(examples: Any) -> dict[str, Any]:
+    """Which data (span, version, content hash, source) the model was trained on; push copies it to the registry."""
+    source = examples.properties.get("data_source") or {}
+    return {
+        "data_span": examples.properties.get("span"),
+        "data_version": examples.properties.get("version"),
+        "data_sha256": source.get("sha256"),
+        "data_uri": source.get("uri") or examples.properties.get("source"),
+    }
 
 
 def _check_parameters(**values: Any) -> None:

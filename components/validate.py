@@ -35,7 +35,7 @@ class DataValidationError(FlywheelError):
 
 # isolated: TFDV brings Beam, tfx-bsl and their clients (~80 MB); no later node needs them, so the
 # worker that ran validate exits and the rest of the run starts in a fresh one (benchmarks/pipeline_e2e.py).
-@component(version="1", isolated=True)
+@component(version="1", isolated=True, reads=("schema_path",))
 def validate(
     examples: Input[Examples],
     statistics: Output[ExampleStatistics],
@@ -48,36 +48,46 @@ def validate(
     fail_on_anomalies: bool = True,
     skew_threshold: float = 0.2,
     drift_threshold: float = 0.1,
+    severity: dict = {},  # noqa: B006 - component defaults are recorded, never mutated
 ) -> None:
-    """Computes statistics, checks examples against a schema, and fails on anomalies.
+    """Computes statistics, checks examples against a schema, and fails on blocking anomalies.
 
     Args:
         examples: Examples written by ingest (``Split-<name>/data.parquet``).
         statistics: Output; per-split statistics, property ``split_names``.
         schema: Output; the schema used, property ``source`` ("inferred"/"curated").
-        anomalies: Output; properties ``anomaly_count``, ``anomalous_features``.
+        anomalies: Output; properties ``anomaly_count``, ``anomalous_features``,
+            ``blocking_count``, ``warning_count``, ``severity`` ({scope: {feature:
+            {severity, kinds}}}).
         report: Output; ``index.html`` to browse statistics and anomalies.
         curated_schema: A Schema artifact that replaces the inferred schema (for
             example ``latest(Schema, task="validate", output="schema")``).
         previous_statistics: Statistics of earlier data; drift of the train split
             is measured against its train split.
         schema_path: A ``schema.pbtxt`` file that replaces the inferred schema.
-        fail_on_anomalies: Raise ``DataValidationError`` when anything is found
-            (outputs are written first, for debugging).
+        fail_on_anomalies: Raise ``DataValidationError`` when a blocking anomaly
+            is found (outputs are written first, for debugging); False records all.
         skew_threshold: Train/eval skew limit (L-infinity distance for categorical
             features, Jensen-Shannon divergence for numeric ones); 0 turns it off.
             The default leaves room for the sampling noise of small eval splits.
         drift_threshold: Drift limit against ``previous_statistics``, same
             measures; 0 turns it off. Comparators set in a curated schema win.
+        severity: Anomaly kind -> "error" (blocks) or "warning" (recorded), over
+            the defaults of ``_validate_severity``: a missing or retyped column,
+            and values outside a ``schema_path`` domain, block; unseen rare
+            categories, a column empty in one split, skew and drift are recorded.
+            Kinds are TFDV ``AnomalyInfo.Type`` names, or "skew" / "drift".
 
     Raises:
         ParameterError: a threshold is negative, or both a curated schema and
             ``schema_path`` are given.
-        DataValidationError: anomalies were found and ``fail_on_anomalies`` is set.
+        DataValidationError: blocking anomalies were found and ``fail_on_anomalies`` is set.
     """
     from flywheel.components import _validate_report as html_report
+    from flywheel.components import _validate_severity as severities
     from flywheel.components import _validate_tfdv as tfdv_io
 
+    overrides = severities.check_overrides(dict(severity))
     for name, value in (("skew_threshold", skew_threshold), ("drift_threshold", drift_threshold)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ParameterError(
@@ -95,8 +105,11 @@ def validate(
         raise FlywheelError(f"Examples at {examples.uri} hold no Split-<name> directories; run ingest first.")
 
     split_stats = {}
+    split_columns: dict[str, set[str]] = {}
     for split in splits:
-        split_stats[split] = tfdv_io.compute_statistics(read_split(examples, split), split)
+        frame = read_split(examples, split)
+        split_columns[split] = {str(c) for c in frame.columns}
+        split_stats[split] = tfdv_io.compute_statistics(frame, split)
         tfdv_io.write_statistics(statistics, split, split_stats[split])
     statistics.properties["split_names"] = list(splits)
 
@@ -112,18 +125,30 @@ def validate(
 
     previous = tfdv_io.load_statistics(previous_statistics) if previous_statistics is not None else None
     checked = tfdv_io.with_comparators(the_schema, skew_threshold, drift_threshold)
-    found, measurements = tfdv_io.find_anomalies(split_stats, checked, previous)
+    kinds: dict[str, dict[str, list[str]]] = {}
+    found, measurements = tfdv_io.find_anomalies(split_stats, checked, previous, kinds)
+    graded = severities.classify(
+        kinds, overrides=overrides, curated_domain=bool(schema_path), split_columns=split_columns
+    )
 
     with open(anomalies.path(ANOMALIES_FILE), "w", encoding="utf-8") as fh:
         json.dump(found, fh, indent=2, sort_keys=True)
     with open(anomalies.path(MEASUREMENTS_FILE), "w", encoding="utf-8") as fh:
         json.dump(measurements, fh, indent=2, sort_keys=True)
     listed = [(feature, scope, text) for scope, by_feature in found.items() for feature, text in by_feature.items()]
+    blocking = [
+        (feature, scope, text)
+        for feature, scope, text in listed
+        if graded.get(scope, {}).get(feature, {}).get("severity", severities.ERROR) == severities.ERROR
+    ]
     anomalies.properties.update(
         {
             "anomaly_count": len(listed),
             "anomalous_features": sorted({feature for feature, _, _ in listed}),
             "schema_source": source,
+            "blocking_count": len(blocking),
+            "warning_count": len(listed) - len(blocking),
+            "severity": graded,
         }
     )
     with open(report.path(REPORT_FILE), "w", encoding="utf-8") as fh:
@@ -134,13 +159,16 @@ def validate(
                 measurements=measurements,
                 schema_source=source,
                 examples_uri=examples.uri,
+                severity=graded,
             )
         )
 
-    if listed and fail_on_anomalies:
-        details = "; ".join(f"'{feature}' ({scope}): {text.rstrip('.')}" for feature, scope, text in listed)
+    if blocking and fail_on_anomalies:
+        details = "; ".join(f"'{feature}' ({scope}): {text.rstrip('.')}" for feature, scope, text in blocking)
         raise DataValidationError(
-            f"Data validation found {len(listed)} {'anomaly' if len(listed) == 1 else 'anomalies'}: {details}. Fix the data, update the "
-            f"schema (passed as curated_schema or schema_path), or set fail_on_anomalies=False. "
+            f"Data validation found {len(blocking)} blocking {'anomaly' if len(blocking) == 1 else 'anomalies'}"
+            f"{f' (and {len(listed) - len(blocking)} recorded as warnings)' if len(listed) > len(blocking) else ''}: "
+            f"{details}. Fix the data, update the schema (passed as curated_schema or schema_path), record "
+            "this kind as a warning (severity={KIND: 'warning'}), or set fail_on_anomalies=False. "
             f"Details: {anomalies.path(ANOMALIES_FILE)}, report: {report.path(REPORT_FILE)}."
         )

@@ -8,12 +8,14 @@ package, the dataset of TFX's own penguin tutorial, so results compare with it.
     flywheel compile pipelines/training.py -o training.yaml  # Kubeflow Pipelines v2
 
 ``validate`` takes the previous schema (kept, so later data is checked against
-it) and the previous statistics (for drift) from earlier runs on different data;
+it) and the previous statistics (for drift) from earlier runs of the same model
+(``model_name``, by default named after the data) on different data;
 ``evaluate`` compares with the model the registry serves; ``push`` only pushes a
 blessed model.
 """
 
 from flywheel import ExampleStatistics, Schema, latest, pipeline
+from flywheel.data_sources import dataset_name
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
@@ -21,13 +23,18 @@ from flywheel.components.validate import validate
 from flywheel.pipelines import evaluate_and_push
 
 
-@pipeline(name="training")
+def _model_name_of_data(values: dict) -> str:
+    return dataset_name(values["data_path"])
+
+
+@pipeline(name="training", derived_defaults={"model_name": _model_name_of_data})
 def training(
     data_path: str = "",
-    label: str = "species",
+    label: str = "",
     eval_ratio: float = 0.2,
     fail_on_anomalies: bool = True,
     drift_threshold: float = 0.1,
+    severity: dict = {},  # noqa: B006
     hidden_units: list = [16, 8],  # noqa: B006 - pipeline defaults are recorded, never mutated
     dropout: float = 0.1,
     learning_rate: float = 0.01,
@@ -36,26 +43,34 @@ def training(
     class_weights: str = "none",
     loss: str = "crossentropy",
     seed: int = 0,
-    slice_features: list = ["island", "sex"],  # noqa: B006
+    slice_features: list = [],  # noqa: B006
     thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
     max_regression: float = 0.02,
     registry: str = "",
-    model_name: str = "penguins",
+    model_name: str = "",
+    span_count: int = 1,
     rename_columns: bool = False,
 ) -> None:
     """Trains, evaluates and (if blessed) pushes a tabular classifier.
 
+    ``label`` "" infers the label column (label, target, class, y or species).
     ``registry`` "" means ``<flywheel home>/registry``; ``data_path`` "" means the
-    penguins CSV of the palmerpenguins package. ``rename_columns`` lets ingest
-    rename columns whose names cannot be model inputs (else it refuses them).
+    penguins CSV of the palmerpenguins package, and may name spans
+    (``data/span-{SPAN}/``, resolved when the run starts). ``model_name`` ""
+    means the data's file or folder stem (``own.csv`` -> ``own``); schema,
+    statistics and the evaluation baseline come from earlier runs of that model.
+    ``rename_columns`` lets ingest rename columns whose names cannot be model
+    inputs (else it refuses them).
     """
-    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio, rename_columns=rename_columns)
+    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio, span_count=span_count,
+                  rename_columns=rename_columns)
     checked = validate(
         examples=rows.outputs["examples"],
         curated_schema=latest(Schema, task="validate", output="schema"),
         previous_statistics=latest(ExampleStatistics, task="validate", output="statistics"),
         fail_on_anomalies=fail_on_anomalies,
         drift_threshold=drift_threshold,
+        severity=severity,
     )
     features = transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label)
     trained = train(

@@ -46,7 +46,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     home = home_of(args)
     pipe = load_pipeline(training_pipeline_file())
-    params = parse_params(args.param)
+    # The demo slices its evaluation by the penguins' island and sex; the pipeline's own default slices nothing.
+    params = {"slice_features": '["island", "sex"]', **parse_params(args.param)}
     pipe.resolve_parameters(params)
     print(f"flywheel demo: the '{pipe.name}' pipeline on Palmer penguins, locally, in {home.root}\n", flush=True)
     progress = Progress(list(pipe.topological_order()))
@@ -83,7 +84,11 @@ def summarise(outputs: dict[str, dict[str, Any]], states: dict[str, str]) -> str
         + f" (label '{examples.get('label', '?')}', {examples.get('rows_dropped', 0)} dropped)"
     )
     count = anomalies.get("anomaly_count", 0)
-    lines.append(f"  anomalies  {'none' if not count else f'{count}: ' + ', '.join(anomalies.get('anomalous_features') or [])}")
+    blocking = anomalies.get("blocking_count", count)
+    graded = f" ({blocking} blocking, {count - blocking} recorded as warnings)" if count else ""
+    lines.append(
+        f"  anomalies  {'none' if not count else f'{count}{graded}: ' + ', '.join(anomalies.get('anomalous_features') or [])}"
+    )
     lines.append(
         f"  training   {model.get('epochs_run', '?')} epochs, {model.get('parameters', '?')} parameters, "
         f"fit diagnosis: {model.get('diagnosis', '?')}"

@@ -130,7 +130,7 @@ def _wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
     raise DemoError(f"gave up waiting for {what} after {timeout_s:.0f} s")
 
 
-def _rules(home: str, incoming: str) -> str:
+def _rules(home: str, incoming: str, model: str) -> str:
     path = os.path.join(home, "demo", "alerts.yaml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
@@ -145,6 +145,7 @@ retrain:
   pipeline: flywheel.pipelines.training
   parameters:
     data_path: "newest:{incoming}/*.csv"
+    model_name: {model}         # retrain the served model, not one named after the new file
     drift_threshold: 0          # the drift is why we retrain: do not let validate stop the run for it
   max_runs: 2
   period: 24h
@@ -203,7 +204,7 @@ def run(home: str, model: str = "penguins") -> int:
         print(f"   the labelled new data lands in {newest}")
 
         _say("4/6", "flywheel monitor --once: drift -> alert -> retraining run")
-        rules = _rules(home, incoming)
+        rules = _rules(home, incoming, model)
         _flywheel(home, "monitor", "--once", "--rules", rules, "--model", model)
         alerts = [a for a in MonitorStore(Home(home)).alerts(model=model) if a.action == "retrain" and a.run_id]
         if not alerts:
@@ -232,7 +233,7 @@ def run(home: str, model: str = "penguins") -> int:
         _say("6/6", "a bad version slips through; the monitor rolls it back by itself")
         _flywheel(
             home, "run", "flywheel.pipelines.training",
-            "-p", f"data_path={newest}", "-p", "epochs=1", "-p", "learning_rate=0.00001",
+            "-p", f"data_path={newest}", "-p", f"model_name={model}", "-p", "epochs=1", "-p", "learning_rate=0.00001",
             "-p", 'thresholds={"balanced_accuracy": 0.0}', "-p", "max_regression=1.0", "-p", "drift_threshold=0",
             quiet=True,
         )

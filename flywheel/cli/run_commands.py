@@ -23,6 +23,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--pipeline", dest="pipeline_name", help="which pipeline, if the file defines several")
     run.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help="pipeline parameter (repeatable)")
     run.add_argument("--no-cache", action="store_true", help="run every node even if an identical execution exists")
+    run.add_argument(
+        "--rerun", action="append", default=[], metavar="NODE", help="run NODE even if it could be cached (repeatable)"
+    )
     run.add_argument("--resume", metavar="RUN", help="re-run only the failed nodes of RUN and what depends on them")
     run.add_argument("--retries", type=int, help="retries per node, overriding each component's own")
     run.add_argument(
@@ -99,6 +102,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 trigger=args.trigger,
                 trigger_reason=args.trigger_reason,
                 run_id=args.run_id,
+                rerun=set(args.rerun),
             )
     _print_outcome(result)
     return 0 if result.ok else 1
@@ -111,9 +115,15 @@ def _print_outcome(result: Any) -> None:
         counts[state] = counts.get(state, 0) + 1
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     print(f"\nRun {run.run_id}: {run.state} in {run.duration_s or 0:.2f}s ({summary})")
+    warnings = []
     for node_id, outputs in result.outputs.items():
         for name, artifact in outputs.items():
             print(f"  {node_id + '.' + name:<28} {artifact.type:<18} {artifact.uri}")
+            if artifact.properties.get("warning_count"):
+                features = ", ".join(artifact.properties.get("anomalous_features") or [])
+                warnings.append(f"{node_id} recorded {artifact.properties['warning_count']} anomalies as warnings ({features}): {artifact.uri}")
+    for line in warnings:
+        print(f"\nnote: {line}")
     for node_id, error in result.errors.items():
         log = result.log_paths.get(node_id, "")
         print(f"\nerror: node '{node_id}' failed: {error}" + (f"\n  log: {log}" if log else ""))
@@ -181,6 +191,8 @@ def show_run(args: argparse.Namespace) -> int:
                             "cached": e.cached,
                             "duration_s": e.duration_s,
                             "attempts": e.attempts,
+                            "cache_reason": e.details.get("cache_reason", ""),
+                            "data_sources": e.details.get("data_sources", []),
                             "log": e.log_path,
                             "error": e.error,
                             "outputs": {k: {"id": a.id, "type": a.type, "uri": a.uri, "state": a.state} for k, a in e.outputs.items()},
@@ -207,6 +219,10 @@ def show_run(args: argparse.Namespace) -> int:
     print(table(["NODE", "STATE", "CACHE", "DURATION", "ATTEMPTS"], rows))
     for node_id, e in nodes.items():
         print(f"\n{node_id}")
+        if e.details.get("cache_reason"):
+            print(f"  cache   {'hit' if e.cached else 'miss'}: {e.details['cache_reason']}")
+        for source in e.details.get("data_sources", []):
+            print(f"  data    {_describe_source(source)}")
         if e.log_path:
             print(f"  log     {e.log_path}")
         if e.error:
@@ -214,6 +230,21 @@ def show_run(args: argparse.Namespace) -> int:
         for name, a in e.outputs.items():
             print(f"  output  {name}: {a.type} #{a.id} {a.state} {a.uri}")
     return 0
+
+
+def _describe_source(source: dict[str, Any]) -> str:
+    from flywheel.data_sources import human_bytes
+
+    parts = [str(source.get("uri"))]
+    if source.get("span") is not None:
+        parts.append(f"span {source['span']}" + (f" version {source['version']}" if source.get("version") is not None else ""))
+    if source.get("size") is not None:
+        parts.append(f"{human_bytes(source['size'])} in {len(source.get('files', []))} file(s)")
+    if source.get("sha256"):
+        parts.append(f"sha256 {source['sha256'][:12]}")
+    if source.get("error"):
+        parts.append(f"error: {source['error']}")
+    return ", ".join(parts)
 
 
 def show_lineage(args: argparse.Namespace) -> int:
@@ -231,7 +262,8 @@ def show_lineage(args: argparse.Namespace) -> int:
     for e in executions:
         print(f"\n  {e.node_id}  [{e.component}]  execution #{e.id}  {e.state}  run {e.run_id}")
         for name, a in e.inputs.items():
-            print(f"    <- {name}: {a.type} #{a.id} {a.uri}")
+            span = f" (data span {a.properties['span']})" if a.properties.get("span") is not None else ""
+            print(f"    <- {name}: {a.type} #{a.id} {a.uri}{span}")
         for name, a in e.outputs.items():
             print(f"    -> {name}: {a.type} #{a.id} {a.uri}")
     return 0

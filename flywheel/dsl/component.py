@@ -183,15 +183,24 @@ class Component:
         options: Default run options.
     """
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None, options: ComponentOptions) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None,
+        options: ComponentOptions,
+        reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
+    ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.options = options
+        self.reads = reads
         self.description = inspect.getdoc(fn) or ""
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
         self._read_interface()
+        self._check_reads()
         self.code_fingerprint = self._fingerprint()
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
@@ -262,6 +271,18 @@ class Component:
                 "their results to Output[...] artifacts."
             )
 
+    def _check_reads(self) -> None:
+        if callable(self.reads):
+            return
+        for pname in self.reads:
+            spec = self.parameters.get(pname)
+            if spec is None or spec.type is not str:
+                raise ComponentDefinitionError(
+                    f"The 'reads' option of component '{self.name}' names {pname!r}, which must be a str "
+                    f"parameter (a path or URI). Got {'a ' + spec.type.__name__ + ' parameter' if spec else 'no such parameter'} "
+                    f"instead; its str parameters are: {', '.join(n for n, p in self.parameters.items() if p.type is str) or 'none'}."
+                )
+
     def _fingerprint(self) -> str:
         """Code version: the component's name and version option, plus the source of its
         module and, for a module inside a package, of every module beside it (helpers the
@@ -314,8 +335,14 @@ def component(
     cpu: str | None = None,
     memory: str | None = None,
     isolated: bool = False,
+    reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
 ) -> Any:
     """Turns an annotated function into a component (with or without arguments).
+
+    ``reads`` declares data the component reads from outside the store, which
+    becomes part of its cache key: str parameters that hold a path or URI, or a
+    function from the node's parameters to source records
+    (``flywheel.data_sources.describe_source``).
 
     Raises:
         ComponentDefinitionError: an argument lacks an annotation or has an
@@ -334,7 +361,7 @@ def component(
     def wrap(func: Callable[..., Any]) -> Component:
         if not callable(func):
             raise ComponentDefinitionError(f"@component decorates a function; got {func!r}.")
-        return Component(func, name=name, options=options)
+        return Component(func, name=name, options=options, reads=tuple(reads) if not callable(reads) else reads)
 
     if fn is not None:
         return wrap(fn)

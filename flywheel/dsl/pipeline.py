@@ -310,6 +310,8 @@ class Pipeline:
         description: The pipeline function's docstring.
         parameters: Pipeline parameter specs by name.
         tasks: Tasks by id, in definition order (a valid topological order).
+        derived_defaults: Parameter name -> function of the other values, used
+            when that parameter is left "" (``model_name`` from ``data_path``).
     """
 
     def __init__(
@@ -319,12 +321,20 @@ class Pipeline:
         tasks: dict[str, Task],
         description: str = "",
         source_file: str | None = None,
+        derived_defaults: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
     ) -> None:
         self.name = name
         self.parameters = parameters
         self.tasks = tasks
         self.description = description
         self.source_file = source_file
+        self.derived_defaults = dict(derived_defaults or {})
+        unknown = sorted(set(self.derived_defaults) - set(parameters))
+        if unknown:
+            raise PipelineDefinitionError(
+                f"derived_defaults of pipeline '{name}' names {unknown[0]!r}, which is not one of its "
+                f"parameters ({', '.join(parameters) or 'none'})."
+            )
         self._check_graph()
 
     def _check_graph(self) -> None:
@@ -424,6 +434,9 @@ class Pipeline:
                 )
             else:
                 values[name] = spec.default
+        for name, derive in self.derived_defaults.items():
+            if values.get(name) in ("", None):
+                values[name] = derive(dict(values))
         return values
 
     def bind(self, values: Mapping[str, Any]) -> Pipeline:
@@ -454,7 +467,8 @@ class Pipeline:
             }
             tasks[task_id] = clone
         parameters = {name: spec for name, spec in self.parameters.items() if name not in bound}
-        return Pipeline(self.name, parameters, tasks, self.description, self.source_file)
+        derived = {n: f for n, f in self.derived_defaults.items() if n in parameters}
+        return Pipeline(self.name, parameters, tasks, self.description, self.source_file, derived)
 
     def task_parameters(self, task_id: str, pipeline_values: Mapping[str, Any]) -> dict[str, Any]:
         """Concrete parameter values of one task for a run."""
@@ -537,9 +551,16 @@ def _article(kind: type) -> str:
 
 
 def pipeline(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    derived_defaults: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
 ) -> Any:
     """Builds a ``Pipeline`` from a function that calls components.
+
+    ``derived_defaults`` maps a parameter to a function of all parameter values
+    that gives its value when it is left "" (e.g. a model name from the data path).
 
     Raises:
         PipelineDefinitionError: wiring is wrong (unknown input, type
@@ -562,6 +583,7 @@ def pipeline(
             builder.tasks,
             description=description if description is not None else (inspect.getdoc(func) or ""),
             source_file=source,
+            derived_defaults=derived_defaults,
         )
 
     if fn is not None:

@@ -229,7 +229,10 @@ def container_component(
 def _apply_options(kfp_task: Any, task: Any) -> None:
     options = task.options
     kfp_task.set_display_name(task.id)
-    kfp_task.set_caching_options(options.cache)
+    # KFP computes its cache key from the task's inputs before the pod runs; it cannot see the
+    # data a path names. A task that reads outside data (component ``reads``) is compiled with
+    # caching off, so a run - or a recurring run's firing - always reads the data as it is then.
+    kfp_task.set_caching_options(options.cache and not task.component.reads)
     if options.retries:
         # flywheel doubles the wait after each retry; KFP's backoff_factor does the same.
         kfp_task.set_retry(

@@ -100,6 +100,8 @@ class ExecutionRecord:
     cached_from: int | None
     inputs: dict[str, ArtifactRecord]
     outputs: dict[str, ArtifactRecord]
+    scope: str = ""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def cached(self) -> bool:
@@ -442,11 +444,15 @@ class MetadataStore:
         log_path: str,
         inputs: dict[str, ArtifactRecord],
         outputs: dict[str, tuple[str, str]],
+        scope: str = "",
+        details: dict[str, Any] | None = None,
     ) -> tuple[int, dict[str, int]]:
         """Records a RUNNING execution with PENDING output artifacts.
 
         Args:
             outputs: output name -> (artifact type name, final URI).
+            scope: What ``latest()`` looks back within (e.g. ``model_name=churn``).
+            details: JSON-able notes shown by ``runs show`` (cache reason, data sources).
 
         Returns:
             The execution id and the output artifact ids by output name.
@@ -463,6 +469,8 @@ class MetadataStore:
                 cache_key=cache_key,
                 code_fingerprint=code_fingerprint,
                 log_path=log_path,
+                scope=scope,
+                details=details,
             )
             pairs = self._input_events(store, inputs)
             names = []
@@ -541,6 +549,8 @@ class MetadataStore:
         code_fingerprint: str,
         source: ExecutionRecord,
         inputs: dict[str, ArtifactRecord],
+        scope: str = "",
+        details: dict[str, Any] | None = None,
     ) -> int:
         """Records a CACHED execution whose outputs are a previous execution's."""
         with self.locked() as store:
@@ -555,6 +565,8 @@ class MetadataStore:
                 cache_key=cache_key,
                 code_fingerprint=code_fingerprint,
                 log_path=source.log_path,
+                scope=scope,
+                details=details,
             )
             set_value(execution.custom_properties, "end_ms", now_ms())
             set_value(execution.custom_properties, "cached_from", source.id)
@@ -576,6 +588,8 @@ class MetadataStore:
         cache_key: str,
         code_fingerprint: str,
         log_path: str,
+        scope: str = "",
+        details: dict[str, Any] | None = None,
     ) -> Any:
         execution = self._pb.Execution(
             type_id=self._type_id(store, "execution", component),
@@ -592,6 +606,8 @@ class MetadataStore:
             "code_fingerprint": code_fingerprint,
             "log_path": log_path,
             "attempts": 0,
+            "scope": scope,
+            "details": json.dumps(details or {}, sort_keys=True, default=str),
         }.items():
             set_value(execution.custom_properties, key, value)
         return execution
@@ -634,8 +650,9 @@ class MetadataStore:
                     outputs[name] = artifacts[event.artifact_id]
             try:
                 params = json.loads(props.get("parameters") or "{}")
+                details = json.loads(props.get("details") or "{}")
             except ValueError:
-                params = {}
+                params, details = {}, {}
             records.append(
                 ExecutionRecord(
                     id=execution.id,
@@ -654,6 +671,8 @@ class MetadataStore:
                     cached_from=props.get("cached_from"),
                     inputs=inputs,
                     outputs=outputs,
+                    scope=props.get("scope", ""),
+                    details=details,
                 )
             )
         return records
@@ -686,8 +705,13 @@ class MetadataStore:
             latest[record.node_id] = record
         return latest
 
-    def node_history(self, pipeline: str, node_id: str, *, exclude_run: str, limit: int = 50) -> list[ExecutionRecord]:
-        """Completed (or cached) executions of ``node_id`` in earlier runs of ``pipeline``, newest first."""
+    def node_history(
+        self, pipeline: str, node_id: str, *, exclude_run: str, limit: int = 50, scope: str | None = None
+    ) -> list[ExecutionRecord]:
+        """Completed (or cached) executions of ``node_id`` in earlier runs of ``pipeline``, newest first.
+
+        ``scope`` (e.g. ``model_name=churn``) keeps only executions recorded with that scope.
+        """
         from ml_metadata.metadata_store import metadata_store
 
         safe_pipeline = pipeline.replace("'", "''")
@@ -700,6 +724,7 @@ class MetadataStore:
                 f"custom_properties.node_id.string_value = '{safe_node}' AND "
                 f"contexts_a.type = '{PIPELINE_CONTEXT}' AND contexts_a.name = '{safe_pipeline}' AND "
                 "(last_known_state = COMPLETE OR last_known_state = CACHED)"
+                + ("" if scope is None else f" AND custom_properties.scope.string_value = '{scope.replace(chr(39), chr(39) * 2)}'")
             ),
         )
         with self.locked() as store:

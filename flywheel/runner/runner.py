@@ -23,7 +23,7 @@ import warnings
 from typing import Any, Callable
 
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline
-from flywheel.errors import RunError
+from flywheel.errors import ParameterError, RunError
 from flywheel.home import Home
 from flywheel.metadata.store import (
     COMPLETE,
@@ -32,6 +32,15 @@ from flywheel.metadata.store import (
     MetadataStore,
     RunRecord,
     now_ms,
+)
+from flywheel.runner.cache_policy import (
+    any_uncacheable,
+    data_key,
+    explain_hit,
+    explain_miss,
+    for_record,
+    node_data_sources,
+    run_scope,
 )
 from flywheel.runner.executors import ForkPoolExecutor, InProcessExecutor, Job, JobResult, fork_unsafe_modules
 from flywheel.runner.fingerprint import cache_key, directory_summary, quick_summary
@@ -141,13 +150,23 @@ class LocalRunner:
         trigger: str = "manual",
         trigger_reason: str = "",
         run_id: str | None = None,
+        rerun: frozenset[str] | set[str] = frozenset(),
     ) -> RunResult:
         """Runs ``pipeline`` with parameter overrides; returns when it ends.
+
+        ``cache=False`` runs every node; ``rerun`` names nodes that run even if
+        an identical execution exists (the others may still be cached).
 
         Raises:
             ParameterError: a parameter is unknown, missing or mistyped.
         """
         values = pipeline.resolve_parameters(parameters)
+        unknown = sorted(set(rerun) - set(pipeline.tasks))
+        if unknown:
+            raise ParameterError(
+                f"--rerun names node {unknown[0]!r}, which pipeline '{pipeline.name}' does not have. "
+                f"Its nodes are: {', '.join(pipeline.tasks)}."
+            )
         self.store.reconcile_orphans()
         run = self.store.create_run(
             run_id or new_run_id(pipeline.name),
@@ -158,7 +177,7 @@ class LocalRunner:
             trigger_reason=trigger_reason,
         )
         nodes = {task_id: _Node(task_id) for task_id in pipeline.topological_order()}
-        return self._execute(pipeline, run, values, nodes, cache=cache, retries=retries)
+        return self._execute(pipeline, run, values, nodes, cache=cache, retries=retries, rerun=frozenset(rerun))
 
     def resume(self, pipeline: Pipeline, run_id: str, *, cache: bool = True, retries: int | None = None) -> RunResult:
         """Re-runs the failed nodes of a run and what depends on them.
@@ -213,6 +232,7 @@ class LocalRunner:
         *,
         cache: bool,
         retries: int | None,
+        rerun: frozenset[str] = frozenset(),
     ) -> RunResult:
         executor: ForkPoolExecutor | InProcessExecutor
         unsafe = fork_unsafe_modules() if self.max_workers != 0 else []
@@ -253,7 +273,8 @@ class LocalRunner:
                         continue
                     if not all(u.state in (COMPLETE, CACHED, REUSED) for u in ups):
                         continue
-                    self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), cache, retries)
+                    node_cache = cache and task_id not in rerun
+                    self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), node_cache, retries)
                 pending = [n for n in nodes.values() if n.state in (WAITING, RUNNING, RETRYING)]
                 if not pending:
                     break
@@ -288,21 +309,23 @@ class LocalRunner:
         task = pipeline.tasks[node.task_id]
         params = pipeline.task_parameters(node.task_id, values)
         inputs: dict[str, ArtifactRecord] = {}
+        scope = run_scope(pipeline.parameters, values)
         for name, ref in task.inputs.items():
             if isinstance(ref, OutputRef):
                 inputs[name] = nodes[ref.task_id].outputs[ref.output]
         for name, ref in task.inputs.items():
             if isinstance(ref, LatestRef):
-                found = self._resolve_latest(pipeline, run, node.task_id, ref, inputs)
+                found = self._resolve_latest(pipeline, run, node.task_id, ref, inputs, scope)
                 if found is not None:
                     inputs[name] = found
         node.inputs = inputs
+        sources = node_data_sources(task.component, params)
         key_value = cache_key(
             task.component.code_fingerprint,
             {n: _fingerprint_of(a) for n, a in inputs.items()},
-            params,
+            {**params, **({"__data__": data_key(sources)} if sources else {})},
         )
-        if cache and task.options.cache:
+        if cache and task.options.cache and any_uncacheable(sources) is None:
             for candidate in self.store.find_cached(key_value):
                 if set(candidate.outputs) == set(task.outputs) and outputs_intact(candidate.outputs):
                     node.execution_id = self.store.record_cached(
@@ -314,11 +337,23 @@ class LocalRunner:
                         code_fingerprint=task.component.code_fingerprint,
                         source=candidate,
                         inputs=inputs,
+                        scope=scope,
+                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources)},
                     )
                     node.outputs = dict(candidate.outputs)
                     node.state = CACHED
                     self._emit(run, node, CACHED)
                     return
+        history = self.store.node_history(pipeline.name, node.task_id, exclude_run=run.run_id, limit=1, scope=scope or None)
+        reason = explain_miss(
+            history[0] if history else None,
+            code_fingerprint=task.component.code_fingerprint,
+            inputs=inputs,
+            parameters=params,
+            sources=sources,
+            cache_enabled=cache,
+            node_cache=task.options.cache,
+        )
         log_path = os.path.join(self.home.logs, run.run_id, f"{node.task_id}.log")
         final_uris = {
             name: (ref.type.TYPE_NAME, self._final_uri(pipeline, run, node.task_id, name))
@@ -334,6 +369,8 @@ class LocalRunner:
             log_path=log_path,
             inputs=inputs,
             outputs=final_uris,
+            scope=scope,
+            details={"cache_reason": reason, "data_sources": for_record(sources)},
         )
         node.execution_id = execution_id
         node.output_ids = output_ids
@@ -357,9 +394,19 @@ class LocalRunner:
         self._dispatch(pipeline, run, node, executor, by_key, key)
 
     def _resolve_latest(
-        self, pipeline: Pipeline, run: RunRecord, task_id: str, ref: LatestRef, data: dict[str, ArtifactRecord]
+        self,
+        pipeline: Pipeline,
+        run: RunRecord,
+        task_id: str,
+        ref: LatestRef,
+        data: dict[str, ArtifactRecord],
+        scope: str,
     ) -> ArtifactRecord | None:
         """The artifact a ``latest(...)`` input stands for in this run.
+
+        Only earlier runs for the same model (``scope``: the run's ``model_name``)
+        count, so a new dataset trained under its own name never inherits another
+        model's schema or statistics.
 
         For a node's own earlier output (validate's previous statistics, say),
         earlier runs on the same data are passed over: comparing data with
@@ -371,7 +418,7 @@ class LocalRunner:
         the runs after it.
         """
         current = {n: _fingerprint_of(a) for n, a in data.items()}
-        for record in self.store.node_history(pipeline.name, ref.task_id, exclude_run=run.run_id):
+        for record in self.store.node_history(pipeline.name, ref.task_id, exclude_run=run.run_id, scope=scope or None):
             artifact = record.outputs.get(ref.output)
             if artifact is None or artifact.state != "LIVE" or not os.path.exists(artifact.uri):
                 continue

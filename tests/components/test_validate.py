@@ -95,7 +95,7 @@ def test_missing_column_and_wrong_type_fail_the_node_naming_each_feature(tmp_pat
     bad = _validate(new_artifact, "bad", broken_examples, curated_schema=good["schema"])
 
     assert bad["error"] is not None
-    assert bad["error"].startswith("Data validation found 4 anomalies: ")
+    assert bad["error"].startswith("Data validation found 4 blocking anomalies: ")
     assert "'island' (train): Column dropped" in bad["error"]
     assert "'body_mass_g' (eval): Unexpected data type" in bad["error"]
     for split in ("train", "eval"):
@@ -134,12 +134,20 @@ def test_shifted_numeric_feature_drifts_while_a_same_distribution_sample_does_no
     assert same["found"]["drift"] == {} and same["error"] is None
 
     shifted_data = _sample(1500, seed=2, shift=8.0)
-    shifted = _validate(new_artifact, "shifted", _examples(new_artifact, "shifted", shifted_data, tmp_path), **against_base)
-    assert shifted["measured"]["drift"]["weight"]["value"] > 0.1
-    assert set(shifted["found"]["drift"]) == {"weight"}
-    assert "Jensen-Shannon divergence between current and previous" in shifted["found"]["drift"]["weight"]
+    shifted_examples = _examples(new_artifact, "shifted", shifted_data, tmp_path)
+    recorded = _validate(new_artifact, "recorded", shifted_examples, **against_base)
+    assert recorded["measured"]["drift"]["weight"]["value"] > 0.1
+    assert set(recorded["found"]["drift"]) == {"weight"}
+    assert "Jensen-Shannon divergence between current and previous" in recorded["found"]["drift"]["weight"]
+    assert recorded["error"] is None  # drift is recorded, not blocking, by default
+    assert recorded["anomalies"].properties["severity"] == {
+        "drift": {"weight": {"severity": "warning", "kinds": ["COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]}}
+    }
+    assert recorded["anomalies"].properties["warning_count"] == 1
+    shifted = _validate(new_artifact, "shifted", shifted_examples, severity={"drift": "error"}, **against_base)
     assert "'weight' (drift)" in shifted["error"]
     assert shifted["anomalies"].properties["anomalous_features"] == ["weight"]
+    assert shifted["anomalies"].properties["blocking_count"] == 1
 
 
 def test_curated_schema_file_wins_over_inference(tmp_path, new_artifact):
@@ -195,3 +203,60 @@ def test_tfdv_is_imported_without_beams_cloud_clients_which_stay_importable():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_a_random_split_of_heavy_tailed_data_shows_no_skew(tmp_path, new_artifact):
+    # Two halves of one hash split: TFDV's default (equal-width) histogram measured JS ~0.5 here.
+    rng = np.random.default_rng(7)
+    rows = 20_000
+    frame = pd.DataFrame(
+        {
+            "distance_km": ((rng.pareto(1.1, rows) + 1.0) * 2.0).round(3),
+            "amount": rng.lognormal(3.0, 1.2, rows).round(2),
+            "species": rng.choice(["a", "b"], size=rows),
+        }
+    )
+    result = _validate(new_artifact, "heavy", _examples(new_artifact, "heavy", frame, tmp_path))
+    skew = result["measured"]["skew"]
+    assert skew["distance_km"]["type"] == "JENSEN_SHANNON_DIVERGENCE"
+    assert skew["distance_km"]["value"] < 0.1 and skew["amount"]["value"] < 0.1
+    assert result["found"]["skew"] == {} and result["error"] is None
+
+
+def test_unseen_rare_categories_and_a_column_empty_in_eval_are_recorded_not_blocking(tmp_path, new_artifact):
+    rng = np.random.default_rng(3)
+    rows = 3000
+    kind = rng.choice(["a", "b", "c"], size=rows).astype(object)
+    frame = pd.DataFrame({"kind": kind, "x": rng.normal(size=rows), "species": rng.choice(["x", "y"], size=rows)})
+    examples = _examples(new_artifact, "base", frame, tmp_path)
+    first = _validate(new_artifact, "first", examples)
+    later = frame.copy()
+    later.loc[:4, "kind"] = [f"rare-{i}" for i in range(5)]  # five values the schema never saw
+    later["note"] = None
+    later.loc[: rows // 2, "note"] = "filled"
+    later_examples = _examples(new_artifact, "later", later, tmp_path)
+    graded = _validate(new_artifact, "later", later_examples, curated_schema=first["schema"])
+    assert graded["error"] is None
+    kinds = graded["anomalies"].properties["severity"]
+    assert kinds["train"]["kind"] == {"severity": "warning", "kinds": ["ENUM_TYPE_UNEXPECTED_STRING_VALUES"]}
+    assert graded["anomalies"].properties["blocking_count"] == 0 and graded["anomalies"].properties["warning_count"] >= 1
+    assert ">warning<" in Path(graded["report"].path("index.html")).read_text()
+
+    strict = _validate(new_artifact, "strict", later_examples, curated_schema=first["schema"],
+                       severity={"ENUM_TYPE_UNEXPECTED_STRING_VALUES": "error"})
+    assert "1 blocking anomaly" in strict["error"] and "'kind' (train)" in strict["error"]
+    with pytest.raises(ParameterError, match="'severity' parameter of validate"):
+        _validate(new_artifact, "bad-severity", later_examples, severity={"skew": "fatal"})
+
+
+def test_a_column_missing_blocks_but_one_present_and_empty_in_a_split_is_recorded():
+    from flywheel.components._validate_severity import classify
+
+    kinds = {"eval": {"notes": ["SCHEMA_MISSING_COLUMN"], "island": ["SCHEMA_MISSING_COLUMN"]},
+             "train": {"mass": ["FLOAT_TYPE_STRING_NOT_FLOAT"]}, "skew": {"mass": ["COMPARATOR_L_INFTY_HIGH"]}}
+    graded = classify(kinds, overrides={}, curated_domain=False, split_columns={"eval": {"notes", "mass"}})
+    assert graded["eval"]["notes"] == {"severity": "warning", "kinds": ["COLUMN_EMPTY_IN_SPLIT"]}
+    assert graded["eval"]["island"]["severity"] == "error"
+    assert graded["train"]["mass"]["severity"] == "error" and graded["skew"]["mass"]["severity"] == "warning"
+    relaxed = classify(kinds, overrides={"SCHEMA_MISSING_COLUMN": "warning"}, curated_domain=False, split_columns={})
+    assert relaxed["eval"]["island"]["severity"] == "warning"

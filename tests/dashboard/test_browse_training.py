@@ -72,6 +72,8 @@ def test_model_page_shows_registry_evaluation_and_curves(trained, page):
         shown = {m: page.locator(f"table.overall-metrics td[data-metric='{m}']").inner_text() for m in info["metrics"]}
         assert shown == {m: f"{v:.4f}" for m, v in info["metrics"].items()}
         assert cell_texts(page, ".blessing ul.reasons li") == blessing["reasons"]
+        trained_on = page.locator(".blessing .data-source").first.inner_text()
+        assert trained_on.startswith("trained on palmerpenguins") and "sha256" in trained_on
         slices = evaluation["slices"]
         for feature, values in slices.items():
             for value, metrics in values.items():

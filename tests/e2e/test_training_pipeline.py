@@ -98,7 +98,7 @@ def test_bad_data_stops_the_run_at_validate_naming_the_feature(env, first_run, d
     path = env["root"] / f"{damage}.csv"
     frame.to_csv(path, index=False)
 
-    result = flywheel(env, "run", PIPELINE, "-p", f"data_path={path}")
+    result = flywheel(env, "run", PIPELINE, "-p", f"data_path={path}", "-p", "model_name=penguins")
 
     assert result.returncode == 1
     assert "node 'validate' failed" in result.stdout
@@ -126,7 +126,8 @@ def test_run_on_new_data_compares_against_the_pushed_model(env, first_run):
     path = env["root"] / "new.csv"
     frame.sample(frac=0.9, random_state=1).to_csv(path, index=False)
 
-    result = flywheel(env, "run", PIPELINE, "-p", f"data_path={path}")
+    # The same model (schema, statistics and baseline are looked up per model_name) on a new file.
+    result = flywheel(env, "run", PIPELINE, "-p", f"data_path={path}", "-p", "model_name=penguins")
 
     assert result.returncode == 0, result.stdout + result.stderr
     _, nodes = newest(env)

@@ -475,3 +475,18 @@ def test_registry_pvc_is_mounted_by_the_tasks_that_use_the_registry(tmp_path, mo
     assert Home("/somewhere").registry == "/mnt/flywheel-data/registry"  # what registry="" resolves to there
     monkeypatch.delenv("FLYWHEEL_REGISTRY")
     assert Home("/somewhere").registry == "/somewhere/registry"
+
+
+def test_kfp_cannot_serve_a_stale_ingest_from_its_cache(tmp_path):
+    """Tasks that read outside data compile with caching off; the others keep KFP's cache."""
+    pipe = load_pipeline(os.path.join(REPO_ROOT, "pipelines", "training.py"))
+    doc = _compile(tmp_path, pipe)
+    tasks = _task_by_display_name(doc)
+    for reader in ("ingest", "validate"):  # ingest reads data_path, validate schema_path
+        assert tasks[reader][1]["cachingOptions"].get("enableCache", False) is False, reader
+    for other in ("transform", "train", "evaluate", "push"):
+        assert tasks[other][1]["cachingOptions"] == {"enableCache": True}, other
+    # The data path stays a run-time parameter: a recurring run resolves its span when it fires.
+    ingest_inputs = tasks["ingest"][1]["inputs"]["parameters"]
+    assert ingest_inputs["path"] == {"componentInputParameter": "data_path"}
+    assert doc["root"]["inputDefinitions"]["parameters"]["data_path"]["parameterType"] == "STRING"

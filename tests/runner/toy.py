@@ -70,3 +70,13 @@ def note_pid(out: Output[Dataset], after: str = "") -> None:
 def note_pid_isolated(out: Output[Dataset]) -> None:
     """Records its worker's pid; the worker exits afterwards."""
     out.properties["pid"] = os.getpid()
+
+
+@component(reads=("source",))
+def read_lines(out: Output[Dataset], source: str) -> None:
+    """Copies a file from outside the store (its content is part of the cache key)."""
+    with open(source, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(out.path("data.txt"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    out.properties["lines"] = text.count("\n")

@@ -1,0 +1,236 @@
+"""Data read from outside the store: span/version patterns and content fingerprints.
+
+A node that reads data named by a parameter (ingest's ``path``, validate's
+``schema_path``) makes that data part of its cache key: the runner calls
+``describe_source`` before the node runs, and the component records the same
+description on its output, so lineage says exactly what was read.
+
+Patterns, as TFX's ExampleGen has them: ``{SPAN}`` and ``{VERSION}`` stand for
+digits, ``{YYYY}``/``{MM}``/``{DD}`` for a date (its span is the number of days
+since 1970-01-01). ``resolve_pattern`` picks the newest span (and its newest
+version), or the last ``span_count`` spans, *when it is called*: a schedule
+that fires every night reads the span that is newest then.
+
+A source record is a plain dict, so an object store slots in beside files::
+
+    {"kind": "file", "uri": "data/span-3", "span": 3, "version": None,
+     "size": 8123, "mtime": 1767000000.0, "sha256": "...", "files": [...]}
+    {"kind": "object", "uri": "s3://b/k", "etag": None, ...}   # see uncacheable()
+
+Contents are hashed in 1 MiB chunks, never read whole into memory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import hashlib
+import os
+import re
+from typing import Any
+
+from flywheel.errors import FlywheelError
+
+SPAN, VERSION = "{SPAN}", "{VERSION}"
+DATE_PARTS = ("{YYYY}", "{MM}", "{DD}")
+OBJECT_SCHEMES = ("s3://", "gs://", "gcs://", "minio://")
+_CHUNK = 1 << 20
+_EPOCH = datetime.date(1970, 1, 1)
+_PLACEHOLDER_RE = {
+    SPAN: r"(?P<span>\d+)",
+    VERSION: r"(?P<version>\d+)",
+    "{YYYY}": r"(?P<year>\d{4})",
+    "{MM}": r"(?P<month>\d{2})",
+    "{DD}": r"(?P<day>\d{2})",
+}
+
+
+class DataSourceError(FlywheelError):
+    """A data path or pattern names nothing, or names it in a way that cannot be resolved."""
+
+
+def is_pattern(path: str) -> bool:
+    """Whether ``path`` holds a span, version or date placeholder."""
+    return any(part in path for part in (SPAN, VERSION, *DATE_PARTS))
+
+
+def resolve_pattern(pattern: str, *, span_count: int = 1) -> dict[str, Any]:
+    """The newest span(s) a pattern matches now.
+
+    Args:
+        pattern: A path with ``{SPAN}`` (optionally ``{VERSION}``) or all of
+            ``{YYYY}``, ``{MM}``, ``{DD}``; it may name files or directories.
+        span_count: How many of the newest spans to take (a rolling range).
+
+    Returns:
+        ``{"paths": [...], "spans": [...], "span": newest, "version": int|None,
+        "date": "YYYY-MM-DD"|None}``, oldest span first in ``paths``.
+
+    Raises:
+        DataSourceError: the placeholders are mixed or incomplete, or nothing matches.
+    """
+    if not isinstance(span_count, int) or isinstance(span_count, bool) or span_count < 1:
+        raise DataSourceError(f"The span count must be an int >= 1. Got {span_count!r} instead.")
+    dates = [part for part in DATE_PARTS if part in pattern]
+    if dates and SPAN in pattern:
+        raise DataSourceError(
+            f"Data path {pattern!r} mixes {{SPAN}} with date parts; use either {{SPAN}} or {{YYYY}}{{MM}}{{DD}}."
+        )
+    if dates and len(dates) != len(DATE_PARTS):
+        raise DataSourceError(
+            f"Data path {pattern!r} has {''.join(dates)} but a date needs all of {{YYYY}}, {{MM}} and {{DD}}."
+        )
+    if VERSION in pattern and SPAN not in pattern and not dates:
+        raise DataSourceError(f"Data path {pattern!r} has {{VERSION}} without {{SPAN}} or a date; add one.")
+    expanded = os.path.expanduser(pattern)
+    glob_pattern, regex = expanded, re.escape(expanded)
+    for placeholder, group in _PLACEHOLDER_RE.items():
+        glob_pattern = glob_pattern.replace(placeholder, "*")
+        regex = regex.replace(re.escape(placeholder), group, 1).replace(re.escape(placeholder), f"(?P={group[4:group.index('>')]})")
+    matcher = re.compile(regex + r"\Z")
+    found: dict[int, tuple[int | None, str, str | None]] = {}
+    for candidate in sorted(glob.glob(glob_pattern)):
+        match = matcher.match(candidate)
+        if match is None:
+            continue
+        groups = match.groupdict()
+        date = None
+        if dates:
+            try:
+                day = datetime.date(int(groups["year"]), int(groups["month"]), int(groups["day"]))
+            except ValueError:
+                continue  # not a calendar date, e.g. 2026-13-40
+            span, date = (day - _EPOCH).days, day.isoformat()
+        else:
+            span = int(groups["span"])
+        version = int(groups["version"]) if groups.get("version") is not None else None
+        best = found.get(span)
+        if best is None or (version or 0) > (best[0] or 0):
+            found[span] = (version, candidate, date)
+    if not found:
+        raise DataSourceError(
+            f"No file or directory matches the data path {pattern!r} (looked for {glob_pattern!r}); "
+            "check the pattern, or write the first span."
+        )
+    spans = sorted(found)[-span_count:]
+    newest = found[spans[-1]]
+    return {
+        "paths": [found[s][1] for s in spans],
+        "spans": spans,
+        "span": spans[-1],
+        "version": newest[0],
+        "date": newest[2],
+    }
+
+
+def data_files(path: str) -> list[str]:
+    """The files behind a local path: the file itself, every file under a directory, or a glob's files."""
+    path = os.path.expanduser(path)
+    if any(ch in path for ch in "*?["):
+        return sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            found += [os.path.join(root, n) for n in sorted(names) if not n.startswith((".", "_"))]
+        return found
+    return [path] if os.path.isfile(path) else []
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's content, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_source(path: str, *, span_count: int = 1, parameter: str = "path") -> dict[str, Any]:
+    """What a data parameter names now, with a content fingerprint.
+
+    A value that is neither a local path nor an object URI (a built-in dataset
+    name such as "" or "palmerpenguins") is recorded as ``kind: "named"``: its
+    content comes with the installed package.
+    """
+    record: dict[str, Any] = {"parameter": parameter, "uri": path, "span": None, "version": None, "date": None}
+    if path.startswith(OBJECT_SCHEMES):
+        # Storage for object URIs comes with the cluster storage work; until then no ETag is known,
+        # so the source cannot vouch for its content and the node always runs (see uncacheable()).
+        return {**record, "kind": "object", "etag": None, "sha256": None}
+    paths = [path]
+    if is_pattern(path):
+        resolved = resolve_pattern(path, span_count=span_count)
+        paths = resolved["paths"]
+        record.update(span=resolved["span"], version=resolved["version"], date=resolved["date"], spans=resolved["spans"])
+        record["resolved"] = paths
+    files = [f for p in paths for f in data_files(p)]
+    if not files and not is_pattern(path) and not os.path.exists(os.path.expanduser(path)):
+        return {**record, "kind": "named", "sha256": hashlib.sha256(path.encode()).hexdigest()}
+    entries = []
+    combined = hashlib.sha256()
+    for name in files:
+        stat = os.stat(name)
+        sha = file_sha256(name)
+        entries.append({"uri": name, "size": stat.st_size, "mtime": stat.st_mtime, "sha256": sha})
+        combined.update(f"{os.path.basename(name)}\0{sha}\0".encode())
+    return {
+        **record,
+        "kind": "file",
+        "files": entries,
+        "size": sum(e["size"] for e in entries),
+        "mtime": max((e["mtime"] for e in entries), default=None),
+        "sha256": combined.hexdigest(),
+    }
+
+
+def uncacheable(source: dict[str, Any]) -> bool:
+    """Whether a source has no content fingerprint (so a node reading it must always run)."""
+    return not source.get("sha256") and not source.get("etag")
+
+
+def cache_identity(source: dict[str, Any]) -> dict[str, Any]:
+    """The part of a source record that goes into a cache key: content, not timestamps."""
+    return {k: source.get(k) for k in ("parameter", "kind", "uri", "span", "version", "sha256", "etag")}
+
+
+def dataset_name(path: str) -> str:
+    """A name for the data a path names: the file or folder stem before any placeholder.
+
+    ``data/own.csv`` -> ``own``; ``exports/sales/span-{SPAN}/`` -> ``sales``;
+    "" or "palmerpenguins" -> ``penguins``; ``s3://b/churn/*.parquet`` -> ``churn``.
+    """
+    if path in ("", "palmerpenguins"):
+        return "penguins"
+    if path == "sklearn-digits":
+        return "digits"
+    parts = [p for p in re.split(r"[\\/]+", path.split("://", 1)[-1]) if p]
+    while parts and (is_pattern(parts[-1]) or any(ch in parts[-1] for ch in "*?[")):
+        parts.pop()
+    stem = os.path.splitext(parts[-1])[0] if parts else ""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.")
+    return cleaned or "model"
+
+
+def describe_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """One line saying how a data source changed, e.g. ``data.csv size 8.1 kB -> 13.9 kB``."""
+    name = os.path.basename(str(after.get("uri", "")).rstrip("/")) or str(after.get("uri"))
+    if before.get("span") != after.get("span"):
+        return f"{name}: new span {after.get('span')} (was {before.get('span')})"
+    if before.get("version") != after.get("version"):
+        return f"{name}: version {before.get('version')} -> {after.get('version')}"
+    if before.get("uri") != after.get("uri"):
+        return f"{before.get('uri')} -> {after.get('uri')}"
+    if before.get("size") is not None and before.get("size") != after.get("size"):
+        return f"{name} size {human_bytes(before['size'])} -> {human_bytes(after['size'])}"
+    return f"{name} content changed (sha256 {str(before.get('sha256'))[:10]} -> {str(after.get('sha256'))[:10]})"
+
+
+def human_bytes(count: int) -> str:
+    """``8123`` -> ``8.1 kB`` (decimal units, as file managers show them)."""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
