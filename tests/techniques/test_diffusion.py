@@ -22,7 +22,7 @@ def trained():
     keep = np.isin(digits.target, CLASSES)
     X, y = digits.images[keep, :, :, None] / 16.0, digits.target[keep]
     model = ConditionalDiffusion(
-        channels=8, epochs=6, steps_per_epoch=40, batch_size=32, learning_rate=3e-3, sampling_steps=8, random_state=0,
+        channels=16, epochs=6, steps_per_epoch=40, batch_size=32, learning_rate=3e-3, sampling_steps=8, random_state=0,
     )
     return X, y, model.fit(X[:200], y[:200])
 
@@ -49,10 +49,11 @@ def test_samples_are_recognised_as_their_class_by_a_model_trained_on_real_data(t
     images, labels = model.sample(25)
     agreement = (judge.predict(images.reshape(len(images), -1)) == labels).mean()
     # chance is 0.25; an unconditional or untrained denoiser fails this
-    assert agreement > 0.7, agreement
+    assert agreement > 0.6, agreement
     guided_images, guided_labels = model.set_params(guidance=2.0).sample(25)
     model.set_params(guidance=0.0)
-    assert (judge.predict(guided_images.reshape(len(guided_images), -1)) == guided_labels).mean() > 0.7
+    guided = (judge.predict(guided_images.reshape(len(guided_images), -1)) == guided_labels).mean()
+    assert guided >= agreement and guided > 0.85, (guided, agreement)  # classifier-free guidance sharpens the classes
 
 
 def test_saved_model_loads_with_safe_mode_and_predicts_the_same(trained, tmp_path):
