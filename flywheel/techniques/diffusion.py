@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from flywheel.errors import FlywheelError
+from flywheel.techniques._checks import requested_labels
 from flywheel.techniques.base import Interval, Options, Technique
 
 _STEP_FEATURES = 32  # sinusoidal features of the noising step fed to the denoiser
@@ -237,18 +238,12 @@ class ConditionalDiffusion(Technique):
         """
         if not hasattr(self, "denoiser_"):
             raise FlywheelError("ConditionalDiffusion.sample called before fit; fit it on the real examples first (or load a saved one).")
-        if isinstance(counts, int):
-            counts = {c: counts for c in self.classes_.tolist()}
-        unknown = [c for c in counts if c not in self.classes_]
-        if unknown:
-            raise FlywheelError(f"ConditionalDiffusion.sample: classes {unknown} were not seen in fit; seen: {self.classes_.tolist()}.")
-        labels = np.concatenate([np.full(int(n), c) for c, n in counts.items()]) if counts else np.zeros(0)
-        codes = np.searchsorted(self.classes_, labels)
+        labels, codes = requested_labels("ConditionalDiffusion", self.classes_, counts)
         shape = tuple(self.denoiser_.inputs[0].shape[1:])
         noise = self._sample_rng.standard_normal((len(labels), *shape)).astype(np.float32)
         parts = [self._ddim(noise[i: i + batch_size], codes[i: i + batch_size]) for i in range(0, len(labels), batch_size)]
         images = np.concatenate(parts) if parts else noise
-        return ((images + 1.0) / 2.0).reshape((len(labels), *self.shape_)), labels.astype(self.classes_.dtype)
+        return ((images + 1.0) / 2.0).reshape((len(labels), *self.shape_)), labels
 
     def _ddim(self, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
         alpha_bar = noise_schedule(self.schedule, self.timesteps)
