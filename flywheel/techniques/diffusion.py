@@ -163,7 +163,7 @@ class ConditionalDiffusion(Technique):
         if X.ndim not in (3, 4) or y.ndim != 1 or len(X) != len(y) or len(X) == 0:
             raise FlywheelError(
                 f"ConditionalDiffusion.fit needs images X (n, height, width[, channels]) and labels y (n,) of equal "
-                f"length; got X {X.shape} and y {y.shape}."
+                f"length; got X {X.shape} and y {y.shape}. Reshape flat vectors to images and pass one label per image."
             )
         if not np.all(np.isfinite(X)) or X.min() < 0 or X.max() > 1:
             raise FlywheelError("ConditionalDiffusion.fit needs finite values in [0, 1]; scale images first (e.g. uint8 / 255).")
