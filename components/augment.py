@@ -1,8 +1,8 @@
 """augment: offline augmentation of the train split of image Examples.
 
-``method="gan"`` trains a class-conditional GAN on the train split and adds
-generated images to the classes below ``target_per_class`` (the low-data
-classes); ``method="policy"`` adds ``n_copies`` copies of the train split
+``method="gan"`` (or ``"diffusion"``) trains a class-conditional GAN (or
+denoising diffusion model) on the train split and adds generated images to the
+classes below ``target_per_class`` (the low-data classes); ``method="policy"`` adds ``n_copies`` copies of the train split
 transformed by a searched policy (an ``AugmentationPolicy`` from
 ``search_augmentation``). Generated rows get ``synthetic = True`` and
 ``example_id`` -1; other splits are copied unchanged.
@@ -18,7 +18,8 @@ from flywheel.components import _technique_data as data
 from flywheel.components import examples_io
 from flywheel.components.search_augmentation import AugmentationPolicy, image_split, read_policy
 
-METHODS = ("gan", "policy")
+GENERATORS = ("gan", "diffusion")
+METHODS = (*GENERATORS, "policy")
 
 
 @component
@@ -30,19 +31,21 @@ def augment(
     target_per_class: int = 100,
     n_copies: int = 4,
     gan_steps: int = 3000,
+    diffusion_epochs: int = 10,
     seed: int = 0,
 ) -> None:
-    """Adds synthetic train images (GAN samples or policy-augmented copies).
+    """Adds synthetic train images (GAN or diffusion samples, or policy-augmented copies).
 
     Args:
         examples: Image Examples with a labelled ``train`` split.
         augmented: Receives the Examples with the grown train split.
         policy: The searched policy (``method="policy"`` only).
-        method: "gan" or "policy".
-        target_per_class: GAN: generate until every class has this many train images.
+        method: "gan", "diffusion" or "policy".
+        target_per_class: GAN/diffusion: generate until every class has this many train images.
         n_copies: Policy: augmented copies of the train split to add.
         gan_steps: GAN training steps.
-        seed: Seeds the GAN and the augmentation draws.
+        diffusion_epochs: Diffusion training epochs (100 steps each; a progress line each).
+        seed: Seeds the generator and the augmentation draws.
 
     Raises:
         ParameterError: unknown method, or "policy" without a policy input.
@@ -58,13 +61,11 @@ def augment(
     images, y, frame, classes = image_split(examples, "train")
     label = examples_io.label_of(examples)
     original, _ = examples_io.read_images(examples, "train")
-    if method == "gan":
-        from flywheel.techniques.gan import ConditionalGAN
-
+    if method in GENERATORS:
         counts = np.bincount(y, minlength=len(classes))
         wanted = {c: int(target_per_class - n) for c, n in enumerate(counts) if n < target_per_class}
-        gan = ConditionalGAN(steps=gan_steps, random_state=seed).fit(images, y)
-        new_images, new_y = gan.sample(wanted) if wanted else (images[:0], y[:0])
+        generator = _generator(method, gan_steps, diffusion_epochs, seed).fit(images, y)
+        new_images, new_y = generator.sample(wanted) if wanted else (images[:0], y[:0])
     else:
         from flywheel.techniques.autoaugment import augmented_training_set, policy_from_json
 
@@ -86,3 +87,14 @@ def augment(
             other_images, other_frame = examples_io.read_images(examples, other)
             data.write_like(examples, augmented, other, other_frame, other_images)
     augmented.properties.update({"augmentation": method, "synthetic_rows": int(len(new_y))})
+
+
+def _generator(method: str, gan_steps: int, diffusion_epochs: int, seed: int):
+    """The unfitted class-conditional generator named by ``method`` (one of GENERATORS)."""
+    if method == "gan":
+        from flywheel.techniques.gan import ConditionalGAN
+
+        return ConditionalGAN(steps=gan_steps, random_state=seed)
+    from flywheel.techniques.diffusion import ConditionalDiffusion
+
+    return ConditionalDiffusion(epochs=diffusion_epochs, verbose=True, random_state=seed)

@@ -40,3 +40,22 @@ def check_features_labels(owner: str, x: Any, y: Any, *, min_dims: int = 2, min_
             f"({', '.join(map(str, classes[:5]))})."
         )
     return x, y
+
+
+def requested_labels(owner: str, classes: Any, counts: Any) -> tuple[Any, Any]:
+    """(labels, their indices into ``classes``) asked of a fitted class-conditional generator.
+
+    ``counts`` maps class -> how many; an int means that many of every class.
+
+    Raises:
+        FlywheelError: a class the generator was not fitted on.
+    """
+    import numpy as np
+
+    if isinstance(counts, int):
+        counts = {c: counts for c in classes.tolist()}
+    unknown = [c for c in counts if c not in classes]
+    if unknown:
+        raise FlywheelError(f"{owner}.sample: classes {unknown} were not seen in fit; seen: {classes.tolist()}.")
+    labels = np.concatenate([np.full(int(n), c) for c, n in counts.items()]) if counts else np.zeros(0)
+    return labels.astype(classes.dtype), np.searchsorted(classes, labels)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from flywheel.errors import FlywheelError
+from flywheel.techniques._checks import requested_labels
 from flywheel.techniques.base import Interval, Technique
 
 
@@ -167,15 +168,9 @@ class ConditionalGAN(Technique):
         """
         if not hasattr(self, "generator_"):
             raise FlywheelError("ConditionalGAN.sample called before fit; fit it on the real examples first.")
-        if isinstance(counts, int):
-            counts = {c: counts for c in self.classes_.tolist()}
-        unknown = [c for c in counts if c not in self.classes_]
-        if unknown:
-            raise FlywheelError(f"ConditionalGAN.sample: classes {unknown} were not seen in fit; seen: {self.classes_.tolist()}.")
-        labels = np.concatenate([np.full(int(n), c) for c, n in counts.items()]) if counts else np.zeros(0)
-        codes = np.searchsorted(self.classes_, labels)
+        labels, codes = requested_labels("ConditionalGAN", self.classes_, counts)
         fake, _ = self._generate(self._sample_rng.standard_normal((len(labels), self.latent_dim)), np.eye(len(self.classes_))[codes])
-        return fake.reshape((len(labels), *self.shape_)), labels.astype(self.classes_.dtype)
+        return fake.reshape((len(labels), *self.shape_)), labels
 
     @classmethod
     def _contract_case(cls) -> dict[str, Any]:
