@@ -10,12 +10,17 @@
 # explicit ulimits works there and everywhere else.
 set -euo pipefail
 
-[ "$(id -u)" = 0 ] || { echo "error: installing packages needs root; run as root (sudo $0)" >&2; exit 1; }
-
+CONF=/etc/containers/containers.conf.d/flywheel.conf
 missing=()
 for tool in podman buildah runc debootstrap; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+if [ "${#missing[@]}" = 0 ] && [ -f "$CONF" ]; then
+  echo "podman, buildah, runc, debootstrap installed; $CONF present"
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "error: installing ${missing[*]:-the engine configuration} needs root; run as root (sudo $0)" >&2; exit 1; }
+
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -23,7 +28,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 mkdir -p /etc/containers/containers.conf.d
-cat > /etc/containers/containers.conf.d/flywheel.conf <<CONF
+cat > "$CONF" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 

@@ -164,3 +164,46 @@ def run_task(client: Any, image: str, command: list, volumes: dict, options: Tas
         return int(container.wait()["StatusCode"])
     finally:
         container.remove(force=True)
+
+
+@contextlib.contextmanager
+def podman_docker_api(socket_path: str | os.PathLike[str], *, start_timeout_s: float = 30) -> Iterator[str]:
+    """Serves podman's Docker-compatible API at ``socket_path`` while the block runs.
+
+    Yields the ``DOCKER_HOST`` value (``unix://<socket_path>``); the service is stopped on exit.
+
+    Raises:
+        ContainerRunError: podman is not installed or the API did not come up in time.
+    """
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("podman") is None:
+        raise ContainerRunError("podman is not installed; install podman, buildah and runc (docker/engine-setup.sh).")
+    path = os.path.abspath(os.fspath(socket_path))
+    host = f"unix://{path}"
+    import tempfile
+
+    log = tempfile.TemporaryFile()  # a pipe nobody reads would block the service once full
+    service = subprocess.Popen(["podman", "system", "service", "--time=0", host], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while not os.path.exists(path):
+            if service.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                error = log.read().decode(errors="replace").strip()
+                raise ContainerRunError(
+                    f"podman's Docker API did not come up at {host} within {start_timeout_s:.0f}s"
+                    f"{': ' + error.splitlines()[-1] if error else ''}. Check `podman info`."
+                )
+            time.sleep(0.2)
+        yield host
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+        log.close()
