@@ -32,8 +32,12 @@ if [ "$step" = deps ]; then
   # C headers for building TensorFlow custom ops (0.4 GB) and the packages' own test suites.
   rm -rf "$site/tensorflow/include"
   find "$site" -depth -type d \( -name tests -o -name __pycache__ \) -path "$site/*/*" -exec rm -rf {} +
-  # Debug symbols of shared libraries (TensorFlow alone carries 0.2 GB of them).
-  find "$site" -name '*.so*' -type f -exec strip --strip-unneeded {} + 2>/dev/null || true
+  # TensorFlow's debug symbols (0.2 GB). Only TensorFlow's own libraries: stripping a library
+  # auditwheel rewrote with patchelf (numpy.libs, scipy.libs, ...) breaks it ("ELF load command
+  # address/offset not page-aligned").
+  for lib in "$site"/tensorflow/libtensorflow_cc.so.2 "$site"/tensorflow/libtensorflow_framework.so.2; do
+    [ ! -f "$lib" ] || strip --strip-unneeded "$lib"
+  done
 elif [ "$step" = project ]; then
   /opt/venv/bin/pip install --no-deps --no-build-isolation /src
   /opt/venv/bin/python -c "import flywheel.cli, flywheel.executor"

@@ -114,20 +114,40 @@ def _task_containers(options: TaskContainerOptions) -> Iterator[None]:
 
     kfp 2.13 hands every task to ``docker_task_handler.run_docker_container(client, image,
     command, volumes)`` with no further options, so that one function is swapped for the
-    duration (kfp's own ``testing_utilities`` patch the same handler).
+    duration (kfp's own ``testing_utilities`` patch the same handler); so is the executor-input
+    construction, for optional inputs left unconnected (see below).
     """
-    from kfp.local import docker_task_handler
+    from kfp.local import docker_task_handler, executor_input_utils
 
-    original = docker_task_handler.run_docker_container
+    original_run = docker_task_handler.run_docker_container
+    original_construct = executor_input_utils.construct_executor_input
 
     def run_task_container(client: Any, image: str, command: list, volumes: dict) -> int:
         return run_task(client, image, command, {**volumes, **_binds(options.mounts)}, options)
 
+    def construct_without_absent_optional_inputs(component_spec: Any, arguments: dict, **kwargs: Any) -> Any:
+        # kfp.local 2.13 fails with KeyError on an optional input artifact nobody feeds (validate's
+        # curated_schema on a first run); the KFP launcher leaves such an input out of the executor
+        # input, and so does this.
+        absent = [
+            name for name, spec in component_spec.input_definitions.artifacts.items()
+            if name not in arguments and spec.is_optional
+        ]
+        if absent:
+            trimmed = type(component_spec)()
+            trimmed.CopyFrom(component_spec)
+            for name in absent:
+                del trimmed.input_definitions.artifacts[name]
+            component_spec = trimmed
+        return original_construct(component_spec=component_spec, arguments=arguments, **kwargs)
+
     docker_task_handler.run_docker_container = run_task_container
+    executor_input_utils.construct_executor_input = construct_without_absent_optional_inputs
     try:
         yield
     finally:
-        docker_task_handler.run_docker_container = original
+        docker_task_handler.run_docker_container = original_run
+        executor_input_utils.construct_executor_input = original_construct
 
 
 def _binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
