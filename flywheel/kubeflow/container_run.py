@@ -71,6 +71,7 @@ def run_compiled_pipeline(
         ContainerRunError: the IR or an argument is unusable, or a task failed.
         flywheel.images.DockerUnavailableError: no engine answers at DOCKER_HOST.
     """
+    import yaml
     from kfp import components, local
 
     from flywheel.images import connect
@@ -89,7 +90,7 @@ def run_compiled_pipeline(
         mounts[registry_host] = f"{REGISTRY_MOUNT}/registry"
     try:
         pipeline = components.load_component_from_file(os.fspath(ir_path))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ContainerRunError(f"Cannot load the compiled pipeline '{ir_path}': {exc}. Compile it with `flywheel compile`.") from exc
     if registry_dir is not None and "registry" in pipeline.component_spec.inputs:
         args.setdefault("registry", f"{REGISTRY_MOUNT}/registry")
