@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 from typing import Any, Iterator, Mapping
 
 from flywheel.kubeflow.compiler import REGISTRY_MOUNT
@@ -77,17 +78,7 @@ def run_compiled_pipeline(
     from flywheel.images import connect
 
     options = options or TaskContainerOptions()
-    root = os.path.abspath(os.fspath(pipeline_root))
-    os.makedirs(root, exist_ok=True)
-    # Tasks run as options.uid and create their output directories under the root.
-    os.chmod(root, 0o777)
-    mounts = dict(options.mounts)
     args = dict(arguments or {})
-    if registry_dir is not None:
-        registry_host = os.path.abspath(os.fspath(registry_dir))
-        os.makedirs(registry_host, exist_ok=True)
-        os.chmod(registry_host, 0o777)
-        mounts[registry_host] = f"{REGISTRY_MOUNT}/registry"
     try:
         pipeline = components.load_component_from_file(os.fspath(ir_path))
     except (OSError, ValueError, yaml.YAMLError) as exc:
@@ -99,13 +90,22 @@ def run_compiled_pipeline(
         raise ContainerRunError(
             f"The pipeline '{pipeline.name}' has no parameters {unknown}; it takes {sorted(pipeline.component_spec.inputs or {})}."
         )
+    # Tasks run as options.uid: they create their outputs under the root and versions in the registry.
+    root = os.path.abspath(os.fspath(pipeline_root))
+    mounts = dict(options.mounts)
+    if registry_dir is not None:
+        mounts[os.path.abspath(os.fspath(registry_dir))] = f"{REGISTRY_MOUNT}/registry"
+    for directory in (root, *([os.path.abspath(os.fspath(registry_dir))] if registry_dir is not None else [])):
+        os.makedirs(directory, exist_ok=True)
+        os.chmod(directory, 0o777)
     connect().close()  # one clear line now when no engine answers, not a traceback per task
     local.init(runner=local.DockerRunner(), pipeline_root=root, raise_on_error=True)
     with _task_containers(dataclasses.replace(options, mounts=mounts)):
         try:
             task = pipeline(**args)
         except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
-            raise ContainerRunError(f"{exc} (task logs above; outputs under {root}).") from exc
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # kfp.local colours its messages
+            raise ContainerRunError(f"{plain} (task logs above; outputs under {root}).") from exc
     return dict(task.outputs) if hasattr(task, "outputs") and isinstance(task.outputs, dict) else {}
 
 
