@@ -23,6 +23,9 @@ from flywheel.pipeline_file import load_pipeline
 
 from .conftest import COMPONENT_IMAGE, REPO, SERVING_IMAGE, _require_image
 
+# Two pipeline runs of six containers each outlast pytest.ini's 10 minutes on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(2400)
+
 # Small and fast, and lenient enough that both runs are blessed and pushed.
 ARGUMENTS = {"epochs": 5, "thresholds": {"balanced_accuracy": 0.3}, "max_regression": 1.0, "hidden_units": [8, 4]}
 PENGUIN = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5, "flipper_length_mm": 215.0,
