@@ -41,6 +41,18 @@ _SIGNATURE_DEF = "signature_def"
 _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 
 
+def import_apis() -> None:
+    """Imports the generated TF Serving modules (and so TensorFlow) once, before any other thread may."""
+    from tensorflow_serving.apis import (  # noqa: F401 - imported for the side effect
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+    import tensorflow  # noqa: F401 - make_ndarray in _values
+
+
 def grpc_code(http_status: int) -> Any:
     """The gRPC status code of a refusal the REST API answers with ``http_status``."""
     import grpc
@@ -141,17 +153,12 @@ class TFServingAPI:
         version = self._version(request.model_spec)
         metadata = dict(context.invocation_metadata() or ())
 
-        async def read_payload() -> Any:
+        async def read_payload(model: Any) -> Any:
+            _check_output_filter(request.output_filter, _output_of(model))
             return {"inputs": {name: _values(name, tensor) for name, tensor in request.inputs.items()}}
 
         done = await self.server.run_predict(version, read_payload, str(metadata.get(REQUEST_ID_KEY, "")))
-        output = done.model.spec.get("output", "probabilities")
-        unknown = sorted(set(request.output_filter) - {output})
-        if unknown:
-            raise RequestError(
-                f"output_filter names {unknown}, not outputs of '{SIGNATURE}'; its only output is "
-                f"{output!r} (or leave output_filter empty)."
-            )
+        output = _output_of(done.model)
         response = predict_pb2.PredictResponse()
         _model_spec(response.model_spec, self.server.config.model, done.model.version)
         _float_tensor(response.outputs[output], done.probabilities)
@@ -209,6 +216,19 @@ def _values(name: str, tensor: Any) -> list[Any]:
     return list(array)  # an image batch: one array per instance, checked against the model's image shape
 
 
+def _output_of(model: Any) -> str:
+    return model.spec.get("output", "probabilities")
+
+
+def _check_output_filter(names: Any, output: str) -> None:
+    unknown = sorted(set(names) - {output})
+    if unknown:
+        raise RequestError(
+            f"output_filter names {unknown}, not outputs of '{SIGNATURE}'; its only output is "
+            f"{output!r} (or leave output_filter empty)."
+        )
+
+
 def _model_spec(spec: Any, name: str, version: int) -> None:
     spec.name = name
     spec.version.value = version
@@ -226,6 +246,16 @@ def _float_tensor(tensor: Any, array: Any) -> None:
     tensor.tensor_content = values.tobytes()
 
 
+async def _unimplemented(self: Any, request: Any, context: Any) -> Any:
+    import grpc
+
+    await context.abort(
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"flywheel serves Predict, GetModelMetadata and GetModelStatus of the '{SIGNATURE}' signature; "
+        "call Predict and read the class probabilities from its 'probabilities' output.",
+    )
+
+
 def _servicers(api: TFServingAPI) -> tuple[Any, Any]:
     """The PredictionService and ModelService servicers (the generated bases answer UNIMPLEMENTED otherwise)."""
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -237,8 +267,12 @@ def _servicers(api: TFServingAPI) -> tuple[Any, Any]:
         async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
             return await api.call("grpc_metadata", context, lambda: api.metadata(request, context))
 
+        Classify = Regress = MultiInference = _unimplemented  # noqa: N815 - the proto's method names
+
     class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         async def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
             return await api.call("grpc_status", context, lambda: api.status(request, context))
+
+        HandleReloadConfigRequest = _unimplemented  # noqa: N815
 
     return PredictionService(), ModelService()

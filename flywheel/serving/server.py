@@ -232,6 +232,12 @@ class ModelServer:
         """Starts loading the serving version in the background and listens; returns the port."""
         from aiohttp import web
 
+        if self.config.grpc_port is not None:
+            from flywheel.serving.grpc_api import import_apis
+
+            # TensorFlow's protos load TensorFlow: import them before the watch thread imports it too,
+            # as two threads importing TensorFlow at once deadlock on its module locks.
+            await asyncio.get_running_loop().run_in_executor(None, import_apis)
         self.predictor.start()
         self._watcher.start()
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._middleware])
@@ -282,11 +288,12 @@ class ModelServer:
         if self._stopping:
             return
         self._stopping = True
-        if self._grpc is not None:
-            await self._grpc.stop(grace=self.config.shutdown_timeout_s)  # in-flight calls finish first
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()  # no new connections from here on
+        if self._grpc is not None:
+            await self._grpc.stop(grace=self.config.shutdown_timeout_s)  # refuses new calls, finishes in-flight ones
+        if self._runner is not None:
             # Drain before aiohttp's own shutdown: it stops reading sockets, so a request still
             # uploading its body would never finish; here every open connection still works.
             deadline = time.monotonic() + self.config.shutdown_timeout_s
@@ -463,14 +470,14 @@ class ModelServer:
             ) from exc
 
     async def run_predict(
-        self, version: int | None, read_payload: Callable[[], Awaitable[Any]], request_id: str
+        self, version: int | None, read_payload: Callable[[Any], Awaitable[Any]], request_id: str
     ) -> Prediction:
         """One predict request of either API: checks, batched model call, request log, metrics.
 
         Args:
             version: The version asked for (None: the serving one).
-            read_payload: Returns the request as a REST predict body
-                (``{"inputs": ...}`` or ``{"instances": ...}``), checked by ``parse_predict``.
+            read_payload: Given the model that will answer, returns the request as a REST
+                predict body (``{"inputs": ...}`` or ``{"instances": ...}``), checked by ``parse_predict``.
             request_id: The client's id (a new one when it is not a valid id).
 
         Raises:
@@ -480,7 +487,7 @@ class ModelServer:
         with self.predictor.arriving() as mark:  # lets the batcher wait for this request while it is checked
             model = await self.model_at(version)
             parsed = parse_predict(
-                await read_payload(), model.schema, ignore_unknown=self.config.ignore_unknown_features
+                await read_payload(model), model.schema, ignore_unknown=self.config.ignore_unknown_features
             )
             probabilities = await self.predictor.predict(model, parsed.columns, parsed.size, mark)
         if not REQUEST_ID.match(request_id):
@@ -495,7 +502,7 @@ class ModelServer:
         """``POST /v1/models/<name>[/versions/<v>]:predict``."""
         self._check_name(request)
 
-        async def read_payload() -> Any:
+        async def read_payload(model: Any) -> Any:
             return decode_json(await self._body(request))
 
         done = await self.run_predict(_version_of(request), read_payload, request.headers.get("X-Request-Id", ""))

@@ -103,6 +103,8 @@ def test_predict_takes_n_by_1_tensors_and_logs_and_counts_like_rest(served, stub
 
 def test_bad_inputs_are_invalid_argument_naming_the_field(served, stubs):
     prediction, _ = stubs
+    instances = {"model": "penguins", "version": "1"}
+    predicted_before = served.server.metrics.sample("flywheel_serving_instances_total", instances)
     code, details = _error(prediction.Predict, _request(ROWS, sex=["male", "walrus", "female"]))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "inputs['sex'][1]" in details and "walrus" in details
 
@@ -130,6 +132,7 @@ def test_bad_inputs_are_invalid_argument_naming_the_field(served, stubs):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "logits" in details and "probabilities" in details
     errors = served.server.metrics.sample("flywheel_serving_errors_total", {"model": "penguins", "kind": "bad_request"})
     assert errors >= 6
+    assert served.server.metrics.sample("flywheel_serving_instances_total", instances) == predicted_before
 
 
 def test_unknown_model_or_version_is_not_found(stubs):
@@ -142,8 +145,8 @@ def test_unknown_model_or_version_is_not_found(stubs):
     status_request.model_spec.name = "penguins"
     status_request.model_spec.version.value = 99
     assert _error(models.GetModelStatus, status_request)[0] == grpc.StatusCode.NOT_FOUND
-    code, _ = _error(prediction.Classify, _classify_request())
-    assert code == grpc.StatusCode.UNIMPLEMENTED
+    code, details = _error(prediction.Classify, _classify_request())
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "Predict" in details
 
 
 def _classify_request():
@@ -221,3 +224,25 @@ def test_cli_serves_grpc_on_8500_by_default_and_no_grpc_turns_it_off(tmp_path):
     assert serve_commands.config_from_args(parser.parse_args([*home, "serve"])).grpc_port == 8500
     assert serve_commands.config_from_args(parser.parse_args([*home, "serve", "--grpc-port", "9000"])).grpc_port == 9000
     assert serve_commands.config_from_args(parser.parse_args([*home, "serve", "--no-grpc"])).grpc_port is None
+
+
+def test_flywheel_serve_answers_grpc_next_to_rest_and_exits_0_on_sigterm(registry_with_model):
+    import re
+    import signal
+
+    from tests.serving.test_lifecycle import _start_cli
+
+    registry, home = registry_with_model
+    process, port, lines = _start_cli(registry, home)  # a fresh process: TensorFlow is imported by the server
+    try:
+        grpc_port = int(re.search(r"gRPC API on 127\.0\.0\.1:(\d+)", "".join(lines)).group(1))
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(ROWS), timeout=30)
+        _, rest, _ = call(f"http://127.0.0.1:{port}/v1/models/penguins:predict", {"instances": ROWS})
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), rest["predictions"], rtol=1e-6)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
