@@ -16,7 +16,11 @@ Measured in one run:
   with batching and once with ``--no-batching``. One instance per request:
   real rows of the penguins data, missing values as null; then a bulk phase
   of 64 instances per request, where HTTP and JSON costs are shared by many
-  instances, as in the raw batched call.
+  instances, as in the raw batched call;
+* the same 64-row requests over TF Serving's gRPC API (``PredictionService/Predict``
+  with the ``tensorflow-serving-api`` stubs, 4 clients, batching mode),
+  ``--repeats`` times, with the median beside the median of as many raw batch-64
+  measurements (``--only-grpc`` skips the REST phases).
 
 Columns: ``batch`` is the mean instances per model call the server formed;
 ``÷raw b1`` and ``÷raw b64`` divide the instances/s served by the raw
@@ -36,6 +40,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,8 +79,13 @@ def penguin_rows(n: int) -> list[dict]:
     return [rows[i % len(rows)] for i in range(n)]
 
 
-def raw_throughput(registry: str, batch_sizes: list[int], seconds: float = 2.0) -> dict[str, float]:
-    """Instances/s of the served version called in-process (the limit the server works toward)."""
+def raw_throughput(
+    registry: str, batch_sizes: list[int], seconds: float = 2.0, repeats: int = 1
+) -> dict[str, float]:
+    """Instances/s of the served version called in-process (the limit the server works toward);
+    the traced function's numbers are medians of ``repeats`` measurements."""
+    import statistics
+
     import numpy as np
 
     from flywheel.registry import ModelRegistry
@@ -88,11 +98,14 @@ def raw_throughput(registry: str, batch_sizes: list[int], seconds: float = 2.0) 
     results = {}
     for size in batch_sizes:
         columns = parse_predict({"instances": penguin_rows(size)}, model.schema).columns
-        calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            model.predict(columns)
-            calls += 1
-        results[f"tf.function batch {size}"] = calls * size / (time.perf_counter() - started)
+        measured = []
+        for _ in range(repeats):
+            calls, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                model.predict(columns)
+                calls += 1
+            measured.append(calls * size / (time.perf_counter() - started))
+        results[f"tf.function batch {size}"] = statistics.median(measured)
     net = model.predict_fn.net
     size = batch_sizes[-1]
     parsed = parse_predict({"instances": penguin_rows(size)}, model.schema)
@@ -105,22 +118,25 @@ def raw_throughput(registry: str, batch_sizes: list[int], seconds: float = 2.0) 
     return results
 
 
-def start_server(registry: str, home: str, extra: list[str]) -> tuple[subprocess.Popen, int]:
+def start_server(registry: str, home: str, extra: list[str]) -> tuple[subprocess.Popen, int, int]:
+    """Starts ``flywheel serve``; returns (process, REST port, gRPC port) once a version serves."""
     command = [
         sys.executable, "-m", "flywheel.cli.serve_commands", "--home", home, "serve",
-        "--registry", registry, "--model", MODEL, "--port", "0", *extra,
+        "--registry", registry, "--model", MODEL, "--port", "0", "--grpc-port", "0", *extra,
     ]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    port, deadline = None, time.monotonic() + 120
+    port, grpc_port, deadline = None, None, time.monotonic() + 120
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
         port = int(found.group(1)) if found else port
-        if line.startswith("Ready:") and port:
-            return process, port
+        found = re.search(r"gRPC API on 127\.0\.0\.1:(\d+)", line)
+        grpc_port = int(found.group(1)) if found else grpc_port
+        if line.startswith("Ready:") and port and grpc_port:
+            return process, port, grpc_port
     process.kill()
     raise RuntimeError("the server did not become ready")
 
@@ -198,6 +214,59 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float) 
     return _summary(latencies, errors, elapsed)
 
 
+def predict_requests(rows: list[dict], per_request: int) -> list:
+    """TF Serving ``PredictRequest`` protos of ``per_request`` rows each (missing: NaN or "")."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    requests = []
+    for start in range(0, len(rows) - per_request + 1, per_request):
+        chunk = rows[start : start + per_request]
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        for name in chunk[0]:
+            values = [row[name] for row in chunk]
+            if any(isinstance(v, str) for v in values):
+                array = np.array(["" if v is None else v for v in values], dtype=object)
+            else:
+                array = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+        requests.append(request)
+    return requests
+
+
+async def grpc_closed_loop(target: str, requests: list, concurrency: int, total: int) -> dict:
+    """Like ``closed_loop``, over gRPC: ``concurrency`` clients on one channel, ``total`` Predict calls."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    latencies: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        await asyncio.gather(*[stub.Predict(requests[i % len(requests)], timeout=60) for i in range(20)])
+        numbers = iter(range(total))
+        deadline = time.perf_counter() + PHASE_CAP_S
+
+        async def client() -> None:
+            nonlocal errors
+            for i in numbers:
+                if time.perf_counter() > deadline:
+                    return
+                began = time.perf_counter()
+                try:
+                    await stub.Predict(requests[i % len(requests)], timeout=60)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                latencies.append(time.perf_counter() - began)
+
+        started = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - started
+    return _summary(latencies, errors, elapsed)
+
+
 def _summary(latencies: list[float], errors: int, elapsed: float) -> dict:
     return {
         "requests": len(latencies),
@@ -229,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-seconds", type=float, default=6.0, help="length of the open-loop phase")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the gRPC phase and raw batch calls (median)")
+    parser.add_argument("--only-grpc", action="store_true", help="skip the REST phases (raw and gRPC only)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="flywheel-serving-bench-") as home:
@@ -238,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             registry = train_registry(home)
             print(f"trained and pushed a penguins model in {time.perf_counter() - began:.1f} s")
-        raw = raw_throughput(registry, [1, args.max_batch_size])
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+        load_before = os.getloadavg()[0]
+        raw = raw_throughput(registry, [1, args.max_batch_size], repeats=args.repeats)
+        print(f"machine: {os.cpu_count()} cores, load average {load_before:.2f}")
         print("raw in-process throughput (instances/s):")
         for name, value in raw.items():
             print(f"  {name:28s} {value:12,.0f}")
@@ -249,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         bodies = [json.dumps({"instances": [row]}).encode() for row in penguin_rows(333)]
         rows = penguin_rows(64 * 8)
         bulk = [json.dumps({"instances": rows[i * 64 : (i + 1) * 64]}).encode() for i in range(8)]
+        grpc_bulk = predict_requests(rows, 64)
         modes = {
             "batching": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)],
             "no batching": ["--no-batching"],
@@ -259,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{'mode':12s} {'load':>16s} {'requests':>8s} {'errors':>6s} {'req/s':>7s} {'inst/s':>8s} {'p50 ms':>7s} "
             f"{'p99 ms':>7s} {'max ms':>7s} {'batch':>6s} {'÷raw b1':>8s} {largest:>9s}"
         )
+        if args.only_grpc:
+            modes = {"batching": modes["batching"]}
         for mode, extra in modes.items():
-            process, port = start_server(registry, home, extra)
+            process, port, grpc_port = start_server(registry, home, extra)
             url = f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"
             try:
                 phases = [
@@ -268,16 +343,35 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 phases.append((f"{args.rate:g} req/s", 1, lambda: open_loop(url, bodies, args.rate, args.rate_seconds)))
                 phases.append(("c=4 x64 rows", 64, lambda: closed_loop(url, bulk, 4, args.requests // 4)))
+                if args.only_grpc:
+                    phases = []
+                if mode == "batching":
+                    target = f"127.0.0.1:{grpc_port}"
+                    phases += [
+                        (f"gRPC c=4 x64 #{n + 1}", 64, lambda: grpc_closed_loop(target, grpc_bulk, 4, args.requests // 4))
+                        for n in range(args.repeats)
+                    ]
+                grpc_instances = []
                 for label, per_request, phase in phases:
                     calls0, rows0 = batch_stats(port)
                     result = asyncio.run(phase())
                     calls1, rows1 = batch_stats(port)
                     mean_batch = (rows1 - rows0) / max(1.0, calls1 - calls0)
                     instances = result["rps"] * per_request
+                    if label.startswith("gRPC"):
+                        grpc_instances.append(instances)
                     print(
                         f"{mode:12s} {label:>16s} {result['requests']:8d} {result['errors']:6d} {result['rps']:7.0f} "
                         f"{instances:8.0f} {result['p50_ms']:7.2f} {result['p99_ms']:7.2f} {result['max_ms']:7.1f} "
                         f"{mean_batch:6.2f} {instances / raw['tf.function batch 1']:8.2f} {instances / limit:9.3f}",
+                        flush=True,
+                    )
+                if grpc_instances:
+                    median = statistics.median(grpc_instances)
+                    print(
+                        f"gRPC 64-row requests: median {median:,.0f} instances/s of {len(grpc_instances)} runs = "
+                        f"{median / limit:.3f} of the raw tf.function at batch {args.max_batch_size} "
+                        f"(median {limit:,.0f}/s); load average {os.getloadavg()[0]:.2f}",
                         flush=True,
                     )
             finally:

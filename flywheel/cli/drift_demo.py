@@ -182,9 +182,12 @@ def run(home: str, model: str = "penguins") -> int:
     print(f"   registry {registry.root}: versions {registry.versions(model)}, serving v{registry.serving_version(model)}")
 
     port = _free_port()
-    _say("2/6", f"serve it: flywheel serve --port {port}")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flywheel", "--home", home, "serve", "--port", str(port), "--poll-seconds", "0.5"],
+    _say("2/6", f"serve it: flywheel serve --port {port} --no-grpc")
+    server = subprocess.Popen(  # REST only: the demo speaks JSON, and port 8500 may be taken on this machine
+        [
+            sys.executable, "-m", "flywheel", "--home", home, "serve",
+            "--port", str(port), "--no-grpc", "--poll-seconds", "0.5",
+        ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

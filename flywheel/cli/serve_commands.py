@@ -13,15 +13,23 @@ def register(subparsers: Any) -> None:
     """Adds the ``serve`` command."""
     parser = subparsers.add_parser(
         "serve",
-        help="serve a registry model over TF Serving's REST API",
+        help="serve a registry model over TF Serving's REST and gRPC APIs",
         description="Serve the version the registry's serving alias names, over TF Serving's REST API "
-        "(POST /v1/models/NAME:predict). New versions and alias changes are picked up without a restart; "
+        "(POST /v1/models/NAME:predict) and its gRPC API (tensorflow.serving.PredictionService). New versions and alias changes are picked up without a restart; "
         "SIGTERM finishes in-flight requests, then exits 0.",
     )
     parser.add_argument("--registry", help="registry directory (default: <home>/registry)")
     parser.add_argument("--model", default="penguins", help="model name in the registry (default: penguins)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8501, help="port (default: 8501, TF Serving's REST port; 0: any)")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=8500,
+        help="port of TF Serving's gRPC API (PredictionService, ModelService) on --host "
+        "(default: 8500, TF Serving's gRPC port; 0: any)",
+    )
+    parser.add_argument("--no-grpc", action="store_true", help="serve REST only (default: gRPC too)")
     batching = parser.add_argument_group("batching")
     batching.add_argument("--no-batching", action="store_true", help="one model call per request (for comparison)")
     batching.add_argument("--max-batch-size", type=int, default=64, help="most instances per model call (default 64)")
@@ -145,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         body_timeout_s=args.body_timeout,
         log_retention_bytes=int(args.log_retention_mb * 1024 * 1024),
         log_retention_s=args.log_retention_days * 24 * 3600.0,
+        grpc_port=None if args.no_grpc else args.grpc_port,
     ).check()
 
 

@@ -31,6 +31,12 @@ class BackgroundServer:
         assert self.server is not None and self.server.port is not None
         return f"http://{self.config.host}:{self.server.port}"
 
+    @property
+    def grpc_target(self) -> str:
+        """``host:port`` of the gRPC API (for ``grpc.insecure_channel``); needs ``config.grpc_port`` set."""
+        assert self.server is not None and self.server.grpc_port is not None
+        return f"{self.config.host}:{self.server.grpc_port}"
+
     def start(self) -> BackgroundServer:
         self._thread.start()
 

@@ -11,6 +11,10 @@ Endpoints (``<name>`` is the served model; any other name is a 404)::
                                                     the logs as JSON lines (for ``flywheel monitor --endpoint``)
     GET  /healthz  /readyz  /metrics
 
+With ``grpc_port`` set (``flywheel serve`` sets 8500 unless ``--no-grpc``),
+TF Serving's gRPC API serves next to it (``flywheel.serving.grpc_api``),
+sharing this server's model store, batcher, input checks, metrics and log.
+
 Responses keep TF Serving's shapes for this model's ``serving_default``
 signature (one output, ``probabilities``): a row request gets
 ``{"predictions": [[p, ...], ...]}``, a columnar one ``{"outputs": [[...]]}``,
@@ -39,7 +43,7 @@ import signal
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from flywheel.errors import FlywheelError
 from flywheel.serving.documents import REQUEST_ID, feedback_records, metadata_document, read_spec
@@ -55,6 +59,17 @@ _UNGUARDED_ROUTES = ("healthz", "readyz", "metrics")  # probes address the pod I
 _MAX_SHOWN_ROWS = 5
 _NAME = r"{name:[^/:]+}"
 _VERSION = r"{version:[0-9]+}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The outcome of one predict request: the model that answered, the checked request,
+    its probabilities (float32, one row per instance) and the request id."""
+
+    model: Any
+    parsed: Any
+    probabilities: Any
+    request_id: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +107,8 @@ class ServeConfig:
         body_timeout_s: Longest a request body may take to arrive (408 after).
         log_retention_bytes: Most bytes kept per log directory (0: no limit).
         log_retention_s: Log files older than this are deleted (0: kept forever).
+        grpc_port: Port of TF Serving's gRPC API on ``host`` (None: no gRPC
+            server; 0 picks a free one). ``flywheel serve`` uses 8500.
     """
 
     registry: str
@@ -118,6 +135,7 @@ class ServeConfig:
     body_timeout_s: float = 30.0
     log_retention_bytes: int = 1024 * 1024 * 1024
     log_retention_s: float = 30 * 24 * 3600.0
+    grpc_port: int | None = None
 
     def check(self) -> ServeConfig:
         """Returns self; raises ServingError naming the first option out of range."""
@@ -137,6 +155,9 @@ class ServeConfig:
             ("log_retention_bytes", self.log_retention_bytes >= 0, ">= 0 (0: no limit)"),
             ("log_retention_s", self.log_retention_s >= 0, ">= 0 (0: no limit)"),
         ]
+        if self.grpc_port is not None:
+            rules.append(("grpc_port", 0 <= self.grpc_port <= 65535, "in [0, 65535] (or None for no gRPC)"))
+            rules.append(("grpc_port", self.grpc_port == 0 or self.grpc_port != self.port, "another port than 'port'"))
         for name, ok, rule in rules:
             if not ok:
                 raise ServingError(f"The '{name}' serving option must be {rule}. Got {getattr(self, name)!r} instead.")
@@ -201,7 +222,9 @@ class ModelServer:
         self._in_flight = 0
         self._evictions_reclaimed = 0
         self._swapped_at = 0.0
+        self._grpc: Any = None
         self.port: int | None = None
+        self.grpc_port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -209,6 +232,12 @@ class ModelServer:
         """Starts loading the serving version in the background and listens; returns the port."""
         from aiohttp import web
 
+        if self.config.grpc_port is not None:
+            from flywheel.serving.grpc_api import import_apis
+
+            # TensorFlow's protos load TensorFlow: import them before the watch thread imports it too,
+            # as two threads importing TensorFlow at once deadlock on its module locks.
+            await asyncio.get_running_loop().run_in_executor(None, import_apis)
         self.predictor.start()
         self._watcher.start()
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._middleware])
@@ -244,6 +273,14 @@ class ModelServer:
                 "pick another --port or stop the process that holds it."
             ) from exc
         self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the bound port when port=0
+        if self.config.grpc_port is not None:
+            from flywheel.serving.grpc_api import start_grpc
+
+            try:
+                self._grpc, self.grpc_port = await start_grpc(self, self.config.host, self.config.grpc_port)
+            except ServingError:
+                await self.stop()
+                raise
         return self.port
 
     async def stop(self) -> None:
@@ -254,6 +291,9 @@ class ModelServer:
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()  # no new connections from here on
+        if self._grpc is not None:
+            await self._grpc.stop(grace=self.config.shutdown_timeout_s)  # refuses new calls, finishes in-flight ones
+        if self._runner is not None:
             # Drain before aiohttp's own shutdown: it stops reading sockets, so a request still
             # uploading its body would never finish; here every open connection still works.
             deadline = time.monotonic() + self.config.shutdown_timeout_s
@@ -377,15 +417,22 @@ class ModelServer:
     # -- handlers ----------------------------------------------------------------
 
     def _check_name(self, request: Any) -> None:
-        name = request.match_info["name"]
+        self.check_model_name(request.match_info["name"])
+
+    def check_model_name(self, name: str) -> None:
+        """Raises RequestError (404) unless ``name`` is the served model."""
         if name != self.config.model:
             raise RequestError(
                 f"Servable not found for request: Latest({name}); this server serves '{self.config.model}'.",
                 status=404,
             )
 
-    async def _model_for(self, request: Any) -> Any:
-        version = _version_of(request)
+    async def model_at(self, version: int | None) -> Any:
+        """The loaded model of ``version`` (loaded on demand), or the serving one for None.
+
+        Raises:
+            RequestError: nothing serves yet (503), no such version (404), it cannot load (503).
+        """
         if version is None:
             model = self.store.serving()
             if model is None:
@@ -422,27 +469,46 @@ class ModelServer:
                 status=413,
             ) from exc
 
-    async def predict(self, request: Any) -> Any:
-        """``POST /v1/models/<name>[/versions/<v>]:predict``."""
-        self._check_name(request)
+    async def run_predict(
+        self, version: int | None, read_payload: Callable[[Any], Awaitable[Any]], request_id: str
+    ) -> Prediction:
+        """One predict request of either API: checks, batched model call, request log, metrics.
+
+        Args:
+            version: The version asked for (None: the serving one).
+            read_payload: Given the model that will answer, returns the request as a REST
+                predict body (``{"inputs": ...}`` or ``{"instances": ...}``), checked by ``parse_predict``.
+            request_id: The client's id (a new one when it is not a valid id).
+
+        Raises:
+            RequestError: the request breaks a rule of ``flywheel.serving.inputs``, or no model answers.
+        """
         received = time.time()
         with self.predictor.arriving() as mark:  # lets the batcher wait for this request while it is checked
-            model = await self._model_for(request)
+            model = await self.model_at(version)
             parsed = parse_predict(
-                decode_json(await self._body(request)),
-                model.schema,
-                ignore_unknown=self.config.ignore_unknown_features,
+                await read_payload(model), model.schema, ignore_unknown=self.config.ignore_unknown_features
             )
             probabilities = await self.predictor.predict(model, parsed.columns, parsed.size, mark)
-        request_id = request.headers.get("X-Request-Id", "")
         if not REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
         _check_finite(probabilities, parsed)
+        if self.log.sampled():
+            self.log.predictions(request_id, received, model.version, parsed, probabilities, model.class_names)
+        self.metrics.instances.labels(self.config.model, str(model.version)).inc(parsed.size)
+        return Prediction(model, parsed, probabilities, request_id)
+
+    async def predict(self, request: Any) -> Any:
+        """``POST /v1/models/<name>[/versions/<v>]:predict``."""
+        self._check_name(request)
+
+        async def read_payload(model: Any) -> Any:
+            return decode_json(await self._body(request))
+
+        done = await self.run_predict(_version_of(request), read_payload, request.headers.get("X-Request-Id", ""))
+        model, parsed, probabilities, request_id = done.model, done.parsed, done.probabilities, done.request_id
         names = model.class_names
         classes = [names[i] for i in probabilities.argmax(axis=1).tolist()]
-        if self.log.sampled():
-            self.log.predictions(request_id, received, model.version, parsed, probabilities, names)
-        self.metrics.instances.labels(self.config.model, str(model.version)).inc(parsed.size)
         body = {
             "outputs" if parsed.columnar else "predictions": probabilities.tolist(),
             "classes": classes,
@@ -468,7 +534,14 @@ class ModelServer:
     async def model_status(self, request: Any) -> Any:
         """``GET /v1/models/<name>[/versions/<v>]``: TF Serving's GetModelStatusResponse."""
         self._check_name(request)
-        version = _version_of(request)
+        return _json(self.status_document(_version_of(request)))
+
+    def status_document(self, version: int | None) -> dict[str, Any]:
+        """TF Serving's GetModelStatusResponse (as JSON) of one version, or of every known one for None.
+
+        Raises:
+            RequestError: no version loaded yet, or no such version (404).
+        """
         if version is None:
             entries = self.store.status()
             if not entries:
@@ -476,17 +549,22 @@ class ModelServer:
         else:
             entries = [self.store.version_status(version)]
         serving = self.store.serving()
-        return _json(
-            {
-                "model_version_status": [{k: v for k, v in e.items() if k != "serving"} for e in entries],
-                "serving_version": None if serving is None else serving.version,
-            }
-        )
+        return {
+            "model_version_status": [{k: v for k, v in e.items() if k != "serving"} for e in entries],
+            "serving_version": None if serving is None else serving.version,
+        }
 
     async def metadata(self, request: Any) -> Any:
         """``GET /v1/models/<name>[/versions/<v>]/metadata``: signature and feature contract."""
         self._check_name(request)
-        version = _version_of(request)
+        return _json(self.metadata_for(_version_of(request)))
+
+    def metadata_for(self, version: int | None) -> dict[str, Any]:
+        """TF Serving's GetModelMetadataResponse (as JSON) of a version (None: the serving one).
+
+        Raises:
+            RequestError: no version loaded yet, or no such version (404).
+        """
         if version is None:
             serving = self.store.serving()
             if serving is None:
@@ -495,7 +573,7 @@ class ModelServer:
         else:
             number = version
             spec = read_spec(self.store.registry, self.config.model, number)
-        return _json(metadata_document(self.config.model, number, spec))
+        return metadata_document(self.config.model, number, spec)
 
     async def logs(self, request: Any) -> Any:
         """``GET /v1/models/<name>/logs/<requests|feedback>?since=<epoch s>``: log records as JSON lines.
@@ -630,6 +708,8 @@ def serve(config: ServeConfig, *, announce: Callable[[str], None] = print) -> in
             else "no batching"
         )
         announce(f"Serving model '{config.model}' from {config.registry} on http://{config.host}:{port} ({mode})")
+        if server.grpc_port is not None:
+            announce(f"TF Serving gRPC API on {config.host}:{server.grpc_port} (PredictionService, ModelService)")
         if config.host not in ("127.0.0.1", "localhost", "::1"):
             announce(f"warning: listening on {config.host}, reachable from other machines; the API has no auth")
         ready_task = asyncio.ensure_future(_announce_ready(server, announce))

@@ -115,7 +115,7 @@ def test_the_watch_thread_survives_a_damaged_alias_and_model_json(registry_with_
 def _start_cli(registry, home, *extra):
     command = [
         sys.executable, "-m", "flywheel.cli.serve_commands", "--home", home, "serve",
-        "--registry", registry.root, "--port", "0", *extra,
+        "--registry", registry.root, "--port", "0", "--grpc-port", "0", *extra,
     ]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
