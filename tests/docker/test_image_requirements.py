@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
-from importlib.metadata import packages_distributions
+from importlib.metadata import distribution, packages_distributions
 
 import pytest
 
@@ -59,14 +59,27 @@ def test_every_image_pin_is_the_locks_own_line():
 
 
 def _third_party_imports(package: pathlib.Path) -> set[str]:
+    """Dotted names of the modules a package imports (absolute imports only)."""
     names = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
+                names |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
+                names.add(node.module)
     return names
+
+
+def _distributions_of(module: str, top_level: dict[str, list[str]]) -> list[str]:
+    """The distributions that install ``module``; a namespace (``google``) is split by the files each installs."""
+    candidates = top_level.get(module.split(".")[0], [])
+    if len(candidates) <= 1:
+        return candidates
+    prefix = module.replace(".", "/")
+    return [
+        dist for dist in candidates
+        if any(str(f).startswith(prefix + "/") or str(f) == prefix + ".py" for f in distribution(dist).files or [])
+    ]
 
 
 def test_serving_installs_every_distribution_flywheel_serving_imports():
@@ -75,7 +88,7 @@ def test_serving_installs_every_distribution_flywheel_serving_imports():
     needed = {
         ir.canonical(dist)
         for name in _third_party_imports(REPO / "flywheel" / "serving")
-        for dist in top_level.get(name, [])
+        for dist in _distributions_of(name, top_level)
         if ir.canonical(dist) != "flywheel-ml"
     }
     kept = ir.image_packages(LOCK, "serving")
