@@ -152,6 +152,10 @@ def describe_source(path: str, *, span_count: int = 1, parameter: str = "path") 
     A value that is neither a local path nor an object URI (a built-in dataset
     name such as "" or "palmerpenguins") is recorded as ``kind: "named"``: its
     content comes with the installed package.
+
+    Raises:
+        DataSourceError: a span pattern matches nothing, or a file it names is a
+            broken link (the message names the file).
     """
     record: dict[str, Any] = {"parameter": parameter, "uri": path, "span": None, "version": None, "date": None}
     if path.startswith(OBJECT_SCHEMES):
@@ -170,6 +174,9 @@ def describe_source(path: str, *, span_count: int = 1, parameter: str = "path") 
     entries = []
     combined = hashlib.sha256()
     for name in files:
+        if not os.path.isfile(name):
+            target = f" (a broken link to {os.readlink(name)!r})" if os.path.islink(name) else ""
+            raise DataSourceError(f"{name} does not exist or is not a file{target}; remove it or point it at a data file.")
         stat = os.stat(name)
         sha = file_sha256(name)
         entries.append({"uri": name, "size": stat.st_size, "mtime": stat.st_mtime, "sha256": sha})
