@@ -58,7 +58,8 @@ def evaluate(
             skipped and the skip noted in ``evaluation.json``.
         thresholds: Minimum value per metric (one of ``_model_metrics.SCALAR_METRICS``).
         registry: Registry directory; "" means the flywheel home's registry.
-        model_name: Registry name whose serving version is the baseline.
+        model_name: Registry name whose serving version is the baseline; ""
+            means the Examples' ``dataset_name`` (recorded on the blessing).
         max_regression: Largest allowed drop of a compared metric versus the baseline.
         compare_metrics: Metrics compared with the baseline.
         label: Label column; defaults to the Examples' ``label`` property.
@@ -76,6 +77,8 @@ def evaluate(
     """
     _check_parameters(thresholds, compare_metrics, max_regression)
     started = time.perf_counter()
+    # "" (a pipeline run with its defaults, as a KFP run from the UI is): the data's name, as ingest recorded it
+    model_name = model_name or str(examples.properties.get("dataset_name") or "")
     spec = features.read_json(model.path(features.MODEL_JSON))
     label_name = label or spec.get("label") or examples_io.label_of(examples)
     image = examples_io.is_image(examples)
@@ -160,6 +163,7 @@ def evaluate(
             "reasons": reasons,
             "metrics": {k: v for k, v in decision["metrics"].items() if v is not None},
             "baseline_version": decision["baseline_version"],
+            "model_name": model_name,
             "model_uri": model.uri,
         }
     )

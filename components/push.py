@@ -37,12 +37,14 @@ def push(
             ``version``, ``registry_uri``, ``model_name`` (and ``reason``
             when not pushed, ``created`` when pushed).
         registry: Registry directory; "" means the flywheel home's registry.
-        model_name: Name of the model in the registry.
+        model_name: Name of the model in the registry; "" means the one the
+            blessing was made for (evaluate's ``model_name``).
     """
     from flywheel.home import Home
     from flywheel.registry import ModelRegistry, fingerprint_dir
 
     store = ModelRegistry(registry or Home.resolve().registry)
+    model_name = model_name or str(blessing.properties.get("model_name") or "")  # "": the name evaluate judged
     blessed, reasons = _read_blessing(blessing)
     record: dict = {
         "pushed": False,

@@ -95,3 +95,16 @@ def test_blessing_file_is_read_when_properties_are_absent_and_home_registry_is_d
     assert pushed.properties["pushed"] is True
     assert pushed.properties["registry_uri"] == str(tmp_path / "home" / "registry")
     assert ModelRegistry(str(tmp_path / "home" / "registry")).versions("penguins") == [1]
+
+
+def test_an_empty_model_name_pushes_under_the_name_the_blessing_was_made_for(tmp_path):
+    # A KFP run started with the pipeline's defaults passes model_name "" (the derived default is
+    # resolved by flywheel run and submit only); evaluate records the data's name on the blessing.
+    registry = str(tmp_path / "reg")
+    blessing = _blessing(tmp_path, "b", True)
+    blessing.properties["model_name"] = "own"
+
+    pushed = _push(tmp_path, fake_model_dir(str(tmp_path / "m")), blessing, "p", registry=registry, model_name="")
+
+    assert pushed.properties["model_name"] == "own"
+    assert ModelRegistry(registry).versions("own") == [1]
