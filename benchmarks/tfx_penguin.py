@@ -26,6 +26,10 @@ import argparse
 import json
 import os
 
+# TFX 1.16's penguin module file is Keras 2 code (model.save(save_format="tf")); TF 2.16
+# gives Keras 3 unless told to use tf-keras, which tfx 1.16 installs for this.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 ACCURACY_THRESHOLD = 0.6  # penguin_pipeline_local.py's value
 
