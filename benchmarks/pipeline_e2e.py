@@ -233,7 +233,7 @@ def main() -> None:
         ratio = f"{med(theirs) / med(ours):.1f}x" if theirs and label != "accuracy" else ""
         baseline = format(med(theirs), spec) if theirs else "-"
         print(f"  {label:14s}{format(med(ours), spec):>10s}{baseline:>10s}{ratio:>14s}")
-    print(f"  goal (flywheel): <= 15 s cold, <= 3 s cached, < 800 MB peak PSS, accuracy >= TFX's")
+    print("  goal (flywheel): <= 15 s cold, <= 3 s cached, < 800 MB peak PSS, accuracy >= TFX's")
     print(f"load average at start: {load_start}; at end: {load_end}")
 
 
