@@ -33,6 +33,7 @@ import sys
 import time
 
 import numpy as np
+from _venvs import venv_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out")
@@ -117,12 +118,7 @@ def make_tables(rows: int, seed: int = 0) -> tuple[object, object, dict[str, str
 
 def evidently_python() -> str:
     """The Evidently venv's python, created on first use."""
-    python = os.path.join(VENV, "bin", "python")
-    if not os.path.exists(python):
-        print(f"Creating {VENV} (Evidently, first use only) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", "-r", REQUIREMENTS], check=True)
-    return python
+    return venv_python(VENV, REQUIREMENTS, label="Evidently")
 
 
 def run_flywheel(ref_path: str, cur_path: str, kinds: dict[str, str]) -> tuple[float, dict[str, dict]]:

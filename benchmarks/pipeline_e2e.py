@@ -1,21 +1,34 @@
-"""The training pipeline on penguins end to end: wall clock and peak memory, cold and cached.
+"""The training pipeline end to end next to TFX 1.16's penguin pipeline: wall clock and peak memory, cold and cached.
 
-Runs ``flywheel run pipelines/training.py`` as a user would (a fresh process, a
-fresh home for the cold run, the same home again for the cached run) and samples
-the whole process tree every 20 ms: peak RSS summed over processes, and peak
-PSS (proportional set size, which counts pages shared by the forked workers
-once, so it is the honest total).
+Both run in the same benchmark, alternated, each as a user would run it (a fresh
+process; cold = a fresh home / pipeline root, cached = the same one again), and
+the whole process tree of each is sampled every 20 ms: peak RSS summed over
+processes (the same measure on both sides) and peak PSS (proportional set size,
+which counts pages shared by forked workers once, so it is the honest total).
 
-    .venv/bin/python benchmarks/pipeline_e2e.py [--repeat 3]
+* flywheel: ``flywheel run pipelines/training.py`` (6 nodes) on the penguins CSV
+  of the ``palmerpenguins`` package.
+* TFX: ``benchmarks/tfx_penguin.py`` in a Python 3.10 venv with ``tfx==1.16.0``
+  (benchmarks/out/venv-tfx, made on first use from benchmarks/requirements-tfx.lock):
+  TFX's penguin pipeline with LocalDagRunner, 9 nodes, SQLite MLMD, Beam in memory
+  on one worker. Its data are TFX's processed penguins (penguins_processed.csv is
+  not in the tfx wheel), derived here from the same palmerpenguins CSV the way
+  TFX made theirs: rows with any of the four measurements missing dropped (342
+  of 344 rows), ``species`` as 0/1/2 (Adelie, Chinstrap, Gentoo; rows in that
+  order), the four measurements min-max scaled to [0, 1] and named culmen_length_mm,
+  culmen_depth_mm, flipper_length_mm, body_mass_g.
 
-Anchor (issue 3, same machine class): TFX 1.16 LocalDagRunner with the equivalent
-penguin pipeline took 66 s wall, 1.2 GB peak RSS, eval accuracy 0.98.
-Goal: <= 15 s cold, <= 3 s cached, < 800 MB peak, accuracy no lower.
+    .venv/bin/python benchmarks/pipeline_e2e.py [--repeat 3] [--skip-tfx]
+
+Prints each run, the medians, the ratios TFX / flywheel and the load average at
+start and end. Goal (issue 3): <= 15 s cold, <= 3 s cached, < 800 MB peak,
+accuracy no lower than TFX's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -24,8 +37,21 @@ import tempfile
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TFX_ANCHOR = {"wall_s": 66.0, "rss_mb": 1200.0, "accuracy": 0.98}
+from _venvs import venv_python
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+TFX_VENV = os.path.join(OUT, "venv-tfx")
+TFX_REQUIREMENTS = os.path.join(HERE, "requirements-tfx.lock")
+TFX_DRIVER = os.path.join(HERE, "tfx_penguin.py")
+TFX_BASE_PYTHON = os.environ.get("TFX_BASE_PYTHON", "/root/.pyenv/versions/3.10.13/bin/python3.10")
+MEASUREMENTS = {
+    "bill_length_mm": "culmen_length_mm",
+    "bill_depth_mm": "culmen_depth_mm",
+    "flipper_length_mm": "flipper_length_mm",
+    "body_mass_g": "body_mass_g",
+}
 
 
 def _children(pid: int) -> list[int]:
@@ -54,7 +80,7 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def run_and_sample(args: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+def run_and_sample(args: list[str], env: dict[str, str], what: str) -> tuple[float, float, float, str]:
     """Wall seconds, peak summed RSS MB, peak summed PSS MB, stdout."""
     peak = {"rss": 0, "pss": 0}
     began = time.perf_counter()
@@ -79,11 +105,11 @@ def run_and_sample(args: list[str], env: dict[str, str]) -> tuple[float, float, 
     done.set()
     sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"pipeline failed:\n{out}")
+        raise SystemExit(f"{what} failed (exit {proc.returncode}):\n{out[-20000:]}")
     return wall, peak["rss"] / 1024, peak["pss"] / 1024, out
 
 
-def accuracy(home: str) -> float:
+def flywheel_accuracy(home: str) -> float:
     sys.path.insert(0, REPO)
     from flywheel.home import Home
     from flywheel.metadata import MetadataStore
@@ -93,34 +119,122 @@ def accuracy(home: str) -> float:
     return float(store.latest_nodes(run)["evaluate"].outputs["evaluation"].properties["accuracy"])
 
 
+def write_tfx_penguins(data_root: str) -> int:
+    """TFX's processed penguins derived from palmerpenguins (see the module doc); returns the row count."""
+    import palmerpenguins
+
+    frame = palmerpenguins.load_penguins().dropna(subset=list(MEASUREMENTS))
+    species = sorted(frame["species"].unique())
+    processed = frame[["species", *MEASUREMENTS]].rename(columns=MEASUREMENTS)
+    processed["species"] = processed["species"].map({name: index for index, name in enumerate(species)})
+    for column in MEASUREMENTS.values():
+        low, high = processed[column].min(), processed[column].max()
+        processed[column] = (processed[column] - low) / (high - low)
+    processed = processed.sort_values("species", kind="stable")
+    os.makedirs(os.path.join(data_root, "labelled"), exist_ok=True)
+    processed.to_csv(os.path.join(data_root, "labelled", "penguins_processed.csv"), index=False)
+    return len(processed)
+
+
+def tfx_result(out: str) -> dict:
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise SystemExit(f"the TFX driver printed no RESULT line:\n{out[-5000:]}")
+
+
+class Side:
+    """One side's runs: cold and cached wall seconds, cold peak RSS/PSS, accuracy."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cold: list[float] = []
+        self.cached: list[float] = []
+        self.rss: list[float] = []
+        self.pss: list[float] = []
+        self.cached_rss: list[float] = []
+        self.accuracy: list[float] = []
+
+    def add(self, cold: tuple, cached: tuple, accuracy: float, note: str) -> None:
+        self.cold.append(cold[0])
+        self.rss.append(cold[1])
+        self.pss.append(cold[2])
+        self.cached.append(cached[0])
+        self.cached_rss.append(cached[1])
+        self.accuracy.append(accuracy)
+        print(
+            f"  {self.name:8s} cold {cold[0]:6.2f} s  cached {cached[0]:6.2f} s  "
+            f"peak RSS {cold[1]:5.0f} MB (cached {cached[1]:4.0f})  PSS {cold[2]:5.0f} MB  "
+            f"accuracy {accuracy:.3f}  {note}",
+            flush=True,
+        )
+
+
+def run_flywheel(side: Side) -> None:
+    command = [sys.executable, "-m", "flywheel", "run", os.path.join(REPO, "pipelines", "training.py")]
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, FLYWHEEL_HOME=home)
+        cold = run_and_sample(command, env, "flywheel (cold)")
+        cached = run_and_sample(command, env, "flywheel (cached)")
+        if "6 cached" not in cached[3]:
+            raise SystemExit(f"the second flywheel run was not fully cached:\n{cached[3]}")
+        side.add(cold[:3], cached[:3], flywheel_accuracy(home), "6 of 6 nodes cached")
+
+
+def run_tfx(side: Side, python: str, data_root: str) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [python, TFX_DRIVER, "--data-root", data_root, "--workdir", workdir]
+        cold = run_and_sample(command, dict(os.environ), "TFX (cold)")
+        cached = run_and_sample(command, dict(os.environ), "TFX (cached)")
+        executions = tfx_result(cached[3])["executions"]
+        if not executions.get("CACHED"):
+            raise SystemExit(f"the second TFX run reused nothing: executions {executions}")
+        states = ", ".join(f"{count} {state.lower()}" for state, count in sorted(executions.items()))
+        side.add(cold[:3], cached[:3], tfx_result(cold[3])["accuracy"], f"second run: {states}")
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="cold/cached pairs to run (medians are reported)")
+    parser.add_argument("--repeat", type=int, default=3, help="cold/cached pairs per side (medians are reported)")
+    parser.add_argument("--skip-tfx", action="store_true", help="flywheel only (no TFX venv needed)")
     args = parser.parse_args()
-    flywheel = [sys.executable, "-m", "flywheel", "run", os.path.join(REPO, "pipelines", "training.py")]
-    cold, cached, rss, pss, accs = [], [], [], [], []
-    for i in range(args.repeat):
-        with tempfile.TemporaryDirectory() as home:
-            env = dict(os.environ, FLYWHEEL_HOME=home)
-            wall, peak_rss, peak_pss, _ = run_and_sample(flywheel, env)
-            cold.append(wall)
-            rss.append(peak_rss)
-            pss.append(peak_pss)
-            accs.append(accuracy(home))
-            wall, _, _, out = run_and_sample(flywheel, env)
-            assert "6 cached" in out, out
-            cached.append(wall)
-        print(
-            f"repeat {i + 1}: cold {cold[-1]:.2f} s, cached {cached[-1]:.2f} s, "
-            f"peak RSS {rss[-1]:.0f} MB (sum), peak PSS {pss[-1]:.0f} MB, accuracy {accs[-1]:.3f}"
-        )
+    os.makedirs(OUT, exist_ok=True)
+    tfx_python = None if args.skip_tfx else venv_python(TFX_VENV, TFX_REQUIREMENTS, TFX_BASE_PYTHON, "TFX 1.16")
+    data_root = os.path.join(OUT, "tfx-penguins")
+    rows = write_tfx_penguins(data_root)
+    load_start = _load()
+    print(f"load average (1, 5, 15 min) at start: {load_start}; {os.cpu_count()} CPUs", flush=True)
+    flywheel, tfx = Side("flywheel"), Side("TFX")
+    for repeat in range(args.repeat):
+        print(f"repeat {repeat + 1}:", flush=True)
+        if tfx_python:
+            run_tfx(tfx, tfx_python, data_root)
+        run_flywheel(flywheel)
+    load_end = _load()
     med = statistics.median
     print()
-    print("training pipeline on penguins (6 nodes), whole `flywheel run` process tree, medians:")
-    print(f"  cold     {med(cold):6.2f} s   (goal <= 15 s)   TFX LocalDagRunner anchor {TFX_ANCHOR['wall_s']:.0f} s -> {TFX_ANCHOR['wall_s'] / med(cold):.1f}x faster")
-    print(f"  cached   {med(cached):6.2f} s   (goal <= 3 s)")
-    print(f"  peak     {med(pss):6.0f} MB PSS, {med(rss):.0f} MB RSS summed (goal < 800 MB)   TFX anchor {TFX_ANCHOR['rss_mb']:.0f} MB RSS")
-    print(f"  accuracy {med(accs):6.3f}        TFX anchor {TFX_ANCHOR['accuracy']:.2f}")
+    print(
+        f"penguins, whole process tree, medians of {args.repeat}: flywheel training pipeline (6 nodes, "
+        f"palmerpenguins CSV) vs TFX 1.16 LocalDagRunner penguin pipeline (9 nodes, {rows} processed rows)"
+    )
+    print(f"  {'':14s}{'flywheel':>10s}{'TFX':>10s}{'TFX/flywheel':>14s}")
+    lines = [
+        ("cold s", flywheel.cold, tfx.cold, ".2f"),
+        ("cached s", flywheel.cached, tfx.cached, ".2f"),
+        ("peak RSS MB", flywheel.rss, tfx.rss, ".0f"),
+        ("peak PSS MB", flywheel.pss, tfx.pss, ".0f"),
+        ("accuracy", flywheel.accuracy, tfx.accuracy, ".3f"),
+    ]
+    for label, ours, theirs, spec in lines:
+        ratio = f"{med(theirs) / med(ours):.1f}x" if theirs and label != "accuracy" else ""
+        baseline = format(med(theirs), spec) if theirs else "-"
+        print(f"  {label:14s}{format(med(ours), spec):>10s}{baseline:>10s}{ratio:>14s}")
+    print("  goal (flywheel): <= 15 s cold, <= 3 s cached, < 800 MB peak PSS, accuracy >= TFX's")
+    print(f"load average at start: {load_start}; at end: {load_end}")
 
 
 if __name__ == "__main__":
