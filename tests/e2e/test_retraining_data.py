@@ -62,9 +62,11 @@ def test_appended_rows_retrain_and_push_while_a_touched_file_is_served_from_cach
     assert first.returncode == 0, first.stdout + first.stderr
 
     penguins.to_csv(data, index=False)  # the same file, now with all 344 rows
-    second = _cli(environ, "run", PIPELINE, "-p", f"data_path={data}", *QUICK)
+    # A slack regression gate: this test is about the data reaching a new model, not the gate's margin.
+    second = _cli(environ, "run", PIPELINE, "-p", f"data_path={data}", "-p", "max_regression=0.2", *QUICK)
     assert second.returncode == 0, second.stdout + second.stderr
     run, nodes = _newest(home)
+    assert nodes["push"].outputs["pushed_model"].properties["pushed"] is True, nodes["push"].outputs["pushed_model"].properties
     assert nodes["ingest"].state == "COMPLETE" and nodes["train"].state == "COMPLETE"
     assert sum(nodes["ingest"].outputs["examples"].properties["row_counts"].values()) == 344
     assert nodes["ingest"].details["cache_reason"].startswith("input data changed: data.csv size ")
@@ -73,7 +75,7 @@ def test_appended_rows_retrain_and_push_while_a_touched_file_is_served_from_cach
     assert "miss: input data changed: data.csv size" in shown.stdout
 
     os.utime(data)  # touched, content unchanged
-    third = _cli(environ, "run", PIPELINE, "-p", f"data_path={data}", *QUICK)
+    third = _cli(environ, "run", PIPELINE, "-p", f"data_path={data}", "-p", "max_regression=0.2", *QUICK)
     assert third.returncode == 0, third.stdout + third.stderr
     _, nodes = _newest(home)
     assert set(_states(nodes).values()) == {"CACHED"}
