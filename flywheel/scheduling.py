@@ -265,6 +265,29 @@ class Scheduler:
         out = os.path.join(self.home.logs, "scheduler", f"{run_id}.out")
         return os.path.exists(out) and self.clock() - os.path.getmtime(out) < 60
 
+    def _unused_run_id(self, run_id: str) -> str:
+        """``run_id``, or ``run_id-2``, ``-3``... when a run of that name exists.
+
+        A slot fires once, but a schedule deleted and created again (or its firings cleared) meets
+        the same minute's name; ``flywheel run`` refuses a taken name, and the slot would be lost.
+        """
+        from flywheel.metadata import MetadataStore
+
+        store = MetadataStore(self.home)
+
+        def taken(name: str) -> bool:
+            try:
+                store.get_run(name)
+                return True
+            except FlywheelError:
+                return os.path.exists(os.path.join(self.home.logs, "scheduler", f"{name}.out"))
+
+        candidate, n = run_id, 1
+        while taken(candidate):
+            n += 1
+            candidate = f"{run_id}-{n}"
+        return candidate
+
     def tick(self) -> list[str]:
         """Fires what is due now; returns the run ids started."""
         now = self.clock()
@@ -284,7 +307,7 @@ class Scheduler:
                     self.log(f"schedule {schedule.name}: {schedule.max_concurrency} run(s) still running; slot waits")
                     break
                 stamp = dt.datetime.fromtimestamp(slot).strftime("%Y%m%d-%H%M")
-                run_id = f"{schedule.name}-{stamp}-sched"
+                run_id = self._unused_run_id(f"{schedule.name}-{stamp}-sched")
                 if not self.store.claim_slot(schedule.name, slot, run_id):
                     continue
                 self.log(f"schedule {schedule.name}: firing slot {dt.datetime.fromtimestamp(slot):%Y-%m-%d %H:%M} as run {run_id}")

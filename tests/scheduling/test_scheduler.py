@@ -126,3 +126,19 @@ def test_scheduler_starts_real_runs_recorded_as_scheduled(home, tmp_path, flywhe
     assert run.parameters == {"text": "cron"}
     listing = env_cli("schedule", "list")
     assert "nightly" in listing.stdout and run_id in listing.stdout
+
+
+def test_a_slot_whose_run_name_is_taken_fires_under_a_fresh_name(home, tmp_path):
+    # A schedule deleted and created again meets the same minute's run name; `flywheel run` refuses
+    # a taken name, so firing under it would lose the slot (and show the old run as its result).
+    store = ScheduleStore(home)
+    store.create("s", "* * * * *", str(tmp_path / "p.py"), pipeline_name="nightly", now=T0)
+    launched: list[str] = []
+    clock = Clock(T0 + 60)
+    assert make_scheduler(home, clock, launched).tick() == ["s-20261101-0001-sched"]
+    MetadataStore(home).create_run("s-20261101-0001-sched", "nightly", parameters={}, pipeline_file="p.py")
+    store.delete("s")
+    with store._db() as db:
+        db.execute("DELETE FROM firings")
+    store.create("s", "* * * * *", str(tmp_path / "p.py"), pipeline_name="nightly", now=T0)
+    assert make_scheduler(home, clock, launched).tick() == ["s-20261101-0001-sched-2"]
