@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: install browser demo test bench clean engine base-image images
+.PHONY: install browser demo test bench clean engine base-image images image-locks
 
 $(STAMP): requirements.lock setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "flywheel needs Python 3.11; set PYTHON=/path/to/python3.11"'
@@ -42,6 +42,11 @@ engine:
 
 base-image: engine
 	docker/bootstrap-base.sh $(BASE_IMAGE)
+
+# Each image's pins, committed beside the Dockerfiles (flywheel/image_requirements.py); run
+# after editing requirements.lock. `flywheel image build` refuses stale ones.
+image-locks:
+	$(PYTHON) flywheel/image_requirements.py --write requirements.lock
 
 images: install base-image
 	$(BIN)/flywheel image build --engine buildah --tag $(IMAGE_TAG) --base-image $(BASE_IMAGE) \

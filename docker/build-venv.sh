@@ -1,8 +1,9 @@
 #!/bin/sh
-# The builder stage of both images: /opt/venv with the pins of requirements.lock that IMAGE
-# needs (flywheel/image_requirements.py picks them), then flywheel itself, then the cuts
-# that make the image small. Run by docker/Dockerfile and docker/Dockerfile.serving:
-#   build-venv.sh deps IMAGE     (layer cached until requirements.lock changes)
+# The builder stage of both images: /opt/venv with the pins IMAGE needs (/src/IMAGE.lock, a
+# copy of docker/IMAGE.lock, which flywheel/image_requirements.py derives from requirements.lock),
+# then flywheel itself, then the cuts that make the image small. Run by docker/Dockerfile and
+# docker/Dockerfile.serving:
+#   build-venv.sh deps IMAGE     (layer cached until docker/IMAGE.lock changes)
 #   build-venv.sh project        (flywheel from /src)
 set -eu
 
@@ -24,10 +25,9 @@ if [ "$step" = deps ]; then
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $tools
   python3 -m venv /opt/venv
-  python3 /src/image_requirements.py "$image" /src/requirements.lock > /tmp/image.lock
-  echo "installing $(wc -l < /tmp/image.lock) of $(grep -c '==' /src/requirements.lock) pins for the $image image"
+  echo "installing $(grep -c '==' "/src/$image.lock") pins for the $image image"
   # --no-deps: the lock is complete; --no-compile: .pyc files are ~0.5 GB, see benchmarks/RESULTS.md.
-  /opt/venv/bin/pip install --no-deps --no-compile -r /tmp/image.lock
+  /opt/venv/bin/pip install --no-deps --no-compile -r "/src/$image.lock"
   site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   # C headers for building TensorFlow custom ops (0.4 GB) and the packages' own test suites.
   rm -rf "$site/tensorflow/include"

@@ -10,14 +10,19 @@ needs it is left out. What starts the cut:
   (``NOT_IMPORTED_AT_RUN_TIME``);
 * ``serving``: only the closure of what ``flywheel serve`` imports (``SERVING_ROOTS``).
 
-Run as a script in the image's builder stage (standard library only, flywheel is not
-installed yet)::
+Each image's pins are committed beside its Dockerfile (``docker/component.lock``,
+``docker/serving.lock``) and the builder copies only that file: an edit to the lock that
+leaves an image's pins alone (a test tool added, say) keeps the image's dependency layer
+cached. ``make image-locks`` writes them; ``tests/docker`` and ``flywheel image build`` refuse
+ones that no longer match the lock. Standard library only::
 
-    python3 flywheel/image_requirements.py component requirements.lock > image.lock
+    python3 flywheel/image_requirements.py --write requirements.lock    # docker/<image>.lock
+    python3 flywheel/image_requirements.py component requirements.lock  # one image, to stdout
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Iterable
@@ -119,9 +124,73 @@ def image_lock(lock_text: str, image: str) -> str:
     return "".join(f"{lock[name][0]}\n" for name in sorted(kept))
 
 
+HEADER = (
+    "# The pins of requirements.lock that the {image} image installs (flywheel/image_requirements.py).\n"
+    "# Generated: edit requirements.lock, then run `make image-locks`.\n"
+)
+
+
+def image_lock_path(repo: str, image: str) -> str:
+    """Where the committed pins of ``image`` live: ``docker/<image>.lock``."""
+    return os.path.join(repo, "docker", f"{image}.lock")
+
+
+def committed_text(lock_text: str, image: str) -> str:
+    """The exact text ``docker/<image>.lock`` must hold for this lock."""
+    return HEADER.format(image=image) + image_lock(lock_text, image)
+
+
+def stale_image_locks(repo: str) -> list[str]:
+    """The ``docker/<image>.lock`` files (relative paths) missing or not matching ``requirements.lock``."""
+    with open(os.path.join(repo, "requirements.lock"), encoding="utf-8") as handle:
+        lock_text = handle.read()
+    stale = []
+    for image in IMAGES:
+        path = image_lock_path(repo, image)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                current = handle.read()
+        except FileNotFoundError:
+            current = None
+        if current != committed_text(lock_text, image):
+            stale.append(os.path.relpath(path, repo))
+    return stale
+
+
+def write_image_locks(lock_path: str) -> list[str]:
+    """Writes ``docker/<image>.lock`` for every image next to ``lock_path``; returns those changed."""
+    repo = os.path.dirname(os.path.abspath(lock_path))
+    with open(lock_path, encoding="utf-8") as handle:
+        lock_text = handle.read()
+    changed = []
+    for image in IMAGES:
+        path = image_lock_path(repo, image)
+        text = committed_text(lock_text, image)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if handle.read() == text:
+                    continue
+        except FileNotFoundError:
+            pass
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+        changed.append(os.path.relpath(path, repo))
+    return changed
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--write":
+        changed = write_image_locks(argv[1])
+        print(f"updated {', '.join(changed)}" if changed else "image locks up to date")
+        return 0
     if len(argv) != 2 or argv[0] not in IMAGES:
-        print(f"usage: python3 image_requirements.py {{{'|'.join(IMAGES)}}} requirements.lock", file=sys.stderr)
+        print(
+            f"usage: python3 image_requirements.py {{{'|'.join(IMAGES)}}} requirements.lock\n"
+            "       python3 image_requirements.py --write requirements.lock",
+            file=sys.stderr,
+        )
         return 2
     with open(argv[1], encoding="utf-8") as handle:
         sys.stdout.write(image_lock(handle.read(), argv[0]))

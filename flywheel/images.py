@@ -131,6 +131,8 @@ def build_images(
                 f"without it. Run from the repository root or pass its path as the context."
             )
 
+    _check_image_locks(context)
+
     engine = select_engine(options.engine)
     if engine == "docker":
         client = connect(timeout=PING_TIMEOUT_S)
@@ -152,6 +154,20 @@ def build_images(
                 emit(f"Pushing {ref}")
                 push_one(ref)
     return built
+
+
+def _check_image_locks(context: str) -> None:
+    """Refuses to build from ``docker/<image>.lock`` files that no longer match ``requirements.lock``."""
+    from flywheel import image_requirements
+
+    if not os.path.isfile(os.path.join(context, "requirements.lock")):
+        raise ImageError(f"The build context must hold requirements.lock; got context '{context}' without it.")
+    stale = image_requirements.stale_image_locks(context)
+    if stale:
+        raise ImageError(
+            f"{' and '.join(stale)} no longer match requirements.lock (the images install those pins); "
+            "run `make image-locks` (or `python3 flywheel/image_requirements.py --write requirements.lock`) and commit them."
+        )
 
 
 def select_engine(engine: str) -> str:

@@ -213,10 +213,21 @@ def test_importing_the_image_modules_does_not_import_docker():
 
 
 def _context(tmp_path):
-    for dockerfile in ("Dockerfile", "Dockerfile.serving"):
-        (tmp_path / "docker").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "docker" / dockerfile).write_text((REPO / "docker" / dockerfile).read_text())
+    for name in ("docker/Dockerfile", "docker/Dockerfile.serving", "docker/component.lock", "docker/serving.lock",
+                 "requirements.lock"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text())
     return tmp_path
+
+
+def test_image_pins_that_no_longer_match_the_lock_are_refused_before_any_engine_runs(tmp_path, monkeypatch):
+    context = _context(tmp_path / "repo")
+    lock = context / "requirements.lock"
+    lock.write_text(lock.read_text().replace("\nnumpy==", "\nnumpy==0.0.1\n# was numpy=="))
+    monkeypatch.setattr(images, "connect", lambda **_: pytest.fail("docker contacted"))
+    with pytest.raises(images.ImageError, match=r"docker/component.lock and docker/serving.lock no longer match "
+                                                r"requirements.lock .* run `make image-locks`"):
+        images.build_images(context, tag="0.1.0")
 
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

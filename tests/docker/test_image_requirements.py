@@ -105,3 +105,28 @@ def test_an_unknown_image_is_rejected():
 def test_a_via_line_before_any_pin_is_a_format_error():
     with pytest.raises(ir.LockFormatError, match="before any pin"):
         ir.parse_lock("    # via app\napp==1.0\n")
+
+
+def test_the_committed_image_pins_are_the_ones_the_lock_gives():
+    # docker/<image>.lock is what each builder installs; if this fails, run `make image-locks`.
+    assert ir.stale_image_locks(str(REPO)) == []
+    for image in ir.IMAGES:
+        committed = (REPO / "docker" / f"{image}.lock").read_text()
+        assert committed == ir.committed_text(LOCK_TEXT, image)
+
+
+def test_write_updates_only_the_image_whose_pins_changed(tmp_path):
+    (tmp_path / "docker").mkdir()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(LOCK_TEXT)
+    assert sorted(ir.write_image_locks(str(lock))) == ["docker/component.lock", "docker/serving.lock"]
+    assert ir.write_image_locks(str(lock)) == []  # idempotent
+    # A test-only tool joins the lock: neither image's pins change, so no dependency layer rebuilds.
+    lock.write_text(LOCK_TEXT.replace("pytest==", "zz-test-tool==1.0\n    # via pytest\npytest=="))
+    assert ir.write_image_locks(str(lock)) == []
+    # A runtime pin moves: only the images that install it change.
+    serving_pins = set((tmp_path / "docker" / "serving.lock").read_text().splitlines())
+    pin = next(line for line in LOCK_TEXT.splitlines() if line.startswith("croniter=="))
+    assert pin not in serving_pins  # the scheduler's dependency is not served
+    lock.write_text(LOCK_TEXT.replace(pin, "croniter==0.0.1"))
+    assert ir.write_image_locks(str(lock)) == ["docker/component.lock"]
