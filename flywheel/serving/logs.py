@@ -2,8 +2,8 @@
 
 Layout under the project home::
 
-    <home>/serving/<model>/requests/<UTC yyyymmdd-HHMMSS>-<pid>-<seq>.jsonl   sampled predictions, rotated
-    <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<pid>-<seq>.jsonl   late ground-truth labels
+    <home>/serving/<model>/requests/<UTC yyyymmdd-HHMMSS>-<replica>-<pid>-<seq>.jsonl   sampled predictions, rotated
+    <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<replica>-<pid>-<seq>.jsonl   late ground-truth labels
 
 One JSON object per line, append-only; a file is never rewritten. A request
 line holds one instance::
@@ -134,8 +134,9 @@ class JsonlWriter:
     def _open(self) -> Any:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         n = 0
-        while True:  # names sort in write order: stamp, pid, then a zero-padded sequence
-            path = os.path.join(self.directory, f"{stamp}-{os.getpid():07d}-{n:04d}.jsonl")
+        while True:  # names sort in write order: stamp, replica, pid, then a zero-padded sequence
+            # the replica id keeps pods sharing a ReadWriteMany mount (all pid 1) out of each other's files
+            path = os.path.join(self.directory, f"{stamp}-{replica_id()}-{os.getpid():07d}-{n:04d}.jsonl")
             if not os.path.exists(path):
                 return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
             n += 1  # noqa: SIM115 - kept open across writes, closed in close()
