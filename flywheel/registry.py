@@ -58,7 +58,6 @@ import json
 import os
 import shutil
 import socket
-import time
 import uuid
 from typing import Any, Iterator, NamedTuple
 
@@ -78,7 +77,6 @@ SERVING_HISTORY_LIMIT = 50
 REMOTE_LOCK_FILE = ".lock.json"
 LEASE_S = 600.0
 LOCK_WAIT_S = 120.0
-LEASE_SETTLE_S = 0.3
 CACHE_ENV = "FLYWHEEL_REGISTRY_CACHE"
 
 
@@ -261,6 +259,27 @@ class ModelRegistry:
     def version_file(self, name: str, version: int, relative: str) -> str:
         """URI (or local path) of a file inside a version, e.g. ``reference/reference.json``."""
         return storage.join(self.version_dir(name, version), *relative.split("/"))
+
+    def reference_uri(self, name: str, part: str = "schema", version: int | None = None) -> str:
+        """URI of a part of a version's training reference (default: the serving version's kept schema).
+
+        ``part`` is ``schema`` (validate's ``schema.pbtxt``), ``statistics``
+        (``FeatureStats.pb``) or ``reference.json``: what a cluster run imports
+        for schema continuity instead of a metadata-store lookup.
+
+        Raises:
+            FlywheelError: no version serves (and none is given), or the version carries no such part.
+        """
+        version = version if version is not None else self.serving_version(name)
+        if version is None:
+            raise FlywheelError(f"No version of model '{name}' serves in {self.root}; pass a version or push one first.")
+        uri = self.version_file(name, version, f"reference/{part}")
+        if not storage.exists(uri):
+            raise FlywheelError(
+                f"Version {version} of model '{name}' carries no reference/{part} ({uri}); push it again with "
+                "this flywheel (push stores the reference), or pass the data's schema explicitly."
+            )
+        return uri
 
     def local_version_dir(self, name: str, version: int) -> str:
         """A local directory holding the version's files (object stores: a cached copy).
@@ -600,7 +619,7 @@ class ModelRegistry:
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[Any]:
         if self.remote:
-            lease = Lease(storage.join(self.model_dir(name), REMOTE_LOCK_FILE), self.lease_s, self.lock_wait_s)
+            lease = storage.Lease(storage.join(self.model_dir(name), REMOTE_LOCK_FILE), self.lease_s, self.lock_wait_s)
             lease.acquire()
             try:
                 yield lease
@@ -616,64 +635,3 @@ class ModelRegistry:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-
-class Lease:
-    """A lock object with an expiry on an object store (see the module docstring for its limits).
-
-    Args:
-        uri: The lock object.
-        lease_s: How long the lease lasts unless renewed.
-        wait_s: How long ``acquire`` waits for another holder.
-    """
-
-    def __init__(self, uri: str, lease_s: float, wait_s: float) -> None:
-        self.uri = uri
-        self.lease_s = lease_s
-        self.wait_s = wait_s
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
-        self._renewed = 0.0
-
-    def _holder(self) -> dict[str, Any] | None:
-        if storage.info(self.uri) is None:
-            return None
-        try:
-            return storage.read_json(self.uri)
-        except storage.StorageError:  # deleted between the two calls, or damaged: free
-            return None
-
-    def _write(self) -> None:
-        self._renewed = time.time()
-        storage.write_json(self.uri, {"owner": self.owner, "expires": self._renewed + self.lease_s})
-
-    def acquire(self) -> None:
-        """Takes the lease once it is free or expired.
-
-        Raises:
-            FlywheelError: another holder kept it for ``wait_s``.
-        """
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            holder = self._holder()
-            if holder is None or float(holder.get("expires", 0)) < time.time():
-                self._write()
-                time.sleep(LEASE_SETTLE_S)  # a writer racing us within this window overwrites our claim
-                holder = self._holder()
-                if holder is not None and holder.get("owner") == self.owner:
-                    return
-            if time.monotonic() >= deadline:
-                raise FlywheelError(
-                    f"The registry lease {self.uri} is held by {holder.get('owner') if holder else 'another writer'} "
-                    f"past {self.wait_s:g}s; wait for its push to finish, or delete the lease object if that "
-                    "pusher died (it expires by itself after the lease time)."
-                )
-            time.sleep(0.2)
-
-    def renew(self) -> None:
-        """Extends the lease when a third of it has passed (long uploads)."""
-        if time.time() - self._renewed > self.lease_s / 3:
-            self._write()
-
-    def release(self) -> None:
-        holder = self._holder()
-        if holder is not None and holder.get("owner") == self.owner:
-            storage.delete(self.uri)

@@ -37,6 +37,8 @@ import json
 import os
 import posixpath
 import re
+import socket
+import time
 import uuid
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -55,6 +57,7 @@ CREDENTIAL_HINT_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 )
 _WILDCARD = re.compile(r"[*?\[]")
+LEASE_SETTLE_S = 0.3
 
 
 class StorageError(FlywheelError):
@@ -488,3 +491,69 @@ def iter_lines(uri: str) -> Iterator[str]:
 
     with open_input_stream(uri) as stream:
         yield from io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+
+
+class Lease:
+    """A lock object with an expiry on an object store (the registry's push lock).
+
+    pyarrow 10 cannot make a conditional PUT, so the claim is written, then
+    read back after ``LEASE_SETTLE_S``: it protects against a crashed holder
+    (the lease expires), not against two writers claiming within the settle time.
+
+    Args:
+        uri: The lock object.
+        lease_s: How long the lease lasts unless renewed.
+        wait_s: How long ``acquire`` waits for another holder.
+    """
+
+    def __init__(self, uri: str, lease_s: float, wait_s: float) -> None:
+        self.uri = uri
+        self.lease_s = lease_s
+        self.wait_s = wait_s
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+        self._renewed = 0.0
+
+    def _holder(self) -> dict[str, Any] | None:
+        if info(self.uri) is None:
+            return None
+        try:
+            return read_json(self.uri)
+        except StorageError:  # deleted between the two calls, or damaged: free
+            return None
+
+    def _write(self) -> None:
+        self._renewed = time.time()
+        write_json(self.uri, {"owner": self.owner, "expires": self._renewed + self.lease_s})
+
+    def acquire(self) -> None:
+        """Takes the lease once it is free or expired.
+
+        Raises:
+            FlywheelError: another holder kept it for ``wait_s``.
+        """
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            holder = self._holder()
+            if holder is None or float(holder.get("expires", 0)) < time.time():
+                self._write()
+                time.sleep(LEASE_SETTLE_S)  # a writer racing us within this window overwrites our claim
+                holder = self._holder()
+                if holder is not None and holder.get("owner") == self.owner:
+                    return
+            if time.monotonic() >= deadline:
+                raise StorageError(
+                    f"The registry lease {self.uri} is held by {holder.get('owner') if holder else 'another writer'} "
+                    f"past {self.wait_s:g}s; wait for its push to finish, or delete the lease object if that "
+                    "pusher died (it expires by itself after the lease time)."
+                )
+            time.sleep(0.2)
+
+    def renew(self) -> None:
+        """Extends the lease when a third of it has passed (long uploads)."""
+        if time.time() - self._renewed > self.lease_s / 3:
+            self._write()
+
+    def release(self) -> None:
+        holder = self._holder()
+        if holder is not None and holder.get("owner") == self.owner:
+            delete(self.uri)

@@ -36,6 +36,9 @@ def test_publish_on_s3_lays_out_versions_and_the_alias(reg, tmp_path):
     names = {e.uri.split("/penguins/1/", 1)[1] for e in storage.list_files(reg.version_dir("penguins", 1), recursive=True)}
     assert names == {"saved_model.pb", "variables/variables.index", "model.keras", "model.json", "reference/reference.json", "version.json"}
     assert reg.push("penguins", source) == (1, False)  # same content: the existing version
+    assert reg.reference_uri("penguins", "reference.json", version=1) == f"{reg.root}/penguins/1/reference/reference.json"
+    with pytest.raises(FlywheelError, match="carries no reference/schema .*push it again"):
+        reg.reference_uri("penguins")  # v2 serves and was pushed without a reference
     local = reg.local_version_dir("penguins", 1)
     assert open(os.path.join(local, "model.keras")).read() == "keras one"
     assert reg.set_serving("penguins", 1, reason="back")["version"] == 1
