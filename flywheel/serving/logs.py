@@ -184,6 +184,7 @@ class ReplicaLogWriter:
     ) -> None:
         self.directory = directory
         self.replica = replica or replica_id()
+        self._own_spool = spool_dir is None
         self.spool_dir = spool_dir or tempfile.mkdtemp(prefix="flywheel-log-spool-")
         os.makedirs(self.spool_dir, exist_ok=True)
         self.ship_interval_s = ship_interval_s
@@ -241,6 +242,8 @@ class ReplicaLogWriter:
                 os.remove(self._handle.name)  # shipped: the spool copy is no longer needed
                 self._handle = None
                 self._name = None
+            if self._own_spool and not os.listdir(self.spool_dir):
+                os.rmdir(self.spool_dir)
 
 
 def read_records(directory: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:

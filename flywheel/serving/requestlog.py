@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable
 
 from flywheel.serving.logs import FEEDBACK, REQUESTS, log_dir, log_root, open_writer
+from flywheel.storage import StorageError
 
 LOG = logging.getLogger("flywheel.serving")
 _STOP = object()
@@ -118,12 +119,18 @@ class PredictionLog:
                     self._write(kind, records)
             if flushed:  # a writer to an object store ships its file now
                 for writer in self._writers.values():
-                    getattr(writer, "ship", lambda: None)()
+                    try:
+                        getattr(writer, "ship", lambda: None)()
+                    except StorageError as exc:  # kept in the spool; the next shipment retries
+                        LOG.error("could not ship the log to %s: %s", writer.directory, exc)
             for event in flushed:
                 event.set()
             if stop:
                 for writer in self._writers.values():
-                    writer.close()
+                    try:
+                        writer.close()
+                    except StorageError as exc:  # the spool file stays on local disk
+                        LOG.error("could not ship the log to %s: %s", writer.directory, exc)
                 return
 
     def _write(self, kind: str, records: list[dict[str, Any]]) -> None:
@@ -133,7 +140,7 @@ class PredictionLog:
                 directory = self.requests_dir if kind == REQUESTS else self.feedback_dir
                 writer = self._writers[kind] = open_writer(directory, max_bytes=self._max_bytes, **self._retention)
             writer.write(records)
-        except OSError as exc:  # a full or read-only disk must not stop serving; the loss is logged
+        except (OSError, StorageError) as exc:  # a full disk or an unreachable store must not stop serving
             LOG.error("could not write %d %s log line(s): %s", len(records), kind, exc)
             return
         if self._on_written is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -75,3 +78,18 @@ def test_prediction_log_follows_the_log_uri_and_flush_ships(s3_bucket, tmp_path,
     assert [r["label"] for r in logs.read_records(f"{s3_bucket}/shared/serving/m/feedback")] == ["b"]
     log.close()
     assert not (tmp_path / "home" / "serving").exists()
+
+
+def test_an_unreachable_store_never_stops_the_log_writer(s3_bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv(logs.LOG_URI_ENV, "s3://no-such-bucket-for-logs/shared")
+    log = PredictionLog(str(tmp_path / "home"), "m")
+    log.feedback([{"request_id": "r1", "index": 0, "ts": 5.0, "label": "b"}])
+    assert log.flush(timeout=30)  # the shipment failed and was logged; the writer thread lives on
+    log.feedback([{"request_id": "r2", "index": 0, "ts": 6.0, "label": "a"}])
+    assert log.flush(timeout=30)
+    spool = log._writers[logs.FEEDBACK].spool_dir
+    log.close()
+    [name] = os.listdir(spool)
+    with open(os.path.join(spool, name)) as handle:
+        assert [json.loads(line)["request_id"] for line in handle] == ["r1", "r2"]  # kept locally, not lost
+    shutil.rmtree(spool)
