@@ -273,7 +273,12 @@ def load_reference(registry: Any, home: Home | None, model: str, version: int) -
     """
     bundle = registry.version_file(model, version, f"{BUNDLE_DIR}/{BUNDLE_FILE}")
     if storage.info(bundle) is not None:
-        return _from_bundle(registry, model, version, storage.read_json(bundle))
+        try:
+            return _from_bundle(registry, model, version, storage.read_json(bundle))
+        except (KeyError, TypeError, ValueError, OSError, storage.StorageError) as exc:  # damaged by hand or cut off
+            raise ReferenceNotFoundError(
+                f"The reference of '{model}' v{version} ({bundle}) cannot be read ({exc!r}); push that model again."
+            ) from exc
     contract = _contract(registry, model, version)
     if home is None:
         raise ReferenceNotFoundError(

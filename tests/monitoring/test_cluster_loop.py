@@ -165,3 +165,17 @@ def test_newest_resolves_globs_and_spans_on_a_bucket_and_refuses_local_paths_for
     with pytest.raises(FlywheelError, match="Kubeflow pods cannot read; point it at object storage"):
         resolve_parameters({"data_path": f"newest:{tmp_path}/*.csv"}, pods_read=True)
     assert resolve_parameters({"data_path": f"newest:{tmp_path}/*.csv"}) == {"data_path": str(tmp_path / "local.csv")}
+
+
+def test_a_damaged_reference_is_a_clear_reason_not_a_crash(s3_bucket, tmp_path):
+    import pytest
+
+    from flywheel.monitoring.reference import ReferenceNotFoundError, load_reference
+
+    registry = ModelRegistry(f"{s3_bucket}/registry")
+    model_dir, bundle = _model_with_reference(tmp_path, "one")
+    registry.publish("m", model_dir, extra_trees={"reference": bundle})
+    assert set(load_reference(registry, None, "m", 1).numeric_sorted) == {"x"}
+    storage.write_bytes(registry.version_file("m", 1, "reference/reference.json"), b'{"label": "y"}')
+    with pytest.raises(ReferenceNotFoundError, match="cannot be read .*push that model again"):
+        load_reference(registry, None, "m", 1)
