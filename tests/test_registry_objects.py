@@ -84,3 +84,41 @@ def test_a_lease_left_by_a_dead_pusher_expires_and_a_live_one_is_waited_for(reg,
     with pytest.raises(FlywheelError, match="lease .* is held by live-pod-2 .*delete the lease object"):
         reg.push("m", fake_model(tmp_path / "b", "two"))
     assert reg.versions("m") == [1]
+
+
+KILLED_PUSH = """
+import os, signal, sys
+from flywheel import registry as registry_module
+from flywheel.registry import ModelRegistry
+real, done = registry_module._upload_file, []
+def upload_then_die(source, uri):
+    if len(done) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # the pod is killed between two files
+    real(source, uri)
+    done.append(uri)
+registry_module._upload_file = upload_then_die
+ModelRegistry(sys.argv[1], lease_s=float(sys.argv[3])).publish("m", sys.argv[2])
+"""
+
+
+def test_a_pusher_killed_mid_push_leaves_no_visible_version_and_its_lease_expires(reg, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    reg.publish("m", fake_model(tmp_path / "a", "one"))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PUSH, reg.root, fake_model(tmp_path / "b", "two"), "3"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=120,
+    )
+    assert killed.returncode == -9
+    assert len(storage.list_files(reg.version_dir("m", 2), recursive=True)) == 2  # its files, invisible
+    assert reg.versions("m") == [1] and reg.serving_version("m") == 1
+    assert storage.exists(storage.join(reg.model_dir("m"), registry_module.REMOTE_LOCK_FILE))  # its lease, left behind
+
+    patient = ModelRegistry(reg.root, lease_s=30, lock_wait_s=20, cache_dir=str(tmp_path / "cache"))
+    result = patient.publish("m", fake_model(tmp_path / "c", "three"))  # waits for the lease to expire
+    assert (result.version, result.serving_version) == (2, 2)
+    assert storage.read_bytes(patient.version_file("m", 2, "model.keras")) == b"keras three"
+    assert len(storage.list_files(patient.version_dir("m", 2), recursive=True)) == 5
