@@ -103,11 +103,6 @@ def is_object_uri(uri: str) -> bool:
     return str(uri).startswith(OBJECT_SCHEMES)
 
 
-def is_local(uri: str) -> bool:
-    """Whether ``uri`` is a local path or a ``file://`` URI."""
-    return not is_object_uri(uri) and "://" not in str(uri) or str(uri).startswith("file://")
-
-
 def join(uri: str, *parts: str) -> str:
     """``uri`` with ``parts`` appended (``/`` for object stores, the OS separator locally)."""
     if is_object_uri(uri):
