@@ -7,14 +7,22 @@ existing version; the alias moves to it only if it never served (an earlier
 push crashed before the alias update, so re-running push or ``flywheel run
 --resume`` finishes the deployment). A version that served and was rolled
 back stays rolled back (``ModelRegistry.publish``).
+
+Each pushed version describes itself (so the loop needs no metadata store):
+``reference/`` holds the training reference of drift checks
+(``monitoring.reference.write_bundle``: from the ``statistics``, ``schema`` and
+``examples`` inputs when wired, else found through the local run's lineage),
+and ``version.json`` holds the data it was trained on, the evaluation, the
+blessing, the run id and where that run's lineage lives.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 
-from flywheel.dsl.artifacts import Model, ModelBlessing, PushedModel
+from flywheel.dsl.artifacts import Examples, ExampleStatistics, Model, ModelBlessing, PushedModel, Schema
 from flywheel.dsl.component import Input, Output, component
 
 from flywheel.components import _model_features as features
@@ -27,6 +35,9 @@ def push(
     pushed_model: Output[PushedModel],
     registry: str = "",
     model_name: str = "penguins",
+    examples: Input[Examples] = None,
+    statistics: Input[ExampleStatistics] = None,
+    schema: Input[Schema] = None,
 ) -> None:
     """Pushes ``model`` to ``<registry>/<model_name>/<version>/`` if ``blessing`` says so.
 
@@ -36,9 +47,13 @@ def push(
         pushed_model: Receives ``pushed.json``; properties ``pushed``,
             ``version``, ``registry_uri``, ``model_name`` (and ``reason``
             when not pushed, ``created`` when pushed).
-        registry: Registry directory; "" means the flywheel home's registry.
+        registry: Registry directory or object-store URI; "" means the flywheel home's registry.
         model_name: Name of the model in the registry; "" means the one the
             blessing was made for (evaluate's ``model_name``).
+        examples: The ingest output the model was trained on (its train split
+            is the numeric drift reference); optional.
+        statistics: validate's statistics of that data; optional.
+        schema: validate's schema; optional (kept for schema continuity).
     """
     from flywheel.home import Home
     from flywheel.registry import ModelRegistry, fingerprint_dir
@@ -64,10 +79,20 @@ def push(
             "model_properties": {
                 k: v for k, v in model.properties.items() if isinstance(v, (int, float, str, bool)) or v is None
             },
+            **_self_description(model, blessed, reasons),
         }
-        result = store.publish(
-            model_name, model.uri, fingerprint=fingerprint, metadata=metadata, reason=f"pushed from {model.uri}"
-        )
+        with tempfile.TemporaryDirectory(prefix="flywheel-reference-") as scratch:
+            trees = _reference_trees(model, examples, statistics, schema, scratch)
+            if not trees:
+                metadata["reference"] = "none: no statistics or train split reached push (drift is not checked)"
+            result = store.publish(
+                model_name,
+                model.uri,
+                fingerprint=fingerprint,
+                metadata=metadata,
+                reason=f"pushed from {model.uri}",
+                extra_trees=trees,
+            )
         record.update(
             {
                 "pushed": True,
@@ -87,6 +112,73 @@ def push(
             )
     features.write_json(pushed_model.path("pushed.json"), record)
     pushed_model.properties.update(record)
+
+
+def _self_description(model: Model, blessed: bool, reasons: list) -> dict:
+    """Data, blessing, run id and lineage home of a pushed version (what ``version.json`` carries)."""
+    from flywheel.home import Home
+
+    props = model.properties
+    run_id = os.environ.get("FLYWHEEL_RUN_ID") or os.environ.get("KFP_RUN_ID") or ""
+    if os.environ.get("KFP_RUN_ID"):
+        lineage = {"kind": "kfp", "run_id": os.environ["KFP_RUN_ID"], "host": os.environ.get("KFP_HOST", "")}
+    elif os.environ.get("FLYWHEEL_RUN_ID"):
+        lineage = {"kind": "mlmd", "home": Home.resolve().root}
+    else:
+        lineage = {"kind": "none"}
+    return {
+        "data": {
+            "uri": props.get("data_uri"),
+            "span": props.get("data_span"),
+            "version": props.get("data_version"),
+            "sha256": props.get("data_sha256"),
+        },
+        "blessing": {"blessed": blessed, "reasons": list(reasons)},
+        "run_id": run_id,
+        "lineage": lineage,
+    }
+
+
+def _reference_trees(model: Model, examples, statistics, schema, scratch: str) -> dict:
+    """``{"reference": dir}`` holding the drift reference bundle, or {} when no source reaches push."""
+    from flywheel.monitoring import reference
+
+    sources = {
+        "statistics": statistics.uri if statistics is not None else None,
+        "examples": examples.uri if examples is not None else None,
+        "schema": schema.uri if schema is not None else None,
+    }
+    if not sources["statistics"] or not sources["examples"]:
+        sources = {**_lineage_sources(model.uri), **{k: v for k, v in sources.items() if v}}
+    contract_path = os.path.join(model.uri, features.MODEL_JSON)
+    if not os.path.isfile(contract_path):
+        return {}
+    out_dir = os.path.join(scratch, "reference")
+    try:
+        reference.write_bundle(
+            out_dir,
+            features.read_json(contract_path),
+            statistics_dir=sources.get("statistics"),
+            examples_dir=sources.get("examples"),
+            schema_dir=sources.get("schema"),
+        )
+    except reference.ReferenceNotFoundError:
+        return {}
+    return {"reference": out_dir}
+
+
+def _lineage_sources(model_uri: str) -> dict:
+    """statistics / examples / schema upstream of the model in the local run's ML Metadata ({} when none)."""
+    from flywheel.errors import FlywheelError
+    from flywheel.home import Home
+    from flywheel.monitoring.reference import lineage_outputs
+
+    if not os.environ.get("FLYWHEEL_RUN_ID"):
+        return {}
+    try:
+        return lineage_outputs(Home.resolve(), model_uri)
+    except FlywheelError:
+        return {}
 
 
 def _read_blessing(blessing: ModelBlessing) -> tuple[bool, list[str]]:

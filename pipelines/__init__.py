@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 
-def evaluate_and_push(examples: Any, model: Any, *, registry: Any, model_name: Any, **evaluate_params: Any) -> Any:
+def evaluate_and_push(
+    examples: Any,
+    model: Any,
+    *,
+    registry: Any,
+    model_name: Any,
+    statistics: Any = None,
+    schema: Any = None,
+    **evaluate_params: Any,
+) -> Any:
     """The usual tail of a training pipeline: ``evaluate`` the model, ``push`` it if blessed.
 
     Call it inside a ``@pipeline`` function, like a component; the tasks are
     named ``evaluate`` and ``push`` as if written out. ``evaluate_params`` go to
     ``evaluate`` (thresholds, max_regression, slice_features, label, ...).
+    ``push`` also gets ``examples`` and, when given, validate's ``statistics``
+    and ``schema``: the version then carries its drift reference on a cluster too.
 
     Returns:
         The ``evaluate`` task.
@@ -19,5 +30,9 @@ def evaluate_and_push(examples: Any, model: Any, *, registry: Any, model_name: A
     from flywheel.components.push import push
 
     evaluated = evaluate(examples=examples, model=model, registry=registry, model_name=model_name, **evaluate_params)
-    push(model=model, blessing=evaluated.outputs["blessing"], registry=registry, model_name=model_name)
+    references = {k: v for k, v in (("statistics", statistics), ("schema", schema)) if v is not None}
+    push(
+        model=model, blessing=evaluated.outputs["blessing"], registry=registry, model_name=model_name,
+        examples=examples, **references,
+    )
     return evaluated

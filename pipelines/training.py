@@ -87,5 +87,6 @@ def training(
     )
     evaluate_and_push(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
+        statistics=checked.outputs["statistics"], schema=checked.outputs["schema"],
         slice_features=slice_features, thresholds=thresholds, max_regression=max_regression, label=label,
     )

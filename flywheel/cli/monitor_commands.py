@@ -30,7 +30,9 @@ def register(subparsers: Any) -> None:
     monitor.add_argument(
         "--rules", metavar="FILE", help="alert rules YAML (see examples/alerts.yaml); default: drift checks only"
     )
-    monitor.add_argument("--registry", metavar="DIR", help="model registry (default: <home>/registry)")
+    monitor.add_argument(
+        "--registry", metavar="URI", help="model registry: a directory or s3://, gs:// URI (default: <home>/registry)"
+    )
     monitor.add_argument("--model", action="append", metavar="NAME", help="only this model (repeatable; default: all)")
     monitor.add_argument(
         "--interval", type=float, default=300.0, metavar="S", help="seconds between passes in a loop (default 300)"
@@ -40,6 +42,12 @@ def register(subparsers: Any) -> None:
     )
     monitor.add_argument(
         "--endpoint", metavar="URL", help="read the request/feedback logs from a serving endpoint instead of the home"
+    )
+    monitor.add_argument(
+        "--logs",
+        metavar="URI",
+        help="read every replica's logs under this shared root (s3://..., a mount; default: "
+        "$FLYWHEEL_SERVING_LOG_URI, else the home)",
     )
     monitor.add_argument("--host", metavar="URL", help="start retraining runs on this Kubeflow Pipelines host")
     _home_flag(monitor)
@@ -78,7 +86,7 @@ def _registry(args: argparse.Namespace, home: Any) -> Any:
 def run_monitor(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from flywheel.monitoring.monitor import HttpLogSource, Monitor
+    from flywheel.monitoring.monitor import DirectoryLogSource, HttpLogSource, Monitor
     from flywheel.monitoring.rules import RulesConfig, load_rules, parse_duration
 
     if args.interval <= 0:
@@ -98,7 +106,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         config,
         models=args.model,
         window_s=window_s,
-        source=HttpLogSource(args.endpoint) if args.endpoint else None,
+        source=HttpLogSource(args.endpoint) if args.endpoint else (DirectoryLogSource(args.logs) if args.logs else None),
     )
     if not monitor.registry.models() and not args.model:
         print(f"No models in {monitor.registry.root}; nothing to monitor.")

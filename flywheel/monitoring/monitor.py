@@ -50,7 +50,11 @@ class LogSourceError(FlywheelError):
 
 
 class DirectoryLogSource:
-    """Reads the logs that serving writes under the home."""
+    """Reads the logs that serving writes: every replica's files under the home, a mount or a URI.
+
+    Args:
+        home_root: The home, or the shared log root (``$FLYWHEEL_SERVING_LOG_URI``, ``--logs``).
+    """
 
     def __init__(self, home_root: str) -> None:
         self.home_root = home_root
@@ -140,7 +144,7 @@ class Monitor:
         window_s: The drift window when no rule names one (default: the config's).
         launcher: Starts a retraining run (tests inject a fake); default: a
             local subprocess, or Kubeflow when ``config.retrain.host`` is set.
-        source: Where logs come from (default: the home's log directories).
+        source: Where logs come from (default: ``$FLYWHEEL_SERVING_LOG_URI``, else the home's log directories).
         clock: Current epoch time (tests inject a fake).
         log: Where progress lines go (default: stderr).
     """
@@ -164,7 +168,7 @@ class Monitor:
         self.models = models
         self.window_s = window_s or config.window_s
         self.store = MonitorStore(home)
-        self.source = source or DirectoryLogSource(home.root)
+        self.source = source or DirectoryLogSource(logs.log_root(home.root))
         self.clock = clock
         self.log = log
         host = config.retrain.host if config.retrain else None

@@ -1,9 +1,19 @@
 """The training reference of a registry version: what live traffic is compared with.
 
-Found through lineage: ``version.json``'s ``source_uri`` is the train step's
-Model artifact; ML Metadata leads from it upstream to the run's ``validate``
-execution (output ``statistics``: TFDV ``Split-train/FeatureStats.pb``) and
-its ``ingest`` execution (output ``examples``: ``Split-train/data.parquet``).
+Read from the registry: ``push`` stores the reference inside the version
+(``write_bundle``), so the monitor, rollback and the dashboard need only the
+registry (local directory or object store), never a metadata store::
+
+    <version>/reference/reference.json        features, label, category and label counts,
+                                              TFDV quantile buckets, where they came from
+    <version>/reference/numeric.npz           sorted train values of each numeric feature
+                                              (at most NUMERIC_POINTS order statistics)
+    <version>/reference/statistics/FeatureStats.pb   the validate step's TFDV statistics (train split)
+    <version>/reference/schema/schema.pbtxt          the schema the data was validated against
+
+Versions pushed before the bundle existed fall back to lineage: ``version.json``'s
+``source_uri`` is the train step's Model artifact; local ML Metadata leads from
+it upstream to ``validate`` (``statistics``) and ``ingest`` (``examples``).
 
 Which reference each test uses, and why:
 
@@ -24,18 +34,26 @@ Which reference each test uses, and why:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import shutil
 from typing import Any
 
 import numpy as np
 
+from flywheel import storage
 from flywheel.errors import FlywheelError
 from flywheel.home import Home
 from flywheel.monitoring import drift
 
 STATISTICS_FILE = os.path.join("Split-train", "FeatureStats.pb")
 TRAIN_SPLIT_FILE = os.path.join("Split-train", "data.parquet")
+BUNDLE_DIR = "reference"
+BUNDLE_FILE = "reference.json"
+NUMERIC_FILE = "numeric.npz"
+# K-S needs the reference ECDF; this many evenly spaced order statistics keep it within 1e-5 of the full split.
+NUMERIC_POINTS = 100_000
 
 
 class ReferenceNotFoundError(FlywheelError):
@@ -94,8 +112,8 @@ def read_tfdv_statistics(path: str) -> tuple[dict[str, dict[str, float]], dict[s
     return counts, buckets
 
 
-def _lineage_outputs(home: Home, source_uri: str) -> dict[str, str]:
-    """{"statistics": uri, "examples": uri} found upstream of a Model artifact in MLMD."""
+def lineage_outputs(home: Home, source_uri: str) -> dict[str, str]:
+    """{"statistics": uri, "examples": uri, "schema": uri} found upstream of a Model artifact in MLMD."""
     if not os.path.exists(home.metadata_db):
         raise ReferenceNotFoundError(
             f"No ML Metadata store at {home.metadata_db} to trace {source_uri} to its training data."
@@ -114,24 +132,29 @@ def _lineage_outputs(home: Home, source_uri: str) -> dict[str, str]:
                 found["statistics"] = output.uri
             elif output.type == "Examples" and "examples" not in found:
                 found["examples"] = output.uri
+            elif output.type == "Schema" and "schema" not in found:
+                found["schema"] = output.uri
     return found
 
 
-def load_reference(registry: Any, home: Home, model: str, version: int) -> TrainingReference:
-    """The training reference of ``model`` version ``version``.
+def _contract(registry: Any, model: str, version: int) -> dict[str, Any]:
+    path = registry.version_file(model, version, "model.json")
+    try:
+        return storage.read_json(path)
+    except storage.StorageError as exc:
+        raise ReferenceNotFoundError(
+            f"Version {version} of '{model}' has no readable model.json ({path}); its features are unknown."
+        ) from exc
+
+
+def reference_from_files(
+    model: str, version: int, contract: dict[str, Any], statistics_dir: str | None, examples_dir: str | None
+) -> TrainingReference:
+    """A reference built from a validate ``statistics`` and an ingest ``examples`` directory (local).
 
     Raises:
-        ReferenceNotFoundError: no model.json, no lineage, or neither the TFDV
-            statistics nor the train split exist any more.
+        ReferenceNotFoundError: neither the TFDV statistics nor the train split exist.
     """
-    version_dir = registry.version_dir(model, version)
-    contract_path = os.path.join(version_dir, "model.json")
-    if not os.path.isfile(contract_path):
-        raise ReferenceNotFoundError(
-            f"Version {version} of '{model}' has no model.json ({contract_path}); its features are unknown."
-        )
-    with open(contract_path, encoding="utf-8") as handle:
-        contract = json.load(handle)
     features = {name: spec.get("kind", drift.NUMERIC) for name, spec in contract.get("features", {}).items()}
     reference = TrainingReference(
         model=model,
@@ -140,23 +163,21 @@ def load_reference(registry: Any, home: Home, model: str, version: int) -> Train
         label=contract.get("label", ""),
         label_vocabulary=[str(v) for v in contract.get("label_vocabulary", [])],
     )
-    source_uri = registry.version_info(model, version).get("source_uri", "")
-    found = _lineage_outputs(home, source_uri)
-    stats_path = os.path.join(found.get("statistics", ""), STATISTICS_FILE)
-    if found.get("statistics") and os.path.isfile(stats_path):
+    stats_path = os.path.join(statistics_dir or "", STATISTICS_FILE)
+    if statistics_dir and os.path.isfile(stats_path):
         counts, buckets = read_tfdv_statistics(stats_path)
-        reference.statistics_uri = found["statistics"]
+        reference.statistics_uri = statistics_dir
         reference.categorical_counts = {
             f: counts[f] for f, k in features.items() if k == drift.CATEGORICAL and f in counts
         }
         reference.quantile_buckets = {f: buckets[f] for f, k in features.items() if k == drift.NUMERIC and f in buckets}
         reference.label_counts = counts.get(reference.label, {})
-    split_path = os.path.join(found.get("examples", ""), TRAIN_SPLIT_FILE)
-    if found.get("examples") and os.path.isfile(split_path):
+    split_path = os.path.join(examples_dir or "", TRAIN_SPLIT_FILE)
+    if examples_dir and os.path.isfile(split_path):
         import pandas as pd
 
         frame = pd.read_parquet(split_path)
-        reference.examples_uri = found["examples"]
+        reference.examples_uri = examples_dir
         for feature, kind in features.items():
             if feature not in frame.columns:
                 continue
@@ -172,6 +193,101 @@ def load_reference(registry: Any, home: Home, model: str, version: int) -> Train
             reference.label_counts = {str(k): float(v) for k, v in drift.value_counts(frame[reference.label]).items()}
     if reference.statistics_uri is None and reference.examples_uri is None:
         raise ReferenceNotFoundError(
-            f"Neither the TFDV statistics nor the train split of '{model}' v{version} exist (lineage found {found or 'nothing'})."
+            f"Neither the TFDV statistics ({statistics_dir or 'none'}) nor the train split ({examples_dir or 'none'}) "
+            f"of '{model}' v{version} exist."
         )
     return reference
+
+
+def _thin(values: np.ndarray) -> np.ndarray:
+    """At most NUMERIC_POINTS evenly spaced order statistics of sorted ``values``."""
+    if values.shape[0] <= NUMERIC_POINTS:
+        return values
+    return values[np.linspace(0, values.shape[0] - 1, NUMERIC_POINTS).round().astype(int)]
+
+
+def write_bundle(
+    out_dir: str,
+    contract: dict[str, Any],
+    *,
+    statistics_dir: str | None,
+    examples_dir: str | None,
+    schema_dir: str | None = None,
+) -> dict[str, Any]:
+    """Writes the reference bundle ``push`` stores in a version (layout: the module docstring).
+
+    Returns:
+        What ``reference.json`` holds.
+
+    Raises:
+        ReferenceNotFoundError: neither the statistics nor the train split exist.
+    """
+    reference = reference_from_files("", 0, contract, statistics_dir, examples_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    document = {
+        "features": reference.features,
+        "label": reference.label,
+        "label_vocabulary": reference.label_vocabulary,
+        "categorical_counts": reference.categorical_counts,
+        "label_counts": reference.label_counts,
+        "quantile_buckets": {f: [e.tolist(), c.tolist()] for f, (e, c) in reference.quantile_buckets.items()},
+        "statistics_uri": reference.statistics_uri,
+        "examples_uri": reference.examples_uri,
+        "numeric_points": {f: int(v.shape[0]) for f, v in reference.numeric_sorted.items()},
+    }
+    np.savez_compressed(os.path.join(out_dir, NUMERIC_FILE), **{f: _thin(v) for f, v in reference.numeric_sorted.items()})
+    if reference.statistics_uri:
+        os.makedirs(os.path.join(out_dir, "statistics"))
+        shutil.copy2(os.path.join(reference.statistics_uri, STATISTICS_FILE), os.path.join(out_dir, "statistics"))
+    if schema_dir and os.path.isdir(schema_dir):
+        shutil.copytree(schema_dir, os.path.join(out_dir, "schema"))
+    with open(os.path.join(out_dir, BUNDLE_FILE), "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, sort_keys=True)
+    return document
+
+
+def _from_bundle(registry: Any, model: str, version: int, document: dict[str, Any]) -> TrainingReference:
+    numeric = np.load(io.BytesIO(storage.read_bytes(registry.version_file(model, version, f"{BUNDLE_DIR}/{NUMERIC_FILE}"))))
+    where = registry.version_file(model, version, BUNDLE_DIR)
+    return TrainingReference(
+        model=model,
+        version=version,
+        features=dict(document["features"]),
+        label=document.get("label", ""),
+        label_vocabulary=[str(v) for v in document.get("label_vocabulary", [])],
+        numeric_sorted={f: numeric[f] for f in numeric.files},
+        quantile_buckets={f: (np.array(e), np.array(c)) for f, (e, c) in document.get("quantile_buckets", {}).items()},
+        categorical_counts=document.get("categorical_counts", {}),
+        label_counts=document.get("label_counts", {}),
+        statistics_uri=storage.join(where, "statistics") if document.get("statistics_uri") else None,
+        examples_uri=storage.join(where, NUMERIC_FILE) if document.get("numeric_points") else None,
+    )
+
+
+def load_reference(registry: Any, home: Home | None, model: str, version: int) -> TrainingReference:
+    """The training reference of ``model`` version ``version``: from the registry, else lineage.
+
+    Raises:
+        ReferenceNotFoundError: no model.json, no bundle and no lineage, or
+            neither the TFDV statistics nor the train split exist any more.
+    """
+    bundle = registry.version_file(model, version, f"{BUNDLE_DIR}/{BUNDLE_FILE}")
+    if storage.info(bundle) is not None:
+        try:
+            return _from_bundle(registry, model, version, storage.read_json(bundle))
+        except (KeyError, TypeError, ValueError, OSError, storage.StorageError) as exc:  # damaged by hand or cut off
+            raise ReferenceNotFoundError(
+                f"The reference of '{model}' v{version} ({bundle}) cannot be read ({exc!r}); push that model again."
+            ) from exc
+    contract = _contract(registry, model, version)
+    if home is None:
+        raise ReferenceNotFoundError(
+            f"Version {version} of '{model}' carries no reference ({bundle}) and no metadata store was given; "
+            "push it again with this flywheel (push stores the reference in the version)."
+        )
+    source_uri = registry.version_info(model, version).get("source_uri", "")
+    found = lineage_outputs(home, source_uri)
+    try:
+        return reference_from_files(model, version, contract, found.get("statistics"), found.get("examples"))
+    except ReferenceNotFoundError as exc:
+        raise ReferenceNotFoundError(f"{exc} (lineage found {found or 'nothing'})") from exc

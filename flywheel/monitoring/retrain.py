@@ -9,7 +9,9 @@ Locally the run is ``flywheel run <pipeline> --trigger alert --trigger-reason
 "<rule>: <evidence>" --run-id <id> -p k=v`` in its own process (the
 scheduler's pattern; values other than strings travel as JSON), and the
 launch counts only once the run is recorded in the metadata store; with a
-Kubeflow host it is ``kubeflow.client.submit``. A launch that fails is
+Kubeflow host it is ``kubeflow.client.submit``, and every ``newest:`` value
+must resolve to an object-store URI (``s3://``, ``minio://``, ``gs://``), the
+one kind of path every pod can read. A launch that fails is
 recorded on the alert as ``{"failed": why}``, claims no run id and does not
 count against ``max_runs``.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ import sys
 import time
 from typing import Any, Callable, Mapping
 
+from flywheel import storage
+from flywheel.data_sources import DataSourceError, is_pattern, resolve_pattern
 from flywheel.dsl.pipeline import param_argument
 from flywheel.errors import FlywheelError, PipelineFileError, RunError, RunNotFoundError
 from flywheel.home import Home
@@ -54,22 +57,48 @@ class RetrainRequest:
 Launcher = Callable[[RetrainRequest], str]  # starts the run; returns its run id
 
 
-def resolve_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Replaces ``"newest:<glob>"`` values with the newest matching path (by mtime).
+def _modified(uri: str) -> float:
+    """Last modification of a file, or of the newest object under a prefix."""
+    if not storage.is_object_uri(uri):
+        return os.path.getmtime(uri)
+    entry = storage.info(uri)
+    return entry.mtime if entry is not None else max((e.mtime for e in storage.list_files(uri, recursive=True)), default=0.0)
+
+
+def resolve_parameters(parameters: Mapping[str, Any], *, pods_read: bool = False) -> dict[str, Any]:
+    """Replaces ``"newest:<glob or span pattern>"`` values with the newest matching path or URI.
+
+    A glob (local or ``s3://b/incoming/*.csv``) takes the match modified last;
+    a span pattern (``s3://b/data/span-{SPAN}/``) takes the newest span.
+
+    Args:
+        parameters: The retrain section's parameters.
+        pods_read: The run goes to Kubeflow: a value must resolve to an object-store URI.
 
     Raises:
-        FlywheelError: nothing matches a glob.
+        FlywheelError: nothing matches, or a Kubeflow run would get a local path.
     """
     resolved = {}
     for key, value in parameters.items():
         if isinstance(value, str) and value.startswith(NEWEST_PREFIX):
             pattern = value[len(NEWEST_PREFIX) :]
-            matches = glob.glob(os.path.expanduser(pattern))
-            if not matches:
+            if is_pattern(pattern):
+                try:
+                    value = resolve_pattern(pattern)["paths"][-1]
+                except DataSourceError as exc:
+                    raise FlywheelError(f"Retrain parameter '{key}': {exc}") from exc
+            else:
+                matches = storage.glob(pattern)
+                if not matches:
+                    raise FlywheelError(
+                        f"Retrain parameter '{key}': nothing matches {pattern!r}; put the newest data there or fix the glob."
+                    )
+                value = max(matches, key=_modified)
+            if pods_read and not storage.is_object_uri(value):
                 raise FlywheelError(
-                    f"Retrain parameter '{key}': nothing matches {pattern!r}; put the newest data there or fix the glob."
+                    f"Retrain parameter '{key}' resolved to the local path {value!r}, which Kubeflow pods cannot "
+                    "read; point it at object storage (newest:s3://BUCKET/data/span-{SPAN}/)."
                 )
-            value = max(matches, key=os.path.getmtime)
         resolved[key] = value
     return resolved
 
@@ -209,7 +238,7 @@ def trigger_retrain(
     run_id = f"retrain-{alert.model}-{stamp}-a{alert.id}"
     reason = f"alert #{alert.id} {alert.rule}: {alert.message}"
     try:
-        parameters = resolve_parameters(settings.parameters)
+        parameters = resolve_parameters(settings.parameters, pods_read=bool(settings.host))
         request = RetrainRequest(alert.model, alert.id, alert.rule, reason, run_id, settings, parameters)
         run_id = launcher(request)
     except (FlywheelError, OSError) as exc:

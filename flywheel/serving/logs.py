@@ -2,8 +2,8 @@
 
 Layout under the project home::
 
-    <home>/serving/<model>/requests/<UTC yyyymmdd-HHMMSS>-<pid>-<seq>.jsonl   sampled predictions, rotated
-    <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<pid>-<seq>.jsonl   late ground-truth labels
+    <home>/serving/<model>/requests/<UTC yyyymmdd-HHMMSS>-<replica>-<pid>-<seq>.jsonl   sampled predictions, rotated
+    <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<replica>-<pid>-<seq>.jsonl   late ground-truth labels
 
 One JSON object per line, append-only; a file is never rewritten. A request
 line holds one instance::
@@ -15,6 +15,20 @@ line holds one instance::
 A feedback line::
 
     {"request_id": "...", "index": 0, "ts": 1764300100.0, "label": "Gentoo"}
+
+Shared storage (several replicas, a monitor elsewhere): with
+``FLYWHEEL_SERVING_LOG_URI`` set (``s3://bucket/logs``, or a ReadWriteMany
+mount) the logs go to ``<uri>/serving/<model>/<kind>/`` instead of the home,
+one file per replica and UTC hour::
+
+    <uri>/serving/<model>/requests/<yyyymmdd-HH>-<replica>.jsonl
+
+The replica id is ``POD_NAME``, else ``HOSTNAME``, else the host name. On an
+object store (no append) a replica appends to a local spool file and ships
+the whole file (one atomic PUT) every ``ship_interval_s``, on ``flush`` and
+when the hour or the process ends; a restarted replica first copies its
+shipped file back, so nothing already shipped is lost. Readers
+(``read_records``) list every replica's files of a directory or prefix.
 """
 
 from __future__ import annotations
@@ -22,18 +36,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import socket
+import tempfile
 import threading
 import time
 from typing import Any, Iterable, Iterator
 
+from flywheel import storage
 from flywheel.names import check_name
 
 REQUESTS = "requests"
 FEEDBACK = "feedback"
+LOG_URI_ENV = "FLYWHEEL_SERVING_LOG_URI"
+SHIP_INTERVAL_S = 30.0
+
+
+def log_root(home_root: str) -> str:
+    """Where the logs live: ``$FLYWHEEL_SERVING_LOG_URI`` when set (shared storage), else the home."""
+    return os.environ.get(LOG_URI_ENV) or home_root
 
 
 def log_dir(home_root: str, model: str, kind: str) -> str:
-    return os.path.join(home_root, "serving", check_name("model", model), kind)
+    """``<root>/serving/<model>/<kind>`` (``root``: a home, a mount or an object-store URI)."""
+    return storage.join(home_root, "serving", check_name("model", model), kind)
+
+
+def replica_id() -> str:
+    """This replica's name in log file names: the pod name, else the host name (file-name safe)."""
+    raw = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "replica"
+
+
+def open_writer(directory: str, **options: Any) -> Any:
+    """A log writer for ``directory``: ``JsonlWriter`` locally, ``ReplicaLogWriter`` on an object store."""
+    if storage.is_object_uri(directory):
+        return ReplicaLogWriter(directory)
+    return JsonlWriter(directory, **options)
 
 
 class JsonlWriter:
@@ -95,8 +134,9 @@ class JsonlWriter:
     def _open(self) -> Any:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         n = 0
-        while True:  # names sort in write order: stamp, pid, then a zero-padded sequence
-            path = os.path.join(self.directory, f"{stamp}-{os.getpid():07d}-{n:04d}.jsonl")
+        while True:  # names sort in write order: stamp, replica, pid, then a zero-padded sequence
+            # the replica id keeps pods sharing a ReadWriteMany mount (all pid 1) out of each other's files
+            path = os.path.join(self.directory, f"{stamp}-{replica_id()}-{os.getpid():07d}-{n:04d}.jsonl")
             if not os.path.exists(path):
                 return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
             n += 1  # noqa: SIM115 - kept open across writes, closed in close()
@@ -122,11 +162,104 @@ class JsonlWriter:
                 self._handle = None
 
 
+class ReplicaLogWriter:
+    """One file per replica and UTC hour on an object store, shipped whole (see the module docstring).
+
+    Args:
+        directory: The log prefix (``s3://bucket/logs/serving/<model>/requests``).
+        replica: This replica's id (default ``replica_id()``).
+        spool_dir: Local directory of the files being appended (default: a temp directory).
+        ship_interval_s: Most seconds between shipments while writing.
+        clock: Current epoch time (tests).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        replica: str | None = None,
+        spool_dir: str | None = None,
+        ship_interval_s: float = SHIP_INTERVAL_S,
+        clock: Any = time.time,
+    ) -> None:
+        self.directory = directory
+        self.replica = replica or replica_id()
+        self._own_spool = spool_dir is None
+        self.spool_dir = spool_dir or tempfile.mkdtemp(prefix="flywheel-log-spool-")
+        os.makedirs(self.spool_dir, exist_ok=True)
+        self.ship_interval_s = ship_interval_s
+        self.clock = clock
+        self.deleted_files = 0
+        self._lock = threading.Lock()
+        self._name: str | None = None
+        self._handle: Any = None
+        self._shipped_at = 0.0
+
+    def _open(self, name: str) -> None:
+        local = os.path.join(self.spool_dir, name)
+        remote = storage.join(self.directory, name)
+        if not os.path.exists(local) and storage.info(remote) is not None:
+            with open(local, "wb") as handle:  # a restarted replica continues its shipped file
+                handle.write(storage.read_bytes(remote))
+        self._handle = open(local, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
+        self._name = name
+
+    def _ship_locked(self) -> None:
+        if self._handle is None or self._name is None:
+            return
+        self._handle.flush()
+        storage.upload_file(self._handle.name, storage.join(self.directory, self._name))
+        self._shipped_at = self.clock()
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        """Appends records to this hour's spool file; ships it when the interval has passed."""
+        if not records:
+            return
+        data = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        with self._lock:
+            name = f"{time.strftime('%Y%m%d-%H', time.gmtime(self.clock()))}-{self.replica}.jsonl"
+            if name != self._name:
+                if self._handle is not None:  # the hour turned: ship the closed file, start the next
+                    self._ship_locked()
+                    self._handle.close()
+                    os.remove(self._handle.name)
+                self._open(name)
+            self._handle.write(data)
+            if self.clock() - self._shipped_at >= self.ship_interval_s:
+                self._ship_locked()
+
+    def ship(self) -> None:
+        """Uploads the current file now (``PredictionLog.flush`` calls it)."""
+        with self._lock:
+            self._ship_locked()
+
+    def close(self) -> None:
+        """Ships the current file and closes it."""
+        with self._lock:
+            if self._handle is not None:
+                self._ship_locked()
+                self._handle.close()
+                os.remove(self._handle.name)  # shipped: the spool copy is no longer needed
+                self._handle = None
+                self._name = None
+            if self._own_spool and not os.listdir(self.spool_dir):
+                os.rmdir(self.spool_dir)
+
+
 def read_records(directory: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:
-    """Every record in a log directory (oldest file first), optionally with ts >= since.
+    """Every record in a log directory or prefix (oldest file first), optionally with ts >= since.
 
     A torn last line (a writer killed mid-line) is skipped, never fatal.
     """
+    if storage.is_object_uri(directory):
+        for entry in storage.list_files(directory):
+            if entry.uri.endswith(".jsonl") and (since is None or entry.mtime >= since):
+                try:
+                    lines = list(storage.iter_lines(entry.uri))
+                except storage.StorageError:  # removed by retention meanwhile: the other files still count
+                    continue
+                yield from parse_lines(lines, since=since)
+        return
     if not os.path.isdir(directory):
         return
     for name in sorted(os.listdir(directory)):

@@ -14,7 +14,8 @@ import random
 import threading
 from typing import Any, Callable
 
-from flywheel.serving.logs import FEEDBACK, REQUESTS, JsonlWriter, log_dir
+from flywheel.serving.logs import FEEDBACK, REQUESTS, log_dir, log_root, open_writer
+from flywheel.storage import StorageError
 
 LOG = logging.getLogger("flywheel.serving")
 _STOP = object()
@@ -25,7 +26,8 @@ class PredictionLog:
     """Sampled prediction lines and feedback lines for one model.
 
     Args:
-        home_root: The flywheel home; logs go to ``<home>/serving/<model>/...``.
+        home_root: The flywheel home; logs go to ``<home>/serving/<model>/...``, or under
+            ``$FLYWHEEL_SERVING_LOG_URI`` when set (``logs.log_root``).
         model: Model name.
         sample_rate: Share of predict requests whose instances are logged (0..1);
             a request is logged whole or not at all. Feedback is always logged.
@@ -50,11 +52,11 @@ class PredictionLog:
     ) -> None:
         self.model = model
         self.sample_rate = float(sample_rate)
-        self.requests_dir = log_dir(home_root, model, REQUESTS)
-        self.feedback_dir = log_dir(home_root, model, FEEDBACK)
+        self.requests_dir = log_dir(log_root(home_root), model, REQUESTS)
+        self.feedback_dir = log_dir(log_root(home_root), model, FEEDBACK)
         self._max_bytes = max_bytes
         self._retention = {"retention_bytes": retention_bytes, "retention_s": retention_s}
-        self._writers: dict[str, JsonlWriter] = {}
+        self._writers: dict[str, Any] = {}
         self._on_written = on_written
         self._random = random.Random(seed)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -115,11 +117,20 @@ class PredictionLog:
             for kind, records in batches.items():
                 if records:
                     self._write(kind, records)
+            if flushed:  # a writer to an object store ships its file now
+                for writer in self._writers.values():
+                    try:
+                        getattr(writer, "ship", lambda: None)()
+                    except StorageError as exc:  # kept in the spool; the next shipment retries
+                        LOG.error("could not ship the log to %s: %s", writer.directory, exc)
             for event in flushed:
                 event.set()
             if stop:
                 for writer in self._writers.values():
-                    writer.close()
+                    try:
+                        writer.close()
+                    except StorageError as exc:  # the spool file stays on local disk
+                        LOG.error("could not ship the log to %s: %s", writer.directory, exc)
                 return
 
     def _write(self, kind: str, records: list[dict[str, Any]]) -> None:
@@ -127,11 +138,9 @@ class PredictionLog:
             writer = self._writers.get(kind)
             if writer is None:
                 directory = self.requests_dir if kind == REQUESTS else self.feedback_dir
-                writer = self._writers[kind] = JsonlWriter(
-                    directory, max_bytes=self._max_bytes, **self._retention
-                )
+                writer = self._writers[kind] = open_writer(directory, max_bytes=self._max_bytes, **self._retention)
             writer.write(records)
-        except OSError as exc:  # a full or read-only disk must not stop serving; the loss is logged
+        except (OSError, StorageError) as exc:  # a full disk or an unreachable store must not stop serving
             LOG.error("could not write %d %s log line(s): %s", len(records), kind, exc)
             return
         if self._on_written is not None:

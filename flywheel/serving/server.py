@@ -584,7 +584,7 @@ class ModelServer:
         """
         from aiohttp import web
 
-        from flywheel.serving.logs import log_dir, read_records
+        from flywheel.serving.logs import log_dir, log_root, read_records
 
         self._check_name(request)
         if not self.config.logs_endpoint:
@@ -596,7 +596,7 @@ class ModelServer:
         since = _since(request.query.get("since"))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.log.flush)
-        records = read_records(log_dir(self.config.home, self.config.model, request.match_info["kind"]), since=since)
+        records = read_records(log_dir(log_root(self.config.home), self.config.model, request.match_info["kind"]), since=since)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         while True:

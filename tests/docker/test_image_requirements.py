@@ -93,6 +93,7 @@ def test_serving_installs_every_distribution_flywheel_serving_imports():
     }
     kept = ir.image_packages(LOCK, "serving")
     assert needed and needed <= kept, f"serving imports {sorted(needed - kept)} the image would not carry"
+    assert "pyarrow" in kept  # serving ships its logs to object storage through flywheel.storage (pyarrow.fs)
     assert {"tensorboard", "pandas", "apache-beam", "tensorflow-data-validation", "pytest"}.isdisjoint(kept)
     assert len(kept) < len(ir.image_packages(LOCK, "component")) / 3
 

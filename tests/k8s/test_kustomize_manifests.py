@@ -304,3 +304,41 @@ def test_the_cluster_alert_rules_load():
     # retraining on the cluster mounts the registry claim the serving Deployment reads
     assert config.retrain.registry_pvc == "flywheel-data"
     assert config.retrain.service_account == "flywheel-pipeline-runner"
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_serving_and_monitor_share_the_object_store_with_credentials_from_a_secret(rendered, kustomization):
+    objs = rendered[kustomization]
+    serving = one(objs, "Deployment", "flywheel-serving")["spec"]["template"]["spec"]["containers"][0]
+    cron = one(objs, "CronJob", "flywheel-monitor")
+    monitor = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    secrets = {s["metadata"]["name"] for s in objects_of(objs, "Secret")}
+    for container in (serving, monitor):
+        env = _env(container)
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            ref = env[key]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == key and ref["name"].startswith("flywheel-object-store")
+            if kustomization == "overlays/dev":  # dev generates it; other environments bring their own
+                assert ref["name"] in secrets
+            assert "value" not in env[key]
+        assert env["FLYWHEEL_SERVING_LOG_URI"]["valueFrom"]["configMapKeyRef"]["key"] == "serving-log-uri"
+        assert env["FLYWHEEL_S3_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]["key"] == "s3-endpoint"
+        assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # every replica's logs reach the monitor from the object store, not one replica through the Service
+    assert "--endpoint" not in monitor["command"]
+    config = one(objs, "ConfigMap", "flywheel-config")["data"]
+    assert config["serving-log-uri"].startswith(("s3://", "minio://", "gs://"))
+    assert not any("secret" in k.lower() or "minio123" in str(v) for k, v in config.items())
+    if kustomization == "base":
+        assert not secrets  # no credentials in the base
+
+
+def test_the_cluster_retrain_data_is_a_uri_every_pod_can_read():
+    from flywheel.monitoring.rules import load_rules
+
+    config = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml"))
+    assert config.retrain.parameters["data_path"].startswith(("newest:s3://", "newest:minio://", "newest:gs://"))

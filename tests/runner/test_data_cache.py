@@ -90,8 +90,11 @@ def test_a_node_whose_cache_policy_is_off_always_runs(home, tmp_path):
     assert _reason(home, again, "consume") == "caching off for this node (its cache policy)"
 
 
-def test_an_object_store_uri_without_a_fingerprint_is_never_served_from_cache():
+def test_an_object_store_uri_is_fingerprinted_from_its_listing_and_can_be_cached(s3_bucket):
+    from flywheel import storage
     from flywheel.data_sources import describe_source, uncacheable
 
-    record = describe_source("s3://bucket/data.csv")
-    assert record["kind"] == "object" and record["etag"] is None and uncacheable(record)
+    storage.write_bytes(f"{s3_bucket}/data.csv", b"a,b\n1,2\n")
+    record = describe_source(f"{s3_bucket}/data.csv")
+    assert record["kind"] == "object" and record["fingerprint_basis"] == "size+mtime" and not uncacheable(record)
+    assert uncacheable({**record, "fingerprint": None})  # no fingerprint of any kind: the node always runs
