@@ -386,9 +386,8 @@ def _numbers_at_once(values: Any) -> Any:
             array = np.array(values, dtype=np.float64)  # None becomes NaN
         except OverflowError:  # an integer beyond float64
             return None
-    with np.errstate(invalid="ignore"):
-        if (np.abs(array) > _FLOAT32_MAX).any():  # also infinities
-            return None
+    if (np.abs(array) > _FLOAT32_MAX).any():  # also infinities; NaN compares False, without a warning
+        return None
     return array.astype(np.float32, copy=False)
 
 

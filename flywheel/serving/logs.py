@@ -105,7 +105,7 @@ class JsonlWriter:
         """Appends records, each as one line, and flushes them."""
         if not records:
             return
-        data = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        data = b"".join(_line(r) for r in records).decode()
         with self._lock:
             if self._handle is None or self._handle.tell() >= self.max_bytes:
                 if self._handle is not None:
@@ -120,6 +120,17 @@ class JsonlWriter:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    """One record as a JSON line: orjson (a NaN, sent as a NaN literal, becomes null: missing either way),
+    the stdlib for what orjson cannot write (an integer beyond 64 bits)."""
+    import orjson
+
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
 
 
 def read_records(directory: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:
