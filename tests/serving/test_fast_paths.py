@@ -169,3 +169,26 @@ def test_a_model_xla_cannot_compile_falls_back_to_the_plain_function_and_says_wh
     predict, record = compile_fastest(net, spec, FeatureSchema.from_spec(spec), xla="auto")
     assert record["jit_compile"] is False and record["reason"].startswith("XLA cannot compile this model's ops")
     assert predict({"c": np.array(["red", "blue", ""], dtype=object)}).shape == (3, 2)
+
+
+def test_cli_passes_xla_and_the_log_queue_bound_and_the_config_refuses_bad_values(tmp_path):
+    import argparse
+
+    from flywheel.cli import serve_commands
+    from flywheel.serving.errors import ServingError
+    from flywheel.serving.server import ServeConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home")
+    serve_commands.register(parser.add_subparsers(dest="command"))
+    home = ["--home", str(tmp_path)]
+    default = serve_commands.config_from_args(parser.parse_args([*home, "serve"]))
+    assert (default.xla, default.log_queue_requests) == ("auto", 10000)
+    chosen = serve_commands.config_from_args(
+        parser.parse_args([*home, "serve", "--xla", "off", "--log-queue-requests", "50"])
+    )
+    assert (chosen.xla, chosen.log_queue_requests) == ("off", 50)
+    with pytest.raises(ServingError, match=r"'xla' serving option must be one of 'auto', 'on', 'off'\. Got 'fast'"):
+        ServeConfig(registry="r", home="h", xla="fast").check()
+    with pytest.raises(ServingError, match=r"'log_queue_requests' serving option must be >= 1\. Got 0"):
+        ServeConfig(registry="r", home="h", log_queue_requests=0).check()
