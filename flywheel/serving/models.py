@@ -6,6 +6,9 @@ A loaded version is called through one ``tf.function`` with a fixed input
 signature (one 1-D tensor per raw feature): on this model that costs ~0.5 ms
 per call at any batch size, where calling the Keras model eagerly costs
 ~6-9 ms and ``model.predict`` ~80-120 ms (measured on the penguin model).
+That function is XLA-compiled when that measures faster at load
+(``compile_fastest``; the penguin model's string inputs do not compile, so it
+runs the plain function).
 
 Which version serves follows the registry: the version named by the serving
 alias (``serving.json``), or the newest version when there is no alias. The
