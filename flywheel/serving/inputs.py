@@ -391,18 +391,28 @@ def _numbers_at_once(values: Any) -> Any:
     return array.astype(np.float32, copy=False)
 
 
+def _strings_at_once(values: list[Any], accepted: frozenset[str | None]) -> Any:
+    """The object column of values all in ``accepted`` (None becomes ""); None when one is not."""
+    import numpy as np
+
+    try:
+        distinct = set(values)
+    except TypeError:  # a list or object among the values: checked one by one
+        return None
+    if not distinct <= accepted or not all(v is None or type(v) is str for v in distinct):
+        return None
+    return np.array(["" if v is None else v for v in values] if None in distinct else values, dtype=object)
+
+
 def _string_column(
     name: str, values: list[Any], schema: FeatureSchema, where: str, *, prefix_has_name: bool = False
 ) -> Any:
     import numpy as np
 
+    column = _strings_at_once(values, schema.accepted[name])
+    if column is not None:
+        return column
     allowed = schema.allowed[name]
-    try:
-        distinct = set(values)
-    except TypeError:  # a list or object among the values: checked one by one below
-        distinct = None
-    if distinct is not None and distinct <= schema.accepted[name] and all(v is None or type(v) is str for v in distinct):
-        return np.array(["" if v is None else v for v in values] if None in distinct else values, dtype=object)
     out = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
         if value is None or value == "":

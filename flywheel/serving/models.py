@@ -177,8 +177,9 @@ def compile_fastest(
     and ``XLA_PROBE_BATCH``, ``XLA_PROBE_CALLS`` calls each, interleaved) and
     serves XLA only when its calls take under ``XLA_MIN_GAIN`` of the plain
     ones' time; ``"on"`` serves XLA whenever it compiles; ``"off"`` never tries.
-    A model XLA cannot compile (a string input, a ``StringLookup``) serves the
-    plain function. The record (shown in ``/v1/models/<name>/metadata``) holds
+    A model XLA cannot compile serves the plain function: one with string
+    inputs is not tried (XLA has no string tensors), one whose ops fail to
+    compile (``tf.errors.OpError`` on the first call) falls back. The record (shown in ``/v1/models/<name>/metadata``) holds
     ``jit_compile``, the ``reason`` and the timings.
 
     Raises:
@@ -192,6 +193,12 @@ def compile_fastest(
     warm_up(plain, schema)
     if xla == "off":
         return plain, {"jit_compile": False, "reason": "XLA is off (xla='off')"}
+    if schema.categorical:  # XLA has no string tensors: not worth a failed compile and TensorFlow's error log
+        return plain, {
+            "jit_compile": False,
+            "reason": f"XLA cannot compile this model's ops: string inputs {list(schema.categorical)} (XLA has no "
+            "string tensors)",
+        }
     try:
         compiled = compile_predict(net, spec, jit_compile=True)
         for size in _buckets(XLA_PROBE_BATCH):  # compiles every padded shape up to the probe batch now

@@ -166,9 +166,27 @@ def test_a_model_xla_cannot_compile_falls_back_to_the_plain_function_and_says_wh
         "categorical_features": ["c"],
         "label_vocabulary": ["no", "yes"],
     }
-    predict, record = compile_fastest(net, spec, FeatureSchema.from_spec(spec), xla="auto")
-    assert record["jit_compile"] is False and record["reason"].startswith("XLA cannot compile this model's ops")
+    predict, record = compile_fastest(net, spec, FeatureSchema.from_spec(spec), xla="on")
+    assert record["jit_compile"] is False and "string inputs ['c']" in record["reason"]
     assert predict({"c": np.array(["red", "blue", ""], dtype=object)}).shape == (3, 2)
+
+
+def test_a_numeric_model_with_an_op_xla_cannot_compile_falls_back_when_the_compile_fails():
+    import keras
+    import tensorflow as tf
+
+    from flywheel.serving.models import compile_fastest
+
+    class ThroughText(keras.layers.Layer):  # string ops inside: XLA refuses them at the first call
+        def call(self, x):
+            return tf.strings.to_number(tf.strings.as_string(x))
+
+    net, spec = _numeric_model()
+    wrapped = keras.Model(net.inputs, ThroughText()(net.outputs[0]))
+    predict, record = compile_fastest(wrapped, spec, FeatureSchema.from_spec(spec), xla="on")
+    assert record["jit_compile"] is False and record["reason"].startswith("XLA cannot compile this model's ops: ")
+    got = predict({"a": np.array([0.5, 1.0], dtype=np.float32), "b": np.array([2.0, 3.0], dtype=np.float32)})
+    np.testing.assert_allclose(got.sum(axis=1), [1.0, 1.0], rtol=1e-4)
 
 
 def test_cli_passes_xla_and_the_log_queue_bound_and_the_config_refuses_bad_values(tmp_path):
