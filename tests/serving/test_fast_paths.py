@@ -3,6 +3,7 @@ without TensorFlow, the bounded request-log queue, and XLA chosen or refused at 
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -19,13 +20,13 @@ SCHEMA = FeatureSchema(
 )
 
 
-def test_a_columnar_body_becomes_arrays_with_missing_values_in_place():
-    parsed = parse_predict(
-        decode_json(b'{"inputs": {"x": [1, null, 2.5], "y": [3, 4, 5], "c": ["red", null, ""]}}'), SCHEMA
-    )
-    np.testing.assert_array_equal(parsed.columns["x"], np.array([1.0, np.nan, 2.5], dtype=np.float32))
-    assert parsed.columns["x"].dtype == np.float32
-    assert parsed.columns["c"].tolist() == ["red", "", ""]
+@pytest.mark.parametrize("repeat", [1, 4])  # 3 values are checked one by one, 12 converted at once
+def test_a_columnar_body_becomes_arrays_with_missing_values_in_place(repeat):
+    body = {"inputs": {"x": [1, None, 2.5] * repeat, "y": [3, 4, 5] * repeat, "c": ["red", None, ""] * repeat}}
+    parsed = parse_predict(decode_json(json.dumps(body).encode()), SCHEMA)
+    np.testing.assert_array_equal(parsed.columns["x"], np.array([1.0, np.nan, 2.5] * repeat, dtype=np.float32))
+    assert parsed.columns["x"].dtype == np.float32 and parsed.columns["c"].dtype == object
+    assert parsed.columns["c"].tolist() == ["red", "", ""] * repeat
     assert parsed.rows()[1] == {"x": None, "y": 4, "c": None}
 
 
@@ -75,10 +76,11 @@ def test_grpc_tensors_become_columns_without_tensorflow_and_keep_the_checks():
     assert _values("c", strings) == ["red", ""]
     parsed = parse_predict({"inputs": {"x": _values("x", content), "y": _values("y", filled)[:2], "c": ["red", ""]}}, SCHEMA)
     assert parsed.columns["x"].tolist() == [1.5, 2.0] and parsed.rows()[0] == {"x": 1.5, "y": 7.0, "c": "red"}
-    infinite = tensor_pb2.TensorProto(dtype=1, float_val=[1.0, np.inf])
-    infinite.tensor_shape.dim.add().size = 2
-    with pytest.raises(RequestError, match=r"inputs\['x'\]\[1\] must be a finite number; got inf"):
-        parse_predict({"inputs": {"x": _values("x", infinite), "y": [1, 1], "c": ["red", "red"]}}, SCHEMA)
+    for size in (2, 10):  # checked one by one, and converted at once
+        infinite = tensor_pb2.TensorProto(dtype=1, float_val=[1.0] * (size - 1) + [np.inf])
+        infinite.tensor_shape.dim.add().size = size
+        with pytest.raises(RequestError, match=rf"inputs\['x'\]\[{size - 1}\] must be a finite number; got inf"):
+            parse_predict({"inputs": {"x": _values("x", infinite), "y": [1] * size, "c": ["red"] * size}}, SCHEMA)
     bad_text = tensor_pb2.TensorProto(dtype=7, string_val=[b"\xff"])
     bad_text.tensor_shape.dim.add().size = 1
     with pytest.raises(RequestError, match="not UTF-8"):
