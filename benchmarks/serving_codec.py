@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     def rest_baseline(body: bytes, n: int) -> bytes:
         with value_by_value_checks():
             parse_predict(json.loads(body), schema)
-        return json.dumps({"predictions": probabilities[n].tolist(), "model_version": 1}, separators=(",", ":")).encode()
+        response = {"predictions": probabilities[n].tolist(), "model_version": 1}
+        return json.dumps(response, separators=(",", ":")).encode()
 
     def grpc_request(rows: list[dict[str, Any]]) -> Any:
         request = predict_pb2.PredictRequest()

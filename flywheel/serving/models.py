@@ -179,8 +179,9 @@ def compile_fastest(
     ones' time; ``"on"`` serves XLA whenever it compiles; ``"off"`` never tries.
     A model XLA cannot compile serves the plain function: one with string
     inputs is not tried (XLA has no string tensors), one whose ops fail to
-    compile (``tf.errors.OpError`` on the first call) falls back. The record (shown in ``/v1/models/<name>/metadata``) holds
-    ``jit_compile``, the ``reason`` and the timings.
+    compile (``tf.errors.OpError`` on the first call) falls back. The record
+    (shown in ``/v1/models/<name>/metadata``) holds ``jit_compile``, the
+    ``reason`` and the timings.
 
     Raises:
         ServingError: ``xla`` is not one of auto, on, off.

@@ -35,7 +35,8 @@ def test_a_columnar_body_becomes_arrays_with_missing_values_in_place(repeat):
     [
         # one bad value deep in a long column: the message still names its index
         (b'{"inputs": {"x": [' + b"1," * 50 + b'"3"], "y": [' + b"1," * 50 + b'1], "c": [' + b'"red",' * 50
-         + b'"red"]}}', "inputs['x'][50] must be a number or null; got the string \"3\" (send the number without quotes)"),
+         + b'"red"]}}',
+         "inputs['x'][50] must be a number or null; got the string \"3\" (send the number without quotes)"),
         (b'{"inputs": {"x": [1, true], "y": [1, 1], "c": ["red", "red"]}}', "inputs['x'][1] must be a number or null"),
         (b'{"inputs": {"x": [1, 1e39], "y": [1, 1], "c": ["red", "red"]}}', "inputs['x'][1] must be a finite number"),
         (b'{"inputs": {"x": [1, 1], "y": [1, 1], "c": ["red", "green"]}}', "inputs['c'][1] is 'green', which is not"),
@@ -74,7 +75,8 @@ def test_grpc_tensors_become_columns_without_tensorflow_and_keep_the_checks():
     strings = tensor_pb2.TensorProto(dtype=7, string_val=[b"red", b""])
     strings.tensor_shape.dim.add().size = 2
     assert _values("c", strings) == ["red", ""]
-    parsed = parse_predict({"inputs": {"x": _values("x", content), "y": _values("y", filled)[:2], "c": ["red", ""]}}, SCHEMA)
+    columns = {"x": _values("x", content), "y": _values("y", filled)[:2], "c": ["red", ""]}
+    parsed = parse_predict({"inputs": columns}, SCHEMA)
     assert parsed.columns["x"].tolist() == [1.5, 2.0] and parsed.rows()[0] == {"x": 1.5, "y": 7.0, "c": "red"}
     for size in (2, 10):  # checked one by one, and converted at once
         infinite = tensor_pb2.TensorProto(dtype=1, float_val=[1.0] * (size - 1) + [np.inf])
