@@ -15,6 +15,12 @@ see ``flywheel.components._model_features``). Rules, applied to every instance:
   an input its signature lacks), unless the server runs with
   ``ignore_unknown_features``, which drops such keys.
 
+Speed: a column of ``VECTORIZE_FROM`` values or more is converted in one numpy
+call when every value passes (``_numbers_at_once``, ``_strings_at_once``); the
+value-by-value check runs for short columns and to name the first bad value,
+so the messages are the same either way. Bodies are parsed by orjson, by the
+stdlib parser for what orjson refuses (``decode_json``).
+
 Two request shapes, as in TF Serving's REST API: row (``{"instances": [{feature:
 value}, ...]}``) and columnar (``{"inputs": {feature: [values]}}``), plus an
 optional ``"signature_name"`` that must be ``serving_default``.
