@@ -35,7 +35,9 @@ NOT_IMPORTED_AT_RUN_TIME = frozenset({
 })
 # What ``flywheel serve`` imports (flywheel/serving): the model runtime, the HTTP server and
 # TF Serving's gRPC API (its protos and stubs come from tensorflow-serving-api).
-SERVING_ROOTS = frozenset({"tensorflow", "tensorflow-serving-api", "grpcio", "numpy", "aiohttp", "prometheus-client", "pyyaml"})
+SERVING_ROOTS = frozenset(
+    {"tensorflow", "tensorflow-serving-api", "grpcio", "numpy", "aiohttp", "orjson", "prometheus-client", "pyyaml"}
+)
 # TensorFlow's own dependencies serving does not import: TensorBoard (summaries) and the rest above.
 SERVING_PRUNED = frozenset({"tensorboard", "libclang"})
 
