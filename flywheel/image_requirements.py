@@ -40,11 +40,12 @@ NOT_IMPORTED_AT_RUN_TIME = frozenset({
     # transforms, which no component uses
     "google-cloud-aiplatform",
 })
-# What ``flywheel serve`` imports (flywheel/serving): the model runtime, the HTTP server,
-# TF Serving's gRPC API (its protos and stubs come from tensorflow-serving-api), and pyarrow,
-# through which flywheel.storage ships the request logs to an object store.
+# What ``flywheel serve`` imports (flywheel/serving): the model runtime, the HTTP server and its
+# JSON codec, TF Serving's gRPC API (its protos and stubs come from tensorflow-serving-api), and
+# pyarrow, through which flywheel.storage ships the request logs to an object store.
 SERVING_ROOTS = frozenset({
-    "tensorflow", "tensorflow-serving-api", "grpcio", "numpy", "aiohttp", "prometheus-client", "pyyaml", "pyarrow",
+    "tensorflow", "tensorflow-serving-api", "grpcio", "numpy", "aiohttp", "orjson", "prometheus-client", "pyyaml",
+    "pyarrow",
 })
 # TensorFlow's own dependencies serving does not import: TensorBoard (summaries) and the rest above.
 SERVING_PRUNED = frozenset({"tensorboard", "libclang"})

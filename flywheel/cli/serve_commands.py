@@ -113,6 +113,20 @@ def register(subparsers: Any) -> None:
         default=1,
         help="TensorFlow intra/inter-op threads; 1 suits small models, 0 = TensorFlow's default (default 1)",
     )
+    batching.add_argument(
+        "--xla",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compile the model with XLA: auto = when it measures faster at load, on = whenever it compiles "
+        "(default auto; /v1/models/NAME/metadata says which)",
+    )
+    logs.add_argument(
+        "--log-queue-requests",
+        type=int,
+        default=10000,
+        help="predict requests waiting for the log writer at most; past it their log lines are dropped "
+        "and counted in flywheel_serving_log_dropped_requests (default 10000)",
+    )
     parser.add_argument(
         "--shutdown-timeout", type=float, default=30.0, help="seconds in-flight requests get after SIGTERM (default 30)"
     )
@@ -154,6 +168,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         log_retention_bytes=int(args.log_retention_mb * 1024 * 1024),
         log_retention_s=args.log_retention_days * 24 * 3600.0,
         grpc_port=None if args.no_grpc else args.grpc_port,
+        xla=args.xla,
+        log_queue_requests=args.log_queue_requests,
     ).check()
 
 

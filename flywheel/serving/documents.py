@@ -75,8 +75,11 @@ def read_spec(registry: Any, name: str, version: int) -> dict[str, Any]:
         return json.load(f)
 
 
-def metadata_document(name: str, version: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """TF Serving's GetModelMetadataResponse for the ``serving_default`` signature, plus the feature contract."""
+def metadata_document(
+    name: str, version: int, spec: dict[str, Any], *, xla: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """TF Serving's GetModelMetadataResponse for the ``serving_default`` signature, plus the feature contract
+    and ``xla``: whether the loaded version runs XLA-compiled, and why (``models.compile_fastest``)."""
 
     def tensor(tensor_name: str, dtype: str, dims: list[int]) -> dict[str, Any]:
         return {
@@ -111,6 +114,7 @@ def metadata_document(name: str, version: int, spec: dict[str, Any]) -> dict[str
             "class_names": spec["label_vocabulary"],
             "features": spec["features"],
             "missing": spec.get("missing"),
+            "xla": xla or {},
             **(
                 {"image": {"input": spec["image_input"], "shape": spec["image_shape"], "pixel_max": spec.get("pixel_max")}}
                 if spec.get("modality") == "image"

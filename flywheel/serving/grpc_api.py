@@ -39,6 +39,7 @@ LOG = logging.getLogger("flywheel.serving.grpc")
 REQUEST_ID_KEY = "x-request-id"
 _SIGNATURE_DEF = "signature_def"
 _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
+_DT_STRING = 7  # tensorflow.DataType.DT_STRING
 
 
 def import_apis() -> None:
@@ -192,7 +193,43 @@ class TFServingAPI:
         )
 
 
-def _values(name: str, tensor: Any) -> list[Any]:
+def _values(name: str, tensor: Any) -> Any:
+    """A TensorProto's values as a column the REST checks take: a float32 array read straight from the
+    proto's bytes for float tensors, a list of str for string tensors; any other tensor through TensorFlow."""
+    column = _column_of(name, tensor)
+    return column if column is not None else _values_through_tf(name, tensor)
+
+
+def _column_of(name: str, tensor: Any) -> Any:
+    """The column of a float or string tensor of shape [N] or [N, 1] without TensorFlow; None for others."""
+    import numpy as np
+
+    dims = [dim.size for dim in tensor.tensor_shape.dim]
+    if not (len(dims) == 1 or (len(dims) == 2 and dims[1] == 1)) or dims[0] < 1:
+        return None
+    size = dims[0]
+    if tensor.dtype == _DT_FLOAT:
+        if tensor.tensor_content:
+            if len(tensor.tensor_content) != 4 * size:
+                return None  # TensorFlow's own reading names the mismatch
+            return np.frombuffer(tensor.tensor_content, dtype="<f4")
+        values = np.array(tensor.float_val, dtype=np.float32)
+    elif tensor.dtype == _DT_STRING:
+        where = f"inputs['{name}']"
+        try:
+            values = [v.decode("utf-8") for v in tensor.string_val]
+        except UnicodeDecodeError as exc:
+            raise RequestError(f"{where} holds a string that is not UTF-8 ({exc.reason}); send UTF-8 text.") from exc
+    else:
+        return None
+    if len(values) == size:
+        return values
+    if len(values) == 1:  # TensorFlow's compact form: one value fills the tensor
+        return np.full(size, values[0], dtype=np.float32) if tensor.dtype == _DT_FLOAT else values * size
+    return None
+
+
+def _values_through_tf(name: str, tensor: Any) -> list[Any]:
     """A TensorProto's values as the JSON-like list the REST checks take (strings decoded, floats as floats)."""
     import numpy as np
     import tensorflow as tf

@@ -145,7 +145,7 @@ class JsonlWriter:
         """Appends records, each as one line, and flushes them."""
         if not records:
             return
-        data = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        data = b"".join(_line(r) for r in records).decode()
         with self._lock:
             if self._handle is None or self._handle.tell() >= self.max_bytes:
                 if self._handle is not None:
@@ -160,6 +160,17 @@ class JsonlWriter:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    """One record as a JSON line: orjson (a NaN, sent as a NaN literal, becomes null: missing either way),
+    the stdlib for what orjson cannot write (an integer beyond 64 bits)."""
+    import orjson
+
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
 
 
 class ReplicaLogWriter:
@@ -201,7 +212,7 @@ class ReplicaLogWriter:
         if not os.path.exists(local) and storage.info(remote) is not None:
             with open(local, "wb") as handle:  # a restarted replica continues its shipped file
                 handle.write(storage.read_bytes(remote))
-        self._handle = open(local, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
+        self._handle = open(local, "ab")  # noqa: SIM115 - kept open across writes
         self._name = name
 
     def _ship_locked(self) -> None:
@@ -215,7 +226,7 @@ class ReplicaLogWriter:
         """Appends records to this hour's spool file; ships it when the interval has passed."""
         if not records:
             return
-        data = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        data = b"".join(_line(r) for r in records)
         with self._lock:
             name = f"{time.strftime('%Y%m%d-%H', time.gmtime(self.clock()))}-{self.replica}.jsonl"
             if name != self._name:

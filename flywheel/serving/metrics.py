@@ -90,10 +90,17 @@ class ServingMetrics:
             ["model", "log"],
             registry=self.registry,
         )
+        self.log_dropped = Counter(
+            "flywheel_serving_log_dropped_requests",
+            "Predict requests whose request-log lines were dropped because the log writer's queue was full.",
+            ["model"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "flywheel_serving_in_flight_requests", "Requests being handled now.", ["model"], registry=self.registry
         )
         self.version.labels(model).set(0)
+        self.log_dropped.labels(model)
         self.reload_errors.labels(model)  # exported as 0 from the start, so a rate() sees the first error
         self._batch = self.batch_size.labels(model)
         self._model_seconds = self.model_seconds.labels(model)

@@ -6,6 +6,9 @@ A loaded version is called through one ``tf.function`` with a fixed input
 signature (one 1-D tensor per raw feature): on this model that costs ~0.5 ms
 per call at any batch size, where calling the Keras model eagerly costs
 ~6-9 ms and ``model.predict`` ~80-120 ms (measured on the penguin model).
+That function is XLA-compiled when that measures faster at load
+(``compile_fastest``; the penguin model's string inputs do not compile, so it
+runs the plain function).
 
 Which version serves follows the registry: the version named by the serving
 alias (``serving.json``), or the newest version when there is no alias. The
@@ -32,6 +35,10 @@ from flywheel.serving.inputs import FeatureSchema
 
 LOG = logging.getLogger("flywheel.serving")
 MODEL_JSON = "model.json"
+XLA_MODES = ("auto", "on", "off")
+XLA_PROBE_BATCH = 64  # the default --max-batch-size: the batch a busy server calls the model with
+XLA_PROBE_CALLS = 15
+XLA_MIN_GAIN = 0.9  # XLA serves only when it takes under 90% of the plain function's time
 
 
 @dataclasses.dataclass(eq=False)
@@ -53,6 +60,7 @@ class LoadedModel:
     schema: FeatureSchema
     loaded_at: float
     predict_fn: Callable[[dict[str, Any]], Any]
+    compilation: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -63,8 +71,8 @@ class LoadedModel:
         return self.predict_fn(columns)
 
 
-def load_version(registry: Any, name: str, version: int) -> LoadedModel:
-    """Loads and warms up one version of a model from the registry.
+def load_version(registry: Any, name: str, version: int, *, xla: str = "auto") -> LoadedModel:
+    """Loads and warms up one version of a model from the registry (``xla``: see ``compile_fastest``).
 
     Raises:
         ServingError: the version has no readable ``model.json`` or Keras model.
@@ -76,9 +84,8 @@ def load_version(registry: Any, name: str, version: int) -> LoadedModel:
         raise ServingError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - Keras raises many types on a corrupt file; all mean "not loadable"
         raise ServingError(f"Version {version} of model '{name}' could not be loaded: {exc!r}") from exc
-    predict_fn = compile_predict(net, spec)
-    warm_up(predict_fn, schema)
-    return LoadedModel(name, int(version), spec, schema, time.time(), predict_fn)
+    predict_fn, compilation = compile_fastest(net, spec, schema, xla=xla)
+    return LoadedModel(name, int(version), spec, schema, time.time(), predict_fn, compilation)
 
 
 def read_contract(registry: Any, name: str, version: int) -> tuple[dict[str, Any], FeatureSchema]:
@@ -104,12 +111,18 @@ def read_contract(registry: Any, name: str, version: int) -> tuple[dict[str, Any
     return spec, schema
 
 
-def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
+def compile_predict(net: Any, spec: dict[str, Any], *, jit_compile: bool = False) -> Callable[[dict[str, Any]], Any]:
     """A function from numpy columns to probabilities, traced once with a fixed signature.
 
     The traced concrete function is called directly with tensors: that skips
     ``tf.function``'s argument matching, ~0.2 ms of the ~0.45 ms a batch-1 call
     costs on the penguin model.
+
+    With ``jit_compile`` the function is compiled by XLA, which compiles once per
+    input shape: batches are padded (repeating their last instance) to the next
+    power of two, so at most ``log2(batch) + 1`` shapes are ever compiled, and the
+    padding's rows are cut from the output. The first call of a model whose ops
+    XLA cannot compile raises ``tf.errors.OpError``.
     """
     import tensorflow as tf
 
@@ -126,7 +139,7 @@ def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]]
         feature: tf.TensorSpec(shape=shapes[feature], dtype=dtype, name=feature) for feature, dtype in dtypes.items()
     }
 
-    @tf.function(input_signature=[signature])
+    @tf.function(input_signature=[signature], jit_compile=jit_compile)
     def serve(inputs: dict[str, Any]) -> Any:
         return net(inputs, training=False)
 
@@ -136,8 +149,91 @@ def compile_predict(net: Any, spec: dict[str, Any]) -> Callable[[dict[str, Any]]
     def predict(columns: dict[str, Any]) -> Any:
         return concrete({name: constant(columns[name], dtype) for name, dtype in dtypes.items()}).numpy()
 
-    predict.net = net  # keep the model alive as long as the function
-    return predict
+    def predict_padded(columns: dict[str, Any]) -> Any:
+        size = len(next(iter(columns.values())))
+        padded = 1 << max(0, size - 1).bit_length()
+        if padded != size:
+            columns = {name: _pad(column, padded) for name, column in columns.items()}
+        return predict(columns)[:size]
+
+    chosen = predict_padded if jit_compile else predict
+    chosen.net = net  # keep the model alive as long as the function
+    return chosen
+
+
+def _pad(column: Any, size: int) -> Any:
+    """``column`` grown to ``size`` instances along its first axis by repeating its last instance."""
+    import numpy as np
+
+    return np.pad(column, [(0, size - len(column))] + [(0, 0)] * (column.ndim - 1), mode="edge")
+
+
+def compile_fastest(
+    net: Any, spec: dict[str, Any], schema: FeatureSchema, *, xla: str = "auto"
+) -> tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]:
+    """The serving function, compiled by XLA where that pays, warmed up; and a record of the choice.
+
+    ``xla``: ``"auto"`` times both compilations on typical inputs (batches of 1
+    and ``XLA_PROBE_BATCH``, ``XLA_PROBE_CALLS`` calls each, interleaved) and
+    serves XLA only when its calls take under ``XLA_MIN_GAIN`` of the plain
+    ones' time; ``"on"`` serves XLA whenever it compiles; ``"off"`` never tries.
+    A model XLA cannot compile serves the plain function: one with string
+    inputs is not tried (XLA has no string tensors), one whose ops fail to
+    compile (``tf.errors.OpError`` on the first call) falls back. The record
+    (shown in ``/v1/models/<name>/metadata``) holds ``jit_compile``, the
+    ``reason`` and the timings.
+
+    Raises:
+        ServingError: ``xla`` is not one of auto, on, off.
+    """
+    import tensorflow as tf
+
+    if xla not in XLA_MODES:
+        raise ServingError(f"The 'xla' serving option must be one of {list(XLA_MODES)}. Got {xla!r} instead.")
+    plain = compile_predict(net, spec)
+    warm_up(plain, schema)
+    if xla == "off":
+        return plain, {"jit_compile": False, "reason": "XLA is off (xla='off')"}
+    if schema.categorical:  # XLA has no string tensors: not worth a failed compile and TensorFlow's error log
+        return plain, {
+            "jit_compile": False,
+            "reason": f"XLA cannot compile this model's ops: string inputs {list(schema.categorical)} (XLA has no "
+            "string tensors)",
+        }
+    try:
+        compiled = compile_predict(net, spec, jit_compile=True)
+        for size in _buckets(XLA_PROBE_BATCH):  # compiles every padded shape up to the probe batch now
+            compiled(typical_columns(schema, size))
+    except tf.errors.OpError as exc:
+        first_line = str(exc).strip().splitlines()[0][:300]
+        return plain, {"jit_compile": False, "reason": f"XLA cannot compile this model's ops: {first_line}"}
+    if xla == "on":
+        return compiled, {"jit_compile": True, "reason": "XLA is on (xla='on') and compiles this model"}
+    plain_ms, xla_ms = _time_both(plain, compiled, schema)
+    timings = {"plain_ms": round(plain_ms, 4), "xla_ms": round(xla_ms, 4)}
+    if xla_ms < XLA_MIN_GAIN * plain_ms:
+        return compiled, {"jit_compile": True, "reason": "XLA measured faster at load", **timings}
+    return plain, {"jit_compile": False, "reason": "XLA measured no faster at load", **timings}
+
+
+def _buckets(largest: int) -> list[int]:
+    return [1 << k for k in range((largest - 1).bit_length() + 1)]
+
+
+def _time_both(plain: Callable, compiled: Callable, schema: FeatureSchema) -> tuple[float, float]:
+    """Median ms of a batch-1 plus a batch-``XLA_PROBE_BATCH`` call of each function, calls interleaved
+    so both see the same machine load."""
+    import statistics
+
+    inputs = [typical_columns(schema, 1), typical_columns(schema, XLA_PROBE_BATCH)]
+    spent: dict[Callable, list[float]] = {plain: [], compiled: []}
+    for _ in range(XLA_PROBE_CALLS):
+        for function in (plain, compiled):
+            started = time.perf_counter()
+            for columns in inputs:
+                function(columns)
+            spent[function].append((time.perf_counter() - started) * 1000)
+    return statistics.median(spent[plain]), statistics.median(spent[compiled])
 
 
 def set_tf_threads(threads: int) -> bool:
@@ -158,17 +254,21 @@ def set_tf_threads(threads: int) -> bool:
 
 
 def warm_up(predict_fn: Callable[[dict[str, Any]], Any], schema: FeatureSchema) -> None:
-    """Calls the model once on a typical row, so tracing happens before it serves."""
+    """Calls the model once on typical rows, so tracing happens before it serves."""
+    predict_fn(typical_columns(schema, 2))
+
+
+def typical_columns(schema: FeatureSchema, size: int) -> dict[str, Any]:
+    """Model-ready columns of ``size`` instances: zeros, each category's first value and a missing one."""
     import numpy as np
 
     if schema.is_image:
-        predict_fn({schema.image_input: np.zeros((2, *schema.image_shape), dtype=np.float32)})
-        return
-    columns: dict[str, Any] = {name: np.zeros(2, dtype=np.float32) for name in schema.numeric}
+        return {schema.image_input: np.zeros((size, *schema.image_shape), dtype=np.float32)}
+    columns: dict[str, Any] = {name: np.zeros(size, dtype=np.float32) for name in schema.numeric}
     for name in schema.categorical:
         first = schema.vocabularies[name][0] if schema.vocabularies[name] else ""
-        columns[name] = np.array([first, ""], dtype=object)
-    predict_fn(columns)
+        columns[name] = np.resize(np.array([first, ""], dtype=object), size)
+    return columns
 
 
 class ModelStore:
@@ -252,6 +352,14 @@ class ModelStore:
             return self._load(version)
         except ServingError as exc:
             raise RequestError(str(exc), status=503) from exc
+
+    def loaded(self, version: int) -> LoadedModel | None:
+        """The version if it is in memory (never loads it)."""
+        current = self._serving
+        if current is not None and current.version == version:
+            return current
+        with self._lock:
+            return self._loaded.get(version)
 
     def status(self) -> list[dict[str, Any]]:
         """One entry per version this server knows about, serving version first."""

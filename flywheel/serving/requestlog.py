@@ -3,7 +3,16 @@
 Handlers only put a tuple on a queue (never blocks, never touches the disk);
 one writer thread drains the queue, builds the records in the format of
 ``flywheel.serving.logs`` (the contract the monitor reads) and appends them
-with ``JsonlWriter`` in batches. ``close`` writes what is queued, then stops.
+with ``JsonlWriter`` in batches (after a first item it gathers for ``GATHER_S``,
+so a busy server wakes the writer ~20 times a second, not once per request). ``close`` writes what is queued, then stops:
+nothing queued is lost on a clean shutdown.
+
+The queue is bounded at ``max_queued_requests`` predict requests (a disk slower
+than the traffic must not grow the server's memory without end). When it is
+full, a request's log lines are dropped (the request is answered as usual),
+counted through ``on_dropped`` (``flywheel_serving_log_dropped_requests``) and
+reported in a warning at most every ``DROP_WARNING_S`` seconds. Feedback is
+never dropped: it is rare and carries labels no one can send again.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from typing import Any, Callable
 
 from flywheel.serving.logs import FEEDBACK, REQUESTS, log_dir, log_root, open_writer
@@ -20,6 +30,8 @@ from flywheel.storage import StorageError
 LOG = logging.getLogger("flywheel.serving")
 _STOP = object()
 _DRAIN_MAX = 4096
+DROP_WARNING_S = 10.0
+GATHER_S = 0.05  # the writer waits this long after a first request so that lines are written in batches
 
 
 class PredictionLog:
@@ -36,6 +48,8 @@ class PredictionLog:
         retention_s: Files last written longer ago than this are deleted (0: kept forever).
         on_written: Called with (log kind, lines) after each write.
         seed: Seeds the sampling (tests); None draws from the OS.
+        max_queued_requests: Most predict requests queued for the writer; more are dropped.
+        on_dropped: Called with 1 for each predict request whose lines were dropped.
     """
 
     def __init__(
@@ -49,6 +63,8 @@ class PredictionLog:
         retention_s: float = 0.0,
         on_written: Callable[[str, int], None] | None = None,
         seed: int | None = None,
+        max_queued_requests: int = 10000,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self.model = model
         self.sample_rate = float(sample_rate)
@@ -60,6 +76,11 @@ class PredictionLog:
         self._on_written = on_written
         self._random = random.Random(seed)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.max_queued_requests = int(max_queued_requests)
+        self._on_dropped = on_dropped
+        self.dropped = 0  # predict requests whose log lines were dropped so far
+        self._warned_at = -DROP_WARNING_S
+        self._hurry = threading.Event()  # set by flush and close: write now, without gathering
         self._thread = threading.Thread(target=self._run, name="flywheel-request-log", daemon=True)
         self._thread.start()
 
@@ -76,8 +97,26 @@ class PredictionLog:
         probabilities: Any,
         class_names: tuple[str, ...],
     ) -> None:
-        """Queues one request's instances (``parsed`` is an ``inputs.ParsedRequest``)."""
+        """Queues one request's instances (``parsed`` is an ``inputs.ParsedRequest``); drops them when
+        ``max_queued_requests`` items wait already (see the module docstring)."""
+        if self._queue.qsize() >= self.max_queued_requests:
+            self._drop()
+            return
         self._queue.put((REQUESTS, (request_id, ts, version, parsed, probabilities, class_names)))
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if self._on_dropped is not None:
+            self._on_dropped(1)
+        now = time.monotonic()
+        if now - self._warned_at >= DROP_WARNING_S:
+            self._warned_at = now
+            LOG.warning(
+                "the request log's writer is %d requests behind; dropping log lines (%d requests so far). "
+                "Give the log a faster disk, or lower --log-sample-rate.",
+                self.max_queued_requests,
+                self.dropped,
+            )
 
     def feedback(self, records: list[dict[str, Any]]) -> None:
         """Queues feedback lines, already in the contract's format."""
@@ -86,17 +125,22 @@ class PredictionLog:
     def flush(self, timeout: float = 10.0) -> bool:
         """Waits until everything queued so far is written; False on timeout."""
         done = threading.Event()
+        self._hurry.set()
         self._queue.put(("flush", done))
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Writes what is queued, closes the files and stops the writer thread."""
+        self._hurry.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             items = [self._queue.get()]
+            if items[0] is not _STOP and items[0][0] != "flush":
+                self._hurry.wait(GATHER_S)  # let more requests queue: one write, one wake-up for many
+            self._hurry.clear()
             while len(items) < _DRAIN_MAX:
                 try:
                     items.append(self._queue.get_nowait())

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -109,6 +110,12 @@ class ServeConfig:
         log_retention_s: Log files older than this are deleted (0: kept forever).
         grpc_port: Port of TF Serving's gRPC API on ``host`` (None: no gRPC
             server; 0 picks a free one). ``flywheel serve`` uses 8500.
+        xla: Compile the model with XLA: ``auto`` (when it measures faster at
+            load), ``on`` (whenever it compiles) or ``off``
+            (``flywheel.serving.models.compile_fastest``).
+        log_queue_requests: Most predict requests waiting for the request-log
+            writer; past it a request's log lines are dropped and counted
+            (``flywheel.serving.requestlog``), the response is unaffected.
     """
 
     registry: str
@@ -136,6 +143,8 @@ class ServeConfig:
     log_retention_bytes: int = 1024 * 1024 * 1024
     log_retention_s: float = 30 * 24 * 3600.0
     grpc_port: int | None = None
+    xla: str = "auto"
+    log_queue_requests: int = 10000
 
     def check(self) -> ServeConfig:
         """Returns self; raises ServingError naming the first option out of range."""
@@ -154,6 +163,8 @@ class ServeConfig:
             ("body_timeout_s", self.body_timeout_s > 0, "> 0"),
             ("log_retention_bytes", self.log_retention_bytes >= 0, ">= 0 (0: no limit)"),
             ("log_retention_s", self.log_retention_s >= 0, ">= 0 (0: no limit)"),
+            ("xla", self.xla in ("auto", "on", "off"), "one of 'auto', 'on', 'off'"),
+            ("log_queue_requests", self.log_queue_requests >= 1, ">= 1"),
         ]
         if self.grpc_port is not None:
             rules.append(("grpc_port", 0 <= self.grpc_port <= 65535, "in [0, 65535] (or None for no gRPC)"))
@@ -165,10 +176,11 @@ class ServeConfig:
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    import orjson
     from aiohttp import web
 
     return web.Response(
-        body=json.dumps(data, separators=(",", ":"), allow_nan=False).encode(),  # never invalid JSON
+        body=orjson.dumps(data),  # never invalid JSON: a NaN would be written as null (predict refuses it first)
         status=status,
         content_type="application/json",
         headers=headers,
@@ -187,7 +199,7 @@ class ModelServer:
         from flywheel.registry import ModelRegistry
         from flywheel.serving.batching import Batcher, DirectPredictor
         from flywheel.serving.metrics import ServingMetrics
-        from flywheel.serving.models import ModelStore
+        from flywheel.serving.models import ModelStore, load_version
         from flywheel.serving.requestlog import PredictionLog
 
         self.config = config.check()
@@ -196,6 +208,7 @@ class ModelServer:
             ModelRegistry(config.registry),
             config.model,
             max_loaded=config.max_loaded_versions,
+            loader=functools.partial(load_version, xla=config.xla),
             on_change=self._serving_changed,
         )
         if config.batching:
@@ -213,7 +226,9 @@ class ModelServer:
             max_bytes=config.log_max_bytes,
             retention_bytes=config.log_retention_bytes,
             retention_s=config.log_retention_s,
+            max_queued_requests=config.log_queue_requests,
             on_written=lambda kind, n: self.metrics.logged.labels(config.model, kind).inc(n),
+            on_dropped=lambda n: self.metrics.log_dropped.labels(config.model).inc(n),
         )
         self._stop_watch = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="flywheel-model-watch", daemon=True)
@@ -569,11 +584,13 @@ class ModelServer:
             serving = self.store.serving()
             if serving is None:
                 raise RequestError(f"Model '{self.config.model}' has no loaded version yet.", status=404)
-            spec, number = serving.spec, serving.version
+            spec, number, compilation = serving.spec, serving.version, serving.compilation
         else:
             number = version
             spec = read_spec(self.store.registry, self.config.model, number)
-        return metadata_document(self.config.model, number, spec)
+            loaded = self.store.loaded(number)
+            compilation = loaded.compilation if loaded is not None else {"reason": "not loaded: chosen at load"}
+        return metadata_document(self.config.model, number, spec, xla=compilation)
 
     async def logs(self, request: Any) -> Any:
         """``GET /v1/models/<name>/logs/<requests|feedback>?since=<epoch s>``: log records as JSON lines.

@@ -99,6 +99,9 @@ def test_version_endpoints_status_and_metadata(served):
     assert signature["inputs"]["island"]["dtype"] == "DT_STRING"
     assert signature["outputs"]["probabilities"]["tensor_shape"]["dim"][1]["size"] == "3"
     assert body["flywheel"]["features"]["island"]["vocabulary"] == ["Biscoe", "Dream", "Torgersen"]
+    # string inputs: XLA cannot compile the model, which serves the plain function and says so
+    assert body["flywheel"]["xla"]["jit_compile"] is False
+    assert "XLA cannot compile this model's ops: string inputs ['island', 'sex']" in body["flywheel"]["xla"]["reason"]
     assert call(_url(served, "/versions/2/metadata"))[1]["model_spec"]["version"] == "2"
 
 

@@ -1,0 +1,216 @@
+"""The lean serving paths: vectorized column checks, orjson with the stdlib's rules, gRPC tensors read
+without TensorFlow, the bounded request-log queue, and XLA chosen or refused at load."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from flywheel.serving.errors import RequestError
+from flywheel.serving.inputs import FeatureSchema, decode_json, parse_predict
+
+SCHEMA = FeatureSchema(
+    numeric=("x", "y"),
+    categorical=("c",),
+    vocabularies={"c": ("red", "blue")},
+    label_vocabulary=("no", "yes"),
+)
+
+
+@pytest.mark.parametrize("repeat", [1, 4])  # 3 values are checked one by one, 12 converted at once
+def test_a_columnar_body_becomes_arrays_with_missing_values_in_place(repeat):
+    body = {"inputs": {"x": [1, None, 2.5] * repeat, "y": [3, 4, 5] * repeat, "c": ["red", None, ""] * repeat}}
+    parsed = parse_predict(decode_json(json.dumps(body).encode()), SCHEMA)
+    np.testing.assert_array_equal(parsed.columns["x"], np.array([1.0, np.nan, 2.5] * repeat, dtype=np.float32))
+    assert parsed.columns["x"].dtype == np.float32 and parsed.columns["c"].dtype == object
+    assert parsed.columns["c"].tolist() == ["red", "", ""] * repeat
+    assert parsed.rows()[1] == {"x": None, "y": 4, "c": None}
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        # one bad value deep in a long column: the message still names its index
+        (b'{"inputs": {"x": [' + b"1," * 50 + b'"3"], "y": [' + b"1," * 50 + b'1], "c": [' + b'"red",' * 50
+         + b'"red"]}}',
+         "inputs['x'][50] must be a number or null; got the string \"3\" (send the number without quotes)"),
+        (b'{"inputs": {"x": [1, true], "y": [1, 1], "c": ["red", "red"]}}', "inputs['x'][1] must be a number or null"),
+        (b'{"inputs": {"x": [1, 1e39], "y": [1, 1], "c": ["red", "red"]}}', "inputs['x'][1] must be a finite number"),
+        (b'{"inputs": {"x": [1, 1], "y": [1, 1], "c": ["red", "green"]}}', "inputs['c'][1] is 'green', which is not"),
+        (b'{"inputs": {"x": [1, 1], "y": [1, 1], "c": ["red", ["red"]]}}', "inputs['c'][1] must be a string or null"),
+        # bodies orjson refuses go through the stdlib parser: its rules and messages hold
+        (b'{"inputs": {"x": [1, Infinity], "y": [1, 1], "c": ["red", "red"]}}', "must be a finite number; got inf"),
+        (b'{"inputs": {"x": [1, 1' + b"0" * 400 + b'], "y": [1, 1], "c": ["red", "red"]}}', "must be a finite number"),
+        (b'{"instances": [{"x": 1, "y": 2, "c": "red"}', "The request body is not valid JSON"),
+        (b'{"instances": ["\xff"]}', "not UTF-8"),
+        (b"[" * 100000, "nests JSON too deeply"),
+    ],
+)
+def test_bad_values_get_the_message_of_the_value_by_value_check(body, message):
+    with pytest.raises(RequestError) as caught:
+        parse_predict(decode_json(body), SCHEMA)
+    assert message in str(caught.value)
+
+
+def test_a_nan_literal_is_a_missing_value_as_with_the_stdlib_parser():
+    parsed = parse_predict(decode_json(b'{"instances": [{"x": NaN, "y": 1, "c": "blue"}]}'), SCHEMA)
+    assert np.isnan(parsed.columns["x"][0]) and parsed.columns["c"].tolist() == ["blue"]
+
+
+def test_grpc_tensors_become_columns_without_tensorflow_and_keep_the_checks():
+    from tensorflow.core.framework import tensor_pb2
+
+    from flywheel.serving.grpc_api import _values
+
+    content = tensor_pb2.TensorProto(dtype=1, tensor_content=np.array([1.5, 2.0], dtype="<f4").tobytes())
+    content.tensor_shape.dim.add().size = 2
+    content.tensor_shape.dim.add().size = 1  # [N, 1], as many TF Serving clients send
+    assert _values("x", content).tolist() == [1.5, 2.0]
+    filled = tensor_pb2.TensorProto(dtype=1, float_val=[7.0])  # TensorFlow's compact form
+    filled.tensor_shape.dim.add().size = 3
+    assert _values("y", filled).tolist() == [7.0, 7.0, 7.0]
+    strings = tensor_pb2.TensorProto(dtype=7, string_val=[b"red", b""])
+    strings.tensor_shape.dim.add().size = 2
+    assert _values("c", strings) == ["red", ""]
+    columns = {"x": _values("x", content), "y": _values("y", filled)[:2], "c": ["red", ""]}
+    parsed = parse_predict({"inputs": columns}, SCHEMA)
+    assert parsed.columns["x"].tolist() == [1.5, 2.0] and parsed.rows()[0] == {"x": 1.5, "y": 7.0, "c": "red"}
+    for size in (2, 10):  # checked one by one, and converted at once
+        infinite = tensor_pb2.TensorProto(dtype=1, float_val=[1.0] * (size - 1) + [np.inf])
+        infinite.tensor_shape.dim.add().size = size
+        with pytest.raises(RequestError, match=rf"inputs\['x'\]\[{size - 1}\] must be a finite number; got inf"):
+            parse_predict({"inputs": {"x": _values("x", infinite), "y": [1] * size, "c": ["red"] * size}}, SCHEMA)
+    bad_text = tensor_pb2.TensorProto(dtype=7, string_val=[b"\xff"])
+    bad_text.tensor_shape.dim.add().size = 1
+    with pytest.raises(RequestError, match="not UTF-8"):
+        _values("c", bad_text)
+
+
+def test_a_full_log_queue_drops_request_lines_counts_them_and_a_clean_close_writes_the_rest(tmp_path):
+    from flywheel.serving.logs import FEEDBACK, REQUESTS, log_dir, read_records
+    from flywheel.serving.requestlog import PredictionLog
+
+    writing, release = threading.Event(), threading.Event()
+
+    def stall_after_first_write(kind: str, lines: int) -> None:
+        writing.set()
+        release.wait(30)
+
+    dropped = []
+    log = PredictionLog(
+        str(tmp_path), "m", max_queued_requests=3, on_written=stall_after_first_write, on_dropped=dropped.append
+    )
+    probabilities = np.array([[0.25, 0.75]], dtype=np.float32)
+
+    def predict(request_id: str) -> None:
+        parsed = parse_predict({"instances": [{"x": 1, "y": 2, "c": "red"}]}, SCHEMA)
+        log.predictions(request_id, 1.0, 1, parsed, probabilities, SCHEMA.label_vocabulary)
+
+    predict("first")
+    assert writing.wait(30)  # the writer is busy: what comes now waits in the queue
+    for i in range(5):
+        predict(f"queued-{i}")
+    log.feedback([{"request_id": "first", "index": 0, "ts": 2.0, "label": "yes"}])  # past the bound: kept
+    assert log.dropped == 2 and dropped == [1, 1]
+    release.set()
+    log.close()
+    written = [r["request_id"] for r in read_records(log_dir(str(tmp_path), "m", REQUESTS))]
+    assert written == ["first", "queued-0", "queued-1", "queued-2"]
+    assert [r["label"] for r in read_records(log_dir(str(tmp_path), "m", FEEDBACK))] == ["yes"]
+
+
+def _numeric_model():
+    import keras
+
+    a, b = keras.Input(shape=(), name="a"), keras.Input(shape=(), name="b")
+    joined = keras.layers.Concatenate()([keras.layers.Reshape((1,))(a), keras.layers.Reshape((1,))(b)])
+    hidden = keras.layers.Dense(4, activation="relu", kernel_initializer="ones")(joined)
+    spec = {
+        "features": {"a": {"dtype": "float"}, "b": {"dtype": "float"}},
+        "numeric_features": ["a", "b"],
+        "categorical_features": [],
+        "label_vocabulary": ["p", "q", "r"],
+    }
+    return keras.Model({"a": a, "b": b}, keras.layers.Dense(3, activation="softmax")(hidden)), spec
+
+
+def test_xla_serves_a_model_it_compiles_with_padded_batches_and_the_same_answers():
+    from flywheel.serving.models import compile_fastest, compile_predict
+
+    net, spec = _numeric_model()
+    schema = FeatureSchema.from_spec(spec)
+    compiled, record = compile_fastest(net, spec, schema, xla="on")
+    plain = compile_predict(net, spec)
+    assert record["jit_compile"] is True
+    rng = np.random.default_rng(0)
+    for size in (3, 64, 100):  # 3 and 100 are padded to 4 and 128; the padding's rows are cut
+        columns = {"a": rng.normal(size=size).astype(np.float32), "b": rng.normal(size=size).astype(np.float32)}
+        got = compiled(columns)
+        assert got.shape == (size, 3)
+        np.testing.assert_allclose(got, plain(columns), rtol=1e-5, atol=1e-6)
+    _, measured = compile_fastest(net, spec, schema, xla="auto")
+    assert measured["jit_compile"] == (measured["xla_ms"] < 0.9 * measured["plain_ms"])
+    assert compile_fastest(net, spec, schema, xla="off")[1]["jit_compile"] is False
+
+
+def test_a_model_xla_cannot_compile_falls_back_to_the_plain_function_and_says_why():
+    import keras
+
+    from flywheel.serving.models import compile_fastest
+
+    colour = keras.Input(shape=(), dtype="string", name="c")
+    encoded = keras.layers.StringLookup(vocabulary=["red", "blue"], output_mode="one_hot")(colour)
+    net = keras.Model({"c": colour}, keras.layers.Dense(2, activation="softmax")(encoded))
+    spec = {
+        "features": {"c": {"dtype": "string", "vocabulary": ["red", "blue"]}},
+        "numeric_features": [],
+        "categorical_features": ["c"],
+        "label_vocabulary": ["no", "yes"],
+    }
+    predict, record = compile_fastest(net, spec, FeatureSchema.from_spec(spec), xla="on")
+    assert record["jit_compile"] is False and "string inputs ['c']" in record["reason"]
+    assert predict({"c": np.array(["red", "blue", ""], dtype=object)}).shape == (3, 2)
+
+
+def test_a_numeric_model_with_an_op_xla_cannot_compile_falls_back_when_the_compile_fails():
+    import keras
+    import tensorflow as tf
+
+    from flywheel.serving.models import compile_fastest
+
+    class ThroughText(keras.layers.Layer):  # string ops inside: XLA refuses them at the first call
+        def call(self, x):
+            return tf.strings.to_number(tf.strings.as_string(x))
+
+    net, spec = _numeric_model()
+    wrapped = keras.Model(net.inputs, ThroughText()(net.outputs[0]))
+    predict, record = compile_fastest(wrapped, spec, FeatureSchema.from_spec(spec), xla="on")
+    assert record["jit_compile"] is False and record["reason"].startswith("XLA cannot compile this model's ops: ")
+    got = predict({"a": np.array([0.5, 1.0], dtype=np.float32), "b": np.array([2.0, 3.0], dtype=np.float32)})
+    np.testing.assert_allclose(got.sum(axis=1), [1.0, 1.0], rtol=1e-4)
+
+
+def test_cli_passes_xla_and_the_log_queue_bound_and_the_config_refuses_bad_values(tmp_path):
+    import argparse
+
+    from flywheel.cli import serve_commands
+    from flywheel.serving.errors import ServingError
+    from flywheel.serving.server import ServeConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home")
+    serve_commands.register(parser.add_subparsers(dest="command"))
+    home = ["--home", str(tmp_path)]
+    default = serve_commands.config_from_args(parser.parse_args([*home, "serve"]))
+    assert (default.xla, default.log_queue_requests) == ("auto", 10000)
+    chosen = serve_commands.config_from_args(
+        parser.parse_args([*home, "serve", "--xla", "off", "--log-queue-requests", "50"])
+    )
+    assert (chosen.xla, chosen.log_queue_requests) == ("off", 50)
+    with pytest.raises(ServingError, match=r"'xla' serving option must be one of 'auto', 'on', 'off'\. Got 'fast'"):
+        ServeConfig(registry="r", home="h", xla="fast").check()
+    with pytest.raises(ServingError, match=r"'log_queue_requests' serving option must be >= 1\. Got 0"):
+        ServeConfig(registry="r", home="h", log_queue_requests=0).check()
