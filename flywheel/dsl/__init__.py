@@ -22,6 +22,7 @@ from flywheel.dsl.artifacts import (
     TransformGraph,
 )
 from flywheel.dsl.component import Component, Input, Output, component
+from flywheel.dsl.resources import Placement, Resources, SecretEnv, Toleration
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline, PipelineParam, Task, latest, pipeline
 
 __all__ = [
@@ -29,5 +30,5 @@ __all__ = [
     "ExampleAnomalies", "ExampleStatistics", "Examples", "Input", "Markdown", "Metrics",
     "Model", "ModelBlessing", "ModelEvaluation", "Output", "OutputRef", "Pipeline",
     "PipelineParam", "PushedModel", "Schema", "Task", "TransformGraph", "component", "pipeline",
-    "LatestRef", "latest",
+    "LatestRef", "latest", "Placement", "Resources", "SecretEnv", "Toleration",
 ]

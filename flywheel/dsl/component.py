@@ -27,9 +27,10 @@ import os
 import sys
 import types
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.resources import Placement, Resources
 from flywheel.errors import ComponentDefinitionError
 
 PARAMETER_TYPES: tuple[type, ...] = (int, float, str, bool, dict, list)
@@ -117,8 +118,8 @@ class ComponentOptions:
         cache: Whether an earlier identical execution may be reused.
         version: Bump to invalidate caches when behaviour changes outside the
             component's own source file.
-        cpu: CPU request on Kubernetes (e.g. ``"1"`` or ``"500m"``).
-        memory: Memory request on Kubernetes (e.g. ``"2Gi"``).
+        resources: CPU/memory requests and limits and an accelerator, on Kubernetes.
+        placement: Node selector, tolerations and secrets as env, on Kubernetes.
         isolated: Locally, the worker process that runs it exits afterwards,
             so what the component imports (e.g. TFDV and Beam for ``validate``)
             does not stay in memory while the following nodes run. Costs a
@@ -130,8 +131,8 @@ class ComponentOptions:
     retry_backoff_s: float = 1.0
     cache: bool = True
     version: str = "1"
-    cpu: str | None = None
-    memory: str | None = None
+    resources: Resources = Resources()
+    placement: Placement = Placement()
     isolated: bool = False
 
     def __post_init__(self) -> None:
@@ -143,6 +144,11 @@ class ComponentOptions:
             raise ComponentDefinitionError(
                 "The 'retry_backoff_s' option must be a number >= 0. "
                 f"Got {self.retry_backoff_s!r} instead."
+            )
+        if not isinstance(self.resources, Resources) or not isinstance(self.placement, Placement):
+            raise ComponentDefinitionError(
+                "The 'resources' option takes flywheel.Resources(...) and 'placement' flywheel.Placement.of(...); "
+                f"got {self.resources!r} and {self.placement!r}."
             )
         if not isinstance(self.isolated, bool):
             raise ComponentDefinitionError(f"The 'isolated' option must be True or False. Got {self.isolated!r} instead.")
@@ -334,6 +340,8 @@ def component(
     version: str = "1",
     cpu: str | None = None,
     memory: str | None = None,
+    resources: Resources | Mapping[str, Any] | None = None,
+    placement: Placement | None = None,
     isolated: bool = False,
     reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
 ) -> Any:
@@ -344,6 +352,10 @@ def component(
     function from the node's parameters to source records
     (``flywheel.data_sources.describe_source``).
 
+    ``resources`` and ``placement`` (``flywheel.dsl.resources``) apply on
+    Kubernetes; ``cpu``/``memory`` are shorthands for the requests of ``resources``.
+    ``retries`` with ``retry_backoff_s`` (doubling) apply locally and on Kubeflow.
+
     Raises:
         ComponentDefinitionError: an argument lacks an annotation or has an
             unsupported one, or an option is invalid.
@@ -353,8 +365,8 @@ def component(
         retry_backoff_s=retry_backoff_s,
         cache=cache,
         version=version,
-        cpu=cpu,
-        memory=memory,
+        resources=Resources.coerce(resources).merged(cpu=cpu, memory=memory),
+        placement=placement or Placement(),
         isolated=isolated,
     )
 

@@ -21,7 +21,7 @@ import dataclasses
 import inspect
 import json
 import typing
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import (
@@ -32,6 +32,7 @@ from flywheel.dsl.component import (
     _parameter_type,
     value_matches_type,
 )
+from flywheel.dsl.resources import Placement, SecretEnv, Toleration
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
 
@@ -154,11 +155,41 @@ class Task:
         self.options = dataclasses.replace(self.options, cache=enabled)
         return self
 
-    def set_resources(self, *, cpu: str | None = None, memory: str | None = None) -> Task:
-        """CPU and memory requests used on Kubernetes."""
-        self.options = dataclasses.replace(
-            self.options, cpu=cpu or self.options.cpu, memory=memory or self.options.memory
+    def set_resources(
+        self,
+        *,
+        cpu: str | None = None,
+        memory: str | None = None,
+        cpu_limit: str | None = None,
+        memory_limit: str | None = None,
+        accelerator: str | None = None,
+        accelerator_count: int | None = None,
+    ) -> Task:
+        """Overrides the component's Kubernetes resources (requests, limits, accelerator) for this task."""
+        resources = self.options.resources.merged(
+            cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit,
+            accelerator=accelerator, accelerator_count=accelerator_count,
         )
+        self.options = dataclasses.replace(self.options, resources=resources)
+        return self
+
+    def set_placement(
+        self, *, node_selector: Mapping[str, str] | None = None, tolerations: Iterable[Toleration] | None = None
+    ) -> Task:
+        """Replaces the node selector and/or tolerations of this task's pod (given ones only)."""
+        current = self.options.placement
+        placement = Placement.of(
+            dict(current.node_selector) if node_selector is None else node_selector,
+            current.tolerations if tolerations is None else tolerations,
+            current.secret_env,
+        )
+        self.options = dataclasses.replace(self.options, placement=placement)
+        return self
+
+    def set_secret_env(self, env: str, *, secret: str, key: str) -> Task:
+        """Sets environment variable ``env`` of this task from key ``key`` of Secret ``secret``."""
+        placement = self.options.placement.with_secret(SecretEnv(env, secret, key))
+        self.options = dataclasses.replace(self.options, placement=placement)
         return self
 
     def __repr__(self) -> str:

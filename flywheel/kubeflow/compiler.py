@@ -240,16 +240,45 @@ def _apply_options(kfp_task: Any, task: Any) -> None:
             backoff_duration=f"{int(round(options.retry_backoff_s))}s",
             backoff_factor=2.0,
         )
-    try:
-        if options.cpu:
-            kfp_task.set_cpu_request(str(options.cpu))
-        if options.memory:
-            kfp_task.set_memory_request(str(options.memory))
-    except ValueError as exc:
-        raise KubeflowCompileError(
-            f"Task '{task.id}' has resources cpu={options.cpu!r}, memory={options.memory!r} that "
-            f"Kubernetes does not accept: {exc} Use e.g. cpu='500m' or '2', memory='512Mi' or '2Gi'."
-        ) from exc
+    _apply_resources(kfp_task, task.id, options.resources)
+    _apply_placement(kfp_task, options.placement)
+
+
+def _apply_resources(kfp_task: Any, task_id: str, resources: Any) -> None:
+    """Requests, limits and accelerator through kfp's own task methods."""
+    setters = (
+        ("cpu", kfp_task.set_cpu_request), ("cpu_limit", kfp_task.set_cpu_limit),
+        ("memory", kfp_task.set_memory_request), ("memory_limit", kfp_task.set_memory_limit),
+        ("accelerator", kfp_task.set_accelerator_type), ("accelerator_count", kfp_task.set_accelerator_limit),
+    )
+    for field, setter in setters:
+        value = getattr(resources, field)
+        if value is None:
+            continue
+        try:
+            setter(value if isinstance(value, int) else str(value))
+        except ValueError as exc:
+            raise KubeflowCompileError(
+                f"Task '{task_id}' has resource {field}={value!r}, which Kubernetes does not accept: {exc} "
+                "Use e.g. cpu='500m' or '2', memory='512Mi' or '2Gi'."
+            ) from exc
+
+
+def _apply_placement(kfp_task: Any, placement: Any) -> None:
+    """Node selector, tolerations and secrets as env through kfp-kubernetes."""
+    if not (placement.node_selector or placement.tolerations or placement.secret_env):
+        return
+    from kfp import kubernetes
+
+    for label, value in placement.node_selector:
+        kubernetes.add_node_selector(kfp_task, label_key=label, label_value=value)
+    for toleration in placement.tolerations:
+        kubernetes.add_toleration(
+            kfp_task, key=toleration.key, operator=toleration.operator, value=toleration.value,
+            effect=toleration.effect, toleration_seconds=toleration.toleration_seconds,
+        )
+    for entry in placement.secret_env:
+        kubernetes.use_secret_as_env(kfp_task, secret_name=entry.secret, secret_key_to_env={entry.key: entry.env})
 
 
 def _int_fed_float_parameters(task: Any) -> frozenset[str]:

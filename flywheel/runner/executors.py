@@ -49,6 +49,29 @@ class JobResult:
     ok: bool
     error: str = ""
     properties: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # False when the component raised one of flywheel's own errors on purpose (bad input or data,
+    # a refused model): another attempt would fail the same way, so the runner does not retry it.
+    retryable: bool = True
+
+
+# Errors that another attempt cannot fix: bad code, bad data, a missing or forbidden file.
+_PERMANENT_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, NameError, ImportError, AssertionError,
+    NotImplementedError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+)
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a node that raised ``exc`` may succeed on another attempt.
+
+    flywheel's own errors (bad input or data, a refused model) and programming or
+    data errors (``_PERMANENT_ERRORS``) fail the same way again; anything else
+    (connection and time-out errors, other I/O errors, ``RuntimeError``s of a
+    library, a worker that died) is retried up to the task's ``retries``.
+    """
+    if isinstance(exc, FlywheelError) and not isinstance(exc, UserCodeError):
+        return False
+    return not isinstance(exc, _PERMANENT_ERRORS)
 
 
 def run_job(pipeline: Pipeline, job: Job) -> JobResult:
@@ -72,10 +95,10 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
             call_component(comp, inputs, outputs, job.parameters)
         except UserCodeError as exc:
             traceback.print_exception(exc.__cause__ or exc)
-            return JobResult(job.key, False, error=str(exc))
+            return JobResult(job.key, False, error=str(exc), retryable=worth_retrying(exc.__cause__ or exc))
         except Exception as exc:  # noqa: BLE001 - reported as the node's failure, never lost
             traceback.print_exc()
-            return JobResult(job.key, False, error=f"{type(exc).__name__}: {exc}")
+            return JobResult(job.key, False, error=f"{type(exc).__name__}: {exc}", retryable=worth_retrying(exc))
         properties = {n: a.properties for n, a in outputs.items()}
         try:
             json.dumps(properties)

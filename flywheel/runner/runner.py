@@ -370,7 +370,7 @@ class LocalRunner:
             inputs=inputs,
             outputs=final_uris,
             scope=scope,
-            details={"cache_reason": reason, "data_sources": for_record(sources)},
+            details={"cache_reason": reason, "data_sources": for_record(sources), **_cluster_only(task)},
         )
         node.execution_id = execution_id
         node.output_ids = output_ids
@@ -496,7 +496,7 @@ class LocalRunner:
         shutil.rmtree(staging, ignore_errors=True)
         allowed = task.options.retries if retries is None else retries
         node.error = result.error
-        if node.attempt <= allowed:
+        if node.attempt <= allowed and result.retryable:
             node.state = RETRYING
             node.retry_at = time.monotonic() + task.options.retry_backoff_s * (2 ** (node.attempt - 1))
             self._emit(run, node, RETRYING, error=result.error)
@@ -571,4 +571,15 @@ def _fingerprint_of(artifact: ArtifactRecord) -> str:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _cluster_only(task: Any) -> dict[str, Any]:
+    """What the task asks of a Kubernetes cluster, recorded; the local runner applies none of it.
+
+    Every local task runs on this machine with what it has (no requests, limits,
+    accelerator assignment, node selector or tolerations); a secret's variable is
+    whatever the runner's own environment holds.
+    """
+    declared = {**task.options.resources.declared(), **task.options.placement.declared()}
+    return {"kubernetes_only": declared} if declared else {}
 
