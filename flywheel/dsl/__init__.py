@@ -21,7 +21,8 @@ from flywheel.dsl.artifacts import (
     Schema,
     TransformGraph,
 )
-from flywheel.dsl.component import Component, Input, Output, component
+from flywheel.dsl.component import Component, FinalStatus, Input, Output, component
+from flywheel.dsl.control import ExitHandler
 from flywheel.dsl.resources import Placement, Resources, SecretEnv, Toleration
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline, PipelineParam, Task, latest, pipeline
 
@@ -30,5 +31,5 @@ __all__ = [
     "ExampleAnomalies", "ExampleStatistics", "Examples", "Input", "Markdown", "Metrics",
     "Model", "ModelBlessing", "ModelEvaluation", "Output", "OutputRef", "Pipeline",
     "PipelineParam", "PushedModel", "Schema", "Task", "TransformGraph", "component", "pipeline",
-    "LatestRef", "latest", "Placement", "Resources", "SecretEnv", "Toleration",
+    "LatestRef", "latest", "ExitHandler", "FinalStatus", "Placement", "Resources", "SecretEnv", "Toleration",
 ]

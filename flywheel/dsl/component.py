@@ -67,6 +67,11 @@ class _ArtifactAnnotation:
 Input = _ArtifactAnnotation(_INPUT)
 Output = _ArtifactAnnotation(_OUTPUT)
 
+_FINAL_STATUS = _ArtifactMarker("final status")
+# The parameter of an exit task that receives the state of the tasks it guards (``ExitHandler``):
+# a dict filled by the runner (KFP's ``PipelineTaskFinalStatus`` on Kubeflow); declare it ``= None``.
+FinalStatus = typing.Annotated[dict, _FINAL_STATUS]
+
 
 @dataclasses.dataclass(frozen=True)
 class ArtifactSpec:
@@ -205,6 +210,7 @@ class Component:
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
+        self.final_status_parameter: str | None = None
         self._read_interface()
         self._check_reads()
         self.code_fingerprint = self._fingerprint()
@@ -237,6 +243,15 @@ class Component:
                     "bool, dict, list."
                 )
             annotation = hints[pname]
+            if typing.get_origin(annotation) is typing.Annotated and _FINAL_STATUS in typing.get_args(annotation):
+                if param.default is not None or self.final_status_parameter:
+                    raise ComponentDefinitionError(
+                        f"FinalStatus parameter '{pname}' of {where} must default to None (it is filled only "
+                        "when the task is an exit task), and a component has at most one."
+                    )
+                self.final_status_parameter = pname
+                self.parameters[pname] = ParameterSpec(pname, dict, None)
+                continue
             artifact = _artifact_annotation(annotation)
             if artifact is not None:
                 direction, artifact_type = artifact

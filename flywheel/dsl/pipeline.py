@@ -32,6 +32,7 @@ from flywheel.dsl.component import (
     _parameter_type,
     value_matches_type,
 )
+from flywheel.dsl.control import ExitScope, check_exit_scope
 from flywheel.dsl.resources import Placement, SecretEnv, Toleration
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
@@ -201,6 +202,8 @@ class _PipelineBuilder:
         self.pipeline_name = pipeline_name
         self.params = params
         self.tasks: dict[str, Task] = {}
+        self.exit_scope: ExitScope | None = None
+        self.exit_open = False
 
     def _task_id(self, name: str) -> str:
         if name not in self.tasks:
@@ -221,6 +224,11 @@ class _PipelineBuilder:
         for arg_name, value in kwargs.items():
             if arg_name in comp.inputs:
                 task.inputs[arg_name] = self._check_input(where, comp, arg_name, value)
+            elif arg_name == comp.final_status_parameter:
+                raise PipelineDefinitionError(
+                    f"{where}: '{arg_name}' is its FinalStatus parameter, filled when it runs as an exit "
+                    f"task; do not pass it. Use `with ExitHandler({comp.name}(...)):` around the tasks to report on."
+                )
             elif arg_name in comp.parameters:
                 task.parameters[arg_name] = self._check_parameter(where, comp, arg_name, value)
             elif arg_name in comp.outputs:
@@ -353,8 +361,10 @@ class Pipeline:
         description: str = "",
         source_file: str | None = None,
         derived_defaults: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+        exit_scope: ExitScope | None = None,
     ) -> None:
         self.name = name
+        self.exit_scope = exit_scope
         self.parameters = parameters
         self.tasks = tasks
         self.description = description
@@ -382,6 +392,7 @@ class Pipeline:
                         f"In pipeline '{self.name}', task '{task.id}' depends on '{up}', "
                         "which is not part of this pipeline."
                     )
+        check_exit_scope(self.name, self.tasks, self.exit_scope)
         cycle = self._find_cycle()
         if cycle:
             raise PipelineDefinitionError(
@@ -499,7 +510,7 @@ class Pipeline:
             tasks[task_id] = clone
         parameters = {name: spec for name, spec in self.parameters.items() if name not in bound}
         derived = {n: f for n, f in self.derived_defaults.items() if n in parameters}
-        return Pipeline(self.name, parameters, tasks, self.description, self.source_file, derived)
+        return Pipeline(self.name, parameters, tasks, self.description, self.source_file, derived, self.exit_scope)
 
     def task_parameters(self, task_id: str, pipeline_values: Mapping[str, Any]) -> dict[str, Any]:
         """Concrete parameter values of one task for a run."""
@@ -615,6 +626,7 @@ def pipeline(
             description=description if description is not None else (inspect.getdoc(func) or ""),
             source_file=source,
             derived_defaults=derived_defaults,
+            exit_scope=builder.exit_scope,
         )
 
     if fn is not None:

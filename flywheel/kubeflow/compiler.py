@@ -203,6 +203,10 @@ def container_component(
     for name, spec in comp.outputs.items():
         required.append(inspect.Parameter(name, kind, annotation=dsl.Output[kfp_artifact_class(spec.type)]))
     for name, spec in comp.parameters.items():
+        if name == comp.final_status_parameter:
+            # Filled by KFP for the exit task of a dsl.ExitHandler (flywheel's ExitHandler).
+            required.append(inspect.Parameter(name, kind, annotation=dsl.PipelineTaskFinalStatus))
+            continue
         ptype = int if name in int_parameters else spec.type
         if spec.required:
             required.append(inspect.Parameter(name, kind, annotation=ptype))
@@ -402,7 +406,19 @@ def build_kfp_pipeline(
     def body(*args: Any, **kwargs: Any) -> None:
         channels = signature.bind(*args, **kwargs).arguments
         kfp_tasks: dict[str, Any] = {}
-        for task_id in pipeline.topological_order():
+        scope = pipeline.exit_scope
+        order = pipeline.topological_order()
+        if scope is None:
+            add_tasks(order, channels, kfp_tasks)
+            return
+        # Tasks outside the handler (the exit task among them) first, then the guarded ones inside
+        # dsl.ExitHandler; the DSL checked that no outside task depends on a guarded one.
+        add_tasks([t for t in order if t not in scope.guarded], channels, kfp_tasks)
+        with dsl.ExitHandler(kfp_tasks[scope.exit_task], name=f"{scope.exit_task}-handler"):
+            add_tasks([t for t in order if t in scope.guarded], channels, kfp_tasks)
+
+    def add_tasks(task_ids: list[str], channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
+        for task_id in task_ids:
             task = pipeline.tasks[task_id]
             arguments: dict[str, Any] = {}
             for name, ref in task.inputs.items():

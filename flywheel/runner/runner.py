@@ -266,6 +266,8 @@ class LocalRunner:
                         continue
                     if node.state != WAITING:
                         continue
+                    if _exit_task_waits(pipeline, nodes, task_id):
+                        continue
                     ups = [nodes[u] for u in pipeline.tasks[task_id].upstream]
                     if any(u.state in (FAILED, SKIPPED) for u in ups):
                         node.state = SKIPPED
@@ -308,6 +310,10 @@ class LocalRunner:
     ) -> None:
         task = pipeline.tasks[node.task_id]
         params = pipeline.task_parameters(node.task_id, values)
+        if pipeline.exit_scope is not None and node.task_id == pipeline.exit_scope.exit_task:
+            status = task.component.final_status_parameter
+            if status:
+                params[status] = _final_status(pipeline, run, nodes)
         inputs: dict[str, ArtifactRecord] = {}
         scope = run_scope(pipeline.parameters, values)
         for name, ref in task.inputs.items():
@@ -582,4 +588,26 @@ def _cluster_only(task: Any) -> dict[str, Any]:
     """
     declared = {**task.options.resources.declared(), **task.options.placement.declared()}
     return {"kubernetes_only": declared} if declared else {}
+
+
+def _exit_task_waits(pipeline: Pipeline, nodes: dict[str, _Node], task_id: str) -> bool:
+    """Whether ``task_id`` is the exit task and a task it guards has not finished yet."""
+    scope = pipeline.exit_scope
+    if scope is None or task_id != scope.exit_task:
+        return False
+    return any(nodes[g].state in (WAITING, RUNNING, RETRYING) for g in scope.guarded if g in nodes)
+
+
+def _final_status(pipeline: Pipeline, run: RunRecord, nodes: dict[str, _Node]) -> dict[str, Any]:
+    """What the exit task's FinalStatus parameter receives, in the shape of KFP's PipelineTaskFinalStatus."""
+    assert pipeline.exit_scope is not None
+    guarded = [nodes[g] for g in sorted(pipeline.exit_scope.guarded) if g in nodes]
+    failed = [n for n in guarded if n.state not in (COMPLETE, CACHED, REUSED)]
+    message = "; ".join(f"{n.task_id}: {n.error or n.state.lower()}" for n in failed)
+    return {
+        "state": "FAILED" if failed else "SUCCEEDED",
+        "pipelineJobResourceName": run.run_id,
+        "pipelineTaskName": pipeline.name,
+        "error": {"code": 1 if failed else 0, "message": message[-2000:]},
+    }
 
