@@ -143,3 +143,26 @@ def test_exit_handler_mistakes_are_definition_errors(tmp_path):
 
     with pytest.raises(PipelineDefinitionError, match="outside one"):
         ExitHandler(None)
+
+
+def test_kfp_executor_hands_the_final_status_to_notify(tmp_path, webhook):
+    """On Kubeflow the status arrives as KFP's PipelineTaskFinalStatus in parameterValues."""
+    import os
+    import subprocess
+    import sys
+
+    url, received = webhook
+    status = {"state": "FAILED", "pipelineJobResourceName": "projects/p/runs/r-1", "pipelineTaskName": "guarded",
+              "error": {"code": 9, "message": "consume failed"}}
+    executor_input = {
+        "inputs": {"parameterValues": {"status": status, "webhook_url": url, "message": "m", "timeout_s": 5.0}},
+        "outputs": {"outputFile": str(tmp_path / "out" / "output_metadata.json")},
+    }
+    command = [sys.executable, "-m", "flywheel.executor", "--executor_input", json.dumps(executor_input),
+               "--component", "flywheel.components.notify:notify"]
+    result = subprocess.run(command, env=dict(os.environ, FLYWHEEL_ARTIFACT_MOUNT_ROOT=str(tmp_path)),
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert received == [{"pipeline": "guarded", "run": "projects/p/runs/r-1", "state": "FAILED",
+                         "error": "consume failed", "message": "m"}]
+    assert "ended FAILED: consume failed" in result.stdout + result.stderr
