@@ -216,6 +216,8 @@ class LocalRunner:
             nodes[task_id] = node
         # Anything downstream of a node that must run again runs again too.
         rerun = pipeline.downstream_of({t for t, n in nodes.items() if n.state != REUSED})
+        if pipeline.exit_scope is not None and rerun & pipeline.exit_scope.guarded:
+            rerun.add(pipeline.exit_scope.exit_task)  # it reports the state of the resumed run
         for task_id in rerun:
             nodes[task_id] = _Node(task_id)
         run = self.store.claim_run(run.run_id)

@@ -166,3 +166,18 @@ def test_kfp_executor_hands_the_final_status_to_notify(tmp_path, webhook):
     assert received == [{"pipeline": "guarded", "run": "projects/p/runs/r-1", "state": "FAILED",
                          "error": "consume failed", "message": "m"}]
     assert "ended FAILED: consume failed" in result.stdout + result.stderr
+
+
+def test_resuming_a_failed_run_reports_again(home, tmp_path, webhook):
+    url, received = webhook
+    flag = tmp_path / "fail"
+    flag.write_text("x")
+    guarded = _guarded(str(flag))
+    runner = LocalRunner(home, max_workers=0)
+    failed = runner.run(guarded, {"webhook_url": url})
+    assert not failed.ok and received[-1]["state"] == "FAILED"
+    flag.unlink()
+    resumed = runner.resume(guarded, failed.run.run_id)
+    assert resumed.ok and resumed.states["produce"] == "REUSED"
+    assert resumed.states["notify"] == "COMPLETE"
+    assert [r["state"] for r in received] == ["FAILED", "SUCCEEDED"]
