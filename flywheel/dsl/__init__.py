@@ -22,7 +22,7 @@ from flywheel.dsl.artifacts import (
     TransformGraph,
 )
 from flywheel.dsl.component import Component, FinalStatus, Input, Output, component
-from flywheel.dsl.control import ExitHandler
+from flywheel.dsl.control import ExitHandler, If
 from flywheel.dsl.resources import Placement, Resources, SecretEnv, Toleration
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline, PipelineParam, Task, latest, pipeline
 
@@ -31,5 +31,5 @@ __all__ = [
     "ExampleAnomalies", "ExampleStatistics", "Examples", "Input", "Markdown", "Metrics",
     "Model", "ModelBlessing", "ModelEvaluation", "Output", "OutputRef", "Pipeline",
     "PipelineParam", "PushedModel", "Schema", "Task", "TransformGraph", "component", "pipeline",
-    "LatestRef", "latest", "ExitHandler", "FinalStatus", "Placement", "Resources", "SecretEnv", "Toleration",
+    "LatestRef", "latest", "ExitHandler", "If", "FinalStatus", "Placement", "Resources", "SecretEnv", "Toleration",
 ]

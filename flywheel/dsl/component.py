@@ -55,13 +55,43 @@ class _ArtifactAnnotation:
         self._marker = marker
 
     def __getitem__(self, artifact_type: type[Artifact]) -> Any:
+        if self._marker is _OUTPUT and artifact_type in OUTPUT_VALUE_TYPES:
+            return typing.Annotated[OutputValue, _OutputValueMarker(artifact_type)]
         if not (isinstance(artifact_type, type) and issubclass(artifact_type, Artifact)):
             raise ComponentDefinitionError(
                 f"{self._marker.direction.capitalize()}[...] takes an artifact type "
-                f"(a subclass of flywheel.Artifact such as Examples or Model); "
+                f"(a subclass of flywheel.Artifact such as Examples or Model)"
+                f"{', or for an output parameter bool, int, float or str' if self._marker is _OUTPUT else ''}; "
                 f"got {artifact_type!r} instead."
             )
         return typing.Annotated[artifact_type, self._marker]
+
+
+OUTPUT_VALUE_TYPES: tuple[type, ...] = (bool, int, float, str)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutputValueMarker:
+    type: type
+
+
+class OutputValue:
+    """An output parameter (``Output[bool]``, ...): the component calls ``.set(value)`` once.
+
+    Other tasks cannot take it as data; it is what a condition (``If``) tests.
+    """
+
+    def __init__(self, value_type: type, name: str = "") -> None:
+        self.type = value_type
+        self.name = name
+        self.value: Any = None
+        self.is_set = False
+
+    def set(self, value: Any) -> None:
+        if not value_matches_type(value, self.type):
+            raise TypeError(f"Output parameter '{self.name}' is a {self.type.__name__}; got {value!r}.")
+        self.value = float(value) if self.type is float else value
+        self.is_set = True
 
 
 Input = _ArtifactAnnotation(_INPUT)
@@ -174,6 +204,12 @@ def _parameter_type(annotation: Any) -> type | None:
     return None
 
 
+def _output_value_marker(annotation: Any) -> _OutputValueMarker | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return next((e for e in typing.get_args(annotation)[1:] if isinstance(e, _OutputValueMarker)), None)
+    return None
+
+
 def _artifact_annotation(annotation: Any) -> tuple[str, type[Artifact]] | None:
     if typing.get_origin(annotation) is typing.Annotated:
         base, *extras = typing.get_args(annotation)
@@ -211,6 +247,7 @@ class Component:
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
         self.final_status_parameter: str | None = None
+        self.output_values: dict[str, ParameterSpec] = {}
         self._read_interface()
         self._check_reads()
         self.code_fingerprint = self._fingerprint()
@@ -251,6 +288,12 @@ class Component:
                     )
                 self.final_status_parameter = pname
                 self.parameters[pname] = ParameterSpec(pname, dict, None)
+                continue
+            value_marker = _output_value_marker(annotation)
+            if value_marker is not None:
+                if param.default is not _NO_DEFAULT:
+                    raise ComponentDefinitionError(f"Output parameter '{pname}' of {where} has a default value; outputs cannot be optional.")
+                self.output_values[pname] = ParameterSpec(pname, value_marker.type)
                 continue
             artifact = _artifact_annotation(annotation)
             if artifact is not None:

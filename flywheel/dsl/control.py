@@ -1,4 +1,17 @@
-"""Control flow in a pipeline: an exit handler (KFP's ``dsl.ExitHandler``).
+"""Control flow in a pipeline: conditions (KFP's ``dsl.If``) and an exit handler (``dsl.ExitHandler``).
+
+::
+
+    checked = evaluate(...)
+    with If(checked.values["blessed"] == True):   # an output parameter: Output[bool]
+        push(...)
+
+Tasks created inside ``If`` run only when the condition holds; otherwise they are
+SKIPPED, and so is every task that depends on a skipped task (KFP's semantics).
+A condition compares an output parameter (``task.values[name]``, declared
+``Output[bool|int|float|str]``) with a constant of its type by ``==`` or ``!=``;
+``If`` blocks nest (all conditions must hold). A task outside an ``If`` may not
+depend on a task inside it (Kubeflow refuses that too).
 
 ::
 
@@ -35,6 +48,93 @@ class ExitScope:
 
     exit_task: str
     guarded: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ValueRef:
+    """An output parameter of a task; compare it with ``==``/``!=`` to make a ``Condition``."""
+
+    task_id: str
+    name: str
+    type: type
+
+    def _compare(self, operator: str, value: Any) -> Condition:
+        from flywheel.dsl.component import value_matches_type
+
+        if isinstance(value, ValueRef) or not value_matches_type(value, self.type):
+            raise PipelineDefinitionError(
+                f"A condition compares output parameter '{self.name}' of task '{self.task_id}' "
+                f"({self.type.__name__}) with a constant of that type; got {value!r}."
+            )
+        return Condition(self, operator, value)
+
+    def __eq__(self, value: Any) -> Condition:  # type: ignore[override]
+        return self._compare("==", value)
+
+    def __ne__(self, value: Any) -> Condition:  # type: ignore[override]
+        return self._compare("!=", value)
+
+    __hash__ = object.__hash__
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Condition:
+    """``ref operator value``: when the tasks inside an ``If`` run."""
+
+    ref: ValueRef
+    operator: str
+    value: Any
+
+    def holds(self, actual: Any) -> bool:
+        return (actual == self.value) if self.operator == "==" else (actual != self.value)
+
+    def __str__(self) -> str:
+        return f"{self.ref.task_id}.{self.ref.name} {self.operator} {self.value!r}"
+
+
+class If:
+    """Tasks created inside the ``with`` block run only when ``condition`` holds (else SKIPPED)."""
+
+    def __init__(self, condition: Any) -> None:
+        from flywheel.dsl.pipeline import current_builder
+
+        self._builder = current_builder()
+        if self._builder is None:
+            raise PipelineDefinitionError("If(...) is used inside a @pipeline function; it was called outside one.")
+        if not isinstance(condition, Condition):
+            raise PipelineDefinitionError(
+                f"In pipeline '{self._builder.pipeline_name}', If takes a comparison of a task's output "
+                f"parameter with a constant, e.g. If(evaluate_task.values['blessed'] == True); got "
+                f"{condition!r}. Artifacts (task.outputs[...]) and pipeline parameters cannot be tested; "
+                "declare an Output[bool] (or int, float, str) on the component that decides."
+            )
+        if self._builder.tasks.get(condition.ref.task_id) is None:
+            raise PipelineDefinitionError(
+                f"In pipeline '{self._builder.pipeline_name}', If tests task '{condition.ref.task_id}', "
+                "which is not part of this pipeline."
+            )
+        self.condition = condition
+
+    def __enter__(self) -> If:
+        self._builder.conditions.append(self.condition)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._builder.conditions.pop()
+
+
+def check_conditions(pipeline_name: str, tasks: dict[str, Any]) -> None:
+    """Raises PipelineDefinitionError when a task outside an If depends on a task inside it."""
+    for task in tasks.values():
+        for up in task.upstream:
+            outer = tasks[up].conditions if up in tasks else ()
+            inner = task.conditions[: len(outer)]
+            if len(inner) != len(outer) or any(a is not b for a, b in zip(inner, outer)):
+                raise PipelineDefinitionError(
+                    f"In pipeline '{pipeline_name}', task '{task.id}' depends on '{up}', which runs only if "
+                    f"{' and '.join(map(str, outer))}; create '{task.id}' inside the same If block (Kubeflow "
+                    "does not let a task outside a condition wait for one inside)."
+                )
 
 
 class ExitHandler:

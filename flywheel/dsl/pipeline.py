@@ -32,7 +32,7 @@ from flywheel.dsl.component import (
     _parameter_type,
     value_matches_type,
 )
-from flywheel.dsl.control import ExitScope, check_exit_scope
+from flywheel.dsl.control import Condition, ExitScope, ValueRef, check_conditions, check_exit_scope
 from flywheel.dsl.resources import Placement, SecretEnv, Toleration
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
@@ -114,6 +114,10 @@ class Task:
         self.outputs: Mapping[str, OutputRef] = {
             name: OutputRef(task_id, name, spec.type) for name, spec in comp.outputs.items()
         }
+        self.values: Mapping[str, ValueRef] = {
+            name: ValueRef(task_id, name, spec.type) for name, spec in comp.output_values.items()
+        }
+        self.conditions: tuple[Condition, ...] = ()
 
     @property
     def output(self) -> OutputRef:
@@ -127,9 +131,10 @@ class Task:
 
     @property
     def upstream(self) -> list[str]:
-        """Ids of the tasks this one waits for (data and explicit ``after``)."""
+        """Ids of the tasks this one waits for (data, explicit ``after`` and the tasks its conditions test)."""
         ids = [ref.task_id for ref in self.inputs.values() if isinstance(ref, OutputRef)]
         ids.extend(self.explicit_upstream)
+        ids.extend(condition.ref.task_id for condition in self.conditions)
         return list(dict.fromkeys(ids))
 
     def after(self, *tasks: Task) -> Task:
@@ -204,6 +209,7 @@ class _PipelineBuilder:
         self.tasks: dict[str, Task] = {}
         self.exit_scope: ExitScope | None = None
         self.exit_open = False
+        self.conditions: list[Condition] = []
 
     def _task_id(self, name: str) -> str:
         if name not in self.tasks:
@@ -221,6 +227,7 @@ class _PipelineBuilder:
                 "and parameters by name, e.g. train(examples=ingest_task.outputs['examples'])."
             )
         task = Task(self._task_id(comp.name), comp)
+        task.conditions = tuple(self.conditions)
         for arg_name, value in kwargs.items():
             if arg_name in comp.inputs:
                 task.inputs[arg_name] = self._check_input(where, comp, arg_name, value)
@@ -231,7 +238,7 @@ class _PipelineBuilder:
                 )
             elif arg_name in comp.parameters:
                 task.parameters[arg_name] = self._check_parameter(where, comp, arg_name, value)
-            elif arg_name in comp.outputs:
+            elif arg_name in comp.outputs or arg_name in comp.output_values:
                 raise PipelineDefinitionError(
                     f"{where}: '{arg_name}' is an output; outputs are created by the runner "
                     f"and read as task.outputs['{arg_name}'], not passed in."
@@ -298,6 +305,11 @@ class _PipelineBuilder:
 
     def _check_parameter(self, where: str, comp: Component, name: str, value: Any) -> Any:
         spec = comp.parameters[name]
+        if isinstance(value, ValueRef):
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' gets output parameter '{value.name}' of task '{value.task_id}'; "
+                "output parameters are tested by If(...), not passed between tasks."
+            )
         if isinstance(value, (OutputRef, Task)):
             raise PipelineDefinitionError(
                 f"{where}: parameter '{name}' expects {spec.type.__name__} but got "
@@ -393,6 +405,7 @@ class Pipeline:
                         "which is not part of this pipeline."
                     )
         check_exit_scope(self.name, self.tasks, self.exit_scope)
+        check_conditions(self.name, self.tasks)
         cycle = self._find_cycle()
         if cycle:
             raise PipelineDefinitionError(

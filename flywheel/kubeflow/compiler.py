@@ -202,6 +202,8 @@ def container_component(
             required.append(inspect.Parameter(name, kind, annotation=annotation))
     for name, spec in comp.outputs.items():
         required.append(inspect.Parameter(name, kind, annotation=dsl.Output[kfp_artifact_class(spec.type)]))
+    for name, spec in comp.output_values.items():
+        required.append(inspect.Parameter(name, kind, annotation=dsl.OutputPath(spec.type)))
     for name, spec in comp.parameters.items():
         if name == comp.final_status_parameter:
             # Filled by KFP for the exit task of a dsl.ExitHandler (flywheel's ExitHandler).
@@ -409,40 +411,59 @@ def build_kfp_pipeline(
         scope = pipeline.exit_scope
         order = pipeline.topological_order()
         if scope is None:
-            add_tasks(order, channels, kfp_tasks)
+            add_conditional(order, 0, channels, kfp_tasks)
             return
         # Tasks outside the handler (the exit task among them) first, then the guarded ones inside
         # dsl.ExitHandler; the DSL checked that no outside task depends on a guarded one.
-        add_tasks([t for t in order if t not in scope.guarded], channels, kfp_tasks)
+        add_conditional([t for t in order if t not in scope.guarded], 0, channels, kfp_tasks)
         with dsl.ExitHandler(kfp_tasks[scope.exit_task], name=f"{scope.exit_task}-handler"):
-            add_tasks([t for t in order if t in scope.guarded], channels, kfp_tasks)
+            add_conditional([t for t in order if t in scope.guarded], 0, channels, kfp_tasks)
 
-    def add_tasks(task_ids: list[str], channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
-        for task_id in task_ids:
-            task = pipeline.tasks[task_id]
-            arguments: dict[str, Any] = {}
-            for name, ref in task.inputs.items():
-                if isinstance(ref, LatestRef):
-                    # latest(...) is resolved by flywheel's runner from its own MLMD; KFP
-                    # has no "newest artifact of an earlier run" input. Such inputs are
-                    # optional by construction, so the KFP task runs without it (as a first
-                    # run would).
-                    continue
-                arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
-            if task_id in expansions:
-                waits = [kfp_tasks[u] for u in task.explicit_upstream]
-                waits = [w.last if isinstance(w, _ExpandedTask) else w for w in waits]
-                kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits)
+    def add_conditional(task_ids: list[str], depth: int, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
+        """Adds the tasks in definition order; a run of tasks under the same ``If`` goes into one ``dsl.If``."""
+        index = 0
+        while index < len(task_ids):
+            conditions = pipeline.tasks[task_ids[index]].conditions
+            if len(conditions) == depth:
+                add_task(task_ids[index], channels, kfp_tasks)
+                index += 1
                 continue
-            arguments.update(parameter_arguments(task.component, task.parameters, channels))
-            kfp_task = kfp_components[component_keys[task_id]](**arguments)
-            _apply_options(kfp_task, task)
-            if registry_pvc and "registry" in task.component.parameters:
-                _mount_registry(kfp_task, registry_pvc)
-            for upstream in task.explicit_upstream:
-                waited = kfp_tasks[upstream]
-                kfp_task.after(waited.last if isinstance(waited, _ExpandedTask) else waited)
-            kfp_tasks[task_id] = kfp_task
+            condition = conditions[depth]
+            end = index
+            while end < len(task_ids) and len(pipeline.tasks[task_ids[end]].conditions) > depth \
+                    and pipeline.tasks[task_ids[end]].conditions[depth] is condition:
+                end += 1
+            channel = kfp_tasks[condition.ref.task_id].outputs[condition.ref.name]
+            test = channel == condition.value if condition.operator == "==" else channel != condition.value
+            with dsl.If(test, name=f"if-{condition.ref.task_id}-{condition.ref.name}"):
+                add_conditional(task_ids[index:end], depth + 1, channels, kfp_tasks)
+            index = end
+
+    def add_task(task_id: str, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
+        task = pipeline.tasks[task_id]
+        arguments: dict[str, Any] = {}
+        for name, ref in task.inputs.items():
+            if isinstance(ref, LatestRef):
+                # latest(...) is resolved by flywheel's runner from its own MLMD; KFP
+                # has no "newest artifact of an earlier run" input. Such inputs are
+                # optional by construction, so the KFP task runs without it (as a first
+                # run would).
+                continue
+            arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
+        if task_id in expansions:
+            waits = [kfp_tasks[u] for u in task.explicit_upstream]
+            waits = [w.last if isinstance(w, _ExpandedTask) else w for w in waits]
+            kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits)
+            return
+        arguments.update(parameter_arguments(task.component, task.parameters, channels))
+        kfp_task = kfp_components[component_keys[task_id]](**arguments)
+        _apply_options(kfp_task, task)
+        if registry_pvc and "registry" in task.component.parameters:
+            _mount_registry(kfp_task, registry_pvc)
+        for upstream in task.explicit_upstream:
+            waited = kfp_tasks[upstream]
+            kfp_task.after(waited.last if isinstance(waited, _ExpandedTask) else waited)
+        kfp_tasks[task_id] = kfp_task
 
     body.__signature__ = signature  # type: ignore[attr-defined]
     body.__name__ = pipeline.name.replace("-", "_")

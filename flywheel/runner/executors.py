@@ -25,6 +25,7 @@ from typing import Any
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.pipeline import Pipeline
 from flywheel.errors import FlywheelError, UserCodeError
+from flywheel.dsl.component import OutputValue
 from flywheel.execution import call_component
 
 
@@ -52,6 +53,7 @@ class JobResult:
     # False when the component raised one of flywheel's own errors on purpose (bad input or data,
     # a refused model): another attempt would fail the same way, so the runner does not retry it.
     retryable: bool = True
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)  # output parameters (Output[bool], ...)
 
 
 # Errors that another attempt cannot fix: bad code, bad data, a missing or forbidden file.
@@ -90,7 +92,9 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
         os.dup2(log.fileno(), 2)
         os.environ.update(job.env)
         inputs = {n: (Artifact.from_dict(d) if d is not None else None) for n, d in job.inputs.items()}
-        outputs = {n: Artifact.from_dict(d) for n, d in job.outputs.items()}
+        outputs: dict[str, Any] = {n: Artifact.from_dict(d) for n, d in job.outputs.items()}
+        values = {n: OutputValue(spec.type, n) for n, spec in comp.output_values.items()}
+        outputs.update(values)
         try:
             call_component(comp, inputs, outputs, job.parameters)
         except UserCodeError as exc:
@@ -99,7 +103,7 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
         except Exception as exc:  # noqa: BLE001 - reported as the node's failure, never lost
             traceback.print_exc()
             return JobResult(job.key, False, error=f"{type(exc).__name__}: {exc}", retryable=worth_retrying(exc))
-        properties = {n: a.properties for n, a in outputs.items()}
+        properties = {n: a.properties for n, a in outputs.items() if n not in values}
         try:
             json.dumps(properties)
         except (TypeError, ValueError) as exc:
@@ -108,7 +112,7 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
                 False,
                 error=f"Output properties must be JSON values (int, float, str, bool, list, dict): {exc}",
             )
-        return JobResult(job.key, True, properties=properties)
+        return JobResult(job.key, True, properties=properties, values={n: v.value for n, v in values.items()})
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -94,6 +94,7 @@ class _Node:
     job: Job | None = None
     inputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
     outputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)  # output parameters
     error: str = ""
 
 
@@ -213,6 +214,7 @@ class LocalRunner:
             ):
                 node.state = REUSED
                 node.outputs = dict(record.outputs)
+                node.values = dict(record.details.get("output_values") or {})
             nodes[task_id] = node
         # Anything downstream of a node that must run again runs again too.
         rerun = pipeline.downstream_of({t for t, n in nodes.items() if n.state != REUSED})
@@ -277,6 +279,12 @@ class LocalRunner:
                         continue
                     if not all(u.state in (COMPLETE, CACHED, REUSED) for u in ups):
                         continue
+                    false = _false_condition(pipeline, nodes, task_id)
+                    if false:
+                        node.state = SKIPPED
+                        node.error = false
+                        self._emit(run, node, SKIPPED, error=false)
+                        continue
                     node_cache = cache and task_id not in rerun
                     self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), node_cache, retries)
                 pending = [n for n in nodes.values() if n.state in (WAITING, RUNNING, RETRYING)]
@@ -335,7 +343,9 @@ class LocalRunner:
         )
         if cache and task.options.cache and any_uncacheable(sources) is None:
             for candidate in self.store.find_cached(key_value):
-                if set(candidate.outputs) == set(task.outputs) and outputs_intact(candidate.outputs):
+                values = candidate.details.get("output_values") or {}
+                if (set(candidate.outputs) == set(task.outputs) and set(values) == set(task.values)
+                        and outputs_intact(candidate.outputs)):
                     node.execution_id = self.store.record_cached(
                         run,
                         node.task_id,
@@ -346,9 +356,11 @@ class LocalRunner:
                         source=candidate,
                         inputs=inputs,
                         scope=scope,
-                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources)},
+                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources),
+                                 **({"output_values": values} if values else {})},
                     )
                     node.outputs = dict(candidate.outputs)
+                    node.values = dict(values)
                     node.state = CACHED
                     self._emit(run, node, CACHED)
                     return
@@ -484,7 +496,9 @@ class LocalRunner:
             except OSError as exc:
                 result = JobResult(result.key, False, error=f"publishing outputs failed: {exc}")
             else:
-                self.store.complete_execution(node.execution_id, outputs=published, attempts=node.attempt)
+                self.store.complete_execution(node.execution_id, outputs=published, attempts=node.attempt,
+                                              values=result.values)
+                node.values = dict(result.values)
                 node.outputs = {
                     name: ArtifactRecord(
                         id=node.output_ids[name],
@@ -544,7 +558,8 @@ class LocalRunner:
             error = "; ".join(f"{t}: {e}" for t, e in failed.items())
         else:
             error = ""
-        state = COMPLETE if not error and all(n.state in (COMPLETE, CACHED, REUSED) for n in nodes.values()) else FAILED
+        # A node SKIPPED by a false condition leaves the run COMPLETE; one skipped after a failure comes with it.
+        state = COMPLETE if not error and all(n.state in (COMPLETE, CACHED, REUSED, SKIPPED) for n in nodes.values()) else FAILED
         run = self.store.update_run(run.run_id, state=state, end_ms=now_ms(), error=error[-2000:] or None)
         shutil.rmtree(os.path.join(self.home.staging, run.run_id), ignore_errors=True)
         log_paths = {t: n.job.log_path for t, n in nodes.items() if n.job is not None}
@@ -612,4 +627,13 @@ def _final_status(pipeline: Pipeline, run: RunRecord, nodes: dict[str, _Node]) -
         "pipelineTaskName": pipeline.name,
         "error": {"code": 1 if failed else 0, "message": message[-2000:]},
     }
+
+
+def _false_condition(pipeline: Pipeline, nodes: dict[str, _Node], task_id: str) -> str:
+    """Why ``task_id`` is skipped by an ``If`` whose condition does not hold, or "" when all hold."""
+    for condition in pipeline.tasks[task_id].conditions:
+        actual = nodes[condition.ref.task_id].values.get(condition.ref.name)
+        if not condition.holds(actual):
+            return f"skipped: condition {condition} is false ({condition.ref.name} = {actual!r})"
+    return ""
 
