@@ -274,16 +274,19 @@ class LocalRunner:
                         continue
                     ups = [nodes[u] for u in pipeline.tasks[task_id].upstream]
                     if any(u.state in (FAILED, SKIPPED) for u in ups):
-                        node.state = SKIPPED
-                        self._emit(run, node, SKIPPED)
+                        skipped_by_condition = [u for u in ups if u.state == SKIPPED and u.execution_id is not None]
+                        if skipped_by_condition and not any(u.state == FAILED for u in ups):
+                            # Downstream of a task an If skipped: recorded SKIPPED too (KFP's semantics).
+                            self._skip(pipeline, run, values, node, f"skipped: upstream '{skipped_by_condition[0].task_id}' was skipped")
+                        else:
+                            node.state = SKIPPED  # after a failure: not recorded, the run fails anyway
+                            self._emit(run, node, SKIPPED)
                         continue
                     if not all(u.state in (COMPLETE, CACHED, REUSED) for u in ups):
                         continue
                     false = _false_condition(pipeline, nodes, task_id)
                     if false:
-                        node.state = SKIPPED
-                        node.error = false
-                        self._emit(run, node, SKIPPED, error=false)
+                        self._skip(pipeline, run, values, node, false)
                         continue
                     node_cache = cache and task_id not in rerun
                     self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), node_cache, retries)
@@ -304,6 +307,17 @@ class LocalRunner:
             signal.signal(signal.SIGTERM, previous_term)
             executor.shutdown()
         return self._close(run, nodes, interrupted)
+
+    def _skip(self, pipeline: Pipeline, run: RunRecord, values: dict[str, Any], node: _Node, reason: str) -> None:
+        """Records ``node`` SKIPPED (a false condition, or downstream of one) in the store."""
+        task = pipeline.tasks[node.task_id]
+        node.execution_id = self.store.record_skipped(
+            run, node.task_id, task.component.name, parameters=pipeline.task_parameters(node.task_id, values),
+            code_fingerprint=task.component.code_fingerprint, reason=reason,
+        )
+        node.state = SKIPPED
+        node.error = reason
+        self._emit(run, node, SKIPPED, error=reason)
 
     def _start(
         self,

@@ -38,10 +38,35 @@ def test_tasks_inside_if_run_only_when_the_condition_holds(home, answer):
                       "consume-2": inside, "consume-3": "COMPLETE"}
     nodes = MetadataStore(home).latest_nodes(result.run)
     assert nodes["decide"].details["output_values"] == {"verdict": answer, "score": 0.9 if answer else 0.1}
+    assert {t: n.state for t, n in nodes.items()}["consume"] == ("COMPLETE" if answer else "SKIPPED")
+    if not answer:
+        assert nodes["consume"].error == "skipped: condition decide.verdict == True is false (verdict = False)"
+        assert nodes["consume-2"].state == "SKIPPED" and "upstream 'consume' was skipped" in nodes["consume-2"].error
+        assert nodes["consume"].outputs == {}
 
     cached = LocalRunner(home, max_workers=0).run(_gated(answer))  # values come back with a cache hit
     assert cached.ok and cached.states["decide"] == "CACHED"
     assert cached.states["consume"] == ("CACHED" if answer else "SKIPPED")
+
+
+def test_runs_show_lists_a_skipped_task(home, capsys):
+    from flywheel.cli.main import main
+
+    result = LocalRunner(home, max_workers=0).run(_gated(False))
+    assert main(["runs", "show", result.run.run_id]) == 0
+    shown = capsys.readouterr().out
+    assert "SKIPPED" in shown and "condition decide.verdict == True is false" in shown
+
+
+def test_dashboard_run_page_renders_a_skipped_task(home):
+    from flywheel.dashboard.server import Dashboard
+    from flywheel.dashboard.sources import Sources
+
+    result = LocalRunner(home, max_workers=0).run(_gated(False))
+    response = Dashboard(Sources(home)).handle(f"/runs/{result.run.run_id}")
+    assert response.status == 200
+    page = response.body.decode()
+    assert "state-SKIPPED" in page and "consume-2" in page
 
 
 def test_if_compiles_to_kfp_conditions(tmp_path):
