@@ -124,7 +124,19 @@ def _pipeline_spec(doc: dict):
 
 
 def _task_by_display_name(doc: dict) -> dict[str, tuple[str, dict]]:
-    return {t["taskInfo"]["name"]: (key, t) for key, t in doc["root"]["dag"]["tasks"].items()}
+    """Container tasks by display name, including those inside condition groups (push in training)."""
+    found: dict[str, tuple[str, dict]] = {}
+
+    def walk(tasks: dict) -> None:
+        for key, task in tasks.items():
+            group = doc["components"].get(task["componentRef"]["name"], {}).get("dag")
+            if group is not None:
+                walk(group["tasks"])
+            else:
+                found[task["taskInfo"]["name"]] = (key, task)
+
+    walk(doc["root"]["dag"]["tasks"])
+    return found
 
 
 def _container(doc: dict, task: dict) -> dict:

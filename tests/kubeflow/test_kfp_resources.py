@@ -93,6 +93,11 @@ def test_training_pipeline_ships_resources_and_retries(tmp_path):
     doc, platform = _compile(tmp_path, training)
     assert platform is None  # the shipped components ask for no node selector, toleration or secret
     tasks = _tasks(doc)
+    (gate,) = [t for t in tasks.values() if "triggerPolicy" in t]  # push runs inside If(is_blessed.blessed == True)
+    assert gate["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--is-blessed-blessed'] == true"
+    gated = doc["components"][gate["componentRef"]["name"]]["dag"]["tasks"]
+    tasks.update({t["taskInfo"]["name"]: t for t in gated.values()})
+    assert set(gated) == {"push"}
 
     def resources(name):
         return doc["deploymentSpec"]["executors"][_executor_label(doc, tasks[name])]["container"]["resources"]
