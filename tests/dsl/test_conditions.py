@@ -116,3 +116,32 @@ def test_condition_mistakes_are_definition_errors():
         @pipeline(name="value-as-parameter")
         def value_as_parameter() -> None:
             decide(answer=decide().values["verdict"])
+
+
+def test_kfp_executor_writes_output_parameters(tmp_path):
+    """What dsl.If reads on Kubeflow: the executor output's parameterValues and each outputFile."""
+    import base64
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import tests.runner.toy as toy
+
+    with open(toy.__file__, "rb") as handle:
+        source = base64.b64encode(handle.read()).decode()
+    verdict_file = tmp_path / "outputs" / "verdict"
+    executor_input = {
+        "inputs": {"parameterValues": {"answer": False}},
+        "outputs": {"parameters": {"verdict": {"outputFile": str(verdict_file)},
+                                   "score": {"outputFile": str(tmp_path / "outputs" / "score")}},
+                    "outputFile": str(tmp_path / "out" / "executor_output.json")},
+    }
+    command = [sys.executable, "-m", "flywheel.executor", "--executor_input", json.dumps(executor_input),
+               "--component", "tests.runner.toy:decide", "--component-source-b64", source]
+    result = subprocess.run(command, env=dict(os.environ, FLYWHEEL_ARTIFACT_MOUNT_ROOT=str(tmp_path)),
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "out" / "executor_output.json").read_text())
+    assert written["parameterValues"] == {"verdict": False, "score": 0.1}
+    assert verdict_file.read_text() == "false"
