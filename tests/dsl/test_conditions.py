@@ -58,6 +58,19 @@ def test_runs_show_lists_a_skipped_task(home, capsys):
     assert "SKIPPED" in shown and "condition decide.verdict == True is false" in shown
 
 
+def test_progress_says_why_a_task_was_skipped(home):
+    import io
+
+    from flywheel.cli.progress import Progress
+
+    pipe = _gated(False)
+    stream = io.StringIO()
+    progress = Progress(list(pipe.tasks), stream=stream)
+    LocalRunner(home, max_workers=0, listener=progress.on_event).run(pipe)
+    (line,) = [line for line in stream.getvalue().splitlines() if " consume " in line]
+    assert "SKIPPED" in line and "skipped: condition decide.verdict == True is false" in line
+
+
 def test_dashboard_run_page_renders_a_skipped_task(home):
     from flywheel.dashboard.server import Dashboard
     from flywheel.dashboard.sources import Sources
