@@ -345,8 +345,14 @@ def build_kfp_pipeline(
     image: str = DEFAULT_IMAGE,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     registry_pvc: str | None = None,
+    conditions: bool = True,
 ) -> Any:
     """A ``kfp.dsl`` pipeline (graph component) equivalent to ``pipeline``.
+
+    ``conditions=False`` compiles the tasks inside an ``If`` as plain tasks that run after the
+    task the condition tests, for orchestrators that cannot evaluate ``dsl.If`` (kfp 2.13's
+    ``kfp.local``, so ``flywheel container-run``): the training pipeline's push then runs and
+    records ``pushed=False`` for an unblessed model, as push does when called directly.
 
     With ``registry_pvc``, every task whose component takes a ``registry``
     parameter (evaluate, push, ...) mounts that PersistentVolumeClaim at
@@ -423,12 +429,17 @@ def build_kfp_pipeline(
         """Adds the tasks in definition order; a run of tasks under the same ``If`` goes into one ``dsl.If``."""
         index = 0
         while index < len(task_ids):
-            conditions = pipeline.tasks[task_ids[index]].conditions
-            if len(conditions) == depth:
+            task_conditions = pipeline.tasks[task_ids[index]].conditions
+            if len(task_conditions) == depth or not conditions:
                 add_task(task_ids[index], channels, kfp_tasks)
+                added = kfp_tasks[task_ids[index]]
+                for condition in task_conditions[depth:]:  # flattened: still after the task it tests
+                    tested = kfp_tasks[condition.ref.task_id]
+                    if not isinstance(added, _ExpandedTask):
+                        added.after(tested.last if isinstance(tested, _ExpandedTask) else tested)
                 index += 1
                 continue
-            condition = conditions[depth]
+            condition = task_conditions[depth]
             end = index
             while end < len(task_ids) and len(pipeline.tasks[task_ids[end]].conditions) > depth \
                     and pipeline.tasks[task_ids[end]].conditions[depth] is condition:
@@ -491,6 +502,7 @@ def compile_pipeline(
     image: str = DEFAULT_IMAGE,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     registry_pvc: str | None = None,
+    conditions: bool = True,
 ) -> None:
     """Writes ``pipeline`` as Kubeflow Pipelines v2 IR YAML.
 
@@ -502,6 +514,7 @@ def compile_pipeline(
             defined elsewhere are embedded as source.
         registry_pvc: PersistentVolumeClaim holding the model registry (k8s/:
             ``flywheel-data``), mounted by the tasks that use the registry.
+        conditions: False compiles ``If`` blocks as plain tasks (see ``build_kfp_pipeline``).
 
     Raises:
         KubeflowCompileError: the pipeline has no KFP equivalent (bad name,
@@ -509,7 +522,9 @@ def compile_pipeline(
     """
     from kfp import compiler as kfp_compiler
 
-    kfp_pipeline = build_kfp_pipeline(pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc)
+    kfp_pipeline = build_kfp_pipeline(
+        pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc, conditions=conditions
+    )
     try:
         kfp_compiler.Compiler().compile(pipeline_func=kfp_pipeline, package_path=output_path)
     except (TypeError, ValueError) as exc:
