@@ -582,26 +582,6 @@ class MetadataStore:
             execution_id, _, _ = store.put_execution(execution, pairs, self._run_contexts(store, run))
             return execution_id
 
-    def record_skipped(
-        self, run: RunRecord, node_id: str, component: str, *, parameters: dict[str, Any], code_fingerprint: str, reason: str
-    ) -> int:
-        """Records a node that did not run because an ``If`` condition was false (state SKIPPED).
-
-        Stored as an MLMD execution CANCELED with ``skipped`` set, no inputs and no outputs; ``reason``
-        is its ``error`` (``runs show`` and the dashboard print it).
-        """
-        with self.locked() as store:
-            pb = self._pb
-            execution = self._new_execution(
-                store, run, node_id, component, pb.Execution.CANCELED, parameters=parameters, cache_key="",
-                code_fingerprint=code_fingerprint, log_path="", details={"skipped": reason},
-            )
-            set_value(execution.custom_properties, "end_ms", now_ms())
-            set_value(execution.custom_properties, "error", reason)
-            set_value(execution.custom_properties, "skipped", True)
-            execution_id, _, _ = store.put_execution(execution, [], self._run_contexts(store, run))
-            return execution_id
-
     def _new_execution(
         self,
         store: Any,

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline
 from flywheel.errors import ParameterError, RunError
 from flywheel.home import Home
+from flywheel.metadata.skipped import record_skipped
 from flywheel.metadata.store import (
     COMPLETE,
     FAILED,
@@ -311,8 +312,8 @@ class LocalRunner:
     def _skip(self, pipeline: Pipeline, run: RunRecord, values: dict[str, Any], node: _Node, reason: str) -> None:
         """Records ``node`` SKIPPED (a false condition, or downstream of one) in the store."""
         task = pipeline.tasks[node.task_id]
-        node.execution_id = self.store.record_skipped(
-            run, node.task_id, task.component.name, parameters=pipeline.task_parameters(node.task_id, values),
+        node.execution_id = record_skipped(
+            self.store, run, node.task_id, task.component.name, parameters=pipeline.task_parameters(node.task_id, values),
             code_fingerprint=task.component.code_fingerprint, reason=reason,
         )
         node.state = SKIPPED
