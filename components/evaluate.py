@@ -29,7 +29,7 @@ from flywheel.components import _data_sanity, _model_metrics, examples_io
 from flywheel.components import _model_features as features
 
 
-@component
+@component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
 def evaluate(
     examples: Input[Examples],
     model: Input[Model],

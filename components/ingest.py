@@ -63,7 +63,8 @@ def read_sources(parameters: dict[str, Any]) -> list[dict[str, Any]]:
     return [data_sources.describe_source(str(parameters.get("path", "")), span_count=parameters.get("span_count", 1))]
 
 
-@component(version="1", reads=read_sources)
+@component(version="1", reads=read_sources, retries=2, retry_backoff_s=10,
+           resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
 def ingest(
     examples: Output[Examples],
     path: str = "",

@@ -28,7 +28,7 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.components import _model_features as features
 
 
-@component
+@component(resources={"cpu": "250m", "memory": "512Mi", "memory_limit": "1Gi"})
 def push(
     model: Input[Model],
     blessing: Input[ModelBlessing],

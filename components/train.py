@@ -39,7 +39,7 @@ LOSSES = ("crossentropy", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
-@component
+@component(resources={"cpu": "2", "memory": "4Gi", "cpu_limit": "4", "memory_limit": "8Gi"})
 def train(
     examples: Input[Examples],
     transform_graph: Input[TransformGraph],

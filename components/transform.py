@@ -36,7 +36,7 @@ from flywheel.components import _model_features as features
 from flywheel.components import _model_resample, examples_io
 
 
-@component
+@component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
 def transform(
     examples: Input[Examples],
     transform_graph: Output[TransformGraph],

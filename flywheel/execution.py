@@ -12,7 +12,7 @@ import os
 from typing import Any, Mapping
 
 from flywheel.dsl.artifacts import Artifact
-from flywheel.dsl.component import Component
+from flywheel.dsl.component import Component, OutputValue
 from flywheel.errors import FlywheelError, UserCodeError
 
 
@@ -48,6 +48,11 @@ def call_component(
             artifact = spec.type(uri=artifact.uri, properties=artifact.properties, name=artifact.name)
         os.makedirs(artifact.uri, exist_ok=True)
         kwargs[name] = artifact
+    for name, spec in comp.output_values.items():
+        holder = outputs.get(name)
+        if not isinstance(holder, OutputValue):
+            raise FlywheelError(f"Component '{comp.name}' got no holder for output parameter '{name}'.")
+        kwargs[name] = holder
     kwargs.update({k: v for k, v in parameters.items() if k in comp.parameters})
     try:
         comp.fn(**kwargs)
@@ -55,6 +60,12 @@ def call_component(
         raise
     except Exception as exc:
         raise UserCodeError(f"{type(exc).__name__}: {exc}") from exc
+    unset = [name for name in comp.output_values if not outputs[name].is_set]
+    if unset:
+        raise FlywheelError(
+            f"Component '{comp.name}' finished without setting its output parameter(s) {', '.join(unset)}; "
+            f"call {unset[0]}.set(value) before returning."
+        )
     # Hand back the very objects the function filled in (properties it set).
     if isinstance(outputs, dict):
         for name in comp.outputs:

@@ -35,7 +35,7 @@ import typing
 from typing import Any, Mapping, Sequence
 
 from flywheel.dsl.artifacts import Artifact
-from flywheel.dsl.component import Component
+from flywheel.dsl.component import Component, OutputValue
 from flywheel.errors import FlywheelError, UserCodeError
 from flywheel.execution import call_component
 from flywheel.kubeflow.uris import REMOTE_PREFIXES, local_path, remote_uri
@@ -253,9 +253,19 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
         _make_writable_dir(artifact.uri, "output artifact")
     _make_writable_dir(os.path.dirname(os.path.abspath(output_file)), "executor output")
 
-    call_component(comp, inputs, outputs, parameters)
+    values = {name: OutputValue(spec.type, name) for name, spec in comp.output_values.items()}
+    call_component(comp, inputs, {**outputs, **values}, parameters)
 
     executor_output: dict[str, Any] = {"artifacts": {}}
+    if values:
+        # KFP reads output parameters from the executor output (and, without one, from each outputFile).
+        executor_output["parameterValues"] = {name: holder.value for name, holder in values.items()}
+        for name, holder in values.items():
+            target = ((outputs_section.get("parameters") or {}).get(name) or {}).get("outputFile")
+            if target:
+                _make_writable_dir(os.path.dirname(os.path.abspath(target)), "output parameter")
+                with open(target, "w", encoding="utf-8") as handle:
+                    handle.write(json.dumps(holder.value) if not isinstance(holder.value, str) else holder.value)
     for name, artifact in outputs.items():
         if artifact.SCHEMA_TITLE in REPORT_SCHEMA_TITLES:
             _publish_report(artifact)

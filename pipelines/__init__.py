@@ -13,6 +13,7 @@ def evaluate_and_push(
     model_name: Any,
     statistics: Any = None,
     schema: Any = None,
+    skip_push_unless_blessed: bool = False,
     **evaluate_params: Any,
 ) -> Any:
     """The usual tail of a training pipeline: ``evaluate`` the model, ``push`` it if blessed.
@@ -23,16 +24,27 @@ def evaluate_and_push(
     ``push`` also gets ``examples`` and, when given, validate's ``statistics``
     and ``schema``: the version then carries its drift reference on a cluster too.
 
+    With ``skip_push_unless_blessed`` an ``is_blessed`` task reads the verdict and
+    ``push`` runs inside ``If(blessed == True)``: an unblessed model leaves ``push``
+    SKIPPED (locally and in the KFP UI). Without it, ``push`` always runs and
+    records ``pushed=False`` with the reason for an unblessed model.
+
     Returns:
         The ``evaluate`` task.
     """
     from flywheel.components.evaluate import evaluate
+    from flywheel.components.is_blessed import is_blessed
     from flywheel.components.push import push
+    from flywheel.dsl.control import If
 
     evaluated = evaluate(examples=examples, model=model, registry=registry, model_name=model_name, **evaluate_params)
     references = {k: v for k, v in (("statistics", statistics), ("schema", schema)) if v is not None}
-    push(
-        model=model, blessing=evaluated.outputs["blessing"], registry=registry, model_name=model_name,
-        examples=examples, **references,
-    )
+    pushed = dict(model=model, registry=registry, model_name=model_name, examples=examples, **references)
+    blessing = evaluated.outputs["blessing"]
+    if not skip_push_unless_blessed:
+        push(blessing=blessing, **pushed)
+        return evaluated
+    verdict = is_blessed(blessing=blessing)
+    with If(verdict.values["blessed"] == True):  # noqa: E712 - builds the condition
+        push(blessing=blessing, **pushed)
     return evaluated

@@ -10,8 +10,8 @@ package, the dataset of TFX's own penguin tutorial, so results compare with it.
 ``validate`` takes the previous schema (kept, so later data is checked against
 it) and the previous statistics (for drift) from earlier runs of the same model
 (``model_name``, by default named after the data) on different data;
-``evaluate`` compares with the model the registry serves; ``push`` only pushes a
-blessed model.
+``evaluate`` compares with the model the registry serves; ``push`` runs only if
+``is_blessed`` finds the model blessed (``If``), else it is SKIPPED.
 """
 
 from flywheel import ExampleStatistics, Schema, latest, pipeline
@@ -89,4 +89,5 @@ def training(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
         statistics=checked.outputs["statistics"], schema=checked.outputs["schema"],
         slice_features=slice_features, thresholds=thresholds, max_regression=max_regression, label=label,
+        skip_push_unless_blessed=True,
     )

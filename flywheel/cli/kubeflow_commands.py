@@ -97,6 +97,10 @@ def register(subparsers: Any) -> None:
         help="fix every parameter not given with -p at its default too; a tune with constant random or grid "
         "search then fans its trials out as parallel tasks (e.g. pipelines/tuning.py -p strategy=random --fix-defaults)",
     )
+    compile_parser.add_argument(
+        "--no-conditions", action="store_true",
+        help="compile If blocks as plain tasks (for `flywheel container-run`: kfp.local cannot evaluate dsl.If)",
+    )
     compile_parser.set_defaults(handler=compile_command)
 
     submit_parser = subparsers.add_parser("submit", help="start a run on Kubeflow Pipelines")
@@ -151,7 +155,8 @@ def compile_command(args: argparse.Namespace) -> int:
     if args.fix_defaults:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)
-    compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE, registry_pvc=args.registry_pvc)
+    compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE, registry_pvc=args.registry_pvc,
+                     conditions=not args.no_conditions)
     print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
     return 0
 

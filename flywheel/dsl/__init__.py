@@ -21,7 +21,9 @@ from flywheel.dsl.artifacts import (
     Schema,
     TransformGraph,
 )
-from flywheel.dsl.component import Component, Input, Output, component
+from flywheel.dsl.component import Component, FinalStatus, Input, Output, component
+from flywheel.dsl.control import ExitHandler, If
+from flywheel.dsl.resources import Placement, Resources, SecretEnv, Toleration
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline, PipelineParam, Task, latest, pipeline
 
 __all__ = [
@@ -29,5 +31,5 @@ __all__ = [
     "ExampleAnomalies", "ExampleStatistics", "Examples", "Input", "Markdown", "Metrics",
     "Model", "ModelBlessing", "ModelEvaluation", "Output", "OutputRef", "Pipeline",
     "PipelineParam", "PushedModel", "Schema", "Task", "TransformGraph", "component", "pipeline",
-    "LatestRef", "latest",
+    "LatestRef", "latest", "ExitHandler", "If", "FinalStatus", "Placement", "Resources", "SecretEnv", "Toleration",
 ]

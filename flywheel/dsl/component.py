@@ -27,9 +27,10 @@ import os
 import sys
 import types
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.resources import Placement, Resources
 from flywheel.errors import ComponentDefinitionError
 
 PARAMETER_TYPES: tuple[type, ...] = (int, float, str, bool, dict, list)
@@ -54,17 +55,52 @@ class _ArtifactAnnotation:
         self._marker = marker
 
     def __getitem__(self, artifact_type: type[Artifact]) -> Any:
+        if self._marker is _OUTPUT and artifact_type in OUTPUT_VALUE_TYPES:
+            return typing.Annotated[OutputValue, _OutputValueMarker(artifact_type)]
         if not (isinstance(artifact_type, type) and issubclass(artifact_type, Artifact)):
             raise ComponentDefinitionError(
                 f"{self._marker.direction.capitalize()}[...] takes an artifact type "
-                f"(a subclass of flywheel.Artifact such as Examples or Model); "
+                f"(a subclass of flywheel.Artifact such as Examples or Model)"
+                f"{', or for an output parameter bool, int, float or str' if self._marker is _OUTPUT else ''}; "
                 f"got {artifact_type!r} instead."
             )
         return typing.Annotated[artifact_type, self._marker]
 
 
+OUTPUT_VALUE_TYPES: tuple[type, ...] = (bool, int, float, str)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutputValueMarker:
+    type: type
+
+
+class OutputValue:
+    """An output parameter (``Output[bool]``, ...): the component calls ``.set(value)`` once.
+
+    Other tasks cannot take it as data; it is what a condition (``If``) tests.
+    """
+
+    def __init__(self, value_type: type, name: str = "") -> None:
+        self.type = value_type
+        self.name = name
+        self.value: Any = None
+        self.is_set = False
+
+    def set(self, value: Any) -> None:
+        if not value_matches_type(value, self.type):
+            raise TypeError(f"Output parameter '{self.name}' is a {self.type.__name__}; got {value!r}.")
+        self.value = float(value) if self.type is float else value
+        self.is_set = True
+
+
 Input = _ArtifactAnnotation(_INPUT)
 Output = _ArtifactAnnotation(_OUTPUT)
+
+_FINAL_STATUS = _ArtifactMarker("final status")
+# The parameter of an exit task that receives the state of the tasks it guards (``ExitHandler``):
+# a dict filled by the runner (KFP's ``PipelineTaskFinalStatus`` on Kubeflow); declare it ``= None``.
+FinalStatus = typing.Annotated[dict, _FINAL_STATUS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +153,8 @@ class ComponentOptions:
         cache: Whether an earlier identical execution may be reused.
         version: Bump to invalidate caches when behaviour changes outside the
             component's own source file.
-        cpu: CPU request on Kubernetes (e.g. ``"1"`` or ``"500m"``).
-        memory: Memory request on Kubernetes (e.g. ``"2Gi"``).
+        resources: CPU/memory requests and limits and an accelerator, on Kubernetes.
+        placement: Node selector, tolerations and secrets as env, on Kubernetes.
         isolated: Locally, the worker process that runs it exits afterwards,
             so what the component imports (e.g. TFDV and Beam for ``validate``)
             does not stay in memory while the following nodes run. Costs a
@@ -130,8 +166,8 @@ class ComponentOptions:
     retry_backoff_s: float = 1.0
     cache: bool = True
     version: str = "1"
-    cpu: str | None = None
-    memory: str | None = None
+    resources: Resources = Resources()
+    placement: Placement = Placement()
     isolated: bool = False
 
     def __post_init__(self) -> None:
@@ -143,6 +179,11 @@ class ComponentOptions:
             raise ComponentDefinitionError(
                 "The 'retry_backoff_s' option must be a number >= 0. "
                 f"Got {self.retry_backoff_s!r} instead."
+            )
+        if not isinstance(self.resources, Resources) or not isinstance(self.placement, Placement):
+            raise ComponentDefinitionError(
+                "The 'resources' option takes flywheel.Resources(...) and 'placement' flywheel.Placement.of(...); "
+                f"got {self.resources!r} and {self.placement!r}."
             )
         if not isinstance(self.isolated, bool):
             raise ComponentDefinitionError(f"The 'isolated' option must be True or False. Got {self.isolated!r} instead.")
@@ -160,6 +201,12 @@ def _parameter_type(annotation: Any) -> type | None:
         return None
     if annotation in PARAMETER_TYPES:
         return annotation
+    return None
+
+
+def _output_value_marker(annotation: Any) -> _OutputValueMarker | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return next((e for e in typing.get_args(annotation)[1:] if isinstance(e, _OutputValueMarker)), None)
     return None
 
 
@@ -199,6 +246,8 @@ class Component:
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
+        self.final_status_parameter: str | None = None
+        self.output_values: dict[str, ParameterSpec] = {}
         self._read_interface()
         self._check_reads()
         self.code_fingerprint = self._fingerprint()
@@ -231,6 +280,21 @@ class Component:
                     "bool, dict, list."
                 )
             annotation = hints[pname]
+            if typing.get_origin(annotation) is typing.Annotated and _FINAL_STATUS in typing.get_args(annotation):
+                if param.default is not None or self.final_status_parameter:
+                    raise ComponentDefinitionError(
+                        f"FinalStatus parameter '{pname}' of {where} must default to None (it is filled only "
+                        "when the task is an exit task), and a component has at most one."
+                    )
+                self.final_status_parameter = pname
+                self.parameters[pname] = ParameterSpec(pname, dict, None)
+                continue
+            value_marker = _output_value_marker(annotation)
+            if value_marker is not None:
+                if param.default is not _NO_DEFAULT:
+                    raise ComponentDefinitionError(f"Output parameter '{pname}' of {where} has a default value; outputs cannot be optional.")
+                self.output_values[pname] = ParameterSpec(pname, value_marker.type)
+                continue
             artifact = _artifact_annotation(annotation)
             if artifact is not None:
                 direction, artifact_type = artifact
@@ -334,6 +398,8 @@ def component(
     version: str = "1",
     cpu: str | None = None,
     memory: str | None = None,
+    resources: Resources | Mapping[str, Any] | None = None,
+    placement: Placement | None = None,
     isolated: bool = False,
     reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
 ) -> Any:
@@ -344,6 +410,10 @@ def component(
     function from the node's parameters to source records
     (``flywheel.data_sources.describe_source``).
 
+    ``resources`` and ``placement`` (``flywheel.dsl.resources``) apply on
+    Kubernetes; ``cpu``/``memory`` are shorthands for the requests of ``resources``.
+    ``retries`` with ``retry_backoff_s`` (doubling) apply locally and on Kubeflow.
+
     Raises:
         ComponentDefinitionError: an argument lacks an annotation or has an
             unsupported one, or an option is invalid.
@@ -353,8 +423,8 @@ def component(
         retry_backoff_s=retry_backoff_s,
         cache=cache,
         version=version,
-        cpu=cpu,
-        memory=memory,
+        resources=Resources.coerce(resources).merged(cpu=cpu, memory=memory),
+        placement=placement or Placement(),
         isolated=isolated,
     )
 

@@ -21,7 +21,7 @@ import dataclasses
 import inspect
 import json
 import typing
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import (
@@ -32,6 +32,8 @@ from flywheel.dsl.component import (
     _parameter_type,
     value_matches_type,
 )
+from flywheel.dsl.control import Condition, ExitScope, ValueRef, check_conditions, check_exit_scope
+from flywheel.dsl.resources import Placement, SecretEnv, Toleration
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
 
@@ -112,6 +114,10 @@ class Task:
         self.outputs: Mapping[str, OutputRef] = {
             name: OutputRef(task_id, name, spec.type) for name, spec in comp.outputs.items()
         }
+        self.values: Mapping[str, ValueRef] = {
+            name: ValueRef(task_id, name, spec.type) for name, spec in comp.output_values.items()
+        }
+        self.conditions: tuple[Condition, ...] = ()
 
     @property
     def output(self) -> OutputRef:
@@ -125,9 +131,10 @@ class Task:
 
     @property
     def upstream(self) -> list[str]:
-        """Ids of the tasks this one waits for (data and explicit ``after``)."""
+        """Ids of the tasks this one waits for (data, explicit ``after`` and the tasks its conditions test)."""
         ids = [ref.task_id for ref in self.inputs.values() if isinstance(ref, OutputRef)]
         ids.extend(self.explicit_upstream)
+        ids.extend(condition.ref.task_id for condition in self.conditions)
         return list(dict.fromkeys(ids))
 
     def after(self, *tasks: Task) -> Task:
@@ -154,11 +161,41 @@ class Task:
         self.options = dataclasses.replace(self.options, cache=enabled)
         return self
 
-    def set_resources(self, *, cpu: str | None = None, memory: str | None = None) -> Task:
-        """CPU and memory requests used on Kubernetes."""
-        self.options = dataclasses.replace(
-            self.options, cpu=cpu or self.options.cpu, memory=memory or self.options.memory
+    def set_resources(
+        self,
+        *,
+        cpu: str | None = None,
+        memory: str | None = None,
+        cpu_limit: str | None = None,
+        memory_limit: str | None = None,
+        accelerator: str | None = None,
+        accelerator_count: int | None = None,
+    ) -> Task:
+        """Overrides the component's Kubernetes resources (requests, limits, accelerator) for this task."""
+        resources = self.options.resources.merged(
+            cpu=cpu, memory=memory, cpu_limit=cpu_limit, memory_limit=memory_limit,
+            accelerator=accelerator, accelerator_count=accelerator_count,
         )
+        self.options = dataclasses.replace(self.options, resources=resources)
+        return self
+
+    def set_placement(
+        self, *, node_selector: Mapping[str, str] | None = None, tolerations: Iterable[Toleration] | None = None
+    ) -> Task:
+        """Replaces the node selector and/or tolerations of this task's pod (given ones only)."""
+        current = self.options.placement
+        placement = Placement.of(
+            dict(current.node_selector) if node_selector is None else node_selector,
+            current.tolerations if tolerations is None else tolerations,
+            current.secret_env,
+        )
+        self.options = dataclasses.replace(self.options, placement=placement)
+        return self
+
+    def set_secret_env(self, env: str, *, secret: str, key: str) -> Task:
+        """Sets environment variable ``env`` of this task from key ``key`` of Secret ``secret``."""
+        placement = self.options.placement.with_secret(SecretEnv(env, secret, key))
+        self.options = dataclasses.replace(self.options, placement=placement)
         return self
 
     def __repr__(self) -> str:
@@ -170,6 +207,9 @@ class _PipelineBuilder:
         self.pipeline_name = pipeline_name
         self.params = params
         self.tasks: dict[str, Task] = {}
+        self.exit_scope: ExitScope | None = None
+        self.exit_open = False
+        self.conditions: list[Condition] = []
 
     def _task_id(self, name: str) -> str:
         if name not in self.tasks:
@@ -187,12 +227,18 @@ class _PipelineBuilder:
                 "and parameters by name, e.g. train(examples=ingest_task.outputs['examples'])."
             )
         task = Task(self._task_id(comp.name), comp)
+        task.conditions = tuple(self.conditions)
         for arg_name, value in kwargs.items():
             if arg_name in comp.inputs:
                 task.inputs[arg_name] = self._check_input(where, comp, arg_name, value)
+            elif arg_name == comp.final_status_parameter:
+                raise PipelineDefinitionError(
+                    f"{where}: '{arg_name}' is its FinalStatus parameter, filled when it runs as an exit "
+                    f"task; do not pass it. Use `with ExitHandler({comp.name}(...)):` around the tasks to report on."
+                )
             elif arg_name in comp.parameters:
                 task.parameters[arg_name] = self._check_parameter(where, comp, arg_name, value)
-            elif arg_name in comp.outputs:
+            elif arg_name in comp.outputs or arg_name in comp.output_values:
                 raise PipelineDefinitionError(
                     f"{where}: '{arg_name}' is an output; outputs are created by the runner "
                     f"and read as task.outputs['{arg_name}'], not passed in."
@@ -259,6 +305,11 @@ class _PipelineBuilder:
 
     def _check_parameter(self, where: str, comp: Component, name: str, value: Any) -> Any:
         spec = comp.parameters[name]
+        if isinstance(value, ValueRef):
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' gets output parameter '{value.name}' of task '{value.task_id}'; "
+                "output parameters are tested by If(...), not passed between tasks."
+            )
         if isinstance(value, (OutputRef, Task)):
             raise PipelineDefinitionError(
                 f"{where}: parameter '{name}' expects {spec.type.__name__} but got "
@@ -322,8 +373,10 @@ class Pipeline:
         description: str = "",
         source_file: str | None = None,
         derived_defaults: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+        exit_scope: ExitScope | None = None,
     ) -> None:
         self.name = name
+        self.exit_scope = exit_scope
         self.parameters = parameters
         self.tasks = tasks
         self.description = description
@@ -351,6 +404,8 @@ class Pipeline:
                         f"In pipeline '{self.name}', task '{task.id}' depends on '{up}', "
                         "which is not part of this pipeline."
                     )
+        check_exit_scope(self.name, self.tasks, self.exit_scope)
+        check_conditions(self.name, self.tasks)
         cycle = self._find_cycle()
         if cycle:
             raise PipelineDefinitionError(
@@ -468,7 +523,7 @@ class Pipeline:
             tasks[task_id] = clone
         parameters = {name: spec for name, spec in self.parameters.items() if name not in bound}
         derived = {n: f for n, f in self.derived_defaults.items() if n in parameters}
-        return Pipeline(self.name, parameters, tasks, self.description, self.source_file, derived)
+        return Pipeline(self.name, parameters, tasks, self.description, self.source_file, derived, self.exit_scope)
 
     def task_parameters(self, task_id: str, pipeline_values: Mapping[str, Any]) -> dict[str, Any]:
         """Concrete parameter values of one task for a run."""
@@ -584,6 +639,7 @@ def pipeline(
             description=description if description is not None else (inspect.getdoc(func) or ""),
             source_file=source,
             derived_defaults=derived_defaults,
+            exit_scope=builder.exit_scope,
         )
 
     if fn is not None:

@@ -202,7 +202,13 @@ def container_component(
             required.append(inspect.Parameter(name, kind, annotation=annotation))
     for name, spec in comp.outputs.items():
         required.append(inspect.Parameter(name, kind, annotation=dsl.Output[kfp_artifact_class(spec.type)]))
+    for name, spec in comp.output_values.items():
+        required.append(inspect.Parameter(name, kind, annotation=dsl.OutputPath(spec.type)))
     for name, spec in comp.parameters.items():
+        if name == comp.final_status_parameter:
+            # Filled by KFP for the exit task of a dsl.ExitHandler (flywheel's ExitHandler).
+            required.append(inspect.Parameter(name, kind, annotation=dsl.PipelineTaskFinalStatus))
+            continue
         ptype = int if name in int_parameters else spec.type
         if spec.required:
             required.append(inspect.Parameter(name, kind, annotation=ptype))
@@ -240,16 +246,45 @@ def _apply_options(kfp_task: Any, task: Any) -> None:
             backoff_duration=f"{int(round(options.retry_backoff_s))}s",
             backoff_factor=2.0,
         )
-    try:
-        if options.cpu:
-            kfp_task.set_cpu_request(str(options.cpu))
-        if options.memory:
-            kfp_task.set_memory_request(str(options.memory))
-    except ValueError as exc:
-        raise KubeflowCompileError(
-            f"Task '{task.id}' has resources cpu={options.cpu!r}, memory={options.memory!r} that "
-            f"Kubernetes does not accept: {exc} Use e.g. cpu='500m' or '2', memory='512Mi' or '2Gi'."
-        ) from exc
+    _apply_resources(kfp_task, task.id, options.resources)
+    _apply_placement(kfp_task, options.placement)
+
+
+def _apply_resources(kfp_task: Any, task_id: str, resources: Any) -> None:
+    """Requests, limits and accelerator through kfp's own task methods."""
+    setters = (
+        ("cpu", kfp_task.set_cpu_request), ("cpu_limit", kfp_task.set_cpu_limit),
+        ("memory", kfp_task.set_memory_request), ("memory_limit", kfp_task.set_memory_limit),
+        ("accelerator", kfp_task.set_accelerator_type), ("accelerator_count", kfp_task.set_accelerator_limit),
+    )
+    for field, setter in setters:
+        value = getattr(resources, field)
+        if value is None:
+            continue
+        try:
+            setter(value if isinstance(value, int) else str(value))
+        except ValueError as exc:
+            raise KubeflowCompileError(
+                f"Task '{task_id}' has resource {field}={value!r}, which Kubernetes does not accept: {exc} "
+                "Use e.g. cpu='500m' or '2', memory='512Mi' or '2Gi'."
+            ) from exc
+
+
+def _apply_placement(kfp_task: Any, placement: Any) -> None:
+    """Node selector, tolerations and secrets as env through kfp-kubernetes."""
+    if not (placement.node_selector or placement.tolerations or placement.secret_env):
+        return
+    from kfp import kubernetes
+
+    for label, value in placement.node_selector:
+        kubernetes.add_node_selector(kfp_task, label_key=label, label_value=value)
+    for toleration in placement.tolerations:
+        kubernetes.add_toleration(
+            kfp_task, key=toleration.key, operator=toleration.operator, value=toleration.value,
+            effect=toleration.effect, toleration_seconds=toleration.toleration_seconds,
+        )
+    for entry in placement.secret_env:
+        kubernetes.use_secret_as_env(kfp_task, secret_name=entry.secret, secret_key_to_env={entry.key: entry.env})
 
 
 def _int_fed_float_parameters(task: Any) -> frozenset[str]:
@@ -310,8 +345,14 @@ def build_kfp_pipeline(
     image: str = DEFAULT_IMAGE,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     registry_pvc: str | None = None,
+    conditions: bool = True,
 ) -> Any:
     """A ``kfp.dsl`` pipeline (graph component) equivalent to ``pipeline``.
+
+    ``conditions=False`` compiles the tasks inside an ``If`` as plain tasks that run after the
+    task the condition tests, for orchestrators that cannot evaluate ``dsl.If`` (kfp 2.13's
+    ``kfp.local``, so ``flywheel container-run``): the training pipeline's push then runs and
+    records ``pushed=False`` for an unblessed model, as push does when called directly.
 
     With ``registry_pvc``, every task whose component takes a ``registry``
     parameter (evaluate, push, ...) mounts that PersistentVolumeClaim at
@@ -373,31 +414,67 @@ def build_kfp_pipeline(
     def body(*args: Any, **kwargs: Any) -> None:
         channels = signature.bind(*args, **kwargs).arguments
         kfp_tasks: dict[str, Any] = {}
-        for task_id in pipeline.topological_order():
-            task = pipeline.tasks[task_id]
-            arguments: dict[str, Any] = {}
-            for name, ref in task.inputs.items():
-                if isinstance(ref, LatestRef):
-                    # latest(...) is resolved by flywheel's runner from its own MLMD; KFP
-                    # has no "newest artifact of an earlier run" input. Such inputs are
-                    # optional by construction, so the KFP task runs without it (as a first
-                    # run would).
-                    continue
-                arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
-            if task_id in expansions:
-                waits = [kfp_tasks[u] for u in task.explicit_upstream]
-                waits = [w.last if isinstance(w, _ExpandedTask) else w for w in waits]
-                kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits)
+        scope = pipeline.exit_scope
+        order = pipeline.topological_order()
+        if scope is None:
+            add_conditional(order, 0, channels, kfp_tasks)
+            return
+        # Tasks outside the handler (the exit task among them) first, then the guarded ones inside
+        # dsl.ExitHandler; the DSL checked that no outside task depends on a guarded one.
+        add_conditional([t for t in order if t not in scope.guarded], 0, channels, kfp_tasks)
+        with dsl.ExitHandler(kfp_tasks[scope.exit_task], name=f"{scope.exit_task}-handler"):
+            add_conditional([t for t in order if t in scope.guarded], 0, channels, kfp_tasks)
+
+    def add_conditional(task_ids: list[str], depth: int, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
+        """Adds the tasks in definition order; a run of tasks under the same ``If`` goes into one ``dsl.If``."""
+        index = 0
+        while index < len(task_ids):
+            task_conditions = pipeline.tasks[task_ids[index]].conditions
+            if len(task_conditions) == depth or not conditions:
+                add_task(task_ids[index], channels, kfp_tasks)
+                added = kfp_tasks[task_ids[index]]
+                for condition in task_conditions[depth:]:  # flattened: still after the task it tests
+                    tested = kfp_tasks[condition.ref.task_id]
+                    if not isinstance(added, _ExpandedTask):
+                        added.after(tested.last if isinstance(tested, _ExpandedTask) else tested)
+                index += 1
                 continue
-            arguments.update(parameter_arguments(task.component, task.parameters, channels))
-            kfp_task = kfp_components[component_keys[task_id]](**arguments)
-            _apply_options(kfp_task, task)
-            if registry_pvc and "registry" in task.component.parameters:
-                _mount_registry(kfp_task, registry_pvc)
-            for upstream in task.explicit_upstream:
-                waited = kfp_tasks[upstream]
-                kfp_task.after(waited.last if isinstance(waited, _ExpandedTask) else waited)
-            kfp_tasks[task_id] = kfp_task
+            condition = task_conditions[depth]
+            end = index
+            while end < len(task_ids) and len(pipeline.tasks[task_ids[end]].conditions) > depth \
+                    and pipeline.tasks[task_ids[end]].conditions[depth] is condition:
+                end += 1
+            channel = kfp_tasks[condition.ref.task_id].outputs[condition.ref.name]
+            test = channel == condition.value if condition.operator == "==" else channel != condition.value
+            with dsl.If(test, name=f"if-{condition.ref.task_id}-{condition.ref.name}"):
+                add_conditional(task_ids[index:end], depth + 1, channels, kfp_tasks)
+            index = end
+
+    def add_task(task_id: str, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
+        task = pipeline.tasks[task_id]
+        arguments: dict[str, Any] = {}
+        for name, ref in task.inputs.items():
+            if isinstance(ref, LatestRef):
+                # latest(...) is resolved by flywheel's runner from its own MLMD; KFP
+                # has no "newest artifact of an earlier run" input. Such inputs are
+                # optional by construction, so the KFP task runs without it (as a first
+                # run would).
+                continue
+            arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
+        if task_id in expansions:
+            waits = [kfp_tasks[u] for u in task.explicit_upstream]
+            waits = [w.last if isinstance(w, _ExpandedTask) else w for w in waits]
+            kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits)
+            return
+        arguments.update(parameter_arguments(task.component, task.parameters, channels))
+        kfp_task = kfp_components[component_keys[task_id]](**arguments)
+        _apply_options(kfp_task, task)
+        if registry_pvc and "registry" in task.component.parameters:
+            _mount_registry(kfp_task, registry_pvc)
+        for upstream in task.explicit_upstream:
+            waited = kfp_tasks[upstream]
+            kfp_task.after(waited.last if isinstance(waited, _ExpandedTask) else waited)
+        kfp_tasks[task_id] = kfp_task
 
     body.__signature__ = signature  # type: ignore[attr-defined]
     body.__name__ = pipeline.name.replace("-", "_")
@@ -425,6 +502,7 @@ def compile_pipeline(
     image: str = DEFAULT_IMAGE,
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     registry_pvc: str | None = None,
+    conditions: bool = True,
 ) -> None:
     """Writes ``pipeline`` as Kubeflow Pipelines v2 IR YAML.
 
@@ -436,6 +514,7 @@ def compile_pipeline(
             defined elsewhere are embedded as source.
         registry_pvc: PersistentVolumeClaim holding the model registry (k8s/:
             ``flywheel-data``), mounted by the tasks that use the registry.
+        conditions: False compiles ``If`` blocks as plain tasks (see ``build_kfp_pipeline``).
 
     Raises:
         KubeflowCompileError: the pipeline has no KFP equivalent (bad name,
@@ -443,7 +522,9 @@ def compile_pipeline(
     """
     from kfp import compiler as kfp_compiler
 
-    kfp_pipeline = build_kfp_pipeline(pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc)
+    kfp_pipeline = build_kfp_pipeline(
+        pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc, conditions=conditions
+    )
     try:
         kfp_compiler.Compiler().compile(pipeline_func=kfp_pipeline, package_path=output_path)
     except (TypeError, ValueError) as exc:

@@ -46,6 +46,24 @@ class TaskContainerOptions:
     mounts: Mapping[str, str] = dataclasses.field(default_factory=dict)  # host dir -> container dir
 
 
+def _refuse_control_flow(spec: Any) -> None:
+    """Raises ContainerRunError for control flow kfp 2.13's local orchestrator cannot run."""
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    for dag in dags:
+        for name, task in dag.tasks.items():
+            if task.trigger_policy.condition:
+                raise ContainerRunError(
+                    f"Task '{name}' of the compiled pipeline runs under a condition (dsl.If), which kfp.local "
+                    "cannot evaluate. Compile for container-run with `flywheel compile --no-conditions` (the "
+                    "tasks inside run unconditionally; push still refuses an unblessed model)."
+                )
+            if task.WhichOneof("iterator") or any(p.HasField("task_final_status") for p in task.inputs.parameters.values()):
+                raise ContainerRunError(
+                    f"Task '{name}' of the compiled pipeline is a ParallelFor or an exit handler's task, which "
+                    "kfp.local (kfp 2.13) cannot run; run the pipeline with `flywheel run` or on Kubeflow."
+                )
+
+
 def run_compiled_pipeline(
     ir_path: str | os.PathLike[str],
     *,
@@ -83,6 +101,7 @@ def run_compiled_pipeline(
         pipeline = components.load_component_from_file(os.fspath(ir_path))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ContainerRunError(f"Cannot load the compiled pipeline '{ir_path}': {exc}. Compile it with `flywheel compile`.") from exc
+    _refuse_control_flow(pipeline.pipeline_spec)
     if registry_dir is not None and "registry" in pipeline.component_spec.inputs:
         args.setdefault("registry", f"{REGISTRY_MOUNT}/registry")
     unknown = sorted(set(args) - set(pipeline.component_spec.inputs or {}))

@@ -499,11 +499,13 @@ class MetadataStore:
         *,
         outputs: dict[int, dict[str, Any]],
         attempts: int,
+        values: dict[str, Any] | None = None,
     ) -> None:
         """Marks an execution COMPLETE and its outputs LIVE with their properties.
 
         Args:
             outputs: artifact id -> properties (including ``fingerprint``).
+            values: The node's output parameter values, kept as ``details.output_values``.
         """
         with self.locked() as store:
             pb = self._pb
@@ -516,6 +518,10 @@ class MetadataStore:
                 store.put_artifacts(artifacts)
             execution = store.get_executions_by_id([execution_id])[0]
             execution.last_known_state = pb.Execution.COMPLETE
+            if values:
+                details = json.loads(to_dict(execution.custom_properties).get("details") or "{}")
+                details["output_values"] = values
+                set_value(execution.custom_properties, "details", json.dumps(details, sort_keys=True, default=str))
             set_value(execution.custom_properties, "end_ms", now_ms())
             set_value(execution.custom_properties, "attempts", attempts)
             store.put_executions([execution])
@@ -659,7 +665,7 @@ class MetadataStore:
                     node_id=props.get("node_id", ""),
                     component=props.get("component", ""),
                     run_id=props.get("run_id", ""),
-                    state=pb.Execution.State.Name(execution.last_known_state),
+                    state="SKIPPED" if props.get("skipped") else pb.Execution.State.Name(execution.last_known_state),
                     start_ms=int(props.get("start_ms") or execution.create_time_since_epoch),
                     end_ms=props.get("end_ms"),
                     parameters=params,

@@ -25,6 +25,7 @@ from typing import Any
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.pipeline import Pipeline
 from flywheel.errors import FlywheelError, UserCodeError
+from flywheel.dsl.component import OutputValue
 from flywheel.execution import call_component
 
 
@@ -49,6 +50,30 @@ class JobResult:
     ok: bool
     error: str = ""
     properties: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # False when the component raised one of flywheel's own errors on purpose (bad input or data,
+    # a refused model): another attempt would fail the same way, so the runner does not retry it.
+    retryable: bool = True
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)  # output parameters (Output[bool], ...)
+
+
+# Errors that another attempt cannot fix: bad code, bad data, a missing or forbidden file.
+_PERMANENT_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, NameError, ImportError, AssertionError,
+    NotImplementedError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+)
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a node that raised ``exc`` may succeed on another attempt.
+
+    flywheel's own errors (bad input or data, a refused model) and programming or
+    data errors (``_PERMANENT_ERRORS``) fail the same way again; anything else
+    (connection and time-out errors, other I/O errors, ``RuntimeError``s of a
+    library, a worker that died) is retried up to the task's ``retries``.
+    """
+    if isinstance(exc, FlywheelError) and not isinstance(exc, UserCodeError):
+        return False
+    return not isinstance(exc, _PERMANENT_ERRORS)
 
 
 def run_job(pipeline: Pipeline, job: Job) -> JobResult:
@@ -67,16 +92,18 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
         os.dup2(log.fileno(), 2)
         os.environ.update(job.env)
         inputs = {n: (Artifact.from_dict(d) if d is not None else None) for n, d in job.inputs.items()}
-        outputs = {n: Artifact.from_dict(d) for n, d in job.outputs.items()}
+        outputs: dict[str, Any] = {n: Artifact.from_dict(d) for n, d in job.outputs.items()}
+        values = {n: OutputValue(spec.type, n) for n, spec in comp.output_values.items()}
+        outputs.update(values)
         try:
             call_component(comp, inputs, outputs, job.parameters)
         except UserCodeError as exc:
             traceback.print_exception(exc.__cause__ or exc)
-            return JobResult(job.key, False, error=str(exc))
+            return JobResult(job.key, False, error=str(exc), retryable=worth_retrying(exc.__cause__ or exc))
         except Exception as exc:  # noqa: BLE001 - reported as the node's failure, never lost
             traceback.print_exc()
-            return JobResult(job.key, False, error=f"{type(exc).__name__}: {exc}")
-        properties = {n: a.properties for n, a in outputs.items()}
+            return JobResult(job.key, False, error=f"{type(exc).__name__}: {exc}", retryable=worth_retrying(exc))
+        properties = {n: a.properties for n, a in outputs.items() if n not in values}
         try:
             json.dumps(properties)
         except (TypeError, ValueError) as exc:
@@ -85,7 +112,7 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
                 False,
                 error=f"Output properties must be JSON values (int, float, str, bool, list, dict): {exc}",
             )
-        return JobResult(job.key, True, properties=properties)
+        return JobResult(job.key, True, properties=properties, values={n: v.value for n, v in values.items()})
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline
 from flywheel.errors import ParameterError, RunError
 from flywheel.home import Home
+from flywheel.metadata.skipped import record_skipped
 from flywheel.metadata.store import (
     COMPLETE,
     FAILED,
@@ -94,6 +95,7 @@ class _Node:
     job: Job | None = None
     inputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
     outputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)  # output parameters
     error: str = ""
 
 
@@ -213,9 +215,12 @@ class LocalRunner:
             ):
                 node.state = REUSED
                 node.outputs = dict(record.outputs)
+                node.values = dict(record.details.get("output_values") or {})
             nodes[task_id] = node
         # Anything downstream of a node that must run again runs again too.
         rerun = pipeline.downstream_of({t for t, n in nodes.items() if n.state != REUSED})
+        if pipeline.exit_scope is not None and rerun & pipeline.exit_scope.guarded:
+            rerun.add(pipeline.exit_scope.exit_task)  # it reports the state of the resumed run
         for task_id in rerun:
             nodes[task_id] = _Node(task_id)
         run = self.store.claim_run(run.run_id)
@@ -266,12 +271,23 @@ class LocalRunner:
                         continue
                     if node.state != WAITING:
                         continue
+                    if _exit_task_waits(pipeline, nodes, task_id):
+                        continue
                     ups = [nodes[u] for u in pipeline.tasks[task_id].upstream]
                     if any(u.state in (FAILED, SKIPPED) for u in ups):
-                        node.state = SKIPPED
-                        self._emit(run, node, SKIPPED)
+                        skipped_by_condition = [u for u in ups if u.state == SKIPPED and u.execution_id is not None]
+                        if skipped_by_condition and not any(u.state == FAILED for u in ups):
+                            # Downstream of a task an If skipped: recorded SKIPPED too (KFP's semantics).
+                            self._skip(pipeline, run, values, node, f"skipped: upstream '{skipped_by_condition[0].task_id}' was skipped")
+                        else:
+                            node.state = SKIPPED  # after a failure: not recorded, the run fails anyway
+                            self._emit(run, node, SKIPPED)
                         continue
                     if not all(u.state in (COMPLETE, CACHED, REUSED) for u in ups):
+                        continue
+                    false = _false_condition(pipeline, nodes, task_id)
+                    if false:
+                        self._skip(pipeline, run, values, node, false)
                         continue
                     node_cache = cache and task_id not in rerun
                     self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), node_cache, retries)
@@ -293,6 +309,17 @@ class LocalRunner:
             executor.shutdown()
         return self._close(run, nodes, interrupted)
 
+    def _skip(self, pipeline: Pipeline, run: RunRecord, values: dict[str, Any], node: _Node, reason: str) -> None:
+        """Records ``node`` SKIPPED (a false condition, or downstream of one) in the store."""
+        task = pipeline.tasks[node.task_id]
+        node.execution_id = record_skipped(
+            self.store, run, node.task_id, task.component.name, parameters=pipeline.task_parameters(node.task_id, values),
+            code_fingerprint=task.component.code_fingerprint, reason=reason,
+        )
+        node.state = SKIPPED
+        node.error = reason
+        self._emit(run, node, SKIPPED, error=reason)
+
     def _start(
         self,
         pipeline: Pipeline,
@@ -308,6 +335,10 @@ class LocalRunner:
     ) -> None:
         task = pipeline.tasks[node.task_id]
         params = pipeline.task_parameters(node.task_id, values)
+        if pipeline.exit_scope is not None and node.task_id == pipeline.exit_scope.exit_task:
+            status = task.component.final_status_parameter
+            if status:
+                params[status] = _final_status(pipeline, run, nodes)
         inputs: dict[str, ArtifactRecord] = {}
         scope = run_scope(pipeline.parameters, values)
         for name, ref in task.inputs.items():
@@ -327,7 +358,9 @@ class LocalRunner:
         )
         if cache and task.options.cache and any_uncacheable(sources) is None:
             for candidate in self.store.find_cached(key_value):
-                if set(candidate.outputs) == set(task.outputs) and outputs_intact(candidate.outputs):
+                values = candidate.details.get("output_values") or {}
+                if (set(candidate.outputs) == set(task.outputs) and set(values) == set(task.values)
+                        and outputs_intact(candidate.outputs)):
                     node.execution_id = self.store.record_cached(
                         run,
                         node.task_id,
@@ -338,9 +371,11 @@ class LocalRunner:
                         source=candidate,
                         inputs=inputs,
                         scope=scope,
-                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources)},
+                        details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources),
+                                 **({"output_values": values} if values else {})},
                     )
                     node.outputs = dict(candidate.outputs)
+                    node.values = dict(values)
                     node.state = CACHED
                     self._emit(run, node, CACHED)
                     return
@@ -370,7 +405,7 @@ class LocalRunner:
             inputs=inputs,
             outputs=final_uris,
             scope=scope,
-            details={"cache_reason": reason, "data_sources": for_record(sources)},
+            details={"cache_reason": reason, "data_sources": for_record(sources), **_cluster_only(task)},
         )
         node.execution_id = execution_id
         node.output_ids = output_ids
@@ -476,7 +511,9 @@ class LocalRunner:
             except OSError as exc:
                 result = JobResult(result.key, False, error=f"publishing outputs failed: {exc}")
             else:
-                self.store.complete_execution(node.execution_id, outputs=published, attempts=node.attempt)
+                self.store.complete_execution(node.execution_id, outputs=published, attempts=node.attempt,
+                                              values=result.values)
+                node.values = dict(result.values)
                 node.outputs = {
                     name: ArtifactRecord(
                         id=node.output_ids[name],
@@ -496,7 +533,7 @@ class LocalRunner:
         shutil.rmtree(staging, ignore_errors=True)
         allowed = task.options.retries if retries is None else retries
         node.error = result.error
-        if node.attempt <= allowed:
+        if node.attempt <= allowed and result.retryable:
             node.state = RETRYING
             node.retry_at = time.monotonic() + task.options.retry_backoff_s * (2 ** (node.attempt - 1))
             self._emit(run, node, RETRYING, error=result.error)
@@ -536,7 +573,8 @@ class LocalRunner:
             error = "; ".join(f"{t}: {e}" for t, e in failed.items())
         else:
             error = ""
-        state = COMPLETE if not error and all(n.state in (COMPLETE, CACHED, REUSED) for n in nodes.values()) else FAILED
+        # A node SKIPPED by a false condition leaves the run COMPLETE; one skipped after a failure comes with it.
+        state = COMPLETE if not error and all(n.state in (COMPLETE, CACHED, REUSED, SKIPPED) for n in nodes.values()) else FAILED
         run = self.store.update_run(run.run_id, state=state, end_ms=now_ms(), error=error[-2000:] or None)
         shutil.rmtree(os.path.join(self.home.staging, run.run_id), ignore_errors=True)
         log_paths = {t: n.job.log_path for t, n in nodes.items() if n.job is not None}
@@ -571,4 +609,46 @@ def _fingerprint_of(artifact: ArtifactRecord) -> str:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _cluster_only(task: Any) -> dict[str, Any]:
+    """What the task asks of a Kubernetes cluster, recorded; the local runner applies none of it.
+
+    Every local task runs on this machine with what it has (no requests, limits,
+    accelerator assignment, node selector or tolerations); a secret's variable is
+    whatever the runner's own environment holds.
+    """
+    declared = {**task.options.resources.declared(), **task.options.placement.declared()}
+    return {"kubernetes_only": declared} if declared else {}
+
+
+def _exit_task_waits(pipeline: Pipeline, nodes: dict[str, _Node], task_id: str) -> bool:
+    """Whether ``task_id`` is the exit task and a task it guards has not finished yet."""
+    scope = pipeline.exit_scope
+    if scope is None or task_id != scope.exit_task:
+        return False
+    return any(nodes[g].state in (WAITING, RUNNING, RETRYING) for g in scope.guarded if g in nodes)
+
+
+def _final_status(pipeline: Pipeline, run: RunRecord, nodes: dict[str, _Node]) -> dict[str, Any]:
+    """What the exit task's FinalStatus parameter receives, in the shape of KFP's PipelineTaskFinalStatus."""
+    assert pipeline.exit_scope is not None
+    guarded = [nodes[g] for g in sorted(pipeline.exit_scope.guarded) if g in nodes]
+    failed = [n for n in guarded if n.state not in (COMPLETE, CACHED, REUSED)]
+    message = "; ".join(f"{n.task_id}: {n.error or n.state.lower()}" for n in failed)
+    return {
+        "state": "FAILED" if failed else "SUCCEEDED",
+        "pipelineJobResourceName": run.run_id,
+        "pipelineTaskName": pipeline.name,
+        "error": {"code": 1 if failed else 0, "message": message[-2000:]},
+    }
+
+
+def _false_condition(pipeline: Pipeline, nodes: dict[str, _Node], task_id: str) -> str:
+    """Why ``task_id`` is skipped by an ``If`` whose condition does not hold, or "" when all hold."""
+    for condition in pipeline.tasks[task_id].conditions:
+        actual = nodes[condition.ref.task_id].values.get(condition.ref.name)
+        if not condition.holds(actual):
+            return f"skipped: condition {condition} is false ({condition.ref.name} = {actual!r})"
+    return ""
 

@@ -145,9 +145,11 @@ def test_bad_component_fails_at_definition(source, fragments):
         assert fragment in str(info.value)
 
 
-def test_output_type_must_be_an_artifact():
+def test_output_type_must_be_an_artifact_or_an_output_parameter_type():
+    with pytest.raises(ComponentDefinitionError, match="takes an artifact type.*or for an output parameter bool, int"):
+        Output[dict]
     with pytest.raises(ComponentDefinitionError, match="takes an artifact type"):
-        Output[int]
+        Input[int]  # output parameters are tested by If(...), never inputs
 
 
 def test_good_pipeline_has_interface_order_and_parameters():

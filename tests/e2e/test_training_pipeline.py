@@ -17,7 +17,8 @@ from flywheel.metadata import MetadataStore
 from tests.conftest import REPO
 
 PIPELINE = os.path.join(REPO, "pipelines", "training.py")
-NODES = ["ingest", "validate", "transform", "train", "evaluate", "push"]
+NODES = ["ingest", "validate", "transform", "train", "evaluate", "is_blessed", "push"]
+LINEAGE = [n for n in NODES if n != "is_blessed"]  # push reads the blessing itself; is_blessed only gates it
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +70,11 @@ def test_lineage_runs_from_the_pushed_model_back_to_the_input_file(env, first_ru
     result = flywheel(env, "lineage", pushed_uri)
     assert result.returncode == 0, result.stderr
     order = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and "execution #" in line]
-    assert order[0] == "push" and set(order) == set(NODES)
+    assert order[0] == "push" and set(order) == set(LINEAGE)
     assert order.index("ingest") > order.index("train")  # nearest producers first
     store = MetadataStore(env["home"])
     chain = store.lineage(nodes["push"].outputs["pushed_model"].id)
-    assert {e.node_id for e in chain} == set(NODES)
+    assert {e.node_id for e in chain} == set(LINEAGE)
     ingest = next(e for e in chain if e.node_id == "ingest")
     assert ingest.parameters["path"] == str(env["data"])
     assert ingest.outputs["examples"].properties["source"] == str(env["data"])
@@ -116,8 +117,9 @@ def test_unblessed_model_is_not_pushed(env, first_run):
     blessing = nodes["evaluate"].outputs["blessing"].properties
     assert blessing["blessed"] is False
     assert any("1.01" in reason for reason in blessing["reasons"])
-    pushed = nodes["push"].outputs["pushed_model"].properties
-    assert pushed["pushed"] is False and "not blessed" in pushed["reason"]
+    assert nodes["is_blessed"].details["output_values"] == {"blessed": False}
+    assert nodes["push"].state == "SKIPPED" and nodes["push"].outputs == {}  # If(blessed == True) was false
+    assert "condition is_blessed.blessed == True is false" in nodes["push"].error
     assert sorted(os.listdir(os.path.join(env["home"].registry, "penguins"))) == versions_before
 
 

@@ -23,8 +23,24 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def training_ir(tmp_path_factory):
     path = tmp_path_factory.mktemp("ir") / "training.yaml"
-    compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(path))
+    compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(path), conditions=False)
     return path
+
+
+def test_conditions_are_refused_before_any_engine_is_contacted(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setattr("flywheel.images.connect", lambda **_: pytest.fail("engine contacted"))
+    conditional = tmp_path / "conditional.yaml"
+    compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(conditional))
+    with pytest.raises(ContainerRunError, match=r"runs under a condition \(dsl.If\).*--no-conditions"):
+        run_compiled_pipeline(conditional, pipeline_root=tmp_path / "root")
+
+    flat = tmp_path / "flat.yaml"  # what --no-conditions writes: push is a plain task after is_blessed
+    compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(flat), conditions=False)
+    tasks = yaml.safe_load(flat.read_text())["root"]["dag"]["tasks"]
+    assert not any("triggerPolicy" in task for task in tasks.values())
+    assert "is-blessed" in tasks["push"]["dependentTasks"] and "evaluate" in tasks["push"]["dependentTasks"]
 
 
 def test_unknown_parameters_are_rejected_before_any_engine_is_contacted(training_ir, tmp_path, monkeypatch):

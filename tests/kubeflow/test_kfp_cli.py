@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,6 +60,16 @@ def test_compile_writes_ir(pipeline_file, tmp_path, capsys):
     assert executor["container"]["image"] == "reg/flywheel:9"
     assert doc["root"]["dag"]["tasks"]["emit"]["retryPolicy"]["maxRetryCount"] == 1
     assert f"Compiled pipeline 'cli-demo' (1 tasks) to {out}" in capsys.readouterr().out
+
+
+def test_compile_no_conditions_flattens_if_blocks(tmp_path):
+    training = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "pipelines", "training.py")
+    gated, flat = tmp_path / "gated.yaml", tmp_path / "flat.yaml"
+    assert _run("compile", training, "-o", str(gated)) == 0
+    assert _run("compile", training, "-o", str(flat), "--no-conditions") == 0
+    assert "push" not in yaml.safe_load(gated.read_text())["root"]["dag"]["tasks"]  # inside the dsl.If group
+    assert "triggerPolicy" not in yaml.safe_load(flat.read_text())["root"]["dag"]["tasks"]["push"]
 
 
 def test_compile_missing_file_is_a_user_error(tmp_path):

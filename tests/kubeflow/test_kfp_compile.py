@@ -124,7 +124,19 @@ def _pipeline_spec(doc: dict):
 
 
 def _task_by_display_name(doc: dict) -> dict[str, tuple[str, dict]]:
-    return {t["taskInfo"]["name"]: (key, t) for key, t in doc["root"]["dag"]["tasks"].items()}
+    """Container tasks by display name, including those inside condition groups (push in training)."""
+    found: dict[str, tuple[str, dict]] = {}
+
+    def walk(tasks: dict) -> None:
+        for key, task in tasks.items():
+            group = doc["components"].get(task["componentRef"]["name"], {}).get("dag")
+            if group is not None:
+                walk(group["tasks"])
+            else:
+                found[task["taskInfo"]["name"]] = (key, task)
+
+    walk(doc["root"]["dag"]["tasks"])
+    return found
 
 
 def _container(doc: dict, task: dict) -> dict:
@@ -261,13 +273,13 @@ def test_component_not_at_module_level_is_rejected(tmp_path):
         compile_pipeline(local, str(tmp_path / "x.yaml"))
 
 
-def test_bad_resources_are_a_compile_error(tmp_path):
-    @pipeline(name="bad-memory")
-    def bad_memory() -> None:
-        make_rows().set_resources(memory="lots")
+def test_bad_resources_fail_when_the_pipeline_is_defined(tmp_path):
+    from flywheel.errors import ComponentDefinitionError
 
-    with pytest.raises(KubeflowCompileError, match="memory='lots'"):
-        compile_pipeline(bad_memory, str(tmp_path / "x.yaml"))
+    with pytest.raises(ComponentDefinitionError, match="'memory' must be a Kubernetes quantity.*'lots'"):
+        @pipeline(name="bad-memory")
+        def bad_memory() -> None:
+            make_rows().set_resources(memory="lots")
 
 
 def test_compiling_does_not_import_tensorflow(tmp_path):

@@ -36,14 +36,21 @@ def relay(data: Input[Dataset], out: Output[Dataset]) -> None:
         handle.write(text + "!")
 
 
+_FAILURES = {"RuntimeError": RuntimeError, "ConnectionError": ConnectionError, "ValueError": ValueError}
+
+
 @component(retries=2, retry_backoff_s=0.01)
-def flaky(out: Output[Dataset], counter: str, succeed_on: int = 0) -> None:
+def flaky(out: Output[Dataset], counter: str, succeed_on: int = 0, raises: str = "RuntimeError") -> None:
     with open(counter, "a", encoding="utf-8") as handle:
         handle.write("attempt\n")
     with open(counter, encoding="utf-8") as handle:
         attempts = len(handle.readlines())
     if attempts != succeed_on:
-        raise RuntimeError(f"failing on attempt {attempts}")
+        if raises == "DataSanityError":
+            from flywheel.errors import DataSanityError
+
+            raise DataSanityError(f"failing on attempt {attempts}")
+        raise _FAILURES[raises](f"failing on attempt {attempts}")
     with open(out.path("ok.txt"), "w", encoding="utf-8") as handle:
         handle.write(str(attempts))
 
@@ -80,3 +87,10 @@ def read_lines(out: Output[Dataset], source: str) -> None:
     with open(out.path("data.txt"), "w", encoding="utf-8") as handle:
         handle.write(text)
     out.properties["lines"] = text.count("\n")
+
+
+@component
+def decide(verdict: Output[bool], score: Output[float], answer: bool = True) -> None:
+    """Sets output parameters: ``verdict`` = ``answer``, ``score`` 0.9 or 0.1."""
+    verdict.set(answer)
+    score.set(0.9 if answer else 0.1)
