@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> validate -> transform -> train -> evaluate -> push.
+"""The training pipeline: ingest -> validate -> transform -> train -> evaluate + infra_validate -> push.
 
 Defaults train on the Palmer penguins data shipped by the ``palmerpenguins``
 package, the dataset of TFX's own penguin tutorial, so results compare with it.
@@ -10,12 +10,14 @@ package, the dataset of TFX's own penguin tutorial, so results compare with it.
 ``validate`` takes the previous schema (kept, so later data is checked against
 it) and the previous statistics (for drift) from earlier runs of the same model
 (``model_name``, by default named after the data) on different data;
-``evaluate`` compares with the model the registry serves; ``push`` only pushes a
-blessed model.
+``evaluate`` compares with the model the registry serves; ``infra_validate``
+serves the candidate with flywheel's serving code and checks its answers;
+``push`` only pushes a model both bless.
 """
 
 from flywheel import ExampleStatistics, Schema, latest, pipeline
 from flywheel.data_sources import dataset_name
+from flywheel.components.infra_validate import infra_validate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
@@ -85,7 +87,9 @@ def training(
         loss=loss,
         seed=seed,
     )
+    served = infra_validate(model=trained.outputs["model"], examples=rows.outputs["examples"])
     evaluate_and_push(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
+        infra_blessing=served.outputs["infra_blessing"],
         slice_features=slice_features, thresholds=thresholds, max_regression=max_regression, label=label,
     )

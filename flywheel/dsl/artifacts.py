@@ -119,6 +119,12 @@ class ModelBlessing(Artifact):
     TYPE_NAME = "ModelBlessing"
 
 
+class InfraBlessing(Artifact):
+    """Whether the serving code path loaded a model and answered requests correctly, and why."""
+
+    TYPE_NAME = "InfraBlessing"
+
+
 class PushedModel(Artifact):
     """A model version pushed to the registry."""
 

@@ -11,7 +11,7 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import fake_model_dir, run
 
 from flywheel.components.push import push
-from flywheel.dsl.artifacts import Model, ModelBlessing, PushedModel
+from flywheel.dsl.artifacts import InfraBlessing, Model, ModelBlessing, PushedModel
 from flywheel.registry import ModelRegistry
 
 
@@ -108,3 +108,37 @@ def test_an_empty_model_name_pushes_under_the_name_the_blessing_was_made_for(tmp
 
     assert pushed.properties["model_name"] == "own"
     assert ModelRegistry(registry).versions("own") == [1]
+
+
+def test_a_blessed_model_without_the_infra_blessing_is_not_pushed_and_the_reason_is_kept(tmp_path):
+    registry = str(tmp_path / "reg")
+    model = fake_model_dir(str(tmp_path / "m"))
+    infra = InfraBlessing(uri=str(tmp_path / "infra"), properties={"blessed": False, "reasons": ["HTTP 400 on island"]})
+
+    out = run(
+        push,
+        {"model": Model(uri=model), "blessing": _blessing(tmp_path, "b", True), "infra_blessing": infra},
+        {"pushed_model": PushedModel(uri=str(tmp_path / "p"))},
+        registry=registry,
+    )["pushed_model"]
+
+    assert out.properties["pushed"] is False
+    assert out.properties["reason"] == "model not infra-blessed (serving could not answer with it): HTTP 400 on island"
+    assert ModelRegistry(registry).versions("penguins") == []
+
+
+def test_both_blessings_push_and_the_infra_reasons_are_recorded_in_the_version(tmp_path):
+    registry = str(tmp_path / "reg")
+    model = fake_model_dir(str(tmp_path / "m"))
+    infra = InfraBlessing(uri=str(tmp_path / "infra"), properties={"blessed": True, "reasons": ["served 3 requests"]})
+
+    out = run(
+        push,
+        {"model": Model(uri=model), "blessing": _blessing(tmp_path, "b", True), "infra_blessing": infra},
+        {"pushed_model": PushedModel(uri=str(tmp_path / "p"))},
+        registry=registry,
+    )["pushed_model"]
+
+    assert out.properties["pushed"] is True
+    info = ModelRegistry(registry).version_info("penguins", 1)
+    assert info["metadata"]["infra_blessing_reasons"] == ["served 3 requests"]
