@@ -125,6 +125,13 @@ class InfraBlessing(Artifact):
     TYPE_NAME = "InfraBlessing"
 
 
+class InferenceResult(Artifact):
+    """Predictions of a model over a dataset (Parquet shards), with the model that made them."""
+
+    TYPE_NAME = "InferenceResult"
+    SCHEMA_TITLE = "system.Dataset"
+
+
 class PushedModel(Artifact):
     """A model version pushed to the registry."""
 
