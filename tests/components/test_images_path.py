@@ -16,7 +16,7 @@ from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
-from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation, TransformGraph
+from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import ParameterError
 from flywheel.execution import call_component
 
@@ -170,6 +170,7 @@ def test_evaluate_scores_image_examples_and_skips_slices(digits):
         "evaluation": ModelEvaluation(uri=str(root / "ev")),
         "blessing": ModelBlessing(uri=str(root / "bl")),
         "metrics": ClassificationMetrics(uri=str(root / "cm")),
+        "summary": Markdown(uri=str(root / "md")),
     }
     call_component(
         evaluate, {"examples": examples, "model": model}, outputs,
