@@ -218,14 +218,13 @@ def _write_predictions(
     chunks: Iterator[Any], scorer: dict[str, Any], keep_columns: list, predictions: Any, rows_per_shard: int
 ) -> tuple[int, int]:
     """Scores each chunk and appends it to the current shard; returns (rows, shards)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = shards = in_shard = 0
     writer = None
     try:
         for chunk in chunks:
-            table = pa.Table.from_pandas(_scored(chunk, scorer, keep_columns), preserve_index=False)
+            table = _scored(chunk, scorer, keep_columns)
             start = 0
             while start < table.num_rows:
                 if writer is None or in_shard >= rows_per_shard:
@@ -234,7 +233,14 @@ def _write_predictions(
                     writer = pq.ParquetWriter(predictions.path(SHARD_PATTERN.format(shards)), table.schema)
                     shards, in_shard = shards + 1, 0
                 piece = table.slice(start, rows_per_shard - in_shard)
-                writer.write_table(piece.cast(writer.schema))
+                if piece.schema != writer.schema:
+                    changed = [f.name for f in piece.schema if f.type != writer.schema.field(f.name).type]
+                    raise FlywheelError(
+                        f"Column(s) {changed} change type after row {rows} (first read as "
+                        f"{[str(writer.schema.field(n).type) for n in changed]}); leave them out with "
+                        "keep_columns, or give a file whose first rows show their type."
+                    )
+                writer.write_table(piece)
                 start, in_shard, rows = start + piece.num_rows, in_shard + piece.num_rows, rows + piece.num_rows
     finally:
         if writer is not None:
@@ -243,9 +249,14 @@ def _write_predictions(
 
 
 def _scored(chunk: Any, scorer: dict[str, Any], keep_columns: list) -> Any:
-    """One chunk's output frame; kept columns are float64 or string so every chunk has one schema."""
+    """One chunk's output as an Arrow table with one schema for every chunk.
+
+    Kept columns become float64 when numeric (bools too) and strings otherwise; a model
+    feature takes its type from the model, so a chunk of only missing categories keeps the schema.
+    """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     probabilities = np.asarray(scorer["predict"](features.raw_inputs(chunk, scorer["spec"])), dtype=np.float32)
     names = list(chunk.columns) if keep_columns == ["*"] else list(keep_columns)
@@ -254,20 +265,36 @@ def _scored(chunk: Any, scorer: dict[str, Any], keep_columns: list) -> Any:
         raise FlywheelError(
             f"The 'keep_columns' of bulk_infer name {missing}, which the data lacks (columns: {list(chunk.columns)})."
         )
-    out = pd.DataFrame({name: _stable(chunk[name]) for name in names})
+    columns: dict[str, Any] = {}
+    spec = scorer["spec"]
+    for name in names:
+        column = chunk[name]
+        # A feature's type comes from the model (a chunk of only missing categories reads as float);
+        # another column's from its values, checked against the first chunk's when written.
+        numeric = name in spec["numeric_features"] or (
+            name not in spec["categorical_features"] and pd.api.types.is_numeric_dtype(column)
+        )
+        if numeric:
+            columns[name] = pa.array(pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64", na_value=np.nan),
+                                     type=pa.float64())
+        else:
+            columns[name] = _strings(column)
     class_names = scorer["class_names"]
-    out["predicted_class"] = pd.array([class_names[i] for i in probabilities.argmax(axis=1)], dtype="string")
+    rows = len(chunk)
+    columns["predicted_class"] = pa.array(np.asarray(class_names, dtype=object)[probabilities.argmax(axis=1)], type=pa.string())
     for index, class_name in enumerate(class_names):
-        out[f"{PROBABILITY_PREFIX}{class_name}"] = probabilities[:, index]
-    out["model_name"] = pd.array([scorer["name"]] * len(out), dtype="string")
-    out["model_version"] = pd.array([scorer["version"]] * len(out), dtype="Int64")
-    return out
+        columns[f"{PROBABILITY_PREFIX}{class_name}"] = pa.array(probabilities[:, index], type=pa.float32())
+    columns["model_name"] = pa.array([scorer["name"]] * rows, type=pa.string())
+    columns["model_version"] = pa.array([scorer["version"]] * rows, type=pa.int64())
+    return pa.table(columns)
 
 
-def _stable(column: Any) -> Any:
-    """A column as float64 when numeric, else nullable string: a chunk's inferred type never changes the schema."""
-    import pandas as pd
+def _strings(column: Any) -> Any:
+    """A column as an Arrow string array (missing -> null); values that are not strings are written with ``str``."""
+    import pyarrow as pa
 
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        return column.astype("float64")
-    return column.astype("string")
+    try:
+        return pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects (a JSON Lines column of numbers and text)
+        values = column.astype(object).where(column.notna(), None)
+        return pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], type=pa.string())

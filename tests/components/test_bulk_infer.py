@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 try:
-    from tests.components.model_fixtures import LABEL, penguin_examples, run, transform_and_train
+    from tests.components.model_fixtures import LABEL, run, small_penguin_model
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
-    from model_fixtures import LABEL, penguin_examples, run, transform_and_train
+    from model_fixtures import LABEL, run, small_penguin_model
 
 from flywheel.components import examples_io
 from flywheel.components.bulk_infer import bulk_infer
@@ -28,8 +28,7 @@ def penguin_model(tmp_path_factory):
     from flywheel.components import _model_features as features
 
     root = tmp_path_factory.mktemp("bulk")
-    examples = penguin_examples(str(root / "examples"))
-    _, model = transform_and_train(examples, str(root / "train"), epochs=4, hidden_units=[8], early_stopping_patience=0)
+    examples, model = small_penguin_model(str(root / "examples"), str(root / "train"))
     spec = features.read_json(model.path(features.MODEL_JSON))
     frame = examples_io.read_split(examples, "eval")
     own = predict_proba(_model_layers.load_model(model.path(features.MODEL_FILE)), frame, spec)
@@ -118,3 +117,32 @@ def test_both_data_sources_or_a_path_with_no_data_are_refused(penguin_model, tmp
         _infer(tmp_path, {"examples": examples, "model": model}, data_path=str(tmp_path))
     with pytest.raises(FlywheelError, match="found no data at 'data_path'"):
         _infer(tmp_path, {"model": model}, "p2", data_path=str(tmp_path / "empty"))
+
+
+def test_chunks_whose_inferred_types_differ_still_write_one_schema(penguin_model, tmp_path):
+    """A CSV chunk of only missing 'sex' values, or of whole-number masses, must not change the shard's schema."""
+    examples, model, own, classes = penguin_model
+    frame = examples_io.read_split(examples, "eval")
+    frame.loc[:15, "sex"] = None
+    frame.loc[:15, "body_mass_g"] = frame.loc[:15, "body_mass_g"].fillna(4000).round()
+    frame.loc[16:, "body_mass_g"] = frame.loc[16:, "body_mass_g"] + 0.5
+    csv = tmp_path / "mixed.csv"
+    frame.to_csv(csv, index=False)
+
+    result = _infer(tmp_path, {"model": model}, data_path=str(csv), batch_size=16, model_name="pen")
+
+    written = _read(result)
+    assert len(written) == len(frame) and result.properties["shards"] == 1
+    assert written["sex"][:16].isna().all() and written["sex"][16:].notna().any()
+    assert written["body_mass_g"].dtype == "float64" and written["body_mass_g"].iloc[20] % 1 == 0.5
+
+
+def test_a_kept_column_that_changes_type_between_chunks_is_a_clear_error(penguin_model, tmp_path):
+    examples, model, _, _ = penguin_model
+    frame = examples_io.read_split(examples, "eval")
+    frame["note"] = ["1"] * 16 + ["late"] * (len(frame) - 16)  # read as numbers in the first chunk only
+    csv = tmp_path / "notes.csv"
+    frame.to_csv(csv, index=False)
+
+    with pytest.raises(FlywheelError, match=r"\['note'\] change type after row 16 .*leave them out with keep_columns"):
+        _infer(tmp_path, {"model": model}, data_path=str(csv), batch_size=16, model_name="pen")

@@ -212,3 +212,16 @@ def test_image_only_options_are_refused_for_tables(tmp_path):
             train, {"examples": examples, "transform_graph": graph}, {"model": Model(uri=str(tmp_path / "m2"))},
             {"coteaching": True, "loss": "focal"},
         )
+
+
+def test_infra_validate_serves_an_image_model_raw_pixels_and_blesses_it(digits):
+    from flywheel.components.infra_validate import infra_validate
+    from flywheel.dsl.artifacts import InfraBlessing
+
+    root, examples, _, model = digits
+    blessing = InfraBlessing(uri=str(root / "infra"))
+    call_component(infra_validate, {"model": model, "examples": examples}, {"infra_blessing": blessing},
+                   {"requests": 2, "rows_per_request": 3})
+
+    assert blessing.properties["blessed"] is True, blessing.properties["reasons"]
+    assert blessing.properties["max_abs_difference"] <= 1e-4 and len(blessing.properties["latency_ms"]) == 2

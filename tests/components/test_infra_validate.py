@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 try:
-    from tests.components.model_fixtures import penguin_examples, run, transform_and_train
+    from tests.components.model_fixtures import run, small_penguin_model
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
-    from model_fixtures import penguin_examples, run, transform_and_train
+    from model_fixtures import run, small_penguin_model
 
 from flywheel.components.infra_validate import infra_validate
 from flywheel.components.push import push
@@ -24,9 +24,7 @@ from flywheel.registry import ModelRegistry
 def penguin_model(tmp_path_factory):
     """(examples, model) of a small penguins model (few epochs), trained once for this module."""
     root = tmp_path_factory.mktemp("infra")
-    examples = penguin_examples(str(root / "examples"))
-    _, model = transform_and_train(examples, str(root / "train"), epochs=4, hidden_units=[8], early_stopping_patience=0)
-    return examples, model
+    return small_penguin_model(str(root / "examples"), str(root / "train"))
 
 
 def _unsafe_copy(model: Model, root) -> Model:

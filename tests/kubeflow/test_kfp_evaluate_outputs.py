@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 try:
-    from tests.components.model_fixtures import penguin_examples, transform_and_train
+    from tests.components.model_fixtures import small_penguin_model
 except ImportError:  # tests/ is not a package: pytest put the directory on sys.path
-    from components.model_fixtures import penguin_examples, transform_and_train
+    from components.model_fixtures import small_penguin_model
 
 from flywheel.components.evaluate import evaluate
 from flywheel.executor import execute
@@ -28,8 +28,7 @@ def evaluate_output(tmp_path_factory):
     """The executor output of evaluate run by the executor, as in a KFP pod, on a small penguins model."""
     root = tmp_path_factory.mktemp("kfp-evaluate")
     run_dir = root / "minio" / "mlpipeline" / "v2" / "artifacts" / "training" / "run-1"
-    examples = penguin_examples(str(run_dir / "ingest" / "examples"))
-    _, model = transform_and_train(examples, str(run_dir / "train"), epochs=4, hidden_units=[8], early_stopping_patience=0)
+    examples, model = small_penguin_model(str(run_dir / "ingest" / "examples"), str(run_dir / "train"))
     outputs = {name: _artifact(name, kfp_artifact_class(spec.type).schema_title, f"{RUN}/evaluate/{name}")
                for name, spec in evaluate.outputs.items()}
     executor_input = {
