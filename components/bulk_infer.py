@@ -114,7 +114,10 @@ def _check_options(
             f"The 'version' parameter of bulk_infer must be a version number, 'serving' or 'latest'. Got {version!r} instead."
         )
     if version and not model_name:
-        raise ParameterError(f"The 'model_name' parameter of bulk_infer must name the registry model for version {version!r}. Got '' instead.")
+        raise ParameterError(
+            f"The 'model_name' parameter of bulk_infer must name the registry model for version {version!r}. "
+            "Got '' instead."
+        )
     for name, value in (("batch_size", batch_size), ("rows_per_shard", rows_per_shard)):
         if value < 1:
             raise ParameterError(f"The '{name}' parameter of bulk_infer must be >= 1. Got {value!r} instead.")
@@ -197,7 +200,7 @@ def _path_chunks(data_path: str, batch_size: int) -> Iterator[Any]:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in glob.glob(os.path.join(data_path, "*")) if p.endswith(READERS)) if os.path.isdir(data_path) else [data_path]
+    files = sorted(glob.glob(os.path.join(data_path, "*"))) if os.path.isdir(data_path) else [data_path]
     files = [p for p in files if os.path.isfile(p) and p.endswith(READERS)]
     if not files:
         raise FlywheelError(
