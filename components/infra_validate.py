@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import shutil
@@ -197,8 +198,10 @@ def _serve_and_ask(
     except FlywheelError as exc:
         report["error"] = f"the model is not in the layout serving reads: {exc}"
         return None
+    # tf_threads=0: TensorFlow's thread pools are the process's, and later components in this worker need them.
     config = ServeConfig(
-        registry=registry.root, home=f"{scratch}/home", model=SCRATCH_MODEL_NAME, port=0, log_sample_rate=0.0
+        registry=registry.root, home=f"{scratch}/home", model=SCRATCH_MODEL_NAME, port=0, log_sample_rate=0.0,
+        tf_threads=0,
     )
     instances = _instances(frame, images, spec)
     answers: list[list[float]] = []
@@ -242,6 +245,7 @@ def _serving(config: Any, load_timeout_s: float) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+        gc.unfreeze()  # the server freezes the heap after a model swap; this process goes on to other work
 
 
 def _wait_loaded(server: Any, timeout_s: float) -> None:
