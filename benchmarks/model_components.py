@@ -41,6 +41,7 @@ def time_components(root: str, runs: int = 2) -> list[dict[str, Any]]:
     from flywheel.components.transform import transform
     from flywheel.dsl.artifacts import (
         ClassificationMetrics,
+        Markdown,
         Model,
         ModelBlessing,
         ModelEvaluation,
@@ -69,7 +70,8 @@ def time_components(root: str, runs: int = 2) -> list[dict[str, Any]]:
         evaluated = timed(
             "evaluate", evaluate, {"examples": examples, "model": model},
             {"evaluation": ModelEvaluation(uri=f"{base}/evaluation"), "blessing": ModelBlessing(uri=f"{base}/blessing"),
-             "metrics": ClassificationMetrics(uri=f"{base}/metrics")},
+             "metrics": ClassificationMetrics(uri=f"{base}/metrics"),
+             "summary": Markdown(uri=f"{base}/summary")},
             {"registry": registry},
         )
         pushed = timed("push", push, {"model": model, "blessing": evaluated["blessing"]},

@@ -55,7 +55,7 @@ def run_components(examples: Any, root: str, transform_params: dict, train_param
     from flywheel.components.evaluate import evaluate
     from flywheel.components.train import train
     from flywheel.components.transform import transform
-    from flywheel.dsl.artifacts import ClassificationMetrics, Model, ModelBlessing, ModelEvaluation, TransformGraph
+    from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
     from flywheel.execution import call_component
 
     graph = TransformGraph(uri=os.path.join(root, "tg"))
@@ -68,6 +68,7 @@ def run_components(examples: Any, root: str, transform_params: dict, train_param
         "evaluation": ModelEvaluation(uri=os.path.join(root, "ev")),
         "blessing": ModelBlessing(uri=os.path.join(root, "bl")),
         "metrics": ClassificationMetrics(uri=os.path.join(root, "cm")),
+        "summary": Markdown(uri=os.path.join(root, "md")),
     }
     call_component(
         evaluate, {"examples": examples, "model": model}, outputs,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation
+from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import DataSanityError, FlywheelError, ParameterError
 
@@ -36,6 +36,7 @@ def evaluate(
     evaluation: Output[ModelEvaluation],
     blessing: Output[ModelBlessing],
     metrics: Output[ClassificationMetrics],
+    summary: Output[Markdown],
     slice_features: list = ["island", "sex"],  # noqa: B006 - component defaults are recorded, never mutated
     thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
     registry: str = "",
@@ -51,9 +52,14 @@ def evaluate(
     Args:
         examples: Examples with the ``split`` split (``eval``).
         model: Output of ``train`` (``model.keras`` and ``model.json``).
-        evaluation: Receives ``evaluation.json`` (overall, per slice, baseline).
+        evaluation: Receives ``evaluation.json`` (overall, per slice, baseline); its
+            properties are only the scalar metrics and ``eval_rows`` (numbers), so
+            the KFP UI shows them as ``system.Metrics``.
         blessing: Receives ``blessing.json``; properties ``blessed`` and ``reasons``.
-        metrics: Receives ``metrics.json`` in KFP's ClassificationMetrics shape.
+        metrics: Receives ``metrics.json`` in KFP's ClassificationMetrics shape
+            (confusion matrix and the micro-averaged ROC curve as ``confidenceMetrics``).
+        summary: Receives ``summary.md``: metrics, the blessing and its reasons,
+            the baseline and the slices, which the KFP UI renders as Markdown.
         slice_features: Columns to slice by; one that the data lacks is
             skipped and the skip noted in ``evaluation.json``.
         thresholds: Minimum value per metric (one of ``_model_metrics.SCALAR_METRICS``).
@@ -139,13 +145,12 @@ def evaluate(
         "seconds": seconds,
     }
     features.write_json(evaluation.path("evaluation.json"), report)
+    # Numbers only: KFP shows every metadata entry of a system.Metrics artifact as a scalar metric
+    # (kfp's Metrics.log_metric); slices, baseline and blessing live in evaluation.json and the blessing.
     evaluation.properties.update(
         {
-            **{k: v for k, v in _model_metrics.headline(overall).items() if v is not None},
-            "eval_rows": overall["count"],
-            "slices": {f: sorted(v) for f, v in slices.items()},
-            "baseline_version": None if baseline is None else baseline["version"],
-            "blessed": blessed,
+            **{k: float(v) for k, v in _model_metrics.headline(overall).items() if v is not None},
+            "eval_rows": int(overall["count"]),
         }
     )
     decision = {
@@ -168,6 +173,8 @@ def evaluate(
         }
     )
     _write_classification_metrics(metrics, overall, y_true, proba, class_names)
+    with open(summary.path("summary.md"), "w", encoding="utf-8") as f:
+        f.write(markdown_summary(report, decision))
 
 
 def _check_parameters(thresholds: dict, compare_metrics: list, max_regression: float) -> None:
@@ -318,3 +325,35 @@ def _write_classification_metrics(
     artifact.properties.update(
         {"confusionMatrix": document["confusionMatrix"], "confidenceMetrics": document["confidenceMetrics"]}
     )
+
+
+def markdown_summary(report: dict[str, Any], decision: dict[str, Any]) -> str:
+    """The evaluation as Markdown (KFP renders a ``system.Markdown`` artifact): metrics, blessing, baseline, slices."""
+    shown = _model_metrics.SCALAR_METRICS
+    overall = report["overall"]
+    lines = [
+        f"# Evaluation of {report['model_uri']}",
+        "",
+        f"**{'Blessed' if decision['blessed'] else 'Not blessed'}** on the `{report['split']}` split "
+        f"({overall['count']} rows, label `{report['label']}`).",
+        "",
+        *[f"* {reason}" for reason in decision["reasons"]],
+        "",
+        "| metric | value | threshold |",
+        "|---|---|---|",
+        *[f"| {m} | {_fmt(overall.get(m))} | {report['thresholds'].get(m, '')} |" for m in shown],
+    ]
+    baseline = report.get("baseline")
+    if baseline and "overall" in baseline:
+        lines += ["", f"Baseline: serving version {baseline['version']} on the same rows: "
+                  + ", ".join(f"{m} {_fmt(baseline['overall'].get(m))}" for m in report["compare_metrics"])]
+    if report["slices"]:
+        lines += ["", "## Slices", "", "| feature | value | rows | accuracy | balanced_accuracy |", "|---|---|---|---|---|"]
+        for feature, values in sorted(report["slices"].items()):
+            for value, metrics in sorted(values.items()):
+                lines.append(
+                    f"| {feature} | {value} | {metrics.get('count', '')} | {_fmt(metrics.get('accuracy'))} | "
+                    f"{_fmt(metrics.get('balanced_accuracy'))} |"
+                )
+    lines += [*(["", *[f"_{note}_" for note in report["notes"]]] if report["notes"] else []), ""]
+    return "\n".join(lines)

@@ -2,7 +2,10 @@
 
 An unblessed model is not pushed, and that is not a failure: the node
 succeeds with ``pushed=False`` and a ``reason``, so the run shows why nothing
-was deployed. Pushing the same model again (same content fingerprint) returns the
+was deployed. When an ``infra_blessing`` (``infra_validate``) is wired in, a
+model needs both blessings; without one (a pipeline with no infra validation)
+the model blessing alone decides, as TFX's Pusher treats its optional
+``infra_blessing``. Pushing the same model again (same content fingerprint) returns the
 existing version; the alias moves to it only if it never served (an earlier
 push crashed before the alias update, so re-running push or ``flywheel run
 --resume`` finishes the deployment). A version that served and was rolled
@@ -22,7 +25,7 @@ import json
 import os
 import tempfile
 
-from flywheel.dsl.artifacts import Examples, ExampleStatistics, Model, ModelBlessing, PushedModel, Schema
+from flywheel.dsl.artifacts import Examples, ExampleStatistics, InfraBlessing, Model, ModelBlessing, PushedModel, Schema
 from flywheel.dsl.component import Input, Output, component
 
 from flywheel.components import _model_features as features
@@ -38,6 +41,7 @@ def push(
     examples: Input[Examples] = None,
     statistics: Input[ExampleStatistics] = None,
     schema: Input[Schema] = None,
+    infra_blessing: Input[InfraBlessing] = None,
 ) -> None:
     """Pushes ``model`` to ``<registry>/<model_name>/<version>/`` if ``blessing`` says so.
 
@@ -54,6 +58,8 @@ def push(
             is the numeric drift reference); optional.
         statistics: validate's statistics of that data; optional.
         schema: validate's schema; optional (kept for schema continuity).
+        infra_blessing: Output of ``infra_validate``; when given, the model is
+            pushed only if it is blessed too.
     """
     from flywheel.home import Home
     from flywheel.registry import ModelRegistry, fingerprint_dir
@@ -68,14 +74,19 @@ def push(
         "model_name": model_name,
         "model_uri": model.uri,
     }
+    infra_blessed, infra_reasons = (True, []) if infra_blessing is None else _read_blessing(infra_blessing)
     if not blessed:
         detail = "; ".join(reasons) if reasons else "the blessing records no reason"
         record["reason"] = f"model not blessed: {detail}"
+    elif not infra_blessed:
+        detail = "; ".join(infra_reasons) if infra_reasons else "the infra blessing records no reason"
+        record["reason"] = f"model not infra-blessed (serving could not answer with it): {detail}"
     else:
         fingerprint = fingerprint_dir(model.uri)
         metadata = {
             "metrics": blessing.properties.get("metrics", {}),
             "blessing_reasons": reasons,
+            **({} if infra_blessing is None else {"infra_blessing_reasons": infra_reasons}),
             "model_properties": {
                 k: v for k, v in model.properties.items() if isinstance(v, (int, float, str, bool)) or v is None
             },
@@ -181,11 +192,12 @@ def _lineage_sources(model_uri: str) -> dict:
         return {}
 
 
-def _read_blessing(blessing: ModelBlessing) -> tuple[bool, list[str]]:
-    """(blessed, reasons) from the artifact's properties, else from ``blessing.json``."""
+def _read_blessing(blessing: ModelBlessing | InfraBlessing) -> tuple[bool, list[str]]:
+    """(blessed, reasons) from the artifact's properties, else from ``blessing.json`` / ``infra_blessing.json``."""
     if "blessed" in blessing.properties:
         return bool(blessing.properties["blessed"]), list(blessing.properties.get("reasons") or [])
-    path = blessing.path("blessing.json")
+    name = "infra_blessing.json" if isinstance(blessing, InfraBlessing) else "blessing.json"
+    path = blessing.path(name)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

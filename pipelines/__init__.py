@@ -13,6 +13,7 @@ def evaluate_and_push(
     model_name: Any,
     statistics: Any = None,
     schema: Any = None,
+    infra_blessing: Any = None,
     skip_push_unless_blessed: bool = False,
     **evaluate_params: Any,
 ) -> Any:
@@ -28,6 +29,7 @@ def evaluate_and_push(
     ``push`` runs inside ``If(blessed == True)``: an unblessed model leaves ``push``
     SKIPPED (locally and in the KFP UI). Without it, ``push`` always runs and
     records ``pushed=False`` with the reason for an unblessed model.
+    ``infra_blessing`` (an ``infra_validate`` output) makes push need it too.
 
     Returns:
         The ``evaluate`` task.
@@ -38,7 +40,9 @@ def evaluate_and_push(
     from flywheel.dsl.control import If
 
     evaluated = evaluate(examples=examples, model=model, registry=registry, model_name=model_name, **evaluate_params)
-    references = {k: v for k, v in (("statistics", statistics), ("schema", schema)) if v is not None}
+    references = {
+        k: v for k, v in (("statistics", statistics), ("schema", schema), ("infra_blessing", infra_blessing)) if v is not None
+    }
     pushed = dict(model=model, registry=registry, model_name=model_name, examples=examples, **references)
     blessing = evaluated.outputs["blessing"]
     if not skip_push_unless_blessed:

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> validate -> transform -> train -> evaluate -> push.
+"""The training pipeline: ingest -> validate -> transform -> train -> evaluate + infra_validate -> push.
 
 Defaults train on the Palmer penguins data shipped by the ``palmerpenguins``
 package, the dataset of TFX's own penguin tutorial, so results compare with it.
@@ -10,12 +10,15 @@ package, the dataset of TFX's own penguin tutorial, so results compare with it.
 ``validate`` takes the previous schema (kept, so later data is checked against
 it) and the previous statistics (for drift) from earlier runs of the same model
 (``model_name``, by default named after the data) on different data;
-``evaluate`` compares with the model the registry serves; ``push`` runs only if
-``is_blessed`` finds the model blessed (``If``), else it is SKIPPED.
+``evaluate`` compares with the model the registry serves; ``infra_validate``
+serves the candidate with flywheel's serving code and checks its answers;
+``push`` runs only if ``is_blessed`` finds the model blessed (``If``), else it
+is SKIPPED, and pushes only a model the infra validation blessed too.
 """
 
 from flywheel import ExampleStatistics, Schema, latest, pipeline
 from flywheel.data_sources import dataset_name
+from flywheel.components.infra_validate import infra_validate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
@@ -85,9 +88,11 @@ def training(
         loss=loss,
         seed=seed,
     )
+    served = infra_validate(model=trained.outputs["model"], examples=rows.outputs["examples"])
     evaluate_and_push(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
         statistics=checked.outputs["statistics"], schema=checked.outputs["schema"],
+        infra_blessing=served.outputs["infra_blessing"],
         slice_features=slice_features, thresholds=thresholds, max_regression=max_regression, label=label,
         skip_push_unless_blessed=True,
     )

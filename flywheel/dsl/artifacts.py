@@ -119,6 +119,19 @@ class ModelBlessing(Artifact):
     TYPE_NAME = "ModelBlessing"
 
 
+class InfraBlessing(Artifact):
+    """Whether the serving code path loaded a model and answered requests correctly, and why."""
+
+    TYPE_NAME = "InfraBlessing"
+
+
+class InferenceResult(Artifact):
+    """Predictions of a model over a dataset (Parquet shards), with the model that made them."""
+
+    TYPE_NAME = "InferenceResult"
+    SCHEMA_TITLE = "system.Dataset"
+
+
 class PushedModel(Artifact):
     """A model version pushed to the registry."""
 

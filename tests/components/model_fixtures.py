@@ -88,6 +88,13 @@ def transform_and_train(examples: Examples, root: str, **train_params):
     return graph["transform_graph"], model["model"]
 
 
+def small_penguin_model(examples_uri: str, train_root: str):
+    """(examples, model) of a small penguins model (4 epochs, 8 units): enough for tests that use a real model."""
+    examples = penguin_examples(examples_uri)
+    _, model = transform_and_train(examples, train_root, epochs=4, hidden_units=[8], early_stopping_patience=0)
+    return examples, model
+
+
 def fake_model_dir(path: str, content: str = "weights-1") -> str:
     """A directory shaped like train's output (serving/ SavedModel files, model.keras) without training.
 

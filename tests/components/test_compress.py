@@ -16,7 +16,7 @@ from flywheel.components.ingest import ingest
 from flywheel.components.push import push
 from flywheel.components.train import train
 from flywheel.components.transform import transform
-from flywheel.dsl.artifacts import HTML, ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation, PushedModel, TransformGraph
+from flywheel.dsl.artifacts import HTML, ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, PushedModel, TransformGraph
 from flywheel.errors import ParameterError
 from flywheel.execution import call_component
 from flywheel.pipeline_file import load_pipeline
@@ -49,10 +49,10 @@ def _compress(root, examples, model, name, **params):
 
 def _gate(root, examples, compressed, name, max_accuracy_drop, threshold=0.5):
     evaluation = [ModelEvaluation(uri=str(root / f"{name}-ev")), ModelBlessing(uri=str(root / f"{name}-bl")),
-                  ClassificationMetrics(uri=str(root / f"{name}-mt"))]
+                  ClassificationMetrics(uri=str(root / f"{name}-mt")), Markdown(uri=str(root / f"{name}-md"))]
     call_component(
         evaluate, {"examples": examples, "model": compressed},
-        {"evaluation": evaluation[0], "blessing": evaluation[1], "metrics": evaluation[2]},
+        {"evaluation": evaluation[0], "blessing": evaluation[1], "metrics": evaluation[2], "summary": evaluation[3]},
         {"slice_features": [], "thresholds": {"accuracy": threshold}, "registry": str(root / "registry"), "model_name": name},
     )
     gated = ModelBlessing(uri=str(root / f"{name}-gated"))

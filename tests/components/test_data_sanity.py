@@ -16,7 +16,7 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import penguin_examples, penguins_frame, run, transform_and_train, write_examples
 
 from flywheel.components._data_sanity import check_label_classes, check_same_vocabulary
-from flywheel.dsl.artifacts import ClassificationMetrics, Model, ModelBlessing, ModelEvaluation, TransformGraph
+from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import DataSanityError, ParameterError
 from flywheel.registry import ModelRegistry
 
@@ -90,6 +90,7 @@ def test_evaluate_refuses_a_baseline_with_another_label_vocabulary(tmp_path):
             "evaluation": ModelEvaluation(uri=str(tmp_path / name / "evaluation")),
             "blessing": ModelBlessing(uri=str(tmp_path / name / "blessing")),
             "metrics": ClassificationMetrics(uri=str(tmp_path / name / "metrics")),
+            "summary": Markdown(uri=str(tmp_path / name / "summary")),
         }
 
     with pytest.raises(DataSanityError, match=r"serving version 1 of 'penguins' predicts \['Adelie'\]"):

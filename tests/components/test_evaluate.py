@@ -15,7 +15,7 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
 from flywheel.components import _model_features as features
 from flywheel.components import _model_layers, _model_metrics, examples_io
 from flywheel.components.evaluate import decide, evaluate
-from flywheel.dsl.artifacts import ClassificationMetrics, ModelBlessing, ModelEvaluation
+from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, ModelBlessing, ModelEvaluation
 from flywheel.errors import ParameterError
 from flywheel.registry import ModelRegistry
 
@@ -96,6 +96,7 @@ def _evaluate(tmp_path, examples, model, **params):
         "evaluation": ModelEvaluation(uri=str(tmp_path / "evaluation")),
         "blessing": ModelBlessing(uri=str(tmp_path / "blessing")),
         "metrics": ClassificationMetrics(uri=str(tmp_path / "metrics")),
+        "summary": Markdown(uri=str(tmp_path / "summary")),
     }
     return run(evaluate, {"examples": examples, "model": model}, outputs, **params)
 
@@ -138,6 +139,14 @@ def test_evaluation_overall_and_per_slice(trained, tmp_path):
     assert "no model serves yet; nothing to compare with" in blessing.properties["reasons"]
     with open(blessing.path("blessing.json")) as f:
         assert json.load(f)["blessed"] is True
+
+    assert all(type(v) in (int, float) for v in out["evaluation"].properties.values())  # KFP scalar metrics
+    with open(out["summary"].path("summary.md")) as f:
+        summary = f.read()
+    assert "**Blessed** on the `eval` split" in summary
+    assert f"| accuracy | {report['overall']['accuracy']:.4f} |" in summary
+    biscoe_row = report["slices"]["island"]["Biscoe"]
+    assert f"| island | Biscoe | {biscoe_row['count']} | {biscoe_row['accuracy']:.4f} |" in summary
 
 
 def test_blessing_refuses_below_threshold(trained, tmp_path):

@@ -16,7 +16,7 @@ from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
-from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation, TransformGraph
+from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import ParameterError
 from flywheel.execution import call_component
 
@@ -170,6 +170,7 @@ def test_evaluate_scores_image_examples_and_skips_slices(digits):
         "evaluation": ModelEvaluation(uri=str(root / "ev")),
         "blessing": ModelBlessing(uri=str(root / "bl")),
         "metrics": ClassificationMetrics(uri=str(root / "cm")),
+        "summary": Markdown(uri=str(root / "md")),
     }
     call_component(
         evaluate, {"examples": examples, "model": model}, outputs,
@@ -211,3 +212,16 @@ def test_image_only_options_are_refused_for_tables(tmp_path):
             train, {"examples": examples, "transform_graph": graph}, {"model": Model(uri=str(tmp_path / "m2"))},
             {"coteaching": True, "loss": "focal"},
         )
+
+
+def test_infra_validate_serves_an_image_model_raw_pixels_and_blesses_it(digits):
+    from flywheel.components.infra_validate import infra_validate
+    from flywheel.dsl.artifacts import InfraBlessing
+
+    root, examples, _, model = digits
+    blessing = InfraBlessing(uri=str(root / "infra"))
+    call_component(infra_validate, {"model": model, "examples": examples}, {"infra_blessing": blessing},
+                   {"requests": 2, "rows_per_request": 3})
+
+    assert blessing.properties["blessed"] is True, blessing.properties["reasons"]
+    assert blessing.properties["max_abs_difference"] <= 1e-4 and len(blessing.properties["latency_ms"]) == 2

@@ -11,7 +11,7 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import fake_model_dir, run
 
 from flywheel.components.push import push
-from flywheel.dsl.artifacts import Model, ModelBlessing, PushedModel
+from flywheel.dsl.artifacts import InfraBlessing, Model, ModelBlessing, PushedModel
 from flywheel.registry import ModelRegistry
 
 
@@ -108,3 +108,32 @@ def test_an_empty_model_name_pushes_under_the_name_the_blessing_was_made_for(tmp
 
     assert pushed.properties["model_name"] == "own"
     assert ModelRegistry(registry).versions("own") == [1]
+
+
+def _push_with_infra(tmp_path, blessed: bool, reasons: list[str]):
+    """Pushes a blessed fake model with an infra blessing; returns (pushed_model, registry)."""
+    registry = str(tmp_path / "reg")
+    infra = InfraBlessing(uri=str(tmp_path / "infra"), properties={"blessed": blessed, "reasons": reasons})
+    out = run(
+        push,
+        {"model": Model(uri=fake_model_dir(str(tmp_path / "m"))), "blessing": _blessing(tmp_path, "b", True),
+         "infra_blessing": infra},
+        {"pushed_model": PushedModel(uri=str(tmp_path / "p"))},
+        registry=registry,
+    )
+    return out["pushed_model"], ModelRegistry(registry)
+
+
+def test_a_blessed_model_without_the_infra_blessing_is_not_pushed_and_the_reason_is_kept(tmp_path):
+    out, registry = _push_with_infra(tmp_path, False, ["HTTP 400 on island"])
+
+    assert out.properties["pushed"] is False
+    assert out.properties["reason"] == "model not infra-blessed (serving could not answer with it): HTTP 400 on island"
+    assert registry.versions("penguins") == []
+
+
+def test_both_blessings_push_and_the_infra_reasons_are_recorded_in_the_version(tmp_path):
+    out, registry = _push_with_infra(tmp_path, True, ["served 3 requests"])
+
+    assert out.properties["pushed"] is True
+    assert registry.version_info("penguins", 1)["metadata"]["infra_blessing_reasons"] == ["served 3 requests"]

@@ -115,8 +115,8 @@ def test_runs_show_alert_trigger_and_validate_report(trained, page):
         page.click("a.run-link:text-is('train-1')")
         page.wait_for_url("**/runs/train-1")
         nodes = cell_texts(page, "table.nodes .node-link")
-        assert nodes == ["ingest", "validate", "transform", "train", "evaluate", "is_blessed", "push"]
-        assert page.locator("svg.dag g.execution").count() == 7
+        assert nodes == ["ingest", "validate", "transform", "train", "infra_validate", "evaluate", "is_blessed", "push"]
+        assert page.locator("svg.dag g.execution").count() == 8
         report = page.locator("iframe").first
         report.scroll_into_view_if_needed()
         assert report.get_attribute("sandbox") == ""

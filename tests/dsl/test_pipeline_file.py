@@ -12,7 +12,7 @@ def test_an_installed_module_name_loads_like_a_file():
     pipe = load_pipeline("flywheel.pipelines.training")
     assert pipe.name == "training"
     assert pipe.source_file.endswith("training.py")
-    assert list(pipe.tasks) == ["ingest", "validate", "transform", "train", "evaluate", "is_blessed", "push"]
+    assert list(pipe.tasks) == ["ingest", "validate", "transform", "train", "infra_validate", "evaluate", "is_blessed", "push"]
 
 
 @pytest.mark.parametrize(

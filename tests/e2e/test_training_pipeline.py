@@ -17,7 +17,7 @@ from flywheel.metadata import MetadataStore
 from tests.conftest import REPO
 
 PIPELINE = os.path.join(REPO, "pipelines", "training.py")
-NODES = ["ingest", "validate", "transform", "train", "evaluate", "is_blessed", "push"]
+NODES = ["ingest", "validate", "transform", "train", "infra_validate", "evaluate", "is_blessed", "push"]
 LINEAGE = [n for n in NODES if n != "is_blessed"]  # push reads the blessing itself; is_blessed only gates it
 
 
@@ -57,6 +57,8 @@ def test_penguins_run_trains_blesses_and_pushes(env, first_run):
     evaluation = nodes["evaluate"].outputs["evaluation"].properties
     assert evaluation["accuracy"] >= 0.95 and evaluation["balanced_accuracy"] >= 0.95
     assert nodes["evaluate"].outputs["blessing"].properties["blessed"] is True
+    infra = nodes["infra_validate"].outputs["infra_blessing"].properties
+    assert infra["blessed"] is True and infra["max_abs_difference"] <= 1e-4, infra["reasons"]
     pushed = nodes["push"].outputs["pushed_model"].properties
     assert pushed["pushed"] is True and pushed["version"] == 1
     version_dir = os.path.join(env["home"].registry, "penguins", "1")

@@ -12,7 +12,7 @@ from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
-from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation, TransformGraph
+from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.execution import call_component
 from flywheel.techniques.coteaching import forget_rate_schedule
 
@@ -56,6 +56,7 @@ def _accuracy(noisy_digits, name, **params):
         "evaluation": ModelEvaluation(uri=str(root / f"{name}-ev")),
         "blessing": ModelBlessing(uri=str(root / f"{name}-bl")),
         "metrics": ClassificationMetrics(uri=str(root / f"{name}-cm")),
+        "summary": Markdown(uri=str(root / f"{name}-md")),
     }
     call_component(
         evaluate, {"examples": examples, "model": model}, outputs, {"registry": str(root / "reg"), "thresholds": {}}

@@ -12,7 +12,7 @@ from flywheel.components._model_resample import RESAMPLED_DIR
 from flywheel.components.evaluate import evaluate
 from flywheel.components.train import train
 from flywheel.components.transform import transform
-from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Model, ModelBlessing, ModelEvaluation, TransformGraph
+from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import ParameterError
 from flywheel.execution import call_component
 from flywheel.techniques._checks import TechniqueInputError
@@ -76,6 +76,7 @@ def _fit_and_score(examples, root, transform_params, train_params=None):
         "evaluation": ModelEvaluation(uri=f"{root}/ev"),
         "blessing": ModelBlessing(uri=f"{root}/bl"),
         "metrics": ClassificationMetrics(uri=f"{root}/cm"),
+        "summary": Markdown(uri=f"{root}/md"),
     }
     call_component(evaluate, {"examples": examples, "model": model}, outputs, {"registry": f"{root}/reg", "thresholds": {}})
     with open(outputs["evaluation"].path("evaluation.json")) as f:
