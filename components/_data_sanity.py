@@ -20,16 +20,21 @@ from flywheel.components import examples_io
 
 
 def label_counts(examples: Any, label: str) -> dict[str, Counter]:
-    """Rows per label value in each split of ``examples`` (missing labels are not counted)."""
+    """Rows per label value in each split of ``examples`` (missing labels are not counted).
+
+    Streams the label column only, so memory does not grow with the split.
+    """
     counts: dict[str, Counter] = {}
     for split in examples_io.split_names(examples):
-        frame = examples_io.read_split(examples, split)
-        if label not in frame.columns:
+        columns = examples_io.split_columns(examples, split)
+        if label not in columns:
             raise DataSanityError(
                 f"The label column {label!r} is not in the {split} split of {examples.uri} "
-                f"(columns: {', '.join(map(str, frame.columns))}); pass the right label to ingest."
+                f"(columns: {', '.join(map(str, columns))}); pass the right label to ingest."
             )
-        counts[split] = Counter(str(v) for v in frame[label].dropna())
+        counts[split] = Counter()
+        for batch in examples_io.iter_split_batches(examples, split, columns=[label]):
+            counts[split].update(str(v) for v in batch[label].dropna())
     return counts
 
 

@@ -78,7 +78,9 @@ def model_ready_columns(
     return frame.rename(columns=mapping), mapping.get(label, label), mapping
 
 
-def model_ready_values(frame: pd.DataFrame, where: str, *, error: type[FlywheelError] = FlywheelError) -> pd.DataFrame:
+def model_ready_values(
+    frame: pd.DataFrame, where: str, *, error: type[FlywheelError] = FlywheelError, first_row: int = 0
+) -> pd.DataFrame:
     """Makes column values storable and trainable, or refuses them.
 
     * integer columns wider than 64 bits (JSON allows any size; Parquet
@@ -86,6 +88,8 @@ def model_ready_values(frame: pd.DataFrame, where: str, *, error: type[FlywheelE
       CSV, so ids keep their identity;
     * an infinite value is refused: it would turn normalisation and the loss
       into NaN. The message names the column and the first row.
+
+    ``first_row`` is the data row number of the frame's first row (frames read in batches).
 
     Raises:
         FlywheelError: (``error``) a numeric column holds an infinite value.
@@ -105,7 +109,7 @@ def model_ready_values(frame: pd.DataFrame, where: str, *, error: type[FlywheelE
                 row = int(np.argmax(infinite))
                 raise error(
                     f"{where}: column {column!r} holds {int(infinite.sum())} infinite value(s) (first at data row "
-                    f"{row + 1}: {values.iloc[row]}); a model cannot learn from them. Replace them with a finite "
+                    f"{first_row + row + 1}: {values.iloc[row]}); a model cannot learn from them. Replace them with a finite "
                     "number or leave the cell empty (a missing value)."
                 )
     return frame

@@ -5,8 +5,14 @@ Palmer penguins data shipped by ``palmerpenguins`` when no path is given),
 checks the files strictly (a malformed file stops the run with a message that
 names the file, the line or column and the problem), infers the label column
 when none is given, and splits rows into train and eval by a hash of their
-content, so a row lands in the same split on every run. Plain pandas/pyarrow,
-no Beam: this step must take well under a second on small data.
+content (pandas' stable 64-bit row hash, bucket < eval_ratio), so a row lands
+in the same split on every run, whatever the batch size or file order.
+
+Files are streamed, never held whole (``_ingest_stream``): a first pass checks
+them and settles one type per column, a second splits each bounded batch and
+writes Parquet shards per split (``examples_io.SplitWriter``), published only
+once both splits are complete. Peak memory is independent of the file size.
+Plain pandas/pyarrow, no Beam: this step must take well under a second on small data.
 
 Images (a class-folder tree of PNG/JPEG, or an ``.npz`` of arrays; see
 ``_ingest_images``) become image Examples (``examples_io``'s contract): pixels
@@ -15,12 +21,12 @@ in ``images.npy`` per split, a frame with the ``label`` column beside them.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import glob
 import hashlib
-import io
 import json
 import os
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from flywheel import data_sources
@@ -28,8 +34,7 @@ from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _ingest_columns
-from flywheel.components.examples_io import write_split
+from flywheel.components import _ingest_columns, _ingest_stream
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,8 +123,6 @@ def ingest(
             a column name cannot be a model input (and ``rename_columns`` is false).
         DataSourceError: a span pattern is malformed or matches nothing.
     """
-    import pandas as pd
-
     _check_parameters(format, eval_ratio, image_size)
     if _is_image_input(path, format):
         _ingest_images(examples, path, eval_ratio=eval_ratio, image_size=list(image_size), npz=format == "npz")
@@ -131,54 +134,31 @@ def ingest(
         files += part_files
     if "resolved" in read:
         source = path
-    frames = [read_file(f, fmt, encoding) for f, fmt in files]
-    _check_same_columns(frames, [f for f, _ in files])
-    frame = frames[0] if len(frames) == 1 else pd.concat(
-        [frames[0]] + [fr[list(frames[0].columns)] for fr in frames[1:]], ignore_index=True
-    )
-    frame = _normalize_columns(frame, files[0][0] if len(files) == 1 else source)
     where = files[0][0] if len(files) == 1 else f"{source} ({len(files)} files)"
-    frame, label, renamed = _ingest_columns.model_ready_columns(
-        frame, label, where, rename=rename_columns, error=DataReadError
+    columns, types = _scan(files, encoding, files[0][0] if len(files) == 1 else source)
+    header, label, renamed = _ingest_columns.model_ready_columns(
+        _empty_frame(columns), label, where, rename=rename_columns, error=DataReadError
     )
-    frame = _ingest_columns.model_ready_values(frame, where, error=DataReadError)
-    label_column = resolve_label(frame, label, where)
-    rows_read = len(frame)
-    if drop_label_missing:
-        frame = frame[frame[label_column].notna()].reset_index(drop=True)
-        if frame.empty:
-            raise DataReadError(
-                f"Every one of the {rows_read} rows of {where} has no value in the label column "
-                f"{label_column!r}, so nothing is left to train on. Fill in the labels, or pick the "
-                "right column with label=..."
-            )
-    if split_key and split_key not in frame.columns:
+    label_column = resolve_label(header, label, where)
+    if split_key and split_key not in header.columns:
         raise DataReadError(
             f"split_key '{split_key}' is not a column of {where}; columns present: "
-            f"{', '.join(map(str, frame.columns))}. Pass one of them or split_key=\"\"."
+            f"{', '.join(map(str, header.columns))}. Pass one of them or split_key=\"\"."
         )
-
-    row_hashes = _row_hashes(frame)
-    split_hashes = row_hashes if not split_key else _row_hashes(frame[[split_key]])
-    is_eval = (split_hashes % BUCKETS) < round(eval_ratio * BUCKETS)
-    splits = {"train": frame[~is_eval], "eval": frame[is_eval]}
-    for name, part in splits.items():
-        if part.empty:
-            raise DataReadError(
-                f"The split of {where} ({len(frame)} rows, eval_ratio={eval_ratio}) left the "
-                f"'{name}' split empty; provide more rows or change eval_ratio."
-            )
-        write_split(examples, name, part.reset_index(drop=True))
-
+    plan = _SplitPlan(
+        types=types, names=[str(c) for c in header.columns], label=label_column, split_key=split_key,
+        eval_ratio=eval_ratio, drop_label_missing=drop_label_missing, where=where,
+    )
+    written = _write_splits(examples, files, encoding, plan)
     examples.properties.update(
         {
             "label": label_column,
-            "split_names": list(splits),
-            "row_counts": {name: int(len(part)) for name, part in splits.items()},
-            "columns": [str(c) for c in frame.columns],
-            "fingerprint": _fingerprint(frame, row_hashes, is_eval, label_column),
+            "split_names": list(written["row_counts"]),
+            "row_counts": written["row_counts"],
+            "columns": plan.names,
+            "fingerprint": written["fingerprint"],
             "source": source,
-            "rows_dropped": int(rows_read - len(frame)),
+            "rows_dropped": written["rows_dropped"],
             "renamed_columns": renamed,
             "span": read.get("span"),
             "version": read.get("version"),
@@ -186,6 +166,142 @@ def ingest(
             "data_source": {**read, "files": read.get("files", [])[:MAX_RECORDED_FILES]},
         }
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _SplitPlan:
+    """What the second pass over the files does with each batch."""
+
+    types: dict[str, str]  # original column -> settled kind (_ingest_stream.column_types), in column order
+    names: list[str]  # model-ready column names, in the same order
+    label: str
+    split_key: str
+    eval_ratio: float
+    drop_label_missing: bool
+    where: str
+
+
+def _empty_frame(columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=columns)
+
+
+def _scan(files: list[tuple[str, str]], encoding: str, where: str) -> tuple[list[str], dict[str, str]]:
+    """First pass: checks every file strictly; returns the columns and one type per column.
+
+    Raises:
+        DataReadError: a file is empty, malformed, not decodable, holds nested
+            values, or its columns differ from the first file's.
+    """
+    columns: list[str] = []
+    kinds: dict[str, set[str]] = {}
+    for number, (path, fmt) in enumerate(files):
+        file_columns: list[str] = []
+        file_kinds: dict[str, set[str]] = {}
+        rows, rows_with = 0, Counter()
+        for batch in _ingest_stream.raw_batches(path, fmt, encoding, DataReadError):
+            if fmt != "csv":
+                batch = _normalize_columns(batch, where)
+            found = _ingest_stream.batch_kinds(batch, fmt, file_kinds)
+            file_columns += [name for name in found if name not in file_columns]
+            _ingest_stream.merge_kinds(file_kinds, found)
+            rows += len(batch)
+            rows_with.update({name: len(batch) for name in found})
+        for name in file_columns:
+            if rows_with[name] < rows:  # a JSON key absent from some records
+                file_kinds[name].add("null")
+        if number == 0:
+            columns = file_columns
+        elif set(file_columns) != set(columns):
+            missing = [c for c in columns if c not in file_columns]
+            extra = [c for c in file_columns if c not in columns]
+            raise DataReadError(
+                f"{path} has different columns than {files[0][0]}: missing {missing or 'none'}, "
+                f"extra {extra or 'none'}. All files of one input must share their columns."
+            )
+        _ingest_stream.merge_kinds(kinds, file_kinds)
+    types = _ingest_stream.column_types(kinds)
+    return columns, {name: types[name] for name in columns}
+
+
+def _write_splits(
+    examples: Examples, files: list[tuple[str, str]], encoding: str, plan: _SplitPlan
+) -> dict[str, Any]:
+    """Second pass: reads the files again batch by batch, splits each row by its hash, writes shards.
+
+    A row's split depends only on its content (or its ``split_key`` value), so
+    the split is the same whatever the batch size or file order. The shards
+    are published only when both splits are complete.
+
+    Raises:
+        DataReadError: a value is infinite, every label is missing, or a split is empty.
+    """
+    from flywheel.components.examples_io import SplitWriter
+
+    arrow_types = _arrow_types(plan)
+    writers = {name: SplitWriter(examples, name, types=arrow_types) for name in ("train", "eval")}
+    digests = {name: hashlib.sha256() for name in writers}
+    rows_read, dtypes = 0, None
+    try:
+        for path, fmt in files:
+            for batch in _ingest_stream.raw_batches(path, fmt, encoding, DataReadError):
+                if fmt != "csv":
+                    batch = _normalize_columns(batch, plan.where)
+                frame = _ingest_stream.coerce(batch, plan.types, fmt)
+                frame.columns = plan.names
+                frame = _ingest_columns.model_ready_values(frame, plan.where, error=DataReadError, first_row=rows_read)
+                rows_read += len(frame)
+                if plan.drop_label_missing:
+                    frame = frame[frame[plan.label].notna()].reset_index(drop=True)
+                dtypes = frame.dtypes
+                row_hashes = _row_hashes(frame)
+                split_hashes = _row_hashes(frame[[plan.split_key]]) if plan.split_key else row_hashes
+                is_eval = (split_hashes % BUCKETS) < round(plan.eval_ratio * BUCKETS)
+                for name, mask in (("train", ~is_eval), ("eval", is_eval)):
+                    if mask.any():
+                        writers[name].write(frame[mask])
+                        digests[name].update(row_hashes[mask].tobytes())
+        kept = sum(writer.rows for writer in writers.values())
+        _check_split_sizes(plan, writers, rows_read, kept)
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    fingerprint = hashlib.sha256()
+    schema = [[str(c), str(t)] for c, t in zip(plan.names, dtypes)]
+    fingerprint.update(json.dumps({"columns": schema, "label": plan.label}).encode())
+    fingerprint.update(digests["train"].digest() + b"|eval|" + digests["eval"].digest())
+    return {
+        "row_counts": {name: writer.rows for name, writer in writers.items()},
+        "rows_dropped": rows_read - kept,
+        "fingerprint": fingerprint.hexdigest(),
+    }
+
+
+def _check_split_sizes(plan: _SplitPlan, writers: dict[str, Any], rows_read: int, kept: int) -> None:
+    if plan.drop_label_missing and kept == 0:
+        raise DataReadError(
+            f"Every one of the {rows_read} rows of {plan.where} has no value in the label column "
+            f"{plan.label!r}, so nothing is left to train on. Fill in the labels, or pick the "
+            "right column with label=..."
+        )
+    for name, writer in writers.items():
+        if not writer.rows:
+            raise DataReadError(
+                f"The split of {plan.where} ({kept} rows, eval_ratio={plan.eval_ratio}) left the "
+                f"'{name}' split empty; provide more rows or change eval_ratio."
+            )
+
+
+def _arrow_types(plan: _SplitPlan) -> dict[str, Any]:
+    """Arrow types of the columns whose kind fixes them (the rest follow the first batch)."""
+    import pyarrow as pa
+
+    known = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
+    return {new: known[kind] for new, kind in zip(plan.names, plan.types.values()) if kind in known}
 
 
 def _is_image_input(path: str, format: str) -> bool:  # noqa: A002
@@ -316,141 +432,11 @@ def _format_of(path: str, format: str, *, strict: bool) -> str:  # noqa: A002
     return fmt
 
 
-def read_file(path: str, fmt: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """Reads one data file strictly.
-
-    Raises:
-        DataReadError: the file is empty, malformed or not decodable; the message
-            names the file and the line (or column) at fault.
-    """
-    if not os.path.isfile(path):
-        target = f" (a broken link to {os.readlink(path)!r})" if os.path.islink(path) else ""
-        raise DataReadError(f"{path} does not exist or is not a file{target}; remove it or point it at a data file.")
-    if fmt == "parquet":
-        return _read_parquet(path)
-    text = _read_text(path, encoding)
-    frame = _read_csv(path, text) if fmt == "csv" else _read_jsonl(path, text)
-    if frame.empty:
-        raise DataReadError(f"{path} has no data rows (columns: {', '.join(map(str, frame.columns)) or 'none'}).")
-    return frame
-
-
-def _read_text(path: str, encoding: str) -> str:
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    if not raw.strip():
-        raise DataReadError(f"{path} is empty ({len(raw)} bytes); expected a header and data rows.")
-    if raw.startswith(b"\xef\xbb\xbf") and encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
-        raw = raw[3:]
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DataReadError(
-            f"{path} is not valid {encoding} text: byte {raw[exc.start:exc.start + 1]!r} at offset "
-            f"{exc.start} (line {line}, column {column}) cannot be decoded ({exc.reason}). Re-save the "
-            "file as UTF-8 or pass encoding=... (e.g. 'latin-1')."
-        ) from exc
-    except LookupError as exc:
-        raise ParameterError(
-            f"The 'encoding' parameter of ingest must be a Python codec name. Got {encoding!r} instead."
-        ) from exc
-
-
-def _read_csv(path: str, text: str) -> pd.DataFrame:
-    import pandas as pd
-
-    reader = csv.reader(io.StringIO(text))
-    header: list[str] | None = None
-    for record in reader:
-        if not record:
-            continue  # blank line; pandas skips it too
-        if header is None:
-            header = record
-            _check_header(path, header)
-            continue
-        if len(record) != len(header):
-            raise DataReadError(
-                f"{path}, line {reader.line_num}: expected {len(header)} fields (as in the header), "
-                f"got {len(record)}. Fix the row (a missing or extra comma, or an unquoted comma "
-                "inside a value)."
-            )
-    try:
-        return pd.read_csv(io.StringIO(text))
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataReadError(f"{path} cannot be parsed as CSV: {exc}") from exc
-
-
-def _check_header(path: str, header: list[str]) -> None:
-    seen: set[str] = set()
-    for i, name in enumerate(header, start=1):
-        if not name.strip():
-            raise DataReadError(f"{path}, line 1, column {i}: the header has an empty column name; name every column.")
-        if name in seen:
-            raise DataReadError(f"{path}, line 1, column {i}: the header repeats column name {name!r}; names must be unique.")
-        seen.add(name)
-
-
-def _read_jsonl(path: str, text: str) -> pd.DataFrame:
-    import pandas as pd
-
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataReadError(f"{path}, line {number}, column {exc.colno}: invalid JSON ({exc.msg}).") from exc
-        if not isinstance(record, dict):
-            raise DataReadError(
-                f"{path}, line {number}: expected a JSON object, got a {type(record).__name__}; "
-                "ingest reads JSON Lines (one object per line)."
-            )
-        for key, value in record.items():
-            if isinstance(value, (dict, list)):
-                raise DataReadError(
-                    f"{path}, line {number}, key {key!r}: nested value ({type(value).__name__}); "
-                    "ingest reads flat rows of scalar values."
-                )
-        records.append(record)
-    return pd.DataFrame.from_records(records)
-
-
-def _read_parquet(path: str) -> pd.DataFrame:
-    import pandas as pd
-    import pyarrow
-
-    if os.path.getsize(path) == 0:
-        raise DataReadError(f"{path} is empty (0 bytes); expected a Parquet file.")
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, pyarrow.ArrowException) as exc:
-        raise DataReadError(f"{path} cannot be read as Parquet: {exc}") from exc
-    if frame.empty:
-        raise DataReadError(f"{path} has no data rows (columns: {', '.join(map(str, frame.columns)) or 'none'}).")
-    return frame.reset_index(drop=True)
-
-
-def _check_same_columns(frames: list[pd.DataFrame], paths: list[str]) -> None:
-    expected = list(frames[0].columns)
-    for frame, path in zip(frames[1:], paths[1:]):
-        got = list(frame.columns)
-        if set(got) != set(expected):
-            missing = [c for c in expected if c not in got]
-            extra = [c for c in got if c not in expected]
-            raise DataReadError(
-                f"{path} has different columns than {paths[0]}: missing {missing or 'none'}, "
-                f"extra {extra or 'none'}. All files of one input must share their columns."
-            )
-
-
 def _normalize_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Keeps every column a plain int/float/bool/string column that TFDV and Parquet handle.
+    """Turns categorical columns into their values and datetimes into ISO-8601 strings; refuses nested values.
 
-    Categorical columns become their values, datetimes ISO-8601 strings, object
-    columns of mixed scalar types strings; nested values are an error.
+    (Columns of mixed scalar types become strings later, in ``_ingest_stream.coerce``,
+    once every batch of every file has been seen.)
     """
     import pandas as pd
 
@@ -470,8 +456,6 @@ def _normalize_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
                 f"Column {column!r} of {where} holds nested values ({nested[0].__name__}); "
                 "ingest reads flat rows of scalar values."
             )
-        if len(kinds) > 1:
-            frame[column] = frame[column].map(lambda v: v if v is None or v != v else str(v))
     return frame
 
 
@@ -505,13 +489,3 @@ def _row_hashes(frame: pd.DataFrame) -> Any:
 
     ordered = frame[sorted(frame.columns, key=str)]
     return pd.util.hash_pandas_object(ordered, index=False).to_numpy()
-
-
-def _fingerprint(frame: pd.DataFrame, row_hashes: Any, is_eval: Any, label: str) -> str:
-    digest = hashlib.sha256()
-    schema = [[str(c), str(t)] for c, t in zip(frame.columns, frame.dtypes)]
-    digest.update(json.dumps({"columns": schema, "label": label}).encode())
-    digest.update(row_hashes[~is_eval].tobytes())
-    digest.update(b"|eval|")
-    digest.update(row_hashes[is_eval].tobytes())
-    return digest.hexdigest()

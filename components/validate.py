@@ -1,6 +1,7 @@
 """The ``validate`` component: statistics, schema, anomalies, skew and drift (TFDV).
 
-Per split of an Examples artifact it computes TFDV statistics in memory, infers
+Per split of an Examples artifact it computes TFDV statistics (in memory for
+small splits, on Apache Beam for large ones or when ``beam_args`` are given), infers
 a schema from the train statistics (or takes a curated one), validates every
 split against the schema, measures train/eval skew and drift against earlier
 statistics, writes an offline HTML report, and fails the node when anomalies
@@ -23,6 +24,7 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components.examples_io import read_split, split_names
+from flywheel.components.examples_io import split_columns as split_columns_of
 
 ANOMALIES_FILE = "anomalies.json"
 MEASUREMENTS_FILE = "drift_skew.json"
@@ -50,11 +52,12 @@ def validate(
     skew_threshold: float = 0.2,
     drift_threshold: float = 0.1,
     severity: dict = {},  # noqa: B006 - component defaults are recorded, never mutated
+    beam_args: list = [],  # noqa: B006
 ) -> None:
     """Computes statistics, checks examples against a schema, and fails on blocking anomalies.
 
     Args:
-        examples: Examples written by ingest (``Split-<name>/data.parquet``).
+        examples: Examples written by ingest (``Split-<name>/`` Parquet shards).
         statistics: Output; per-split statistics, property ``split_names``.
         schema: Output; the schema used, property ``source`` ("inferred"/"curated").
         anomalies: Output; properties ``anomaly_count``, ``anomalous_features``,
@@ -78,17 +81,25 @@ def validate(
             and values outside a ``schema_path`` domain, block; unseen rare
             categories, a column empty in one split, skew and drift are recorded.
             Kinds are TFDV ``AnomalyInfo.Type`` names, or "skew" / "drift".
+        beam_args: Apache Beam options for the statistics pipeline, passed to
+            ``PipelineOptions`` unchanged (as TFX's ``beam_pipeline_args``), e.g.
+            ``["--runner=FlinkRunner", "--flink_master=host:8081"]``. Given, every
+            split's statistics run on Beam (TFDV's ``GenerateStatistics`` over the
+            Parquet shards); [] runs splits above ``_validate_beam.BEAM_MIN_ROWS``
+            rows on the DirectRunner in this process and smaller ones in memory.
 
     Raises:
-        ParameterError: a threshold is negative, or both a curated schema and
-            ``schema_path`` are given.
+        ParameterError: a threshold is negative, both a curated schema and
+            ``schema_path`` are given, or ``beam_args`` is not a list of ``--`` options.
         DataValidationError: blocking anomalies were found and ``fail_on_anomalies`` is set.
     """
+    from flywheel.components import _validate_beam
     from flywheel.components import _validate_report as html_report
     from flywheel.components import _validate_severity as severities
     from flywheel.components import _validate_tfdv as tfdv_io
 
     overrides = severities.check_overrides(dict(severity))
+    beam_args = _validate_beam.check_beam_args(beam_args)
     for name, value in (("skew_threshold", skew_threshold), ("drift_threshold", drift_threshold)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ParameterError(
@@ -107,10 +118,13 @@ def validate(
 
     split_stats = {}
     split_columns: dict[str, set[str]] = {}
+    row_counts = examples.properties.get("row_counts") or {}
     for split in splits:
-        frame = read_split(examples, split)
-        split_columns[split] = {str(c) for c in frame.columns}
-        split_stats[split] = tfdv_io.compute_statistics(frame, split)
+        split_columns[split] = set(split_columns_of(examples, split))
+        if beam_args or int(row_counts.get(split, 0)) > _validate_beam.BEAM_MIN_ROWS:
+            split_stats[split] = _validate_beam.compute_statistics(examples, split, beam_args)
+        else:
+            split_stats[split] = tfdv_io.compute_statistics(read_split(examples, split), split)
         tfdv_io.write_statistics(statistics, split, split_stats[split])
     statistics.properties["split_names"] = list(splits)
 

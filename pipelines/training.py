@@ -53,6 +53,7 @@ def training(
     model_name: str = "",
     span_count: int = 1,
     rename_columns: bool = False,
+    beam_args: list = [],  # noqa: B006
 ) -> None:
     """Trains, evaluates and (if blessed) pushes a tabular classifier.
 
@@ -63,7 +64,9 @@ def training(
     means the data's file or folder stem (``own.csv`` -> ``own``); schema,
     statistics and the evaluation baseline come from earlier runs of that model.
     ``rename_columns`` lets ingest rename columns whose names cannot be model
-    inputs (else it refuses them).
+    inputs (else it refuses them). ``beam_args`` are Apache Beam options for
+    validate's statistics (``["--runner=FlinkRunner", ...]``, passed unchanged,
+    as TFX's ``beam_pipeline_args``); [] uses Beam's DirectRunner for large splits only.
     """
     rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio, span_count=span_count,
                   rename_columns=rename_columns)
@@ -74,6 +77,7 @@ def training(
         fail_on_anomalies=fail_on_anomalies,
         drift_threshold=drift_threshold,
         severity=severity,
+        beam_args=beam_args,
     )
     features = transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label)
     trained = train(

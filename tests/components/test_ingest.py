@@ -254,7 +254,7 @@ def test_unknown_extension_asks_for_format(tmp_path, new_artifact):
     assert "format=" in _error(new_artifact, path=str(path))
     examples = _ingest(new_artifact, "explicit", path=str(path), format="csv")
     assert sum(examples.properties["row_counts"].values()) == 30
-    assert os.path.isfile(os.path.join(examples.uri, "Split-eval", "data.parquet"))
+    assert os.path.isfile(os.path.join(examples.uri, "Split-eval", "data-00000-of-00001.parquet"))
 
 
 def test_categorical_and_datetime_parquet_columns_become_plain_strings(tmp_path, new_artifact):

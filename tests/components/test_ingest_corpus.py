@@ -187,7 +187,7 @@ CASES: dict[str, Case] = {
     "parquet-int-names": parquet_case(parquet(pa.table({"0": [1.0] * GOOD_ROWS, "label": ["a", "b"] * (GOOD_ROWS // 2)})), "error", "'0' -> 'col_0'"),
     "parquet-duplicate-names": parquet_case(
         parquet(pa.Table.from_arrays([pa.array([1.0] * GOOD_ROWS), pa.array([2.0] * GOOD_ROWS), pa.array(["a", "b"] * (GOOD_ROWS // 2))], names=["x", "x", "label"])),
-        "error", "Multiple matches for FieldRef.Name(x)",
+        "error", "repeats column name(s) 'x'",
     ),
     "parquet-infinity": parquet_case(parquet(good_frame().assign(x=[np.inf] + [1.0] * (GOOD_ROWS - 1))), "error", "column 'x'", "infinite"),
     "parquet-categorical": parquet_case(parquet(good_frame().astype({"color": "category"})), "ok", rows=GOOD_ROWS),

@@ -11,7 +11,7 @@ import pandas as pd
 import palmerpenguins
 import pytest
 
-from flywheel.components.examples_io import write_split
+from flywheel.components.examples_io import read_split, write_split
 from flywheel.components.ingest import ingest
 from flywheel.components.validate import DataValidationError, validate
 from flywheel.dsl.artifacts import HTML, ExampleAnomalies, Examples, ExampleStatistics, Schema
@@ -74,7 +74,7 @@ def test_penguins_get_statistics_schema_and_report_and_the_same_data_twice_passe
     assert set(first["measured"]["skew"]) == set(examples.properties["columns"])
 
     report = Path(first["report"].path("index.html")).read_text()
-    train = pd.read_parquet(os.path.join(examples.uri, "Split-train", "data.parquet"))
+    train = read_split(examples, "train")
     assert "Split train" in report and "Split eval" in report and "No anomalies." in report
     assert f"{train['body_mass_g'].mean():.4g}" in report
     assert "Adelie" in report and "http" not in report

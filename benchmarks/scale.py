@@ -1,0 +1,256 @@
+"""Scale benchmark: a generated taxi-like table through the training pipeline's data path.
+
+    python benchmarks/scale.py                     # 100k rows x3 and 1M rows x1
+    python benchmarks/scale.py --rows 100000 --repeat 3
+    python benchmarks/scale.py --ten-million       # adds 10M rows (about 1.7 GB of CSV)
+
+The table has 18 columns like the Chicago taxi trips of TFX's tutorial:
+strings with rare values (company, payment type, census tracts), missing
+values, heavy-tailed numerics (lognormal miles, Pareto fares) and a
+timestamp. Each step (ingest, validate, transform, train with epochs=1,
+evaluate) runs in a fresh process, its artifacts handed on through files;
+the whole process tree is sampled every 20 ms for wall time and peak RSS.
+
+Baseline in the same run: the ingest before streaming is gone, so each
+step's peak RSS is set beside the CSV's size (``peak/file``) and per row
+(``bytes/row``); memory that stays flat while rows grow 10x is the goal.
+The table is printed and written to ``benchmarks/out/scale.json`` and
+``benchmarks/out/scale.png`` (gitignored), with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+OUT = os.path.join(HERE, "out")
+STEPS = ("ingest", "validate", "transform", "train", "evaluate")
+CHUNK_ROWS = 200_000
+COMPANIES = [f"Company {i:03d}" for i in range(300)]  # Zipf-weighted: most are rare
+PAYMENTS = ["Credit Card", "Cash", "Mobile", "Prcard", "Unknown", "No Charge", "Dispute", "Pcard", "Split"]
+PAYMENT_WEIGHTS = [0.52, 0.38, 0.05, 0.03, 0.012, 0.005, 0.002, 0.0009, 0.0001]
+
+
+def write_taxi_csv(path: str, rows: int, seed: int = 0) -> None:
+    """Writes ``rows`` taxi-like rows (18 columns) in chunks, so the generator's memory stays small."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    company_weights = 1.0 / np.arange(1, len(COMPANIES) + 1) ** 1.2
+    company_weights /= company_weights.sum()
+    start = np.datetime64("2024-01-01T00:00:00")
+    with open(path, "w") as handle:
+        for first in range(0, rows, CHUNK_ROWS):
+            n = min(CHUNK_ROWS, rows - first)
+            miles = rng.lognormal(0.8, 1.0, n)
+            fare = 3.25 + miles * 2.25 + rng.pareto(2.5, n) * 5
+            payment = rng.choice(PAYMENTS, size=n, p=PAYMENT_WEIGHTS)
+            tipped = (payment == "Credit Card") & (rng.random(n) < 0.85) | (rng.random(n) < 0.05)
+            frame = pd.DataFrame(
+                {
+                    "trip_start_timestamp": (start + rng.integers(0, 365 * 86400, n).astype("timedelta64[s]")).astype(str),
+                    "pickup_community_area": np.where(rng.random(n) < 0.05, np.nan, rng.integers(1, 78, n)),
+                    "dropoff_community_area": np.where(rng.random(n) < 0.08, np.nan, rng.integers(1, 78, n)),
+                    "trip_miles": miles.round(2),
+                    "trip_seconds": np.where(rng.random(n) < 0.02, np.nan, (miles * 180 + rng.exponential(300, n)).round()),
+                    "fare": fare.round(2),
+                    "tolls": np.where(rng.random(n) < 0.99, 0.0, rng.pareto(1.5, n).round(2)),
+                    "extras": np.where(rng.random(n) < 0.7, 0.0, rng.exponential(2.0, n).round(2)),
+                    "trip_total": (fare * 1.1).round(2),
+                    "payment_type": payment,
+                    "company": np.where(rng.random(n) < 0.1, None, rng.choice(COMPANIES, size=n, p=company_weights)),
+                    "pickup_latitude": np.where(rng.random(n) < 0.05, np.nan, 41.88 + rng.normal(0, 0.05, n).round(6)),
+                    "pickup_longitude": np.where(rng.random(n) < 0.05, np.nan, -87.63 + rng.normal(0, 0.05, n).round(6)),
+                    "dropoff_latitude": np.where(rng.random(n) < 0.08, np.nan, 41.88 + rng.normal(0, 0.07, n).round(6)),
+                    "dropoff_longitude": np.where(rng.random(n) < 0.08, np.nan, -87.63 + rng.normal(0, 0.07, n).round(6)),
+                    "pickup_census_tract": np.where(rng.random(n) < 0.3, None, (17031000000 + rng.integers(0, 5000, n)).astype(str)),
+                    "dropoff_census_tract": np.where(rng.random(n) < 0.3, None, (17031000000 + rng.integers(0, 5000, n)).astype(str)),
+                    "tipped": np.where(tipped, "yes", "no"),
+                }
+            )
+            frame.to_csv(handle, index=False, header=first == 0)
+
+
+def _artifacts(work: str) -> dict:
+    """The artifacts of one run under ``work``, their properties reloaded from the previous steps."""
+    from flywheel.dsl import artifacts
+
+    kinds = {
+        "examples": artifacts.Examples, "statistics": artifacts.ExampleStatistics, "schema": artifacts.Schema,
+        "anomalies": artifacts.ExampleAnomalies, "report": artifacts.HTML, "transform_graph": artifacts.TransformGraph,
+        "model": artifacts.Model, "evaluation": artifacts.ModelEvaluation, "blessing": artifacts.ModelBlessing,
+        "metrics": artifacts.ClassificationMetrics,
+    }
+    found = {}
+    for name, kind in kinds.items():
+        uri = os.path.join(work, name)
+        os.makedirs(uri, exist_ok=True)
+        found[name] = kind(uri=uri)
+        saved = os.path.join(work, f"{name}.properties.json")
+        if os.path.isfile(saved):
+            with open(saved) as handle:
+                found[name].properties.update(json.load(handle))
+    return found
+
+
+def run_step(step: str, work: str, csv_path: str) -> None:
+    """Runs one step in this process (the child side of the benchmark)."""
+    from flywheel.execution import call_component
+
+    a = _artifacts(work)
+    if step == "ingest":
+        from flywheel.components.ingest import ingest
+
+        call_component(ingest, {}, {"examples": a["examples"]}, {"path": csv_path, "label": "tipped"})
+        outputs = ["examples"]
+    elif step == "validate":
+        from flywheel.components.validate import validate
+
+        names = ["statistics", "schema", "anomalies", "report"]
+        call_component(validate, {"examples": a["examples"]}, {n: a[n] for n in names}, {"fail_on_anomalies": False})
+        outputs = names
+    elif step == "transform":
+        from flywheel.components.transform import transform
+
+        call_component(transform, {"examples": a["examples"], "schema": a["schema"]}, {"transform_graph": a["transform_graph"]}, {})
+        outputs = ["transform_graph"]
+    elif step == "train":
+        from flywheel.components.train import train
+
+        call_component(
+            train, {"examples": a["examples"], "transform_graph": a["transform_graph"]}, {"model": a["model"]},
+            {"epochs": 1, "batch_size": 256},
+        )
+        outputs = ["model"]
+    else:
+        from flywheel.components.evaluate import evaluate
+
+        names = ["evaluation", "blessing", "metrics"]
+        call_component(
+            evaluate, {"examples": a["examples"], "model": a["model"]}, {n: a[n] for n in names},
+            {"slice_features": [], "thresholds": {}, "registry": os.path.join(work, "registry"), "model_name": "taxi"},
+        )
+        outputs = names
+    for name in outputs:
+        with open(os.path.join(work, f"{name}.properties.json"), "w") as handle:
+            json.dump(a[name].properties, handle, default=str)
+
+
+def measure(rows: int, scratch: str) -> dict:
+    """One pass of every step over a fresh ``rows``-row table: {step: (wall s, peak RSS MB)}."""
+    from pipeline_e2e import run_and_sample
+
+    csv_path = os.path.join(scratch, f"taxi-{rows}.csv")
+    if not os.path.isfile(csv_path):
+        write_taxi_csv(csv_path, rows)
+    work = os.path.join(scratch, f"run-{rows}-{time.monotonic_ns()}")
+    os.makedirs(work)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = {"rows": rows, "file_mb": os.path.getsize(csv_path) / 2**20, "steps": {}}
+    try:
+        for step in STEPS:
+            args = [sys.executable, os.path.abspath(__file__), "--step", step, "--work", work, "--csv", csv_path]
+            wall, rss, _, _ = run_and_sample(args, env, f"{step} at {rows} rows")
+            result["steps"][step] = {"wall_s": wall, "peak_rss_mb": rss}
+            print(f"  {rows:>9} rows  {step:<9} {wall:7.1f} s  {rss:7.0f} MB", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians per step over runs of one size."""
+    steps = {}
+    for step in STEPS:
+        steps[step] = {
+            key: statistics.median(run["steps"][step][key] for run in runs) for key in ("wall_s", "peak_rss_mb")
+        }
+    return {"rows": runs[0]["rows"], "file_mb": runs[0]["file_mb"], "repeats": len(runs), "steps": steps}
+
+
+def print_table(sizes: list[dict]) -> None:
+    print(f"\n{'rows':>10} {'file MB':>8} {'runs':>4} {'step':<10} {'wall s':>8} {'peak MB':>8} {'peak/file':>9} {'bytes/row':>9}")
+    for size in sizes:
+        for step, values in size["steps"].items():
+            peak = values["peak_rss_mb"]
+            print(
+                f"{size['rows']:>10} {size['file_mb']:>8.0f} {size['repeats']:>4} {step:<10} {values['wall_s']:>8.1f} "
+                f"{peak:>8.0f} {peak / size['file_mb']:>9.2f} {peak * 2**20 / size['rows']:>9.0f}"
+            )
+        total = sum(v["wall_s"] for v in size["steps"].values())
+        top = max(v["peak_rss_mb"] for v in size["steps"].values())
+        print(f"{size['rows']:>10} {'':>8} {'':>4} {'(run)':<10} {total:>8.1f} {top:>8.0f}")
+
+
+def plot(sizes: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = [s["rows"] for s in sizes]
+    for step in STEPS:
+        left.plot(rows, [s["steps"][step]["wall_s"] for s in sizes], marker="o", label=step)
+        right.plot(rows, [s["steps"][step]["peak_rss_mb"] for s in sizes], marker="o", label=step)
+    right.plot(rows, [s["file_mb"] for s in sizes], linestyle="--", color="grey", label="CSV size")
+    for axis, title in ((left, "wall time (s)"), (right, "peak RSS of the process tree (MB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("rows")
+        axis.set_title(title)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="table sizes (default 100000 and 1000000)")
+    parser.add_argument("--repeat", type=int, default=0, help="runs per size (default: 3 below 1M rows, else 1)")
+    parser.add_argument("--ten-million", action="store_true", help="also run 10M rows")
+    parser.add_argument("--scratch", default="", help="where tables and artifacts go (default: a temp dir, deleted)")
+    parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step:
+        run_step(args.step, args.work, args.csv)
+        return
+    import tempfile
+
+    sizes = args.rows or [100_000, 1_000_000]
+    if args.ten_million:
+        sizes.append(10_000_000)
+    scratch = args.scratch or tempfile.mkdtemp(prefix="flywheel-scale-")
+    load_before = os.getloadavg()
+    summaries = []
+    try:
+        for rows in sizes:
+            repeat = args.repeat or (3 if rows < 1_000_000 else 1)
+            summaries.append(summarize([measure(rows, scratch) for _ in range(repeat)]))
+            for name in os.listdir(scratch):
+                if name.startswith(f"taxi-{rows}."):
+                    os.remove(os.path.join(scratch, name))
+    finally:
+        if not args.scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    load_after = os.getloadavg()
+    print_table(summaries)
+    print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}; {os.cpu_count()} CPUs")
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "scale.json"), "w") as handle:
+        json.dump({"sizes": summaries, "load_before": load_before, "load_after": load_after}, handle, indent=1)
+    plot(summaries, os.path.join(OUT, "scale.png"))
+    print(f"wrote {os.path.join(OUT, 'scale.json')} and scale.png")
+
+
+if __name__ == "__main__":
+    main()

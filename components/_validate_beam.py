@@ -1,0 +1,116 @@
+"""Statistics of validate on Apache Beam: TFDV's ``GenerateStatistics`` over the Parquet shards.
+
+TFX's StatisticsGen runs the same PTransform on the runner its
+``beam_pipeline_args`` name; here ``beam_args`` (a list of Beam command-line
+options, e.g. ``["--runner=FlinkRunner", "--flink_master=host:8081"]``) are
+passed to ``PipelineOptions`` unchanged. Shards are read with Beam's own
+``ReadFromParquetBatched`` (one Arrow table per row group, any filesystem Beam
+knows), so no worker holds a split in memory.
+
+The columns kept, and bools counted as 0/1 numbers, are as in
+``tfdv.generate_statistics_from_dataframe`` (the in-memory path validate keeps
+for small data), so both paths give the same statistics
+(tests/components/test_validate_beam.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from flywheel.errors import ParameterError
+
+from flywheel.components import examples_io
+
+if TYPE_CHECKING:
+    from flywheel.dsl.artifacts import Artifact
+
+# A split with more rows than this goes through Beam even when no beam_args are given:
+# below it the in-memory path is faster (no pipeline start-up), above it memory would grow with the data.
+BEAM_MIN_ROWS = 200_000
+
+
+def check_beam_args(beam_args: Any) -> list[str]:
+    """The ``beam_args`` parameter, checked: a list of ``--option[=value]`` strings.
+
+    Raises:
+        ParameterError: not a list of strings that each start with "--".
+    """
+    if not isinstance(beam_args, (list, tuple)) or not all(isinstance(a, str) and a.startswith("--") for a in beam_args):
+        raise ParameterError(
+            "The 'beam_args' parameter of validate must be a list of Beam options, each starting with '--' "
+            f"(e.g. ['--runner=FlinkRunner', '--flink_master=localhost:8081']). Got {beam_args!r} instead."
+        )
+    return list(beam_args)
+
+
+def pipeline_options(beam_args: list[str]) -> Any:
+    """Beam ``PipelineOptions`` from the user's arguments, unchanged (DirectRunner when none names a runner)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions(list(beam_args))
+
+
+def _shard_pattern(examples: Artifact, split: str) -> str:
+    paths = examples_io.shard_paths(examples, split)
+    if len(paths) == 1:
+        return paths[0]
+    return os.path.join(examples_io.split_dir(examples, split), "data-*-of-*.parquet")
+
+
+def _columns(path: str) -> list[str]:
+    """Columns TFDV takes (those its dataframe path keeps: numbers, bools, strings, bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return [
+        field.name
+        for field in pq.read_schema(path)
+        if not field.name.startswith("__index_level_")
+        and any(test(field.type) for test in (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean,
+                                              pa.types.is_string, pa.types.is_large_string, pa.types.is_binary))
+    ]
+
+
+def _canonical_batches(table: Any) -> list[Any]:
+    """One Parquet row group as the list-typed record batches TFDV expects (bools as 0/1)."""
+    import pyarrow as pa
+    from tfx_bsl.arrow import table_util
+
+    batches = []
+    for batch in table.to_batches():
+        arrays = [pa.compute.cast(a, pa.int64()) if pa.types.is_boolean(a.type) else a for a in batch.columns]
+        batches.append(table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)))
+    return batches
+
+
+def compute_statistics(examples: Artifact, split: str, beam_args: list[str]) -> Any:
+    """Statistics of one split computed by a Beam pipeline, as a ``DatasetFeatureStatisticsList``.
+
+    Args:
+        examples: The Examples artifact.
+        split: The split.
+        beam_args: Beam command-line options (``check_beam_args``); [] runs the DirectRunner in this process.
+    """
+    import apache_beam as beam
+
+    from flywheel.components._validate_tfdv import tfdv_module
+
+    tfdv = tfdv_module()
+    pattern = _shard_pattern(examples, split)
+    columns = _columns(examples_io.shard_paths(examples, split)[0])
+    with tempfile.TemporaryDirectory(prefix="flywheel-stats-") as scratch:
+        output = os.path.join(scratch, "stats.pb")
+        with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+            _ = (
+                pipeline
+                | "ReadShards" >> beam.io.ReadFromParquetBatched(pattern, columns=columns)
+                | "ToRecordBatches" >> beam.FlatMap(_canonical_batches)
+                | "GenerateStatistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+                | "Write" >> tfdv.WriteStatisticsToBinaryFile(output)
+            )
+        stats = tfdv.load_stats_binary(output)
+    for dataset in stats.datasets:
+        dataset.name = split
+    return stats
