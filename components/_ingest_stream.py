@@ -38,8 +38,26 @@ NUMERIC_KINDS = {"int", "float"}
 
 
 def open_source(path: str) -> BinaryIO:
-    """Opens one input file as a binary stream (every read of ingest goes through here)."""
+    """Opens one input file as a binary stream (every read of ingest goes through here).
+
+    An object-store URI (``s3://``, ``gs://``, ``minio://``) opens through ``flywheel.storage``
+    (a seekable pyarrow file, read in ranges: Parquet footers need seeking).
+    """
+    from flywheel import storage
+
+    if storage.is_object_uri(path):
+        return storage.open_input_file(path)
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def _object_size(path: str, error: type[FlywheelError]) -> int:
+    """The size of an object-store file; ``error`` when nothing is there."""
+    from flywheel import storage
+
+    found = storage.info(path)
+    if found is None:
+        raise error(f"{storage.redact(path)} does not exist or is not an object; point the path at a data file.")
+    return found.size
 
 
 class Utf8Stream(io.RawIOBase):
@@ -271,7 +289,10 @@ def _parquet_frames(path: str, error: type[FlywheelError]) -> Iterator[pd.DataFr
     import pyarrow
     import pyarrow.parquet as pq
 
-    if os.path.getsize(path) == 0:
+    from flywheel import storage
+
+    size = _object_size(path, error) if storage.is_object_uri(path) else os.path.getsize(path)
+    if size == 0:
         raise error(f"{path} is empty (0 bytes); expected a Parquet file.")
     try:
         with open_source(path) as raw, pq.ParquetFile(raw) as parquet:
@@ -305,7 +326,11 @@ def raw_batches(path: str, fmt: str, encoding: str, error: type[FlywheelError]) 
     """
     import pandas as pd
 
-    if not os.path.isfile(path):
+    from flywheel import storage
+
+    if storage.is_object_uri(path):
+        _object_size(path, error)
+    elif not os.path.isfile(path):
         target = f" (a broken link to {os.readlink(path)!r})" if os.path.islink(path) else ""
         raise error(f"{path} does not exist or is not a file{target}; remove it or point it at a data file.")
     if fmt == "parquet":

@@ -29,7 +29,7 @@ import os
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from flywheel import data_sources
+from flywheel import data_sources, storage
 from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Output, component
 from flywheel.errors import FlywheelError, ParameterError
@@ -400,6 +400,8 @@ def resolve_files(path: str, format: str = "auto") -> tuple[list[tuple[str, str]
     """
     if path in ("", PENGUINS):
         return [(penguins_csv(), "csv")], PENGUINS
+    if storage.is_object_uri(path):
+        return _resolve_objects(path, format), path
     path = os.path.expanduser(path)
     if any(ch in path for ch in "*?["):
         names = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
@@ -418,6 +420,24 @@ def resolve_files(path: str, format: str = "auto") -> tuple[list[tuple[str, str]
     if os.path.isfile(path):
         return [(path, _format_of(path, format, strict=True))], path
     raise DataReadError(f"Input path {path!r} does not exist; pass an existing file, directory or glob.")
+
+
+def _resolve_objects(uri: str, format: str) -> list[tuple[str, str]]:  # noqa: A002
+    """The objects behind an object-store URI (one object, a prefix or a glob), each with its format."""
+    found = [entry.uri for entry in data_sources.object_files(uri)]
+    if not found:
+        raise DataReadError(
+            f"Nothing is stored at {storage.redact(uri)}; pass an existing object, a prefix holding data files or a glob."
+        )
+    if len(found) == 1 and found[0].rstrip("/") == uri.rstrip("/"):
+        return [(found[0], _format_of(found[0], format, strict=True))]
+    data = [(f, fmt) for f in sorted(found) if (fmt := _format_of(f, format, strict=False))]
+    if not data:
+        raise DataReadError(
+            f"{storage.redact(uri)} holds no data files (looked for {', '.join(sorted(EXTENSIONS))}); "
+            f"found: {', '.join(f.rsplit('/', 1)[-1] for f in found[:10])}."
+        )
+    return data
 
 
 def _format_of(path: str, format: str, *, strict: bool) -> str:  # noqa: A002

@@ -48,7 +48,6 @@ from flywheel.home import Home
 from flywheel.monitoring import drift
 
 STATISTICS_FILE = os.path.join("Split-train", "FeatureStats.pb")
-TRAIN_SPLIT_FILE = os.path.join("Split-train", "data.parquet")
 BUNDLE_DIR = "reference"
 BUNDLE_FILE = "reference.json"
 NUMERIC_FILE = "numeric.npz"
@@ -172,11 +171,10 @@ def reference_from_files(
         }
         reference.quantile_buckets = {f: buckets[f] for f, k in features.items() if k == drift.NUMERIC and f in buckets}
         reference.label_counts = counts.get(reference.label, {})
-    split_path = os.path.join(examples_dir or "", TRAIN_SPLIT_FILE)
-    if examples_dir and os.path.isfile(split_path):
+    frame = _train_split(examples_dir, [*features, reference.label]) if examples_dir else None
+    if frame is not None:
         import pandas as pd
 
-        frame = pd.read_parquet(split_path)
         reference.examples_uri = examples_dir
         for feature, kind in features.items():
             if feature not in frame.columns:
@@ -204,6 +202,19 @@ def _thin(values: np.ndarray) -> np.ndarray:
     if values.shape[0] <= NUMERIC_POINTS:
         return values
     return values[np.linspace(0, values.shape[0] - 1, NUMERIC_POINTS).round().astype(int)]
+
+
+def _train_split(examples_dir: str, wanted: list[str]) -> Any:
+    """The train split's columns in ``wanted`` (all its shards, or an older artifact's one file); None when absent."""
+    from flywheel.components import examples_io
+    from flywheel.dsl.artifacts import Examples
+
+    examples = Examples(uri=examples_dir)
+    try:
+        present = examples_io.split_columns(examples, "train")
+    except FlywheelError:
+        return None
+    return examples_io.read_split(examples, "train", columns=[c for c in dict.fromkeys(wanted) if c in present])
 
 
 def write_bundle(
