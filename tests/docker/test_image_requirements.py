@@ -82,20 +82,33 @@ def _distributions_of(module: str, top_level: dict[str, list[str]]) -> list[str]
     ]
 
 
-def test_serving_installs_every_distribution_flywheel_serving_imports():
-    # The serving image is the closure of SERVING_ROOTS; what flywheel/serving imports must be in it.
+def _serving_distributions() -> set[str]:
+    """The distributions flywheel/serving imports (canonical names)."""
     top_level = packages_distributions()
-    needed = {
+    return {
         ir.canonical(dist)
         for name in _third_party_imports(REPO / "flywheel" / "serving")
         for dist in _distributions_of(name, top_level)
         if ir.canonical(dist) != "flywheel-ml"
     }
+
+
+def test_serving_installs_every_distribution_flywheel_serving_imports():
+    # The serving image is the closure of SERVING_ROOTS; what flywheel/serving imports must be in it.
+    needed = _serving_distributions()
     kept = ir.image_packages(LOCK, "serving")
     assert needed and needed <= kept, f"serving imports {sorted(needed - kept)} the image would not carry"
     assert "pyarrow" in kept  # serving ships its logs to object storage through flywheel.storage (pyarrow.fs)
     assert {"tensorboard", "pandas", "apache-beam", "tensorflow-data-validation", "pytest"}.isdisjoint(kept)
     assert len(kept) < len(ir.image_packages(LOCK, "component")) / 3
+
+
+def test_the_component_image_carries_what_serving_imports_for_infra_validate():
+    # infra_validate starts flywheel's serving code inside the component image on Kubeflow.
+    needed = _serving_distributions()
+    kept = ir.image_packages(LOCK, "component")
+    assert {"prometheus-client", "aiohttp", "orjson"} <= needed
+    assert needed <= kept, f"serving imports {sorted(needed - kept)}, which the component image would not carry"
 
 
 def test_an_unknown_image_is_rejected():
