@@ -179,16 +179,8 @@ def _registry_version(store: Any, name: str, version: str) -> int:
 
 
 def _split_chunks(examples: Any, split: str, batch_size: int) -> Iterator[Any]:
-    import pyarrow.parquet as pq
-
-    path = os.path.join(examples_io.split_dir(examples, split), examples_io.DATA_FILE)
-    if not os.path.isfile(path):
-        raise FlywheelError(
-            f"Examples at {examples.uri} have no split '{split}' (looked for {path}); "
-            f"splits present: {', '.join(examples_io.split_names(examples)) or 'none'}."
-        )
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-        yield batch.to_pandas()
+    """The split's rows in chunks of at most ``batch_size``, shard after shard (FlywheelError: no such split)."""
+    yield from examples_io.iter_split_batches(examples, split, batch_size)
 
 
 def _path_chunks(data_path: str, batch_size: int) -> Iterator[Any]:
