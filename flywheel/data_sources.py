@@ -160,13 +160,27 @@ def data_files(path: str) -> list[str]:
     return [path] if os.path.isfile(path) else []
 
 
+# sha256 by (path, inode, size, mtime_ns, ctime_ns): the runner fingerprints a node's data before
+# it runs and ingest records the same files, in that process or a fork of it; any write to the
+# file moves its ctime (which no user can set back), so a stale digest is never returned.
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+_DIGESTS_KEPT = 256
+
+
 def file_sha256(path: str) -> str:
-    """sha256 of a file's content, read in 1 MiB chunks."""
+    """sha256 of a file's content, read in 1 MiB chunks (once per unchanged file and process)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    if len(_DIGESTS) >= _DIGESTS_KEPT:
+        _DIGESTS.pop(next(iter(_DIGESTS)))
+    _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def describe_source(path: str, *, span_count: int = 1, parameter: str = "path") -> dict[str, Any]:

@@ -98,3 +98,19 @@ def test_an_object_store_uri_is_fingerprinted_from_its_listing_and_can_be_cached
     record = describe_source(f"{s3_bucket}/data.csv")
     assert record["kind"] == "object" and record["fingerprint_basis"] == "size+mtime" and not uncacheable(record)
     assert uncacheable({**record, "fingerprint": None})  # no fingerprint of any kind: the node always runs
+
+
+def test_an_unchanged_file_is_hashed_once_and_a_rewritten_one_again(tmp_path, monkeypatch):
+    # The runner fingerprints ingest's file before the node runs and ingest records it again.
+    from flywheel import data_sources
+
+    data = tmp_path / "rows.csv"
+    data.write_text("x,label\n1,a\n")
+    opened = []
+    real_open = open
+    monkeypatch.setattr(data_sources, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    first = data_sources.file_sha256(str(data))
+    assert data_sources.file_sha256(str(data)) == first and len(opened) == 1
+    data.write_text("x,label\n2,b\n")  # same size, new content
+    second = data_sources.file_sha256(str(data))
+    assert second != first and len(opened) == 2
