@@ -424,11 +424,7 @@ def resolve_files(path: str, format: str = "auto") -> tuple[list[tuple[str, str]
 
 def _resolve_objects(uri: str, format: str) -> list[tuple[str, str]]:  # noqa: A002
     """The objects behind an object-store URI (one object, a prefix or a glob), each with its format."""
-    found = [entry.uri for entry in data_sources.object_files(uri)]
-    if not found:
-        raise DataReadError(
-            f"Nothing is stored at {storage.redact(uri)}; pass an existing object, a prefix holding data files or a glob."
-        )
+    found = [entry.uri for entry in data_sources.object_files(uri)]  # never empty: describe_source checked first
     if len(found) == 1 and found[0].rstrip("/") == uri.rstrip("/"):
         return [(found[0], _format_of(found[0], format, strict=True))]
     data = [(f, fmt) for f in sorted(found) if (fmt := _format_of(f, format, strict=False))]
