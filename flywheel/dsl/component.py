@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import hashlib
 import inspect
-import os
 import sys
 import types
 import typing
@@ -250,7 +249,6 @@ class Component:
         self.output_values: dict[str, ParameterSpec] = {}
         self._read_interface()
         self._check_reads()
-        self.code_fingerprint = self._fingerprint()
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__module__ = fn.__module__
@@ -347,19 +345,21 @@ class Component:
                     f"instead; its str parameters are: {', '.join(n for n, p in self.parameters.items() if p.type is str) or 'none'}."
                 )
 
-    def _fingerprint(self) -> str:
-        """Code version: the component's name and version option, plus the source of its
-        module and, for a module inside a package, of every module beside it (helpers the
-        component imports lazily are covered too)."""
+    @functools.cached_property
+    def code_fingerprint(self) -> str:
+        """Code version: the component's name and version option, plus the source of its module
+        and of the project modules it imports (``flywheel.dsl.code_fingerprint``), taken on first
+        use. An edit to another component's module leaves this one's cache valid."""
+        from flywheel.dsl.code_fingerprint import module_fingerprint
+
         digest = hashlib.sha256()
         digest.update(f"{self.fn.__module__}:{self.fn.__qualname__}:{self.options.version}".encode())
         module = sys.modules.get(self.fn.__module__)
-        path = getattr(module, "__file__", None)
-        if path and getattr(module, "__package__", None):
-            digest.update(_directory_source_hash(os.path.dirname(os.path.abspath(path))).encode())
-        else:
+        if getattr(module, "__file__", None):
+            digest.update(module_fingerprint(self.fn.__module__).encode())
+        else:  # defined in a string or an interactive session: the function's own source
             try:
-                source = inspect.getsource(module) if module is not None else inspect.getsource(self.fn)
+                source = inspect.getsource(self.fn)
             except (OSError, TypeError):
                 source = ""
             digest.update(source.encode())
@@ -375,17 +375,6 @@ class Component:
 
     def __repr__(self) -> str:
         return f"Component({self.name!r})"
-
-
-@functools.lru_cache(maxsize=64)
-def _directory_source_hash(directory: str) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(directory, name), "rb") as handle:
-                digest.update(handle.read())
-    return digest.hexdigest()
 
 
 def component(
