@@ -53,7 +53,9 @@ def call_component(
         if not isinstance(holder, OutputValue):
             raise FlywheelError(f"Component '{comp.name}' got no holder for output parameter '{name}'.")
         kwargs[name] = holder
-    kwargs.update({k: v for k, v in parameters.items() if k in comp.parameters})
+    given = {k: v for k, v in parameters.items() if k in comp.parameters}
+    comp.check_parameters(given)  # a value given at run time (a KFP run parameter) meets the rules too
+    kwargs.update(given)
     try:
         comp.fn(**kwargs)
     except FlywheelError:

@@ -29,8 +29,9 @@ import typing
 from typing import Any, Callable, Mapping
 
 from flywheel.dsl.artifacts import Artifact
+from flywheel.dsl.constraints import is_rule, validate_parameter
 from flywheel.dsl.resources import Placement, Resources
-from flywheel.errors import ComponentDefinitionError
+from flywheel.errors import ComponentDefinitionError, FlywheelError
 
 PARAMETER_TYPES: tuple[type, ...] = (int, float, str, bool, dict, list)
 
@@ -121,10 +122,19 @@ class ParameterSpec:
     name: str
     type: type
     default: Any = _NO_DEFAULT
+    rules: tuple[Any, ...] = ()  # Interval/Options/predicates from Annotated[...] (flywheel.dsl.constraints)
 
     @property
     def required(self) -> bool:
         return self.default is _NO_DEFAULT
+
+    def check_rules(self, owner: str, value: Any) -> None:
+        """Raises ParameterError (the uniform message) when ``value`` breaks a declared rule.
+
+        None for a parameter that defaults to None means "not given" and passes.
+        """
+        if self.rules and not (value is None and self.default is None):
+            validate_parameter(owner, self.name, value, list(self.rules))
 
     def check_value(self, value: Any) -> bool:
         """Whether ``value`` may be passed to this parameter."""
@@ -312,6 +322,10 @@ class Component:
                         pname, artifact_type, optional=param.default is None
                     )
                 continue
+            rules: tuple[Any, ...] = ()
+            if typing.get_origin(annotation) is typing.Annotated:
+                annotation, *extras = typing.get_args(annotation)
+                rules = tuple(extra for extra in extras if is_rule(extra))
             ptype = _parameter_type(annotation)
             if ptype is None:
                 raise ComponentDefinitionError(
@@ -325,7 +339,13 @@ class Component:
                         f"Parameter '{pname}' of {where} is a {ptype.__name__} but its default "
                         f"is {param.default!r}."
                     )
-            self.parameters[pname] = ParameterSpec(pname, ptype, param.default)
+            spec = ParameterSpec(pname, ptype, param.default, rules)
+            if rules and param.default is not _NO_DEFAULT:
+                try:
+                    spec.check_rules(self.name, param.default)
+                except FlywheelError as exc:
+                    raise ComponentDefinitionError(f"The default of {where} breaks its own rule: {exc}") from exc
+            self.parameters[pname] = spec
         returns = hints.get("return", None)
         if returns not in (None, type(None)):
             raise ComponentDefinitionError(
@@ -344,6 +364,17 @@ class Component:
                     f"parameter (a path or URI). Got {'a ' + spec.type.__name__ + ' parameter' if spec else 'no such parameter'} "
                     f"instead; its str parameters are: {', '.join(n for n, p in self.parameters.items() if p.type is str) or 'none'}."
                 )
+
+    def check_parameters(self, values: Mapping[str, Any]) -> None:
+        """Checks parameter values against the rules declared in the signature.
+
+        Raises:
+            ParameterError: the first value that breaks a rule, in the uniform message.
+        """
+        for name, value in values.items():
+            spec = self.parameters.get(name)
+            if spec is not None:
+                spec.check_rules(self.name, value)
 
     @functools.cached_property
     def code_fingerprint(self) -> str:
@@ -369,7 +400,12 @@ class Component:
         from flywheel.dsl.pipeline import current_builder
 
         builder = current_builder()
-        if builder is None:
+        if builder is None:  # a plain call (unit tests, notebooks): the declared rules still hold
+            try:
+                given = inspect.signature(self.fn).bind_partial(*args, **kwargs).arguments
+            except TypeError:
+                given = {}
+            self.check_parameters(given)
             return self.fn(*args, **kwargs)
         return builder.add_task(self, args, kwargs)
 
