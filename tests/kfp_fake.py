@@ -160,6 +160,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             size = int((query.get("page_size") or ["10"])[0])
             start = int((query.get("page_token") or ["0"])[0] or 0)
             newest_first = list(reversed(state.runs))
+            if (query.get("sort_by") or [""])[0] == "created_at desc":
+                newest_first.sort(key=lambda r: r.get("created_at") or _now(), reverse=True)
             runs = [self._run_model(api, r, details=False) for r in newest_first[start:start + size]]
             token = str(start + size) if start + size < len(newest_first) else None
             reply = api.V2beta1ListRunsResponse(runs=runs or None, total_size=len(newest_first), next_page_token=token)
