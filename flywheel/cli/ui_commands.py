@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from flywheel.cli.common import home_of
+
+KFP_HOST_ENV = "FLYWHEEL_KFP_HOST"
 
 
 def register(subparsers: Any) -> None:
@@ -14,16 +17,18 @@ def register(subparsers: Any) -> None:
         "ui",
         help="open the dashboard: runs, lineage, models, drift, schedules",
         description="Serve the read-only dashboard over the project home's ML Metadata store, model registry, "
-        "monitor history and schedules. Works offline; binds 127.0.0.1 unless told otherwise.",
+        "monitor history and schedules, and with --kfp-host the runs of a Kubeflow Pipelines API. Works offline; "
+        "binds 127.0.0.1 unless told otherwise.",
     )
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     ui.add_argument("--registry", metavar="DIR_OR_URI",
                     help="model registry: a directory or an object-store URI such as s3://bucket/registry "
-                    "(default: <home>/registry)")
+                    "(default: $FLYWHEEL_REGISTRY, else <home>/registry)")
     # --host is the address to bind (as for `flywheel serve`); the KFP API gets its own names.
-    ui.add_argument("--kfp-host", metavar="URL",
-                    help="also list Kubeflow runs from this KFP API (e.g. http://ml-pipeline.kubeflow:8888)")
+    ui.add_argument("--kfp-host", metavar="URL", default=os.environ.get(KFP_HOST_ENV) or None,
+                    help="also list Kubeflow runs from this KFP API (e.g. http://ml-pipeline.kubeflow:8888; "
+                    f"default ${KFP_HOST_ENV})")
     ui.add_argument("--kfp-namespace", metavar="NS", help="Kubernetes namespace of the runs (multi-user Kubeflow)")
     ui.add_argument("--kfp-token-file", metavar="PATH",
                     help="read the KFP API's bearer token from this file (default: $FLYWHEEL_KFP_TOKEN)")
@@ -48,7 +53,8 @@ def serve_ui(args: argparse.Namespace) -> int:
 
         if not 0 < args.kfp_timeout <= 120:
             raise FlywheelError(f"--kfp-timeout must be between 0 and 120 seconds; got {args.kfp_timeout}.")
-        kfp = KfpReader(args.kfp_host, token=resolve_token(None, args.kfp_token_file),
+        token = resolve_token(None, args.kfp_token_file)  # an unreadable or empty file stops here, named
+        kfp = KfpReader(args.kfp_host, token=token, token_file=args.kfp_token_file,
                         namespace=args.kfp_namespace, timeout=args.kfp_timeout)
     elif args.kfp_namespace or args.kfp_token_file:
         raise FlywheelError("--kfp-namespace and --kfp-token-file need --kfp-host URL (the KFP API to read).")

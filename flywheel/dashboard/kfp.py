@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import datetime
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -81,16 +82,20 @@ class KfpReader:
         host: The KFP API endpoint (``http://ml-pipeline.kubeflow:8888``, or the UI's
             address after ``kubectl port-forward``); a bare host name gets https://.
         token: Bearer token, or None.
+        token_file: A file holding the bearer token, read again whenever it changes (a projected
+            service-account token is rotated by the kubelet); wins over ``token``.
         namespace: Kubernetes namespace whose runs to list (multi-user Kubeflow).
         timeout: Seconds one API call may take.
     """
 
-    def __init__(self, host: str, *, token: str | None = None, namespace: str | None = None,
-                 timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, host: str, *, token: str | None = None, token_file: str | None = None,
+                 namespace: str | None = None, timeout: float = TIMEOUT_S) -> None:
         from flywheel.kubeflow.client import _normalise_host, _TokenStaysHome
 
         self.host = _normalise_host(host)
         self.token = token
+        self.token_file = token_file
+        self._token_stamp: tuple[int, int] | None = None
         self.namespace = namespace or None
         self.timeout = timeout
         self._opener = urllib.request.build_opener(_TokenStaysHome())
@@ -125,9 +130,10 @@ class KfpReader:
         pairs = {k: v for k, v in (query or {}).items() if v not in (None, "")}
         url = self.host + API + path + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
         what = f"GET {API}{path}"
+        token = self._current_token()
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:  # noqa: S310 - the configured KFP host
                 body = response.read(MAX_BODY_BYTES + 1)
@@ -162,6 +168,27 @@ class KfpReader:
                 "point --kfp-host at the KFP API and pass a token."
             )
         return data
+
+    def _current_token(self) -> str | None:
+        """The token: the file's contents when a token file is set (re-read when its mtime or size changes)."""
+        if not self.token_file:
+            return self.token
+        try:
+            status = os.stat(self.token_file)
+            stamp = (status.st_mtime_ns, status.st_size)
+            with self._lock:
+                if stamp == self._token_stamp:
+                    return self.token
+            with open(self.token_file, encoding="utf-8") as handle:
+                text = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KfpUnavailable(
+                f"Cannot read the KFP token file {self.token_file}: {getattr(exc, 'strerror', None) or exc}; "
+                "pass --kfp-token-file a readable file holding the bearer token."
+            ) from None
+        with self._lock:
+            self.token, self._token_stamp = text or None, stamp
+        return self.token
 
     # -- the calls -----------------------------------------------------------------
 

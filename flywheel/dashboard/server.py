@@ -97,6 +97,8 @@ class Dashboard:
             (re.compile(r"/api/runs"), lambda q: self.json(pages_runs.runs_json(self.sources, q))),
             (re.compile(r"/api/runs/([^/]+)"), lambda q, r: self.json(pages_runs.run_json(self.sources, r))),
             (re.compile(r"/static/([A-Za-z0-9_.-]+)"), self.static),
+            # For probes: answers without opening any store or calling the KFP API.
+            (re.compile(r"/healthz"), lambda q: self.text("ok\n")),
         ]
 
     # -- responses -----------------------------------------------------------------

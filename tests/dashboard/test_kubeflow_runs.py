@@ -180,6 +180,8 @@ def test_an_unreachable_kfp_api_is_a_banner_and_local_runs_still_show(home, page
         response = page.goto(f"{url}/kfp/runs/run-a")
         assert response.status == 200
         assert "Cannot reach Kubeflow Pipelines" in page.inner_text(".kfp-banner")
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as health:  # noqa: S310 - the probe touches no KFP
+            assert health.read() == b"ok\n"
 
 
 def test_a_kfp_api_that_never_answers_costs_one_timeout_then_answers_from_the_failure(home, page):
@@ -266,3 +268,15 @@ def test_kfp_options_without_a_host_are_refused(home):
                           env=dict(os.environ, FLYWHEEL_HOME=home.root), capture_output=True, timeout=60)
     assert done.returncode != 0
     assert "--kfp-namespace and --kfp-token-file need --kfp-host URL" in done.stderr + done.stdout
+
+
+def test_a_rotated_token_file_is_read_again(kfp, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    reader = KfpReader(kfp.url, token_file=str(token_file))
+    kfp.state.required_token = "first"
+    assert reader.list_runs(5) == ([], "")
+    token_file.write_text("second-token\n")  # the kubelet rotates a projected token in place
+    kfp.state.required_token = "second-token"
+    assert reader.list_runs(5) == ([], "")
+    assert [r.authorization for r in kfp.state.calls("GET", "/runs")] == ["Bearer first", "Bearer second-token"]
