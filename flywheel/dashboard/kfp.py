@@ -30,6 +30,7 @@ import urllib.request
 from typing import Any
 
 from flywheel.errors import FlywheelError
+from flywheel.storage import redact
 
 API = "/apis/v2beta1"
 TIMEOUT_S = 4.0
@@ -92,7 +93,8 @@ class KfpReader:
                  namespace: str | None = None, timeout: float = TIMEOUT_S) -> None:
         from flywheel.kubeflow.client import _normalise_host, _TokenStaysHome
 
-        self.host = _normalise_host(host)
+        self.url = _normalise_host(host)
+        self.host = redact(self.url)  # what pages and messages show: no user info
         self.token = token
         self.token_file = token_file
         self._token_stamp: tuple[int, int] | None = None
@@ -128,7 +130,7 @@ class KfpReader:
 
     def _get(self, path: str, query: dict[str, Any] | None) -> dict[str, Any]:
         pairs = {k: v for k, v in (query or {}).items() if v not in (None, "")}
-        url = self.host + API + path + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
+        url = self.url + API + path + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         what = f"GET {API}{path}"
         token = self._current_token()

@@ -9,6 +9,8 @@ banner above the local runs, never an error page.
 
 from __future__ import annotations
 
+import concurrent.futures
+import re
 from typing import Any
 
 from flywheel.dashboard import graph
@@ -18,6 +20,9 @@ from flywheel.dashboard.text import fmt_duration, url_part
 
 MAX_TASKS = 200
 MAX_ARTIFACT_LOOKUPS = 400
+LOOKUP_THREADS = 8
+# KFP run ids are UUIDs; anything path-like ("..", "a/b") never reaches the API.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def kfp_row(run: dict[str, Any]) -> dict[str, Any]:
@@ -97,25 +102,27 @@ def _shown_tasks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _lookup_artifacts(reader: KfpReader, ids: list[str]) -> tuple[dict[str, dict[str, Any]], str]:
-    """Artifact id -> {uri, type, error}; after the API fails, the rest are not looked up (no stacked timeouts)."""
-    found: dict[str, dict[str, Any]] = {}
-    problem = ""
-    for artifact_id in ids[:MAX_ARTIFACT_LOOKUPS]:
-        if problem:
-            found[artifact_id] = {"uri": "", "type": "", "error": "not looked up"}
-            continue
+    """Artifact id -> {uri, type, error}, looked up in parallel (cached by the reader); the API's failure, if any.
+
+    Once the API fails the reader answers the remaining lookups from that failure at once, so a
+    dead or slow API costs one timeout per page, not one per artifact.
+    """
+    def one(artifact_id: str) -> tuple[dict[str, Any], str]:
         try:
             data = reader.artifact(artifact_id)
         except KfpNotFound as exc:
-            found[artifact_id] = {"uri": "", "type": "", "error": str(exc)}
-            continue
+            return {"uri": "", "type": "", "error": str(exc)}, ""
         except KfpUnavailable as exc:
-            problem = str(exc)
-            found[artifact_id] = {"uri": "", "type": "", "error": "not looked up"}
-            continue
-        found[artifact_id] = {"uri": str(field(data, "uri") or ""), "type": str(field(data, "artifact_type") or ""),
-                              "error": ""}
-    return found, problem
+            return {"uri": "", "type": "", "error": "not looked up"}, str(exc)
+        return {"uri": str(field(data, "uri") or ""), "type": str(field(data, "artifact_type") or ""), "error": ""}, ""
+
+    ids = ids[:MAX_ARTIFACT_LOOKUPS]
+    if not ids:
+        return {}, ""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, len(ids))) as pool:
+        answers = list(pool.map(one, ids))
+    problem = next((p for _, p in answers if p), "")
+    return {artifact_id: found for artifact_id, (found, _) in zip(ids, answers)}, problem
 
 
 def kfp_run_page(sources: Sources, run_id: str) -> dict[str, Any]:
@@ -123,6 +130,9 @@ def kfp_run_page(sources: Sources, run_id: str) -> dict[str, Any]:
     reader = sources.kfp
     if reader is None:
         raise PageNotFound("This dashboard reads no Kubeflow Pipelines API; start it with --kfp-host URL.")
+    if not RUN_ID.fullmatch(run_id):
+        shown = run_id if len(run_id) <= 40 else f"{run_id[:20]}... ({len(run_id)} characters)"
+        raise PageNotFound(f"{shown!r} is not a Kubeflow run id (letters, digits, '.', '_', '-'; at most 128).")
     try:
         run = reader.get_run(run_id)
     except KfpNotFound as exc:

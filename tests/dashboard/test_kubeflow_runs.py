@@ -22,7 +22,7 @@ from flywheel.registry import ModelRegistry
 from tests.conftest import REPO
 from tests.dashboard.conftest import cell_texts, screenshot, serving
 from tests.dashboard.test_browse_runs import run_toy
-from tests.kfp_fake import FakeKfpServer
+from tests.kfp_fake import PREFIX, FakeKfpServer
 from tests.test_registry import fake_model
 
 HOSTILE_URI = "s3://bucket/<script>window.pwned=1</script>/model"
@@ -155,6 +155,11 @@ def test_kfp_run_page_shows_task_states_a_skipped_push_parameters_and_escaped_ar
             urllib.request.urlopen(f"{url}/kfp/runs/no-such-run", timeout=10)  # noqa: S310 - loopback test server
         assert missing.value.code == 404
         assert "No Kubeflow run &#39;no-such-run&#39;" in missing.value.read().decode()
+        for hostile in ("%2E%2E", "..%2Fpipelines", "x" * 300):  # path-like ids never reach the API
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{url}/kfp/runs/{hostile}", timeout=10)  # noqa: S310 - loopback test server
+            assert refused.value.code == 404 and "is not a Kubeflow run id" in refused.value.read().decode()
+        assert [r.path for r in kfp.state.requests if r.path.startswith(PREFIX + "/runs/")] == [PREFIX + "/runs/run-a"] * 2 + [PREFIX + "/runs/no-such-run"]
 
 
 def test_an_artifact_the_api_does_not_know_is_named_by_id(home, page, kfp):
