@@ -240,6 +240,9 @@ def test_models_and_monitoring_pages_read_a_registry_on_s3(home, page, s3_bucket
         screenshot(page, "models-on-s3")
         page.goto(f"{url}/monitoring")
         assert cell_texts(page, ".tile-title") == ["penguins"]
+        page.click("a.tile")
+        page.wait_for_url("**/monitoring/penguins")
+        assert cell_texts(page, ".page-head .badge.state-SERVING") == ["serving v2"]
         with pytest.raises(urllib.error.HTTPError) as refused:  # the name rule holds for a URI registry too
             urllib.request.urlopen(f"{url}/models/..%2Fescape", timeout=10)  # noqa: S310 - loopback test server
         assert refused.value.code == 404
