@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+from typing import Iterator
 
 # Libraries inside flywheel whose code runs inside components (and so belongs in their key).
 SHARED_PROJECT_PACKAGES = ("flywheel.techniques",)
@@ -68,6 +69,11 @@ def _closure(module_name: str) -> tuple[tuple[str, str | None], ...]:
             return True
         return bool(loose_dir and path and "." not in name and os.path.dirname(path) == loose_dir)
 
+    def _may_be_project(name: str) -> bool:
+        return name == own or name.startswith(own + ".") or bool(loose_dir and "." not in name) or any(
+            name == p or name.startswith(p + ".") for p in SHARED_PROJECT_PACKAGES
+        )
+
     seen: dict[str, str | None] = {}
     # The module's parent packages run when it is imported: their __init__ is its code too.
     parts = module_name.split(".")
@@ -81,16 +87,15 @@ def _closure(module_name: str) -> tuple[tuple[str, str | None], ...]:
         if not path:
             continue
         for imported in _imports(path, name, _is_package(path)):
-            for candidate in _candidates(imported):
-                if candidate not in seen and is_project(candidate, _module_path(candidate)):
+            parts = imported.split(".")
+            for candidate in (".".join(parts[:i]) for i in range(len(parts), 0, -1)):
+                # Names decide first (cheap); only a project name is looked up on disk. ``a.b.c``
+                # may name a module or an attribute of module ``a.b``: the parents count too.
+                if candidate in seen or not _may_be_project(candidate):
+                    continue
+                if is_project(candidate, _module_path(candidate)) and _module_path(candidate):
                     pending.append(candidate)
     return tuple(sorted(seen.items()))
-
-
-def _candidates(imported: str) -> list[str]:
-    """``a.b.c`` may name a module, or an attribute of module ``a.b``: the parents are imported too."""
-    parts = imported.split(".")
-    return [".".join(parts[:i]) for i in range(len(parts), 0, -1) if _module_path(".".join(parts[:i]))]
 
 
 def _is_package(path: str) -> bool:
@@ -133,6 +138,17 @@ def _file_hash(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement, nested ones included (imports are statements; skipping expressions is
+    most of the work saved over ``ast.walk``)."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            nested = getattr(node, field, None)
+            if isinstance(nested, list):
+                yield from _statements(nested)
+
+
 @functools.lru_cache(maxsize=1024)
 def _imports(path: str, module_name: str, is_package: bool) -> tuple[str, ...]:
     """Absolute names of everything ``path`` imports, anywhere in the file (lazy imports included)."""
@@ -143,7 +159,7 @@ def _imports(path: str, module_name: str, is_package: bool) -> tuple[str, ...]:
         return ()
     package = module_name if is_package else module_name.rpartition(".")[0]
     names: list[str] = []
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
