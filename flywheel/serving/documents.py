@@ -74,6 +74,8 @@ def read_spec(registry: Any, name: str, version: int) -> dict[str, Any]:
                 f"Model '{name}' has no version {version}; versions in the registry: {versions or 'none'}.", status=404
             )
         spec = registry.read_version_json(name, version, "model.json")
+    except RequestError:
+        raise
     except FlywheelError as exc:
         if is_unreachable(exc):
             raise RequestError(f"The registry cannot be reached now; retry later ({exc}).", status=503) from exc

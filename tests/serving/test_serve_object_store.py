@@ -139,7 +139,9 @@ def test_flywheel_serve_follows_an_s3_registry_through_push_rollback_and_an_outa
             answers.append(_predict(url))
             time.sleep(0.1)
         errors_during = _reload_errors(url)
+        status, body, _ = call(f"{url}/v1/models/penguins/versions/2/metadata")  # not in memory: needs the store
         s3.start()
+        assert status == 503 and "cannot be reached" in body["error"], body
         assert len(answers) > 10 and set(answers) == {(200, 1)}
         assert errors_during >= errors_before + 2
         assert _predict(url) == (200, 1)
