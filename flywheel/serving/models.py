@@ -17,6 +17,13 @@ is loaded and warmed up there, off the request path, then swapped in with one
 reference assignment. Requests hold the
 ``LoadedModel`` they started with, so in-flight requests finish on the old
 version.
+
+The registry may be a directory or an object store: every read goes through
+``ModelRegistry`` (``read_version_json``, ``local_version_dir``), and the
+store keeps the registry's local copies down to the versions in memory or
+loading (``ModelRegistry.prune_cache``). A load that failed because the store
+did not answer (``registry.is_unreachable``) is retried at the next poll; one
+that failed on the version's files waits ``retry_failed_s``.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ class ServeConfig:
     """Everything ``flywheel serve`` can be told.
 
     Attributes:
-        registry: Registry directory (``<home>/registry`` from the CLI).
+        registry: Registry directory (``<home>/registry`` from the CLI) or object-store URI
+            (``s3://``, ``minio://``, ``gs://``; versions are loaded from a private local copy).
         home: flywheel home; request and feedback logs go under it.
         model: Model name in the registry.
         host: Interface to bind (loopback unless told otherwise).
