@@ -236,3 +236,28 @@ def test_a_store_that_does_not_answer_is_retried_at_the_next_poll_and_a_broken_v
         store.refresh()
     assert not store.refresh() and store.serving().version == 1  # a broken version waits retry_failed_s
     assert calls == [1, 1, 2]
+
+
+def test_a_server_cache_left_by_a_dead_process_is_removed_and_live_downloads_are_kept(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from flywheel import registry_cache
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    base = tmp_path / "cache"
+    for pid in (dead.pid, os.getppid()):
+        (base / f"serve-{host}-{pid}" / "k" / "m" / "1").mkdir(parents=True)
+    mine = registry_cache.process_cache_dir(str(base))
+    assert mine == str(base / f"serve-{host}-{os.getpid()}")
+    assert sorted(os.listdir(base)) == [f"serve-{host}-{os.getppid()}"]  # the dead process's copies are gone
+
+    model_dir = tmp_path / "copies" / "m"
+    for entry in ("1", "2", "3", f"4.tmp-{host}-{dead.pid}-abc", f"5.tmp-{host}-{os.getpid()}-def"):
+        (model_dir / entry).mkdir(parents=True)
+    assert registry_cache.prune(str(model_dir), keep=[2]) == [1, 3]
+    assert sorted(os.listdir(model_dir)) == ["2", f"5.tmp-{host}-{os.getpid()}-def"]  # a live download stays
+    assert registry_cache.cached_versions(str(model_dir)) == [2]
