@@ -36,6 +36,15 @@ def _read_json(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _version_json(registry: Any, name: str, version: int, relative: str) -> dict[str, Any] | None:
+    """A JSON object stored in a registry version (a directory or an object store), or None when unreadable."""
+    try:
+        data = registry.read_version_json(name, version, relative)
+    except FlywheelError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def models_page(sources: Sources) -> dict[str, Any]:
     """Every model in the registry with its versions and the serving one."""
     registry = sources.registry()
@@ -141,10 +150,9 @@ def version_view(sources: Sources, name: str, version: int) -> dict[str, Any]:
             f"Version {version} of model '{name}' has a damaged version.json (a JSON {type(info).__name__}, "
             "not an object); push that model again or remove the version directory."
         )
-    directory = registry.version_dir(name, version)
     meta = info.get("metadata") or {}
     props = meta.get("model_properties") or {}
-    history = _read_json(storage.join(directory, "history.json"))
+    history = _version_json(registry, name, version, "history.json")
     lineage = _evaluation_outputs(sources, info.get("source_uri", ""))
     artifacts = lineage["artifacts"]
     evaluation = _read_json(storage.join(artifacts["ModelEvaluation"].uri, "evaluation.json")) if "ModelEvaluation" in artifacts else None
