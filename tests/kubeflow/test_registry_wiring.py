@@ -374,3 +374,23 @@ def test_a_version_without_a_reference_is_a_first_run_and_a_missing_name_is_refu
     with pytest.raises(ParameterError, match="needs a model name"):
         _reference(root, "nameless", registry, None)
     json.dumps({k: v.properties for k, v in out.items()})  # the properties travel as KFP metadata
+
+
+def test_submit_sends_the_object_store_env_and_names_only_the_secret(kfp_server, capsys):
+    from flywheel.cli import kubeflow_commands
+
+    parser = argparse.ArgumentParser(prog="flywheel")
+    kubeflow_commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["submit", TRAINING, "--host", kfp_server.url, "--object-store-secret",
+                              "flywheel-object-store", "--object-store-endpoint", "http://minio-service.kubeflow:9000"])
+    assert args.handler(args) == 0
+    (call,) = kfp_server.state.calls("POST", "/runs")
+    body = json.dumps(call.body)
+    spec = call.body["pipeline_spec"]
+    containers = [e["container"] for e in spec["pipeline_spec"]["deploymentSpec"]["executors"].values()]
+    secrets = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert len(containers) == len(secrets) == 9  # every task, the registry reference too
+    for container in containers:
+        assert {"name": ENDPOINT_ENV, "value": "http://minio-service.kubeflow:9000"} in container["env"]
+    assert {s["secretAsEnv"][0]["secretName"] for s in secrets.values()} == {"flywheel-object-store"}
+    assert "AWS_SECRET_ACCESS_KEY=" not in body
