@@ -342,3 +342,29 @@ def test_the_cluster_retrain_data_is_a_uri_every_pod_can_read():
 
     config = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml"))
     assert config.retrain.parameters["data_path"].startswith(("newest:s3://", "newest:minio://", "newest:gs://"))
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_shared_volume_is_read_write_many_everywhere(rendered, kustomization):
+    """push (a KFP step), serving and the monitor mount flywheel-data at once, from any node."""
+    objs = rendered[kustomization]
+    claim = one(objs, "PersistentVolumeClaim", "flywheel-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    mounting = [name for name, spec in pod_specs(objs)
+                if any(v.get("persistentVolumeClaim", {}).get("claimName") == "flywheel-data" for v in spec["volumes"])]
+    assert sorted(mounting) == ["CronJob/flywheel-monitor", "Deployment/flywheel-serving"]
+
+
+def test_cluster_retraining_steps_get_the_object_store_serving_and_the_monitor_use(rendered):
+    """The compiled retraining run names the Secret literally: dev's must carry exactly that name."""
+    from flywheel.monitoring.rules import load_rules
+
+    retrain = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml")).retrain
+    for kustomization in KUSTOMIZATIONS:
+        objs = rendered[kustomization]
+        config = one(objs, "ConfigMap", "flywheel-config")["data"]
+        assert retrain.object_store_endpoint == config["s3-endpoint"], kustomization
+        monitor = one(objs, "CronJob", "flywheel-monitor")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        ref = _env(monitor["containers"][0])["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == retrain.object_store_secret, kustomization
+    assert one(rendered["overlays/dev"], "Secret", retrain.object_store_secret)["type"] == "Opaque"
