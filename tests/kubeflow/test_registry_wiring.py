@@ -226,13 +226,14 @@ def _executor_input(tmp_path, schema_metadata: dict, parameters: dict) -> dict:
 def test_the_executor_hands_an_absent_artifact_over_as_none_and_exports_the_run_id(tmp_path, monkeypatch):
     from flywheel.executor import execute
 
-    monkeypatch.delenv("KFP_RUN_ID", raising=False)
+    monkeypatch.setenv("KFP_RUN_ID", "")  # recorded first, so teardown removes what the executor exports
+    monkeypatch.delenv("KFP_RUN_ID")
     (tmp_path / "schema").mkdir()
     result = execute(_executor_input(tmp_path, {ABSENT_PROPERTY: True}, {"flywheel_kfp_run_id": "run-42"}),
                      _first_run_probe)
     seen = result["artifacts"]["seen"]["artifacts"][0]["metadata"]
     assert seen == {"schema_was_none": True, "kfp_run_id": "run-42"}
-    monkeypatch.delenv("KFP_RUN_ID")
+    os.environ.pop("KFP_RUN_ID")
     result = execute(_executor_input(tmp_path, {"source": "registry"}, {"flywheel_kfp_run_id": "{{$.pipeline_job_uuid}}"}),
                      _first_run_probe)
     assert result["artifacts"]["seen"]["artifacts"][0]["metadata"] == {"schema_was_none": False, "kfp_run_id": ""}
@@ -241,14 +242,35 @@ def test_the_executor_hands_an_absent_artifact_over_as_none_and_exports_the_run_
                 _needs_schema)
 
 
-def test_push_records_kfp_lineage_from_the_run_id(monkeypatch):
-    from flywheel.components.push import _self_description
+def test_push_run_through_the_executor_records_the_kfp_run_as_lineage(tmp_path, monkeypatch):
+    from flywheel.components.push import push
+    from flywheel.executor import execute
+    from flywheel.registry import ModelRegistry
 
+    from tests.test_registry import fake_model
+
+    monkeypatch.setenv("KFP_RUN_ID", "")
+    monkeypatch.delenv("KFP_RUN_ID")
     monkeypatch.delenv("FLYWHEEL_RUN_ID", raising=False)
-    monkeypatch.setenv("KFP_RUN_ID", "run-42")
-    described = _self_description(Model(uri="/nowhere"), True, [])
-    assert described["lineage"]["kind"] == "kfp" and described["lineage"]["run_id"] == "run-42"
-    assert described["run_id"] == "run-42"
+    registry = str(tmp_path / "registry")
+    executor_input = {
+        "inputs": {
+            "artifacts": {
+                "model": {"artifacts": [{"name": "m", "uri": fake_model(tmp_path / "model"), "metadata": {}}]},
+                "blessing": {"artifacts": [{"name": "b", "uri": str(tmp_path / "blessing"),
+                                            "metadata": {"blessed": True, "model_name": "penguins"}}]},
+            },
+            "parameterValues": {"registry": registry, "model_name": "", "flywheel_kfp_run_id": "run-7"},
+        },
+        "outputs": {
+            "artifacts": {"pushed_model": {"artifacts": [{"name": "p", "uri": str(tmp_path / "pushed"), "metadata": {}}]}},
+            "outputFile": str(tmp_path / "out" / "executor_output.json"),
+        },
+    }
+    execute(executor_input, push)
+    info = ModelRegistry(registry).version_info("penguins", 1)["metadata"]  # push's self-description
+    assert info["lineage"] == {"kind": "kfp", "run_id": "run-7", "host": ""}
+    assert info["run_id"] == "run-7"
 
 
 # -- registry_reference against real registries, feeding the real validate ------------------------
