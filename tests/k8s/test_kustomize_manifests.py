@@ -381,3 +381,29 @@ def test_the_dashboard_reads_kfp_and_the_registry_from_the_config_without_cluste
     assert one(objs, "ServiceAccount", "flywheel-dashboard")["automountServiceAccountToken"] is False
     bound = {subject["name"] for binding in objects_of(objs, "RoleBinding") for subject in binding["subjects"]}
     assert "flywheel-dashboard" not in bound
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_shared_volume_is_read_write_many_everywhere(rendered, kustomization):
+    """push (a KFP step), serving, the monitor and the dashboard mount flywheel-data at once, from any node."""
+    objs = rendered[kustomization]
+    claim = one(objs, "PersistentVolumeClaim", "flywheel-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    mounting = [name for name, spec in pod_specs(objs)
+                if any(v.get("persistentVolumeClaim", {}).get("claimName") == "flywheel-data" for v in spec["volumes"])]
+    assert sorted(mounting) == ["CronJob/flywheel-monitor", "Deployment/flywheel-dashboard", "Deployment/flywheel-serving"]
+
+
+def test_cluster_retraining_steps_get_the_object_store_serving_and_the_monitor_use(rendered):
+    """The compiled retraining run names the Secret literally: dev's must carry exactly that name."""
+    from flywheel.monitoring.rules import load_rules
+
+    retrain = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml")).retrain
+    for kustomization in KUSTOMIZATIONS:
+        objs = rendered[kustomization]
+        config = one(objs, "ConfigMap", "flywheel-config")["data"]
+        assert retrain.object_store_endpoint == config["s3-endpoint"], kustomization
+        monitor = one(objs, "CronJob", "flywheel-monitor")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        ref = _env(monitor["containers"][0])["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == retrain.object_store_secret, kustomization
+    assert one(rendered["overlays/dev"], "Secret", retrain.object_store_secret)["type"] == "Opaque"
