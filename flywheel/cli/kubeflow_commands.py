@@ -2,7 +2,7 @@
 
 ``register(subparsers)`` adds::
 
-    compile PIPELINE_FILE -o OUT [--image IMAGE] [--pipeline NAME]
+    compile PIPELINE_FILE -o OUT [--image IMAGE] [--serving-image IMAGE] [--pipeline NAME]
     submit PIPELINE_FILE --host URL [--experiment NAME] [--param k=v ...]
            [--namespace NS] [--token TOKEN]
     schedule create NAME --cron EXPR PIPELINE_FILE --host URL [--param k=v ...]
@@ -30,6 +30,11 @@ CRON_HELP = (
     "prefixed"
 )
 
+SERVING_IMAGE_HELP = (
+    "serving image the tasks declared @component(image='serving') run, infra_validate among them "
+    "(default: flywheel-serving beside --image, same repository and tag)"
+)
+
 
 def _add_connection_args(parser: argparse.ArgumentParser, *, host_required: bool) -> None:
     parser.add_argument(
@@ -55,7 +60,8 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
-    parser.add_argument("--image", default=None, help="component image every task runs (default: flywheel:<version>)")
+    parser.add_argument("--image", default=None, help="component image the tasks run (default: flywheel:<version>)")
+    parser.add_argument("--serving-image", default=None, metavar="IMAGE", help=SERVING_IMAGE_HELP)
     parser.add_argument(
         "--registry-pvc", default=None, metavar="PVC",
         help="PersistentVolumeClaim with the model registry (k8s/: flywheel-data); evaluate and push mount it",
@@ -81,8 +87,9 @@ def register(subparsers: Any) -> None:
     compile_parser.add_argument("pipeline_file", metavar="PIPELINE_FILE")
     compile_parser.add_argument("-o", "--output", required=True, metavar="OUT", help="YAML file to write")
     compile_parser.add_argument(
-        "--image", default=None, help="component image every task runs (default: flywheel:<version>)"
+        "--image", default=None, help="component image the tasks run (default: flywheel:<version>)"
     )
+    compile_parser.add_argument("--serving-image", default=None, metavar="IMAGE", help=SERVING_IMAGE_HELP)
     compile_parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
     compile_parser.add_argument(
         "--registry-pvc", default=None, metavar="PVC",
@@ -156,7 +163,7 @@ def compile_command(args: argparse.Namespace) -> int:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)
     compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE, registry_pvc=args.registry_pvc,
-                     conditions=not args.no_conditions)
+                     conditions=not args.no_conditions, serving_image=args.serving_image)
     print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
     return 0
 
@@ -184,6 +191,7 @@ def submit_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
+        serving_image=args.serving_image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
         registry_pvc=args.registry_pvc,
@@ -214,6 +222,7 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
+        serving_image=args.serving_image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
         registry_pvc=args.registry_pvc,
