@@ -166,3 +166,24 @@ def test_compile_and_submit_take_the_serving_image(tmp_path, kfp_server):
     (call,) = kfp_server.state.calls("POST", "/runs")
     body = json.dumps(call.body)
     assert body.count('"image": "reg/srv:9"') == 1 and '"image": "reg/flywheel:9"' in body
+
+
+def test_an_expanded_task_runs_its_trials_and_select_in_its_image(tmp_path):
+    from flywheel.components.ingest import ingest
+    from flywheel.components.transform import transform
+    from flywheel.components.tune import tune
+
+    @pipeline(name="tune-in-serving")
+    def tuned() -> None:
+        rows = ingest(path="", label="species")
+        features = transform(examples=rows.outputs["examples"], label="species")
+        tune(examples=rows.outputs["examples"], transform_graph=features.outputs["transform_graph"],
+             search_space={"learning_rate": {"type": "float", "min": 1e-3, "max": 1e-1}}, strategy="random",
+             max_trials=2).set_image("serving")
+
+    compile_pipeline(tuned, str(tmp_path / "tune.yaml"), image="reg/flywheel:4")
+
+    assert _task_images(tmp_path / "tune.yaml") == {
+        "ingest": "reg/flywheel:4", "transform": "reg/flywheel:4",
+        "tune-trial": "reg/flywheel-serving:4", "tune-select": "reg/flywheel-serving:4",
+    }
