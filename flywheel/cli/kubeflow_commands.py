@@ -2,7 +2,7 @@
 
 ``register(subparsers)`` adds::
 
-    compile PIPELINE_FILE -o OUT [--image IMAGE] [--pipeline NAME] [--registry-pvc PVC]
+    compile PIPELINE_FILE -o OUT [--image IMAGE] [--serving-image IMAGE] [--pipeline NAME] [--registry-pvc PVC]
             [--object-store-secret SECRET] [--object-store-endpoint URL] [--no-schema-continuity]
     submit PIPELINE_FILE --host URL [--experiment NAME] [--param k=v ...]
            [--namespace NS] [--token TOKEN]
@@ -29,6 +29,11 @@ CRON_HELP = (
     "cron expression: Kubeflow's 6 fields 'SEC MIN HOUR DOM MONTH DOW' (e.g. '0 0 3 * * *') or "
     "standard 5-field cron 'MIN HOUR DOM MONTH DOW' (e.g. '0 3 * * *'), which gets '0 ' (second 0) "
     "prefixed"
+)
+
+SERVING_IMAGE_HELP = (
+    "serving image the tasks declared @component(image='serving') run, infra_validate among them "
+    "(default: flywheel-serving beside --image, same repository and tag)"
 )
 
 
@@ -77,7 +82,8 @@ def _object_store(args: argparse.Namespace) -> Any:
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
-    parser.add_argument("--image", default=None, help="component image every task runs (default: flywheel:<version>)")
+    parser.add_argument("--image", default=None, help="component image the tasks run (default: flywheel:<version>)")
+    parser.add_argument("--serving-image", default=None, metavar="IMAGE", help=SERVING_IMAGE_HELP)
     parser.add_argument(
         "--registry-pvc", default=None, metavar="PVC",
         help="PersistentVolumeClaim with the model registry (k8s/: flywheel-data); evaluate and push mount it",
@@ -104,8 +110,9 @@ def register(subparsers: Any) -> None:
     compile_parser.add_argument("pipeline_file", metavar="PIPELINE_FILE")
     compile_parser.add_argument("-o", "--output", required=True, metavar="OUT", help="YAML file to write")
     compile_parser.add_argument(
-        "--image", default=None, help="component image every task runs (default: flywheel:<version>)"
+        "--image", default=None, help="component image the tasks run (default: flywheel:<version>)"
     )
+    compile_parser.add_argument("--serving-image", default=None, metavar="IMAGE", help=SERVING_IMAGE_HELP)
     compile_parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
     compile_parser.add_argument(
         "--registry-pvc", default=None, metavar="PVC",
@@ -186,7 +193,7 @@ def compile_command(args: argparse.Namespace) -> int:
     pipeline = pipeline.bind(fixed)
     compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE, registry_pvc=args.registry_pvc,
                      conditions=not args.no_conditions, object_store=_object_store(args),
-                     schema_continuity=not args.no_schema_continuity)
+                     schema_continuity=not args.no_schema_continuity, serving_image=args.serving_image)
     print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
     return 0
 
@@ -214,6 +221,7 @@ def submit_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
+        serving_image=args.serving_image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
         registry_pvc=args.registry_pvc,
@@ -245,6 +253,7 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
+        serving_image=args.serving_image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
         registry_pvc=args.registry_pvc,

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.constraints import is_rule, validate_parameter
-from flywheel.dsl.resources import Placement, Resources
+from flywheel.dsl.resources import Placement, Resources, check_image_role
 from flywheel.errors import ComponentDefinitionError, FlywheelError
 
 PARAMETER_TYPES: tuple[type, ...] = (int, float, str, bool, dict, list)
@@ -169,6 +169,9 @@ class ComponentOptions:
             does not stay in memory while the following nodes run. Costs a
             fresh worker (and its imports) for the next node. On Kubeflow every
             task is its own pod anyway.
+        image: The image role the task runs in on Kubeflow (``resources.IMAGE_ROLES``):
+            "component" (default) or "serving". Locally every task runs in this process's
+            environment.
     """
 
     retries: int = 0
@@ -178,6 +181,7 @@ class ComponentOptions:
     resources: Resources = Resources()
     placement: Placement = Placement()
     isolated: bool = False
+    image: str = "component"
 
     def __post_init__(self) -> None:
         if not isinstance(self.retries, int) or self.retries < 0:
@@ -196,6 +200,7 @@ class ComponentOptions:
             )
         if not isinstance(self.isolated, bool):
             raise ComponentDefinitionError(f"The 'isolated' option must be True or False. Got {self.isolated!r} instead.")
+        check_image_role(self.image)
 
 
 def _parameter_type(annotation: Any) -> type | None:
@@ -426,6 +431,7 @@ def component(
     resources: Resources | Mapping[str, Any] | None = None,
     placement: Placement | None = None,
     isolated: bool = False,
+    image: str = "component",
     reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
 ) -> Any:
     """Turns an annotated function into a component (with or without arguments).
@@ -438,6 +444,7 @@ def component(
     ``resources`` and ``placement`` (``flywheel.dsl.resources``) apply on
     Kubernetes; ``cpu``/``memory`` are shorthands for the requests of ``resources``.
     ``retries`` with ``retry_backoff_s`` (doubling) apply locally and on Kubeflow.
+    ``image`` is the image role the task runs in on Kubeflow ("component" or "serving").
 
     Raises:
         ComponentDefinitionError: an argument lacks an annotation or has an
@@ -451,6 +458,7 @@ def component(
         resources=Resources.coerce(resources).merged(cpu=cpu, memory=memory),
         placement=placement or Placement(),
         isolated=isolated,
+        image=image,
     )
 
     def wrap(func: Callable[..., Any]) -> Component:

@@ -33,7 +33,7 @@ from flywheel.dsl.component import (
     value_matches_type,
 )
 from flywheel.dsl.control import Condition, ExitScope, ValueRef, check_conditions, check_exit_scope
-from flywheel.dsl.resources import Placement, SecretEnv, Toleration
+from flywheel.dsl.resources import Placement, SecretEnv, Toleration, check_image_role
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
 
@@ -196,6 +196,11 @@ class Task:
         """Sets environment variable ``env`` of this task from key ``key`` of Secret ``secret``."""
         placement = self.options.placement.with_secret(SecretEnv(env, secret, key))
         self.options = dataclasses.replace(self.options, placement=placement)
+        return self
+
+    def set_image(self, role: str) -> Task:
+        """Overrides the image role this task runs in on Kubeflow ("component" or "serving")."""
+        self.options = dataclasses.replace(self.options, image=check_image_role(role))
         return self
 
     def __repr__(self) -> str:

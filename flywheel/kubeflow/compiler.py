@@ -9,6 +9,12 @@ task runs the flywheel image with one entrypoint::
     python -m flywheel.executor --executor_input {{$}} --component MODULE:NAME
         [--component-source-b64 SOURCE] --code-fingerprint SHA256
 
+Each task runs the image of its image role (``ComponentOptions.image``, overridable
+per task with ``Task.set_image``): ``component`` (``image``, by default
+``flywheel:<version>``) or ``serving`` (``serving_image``; by default the serving
+image beside ``image``: same repository and tag, ``flywheel-serving``), so
+``infra_validate`` loads the candidate in the image that serves it.
+
 ``{{$}}`` is KFP's executor-input placeholder (the one KFP's own lightweight
 Python components use); the launcher replaces it with the task's inputs,
 parameters and output locations. Components whose module is installed in the
@@ -43,6 +49,7 @@ from flywheel.kubeflow.errors import KubeflowCompileError
 from flywheel.kubeflow.task_env import ObjectStoreEnv, apply_object_store, run_id_argument, wants_run_id
 
 DEFAULT_IMAGE = f"flywheel:{__version__}"
+DEFAULT_SERVING_IMAGE = f"flywheel-serving:{__version__}"
 EXECUTOR_COMMAND = ("python", "-m", "flywheel.executor")
 DEFAULT_IMAGE_PACKAGES = ("flywheel",)
 # Where a task that reads or writes the model registry mounts the registry PVC (``registry_pvc``); the
@@ -158,6 +165,39 @@ def kfp_artifact_class(artifact_type: type[Artifact]) -> type:
         "schema_title": artifact_type.SCHEMA_TITLE,
         "schema_version": "0.0.1",
     })
+
+
+def role_images(image: str = DEFAULT_IMAGE, serving_image: str | None = None) -> dict[str, str | None]:
+    """The image reference of each image role; None for a serving image that cannot be derived.
+
+    Raises:
+        KubeflowCompileError: a reference is empty or not a string.
+    """
+    from flywheel.images import sibling_reference
+
+    for option, value in (("image", image), ("serving_image", serving_image)):
+        if value is not None and (not isinstance(value, str) or not value.strip() or value != value.strip()):
+            raise KubeflowCompileError(
+                f"The {option} must be an image reference such as 'registry.example/ml/flywheel:1.0'; got {value!r}."
+            )
+    return {"component": image, "serving": serving_image or sibling_reference(image, "serving")}
+
+
+def _task_image(task: Any, images: dict[str, str | None]) -> str:
+    """The image reference the task's image role runs.
+
+    Raises:
+        KubeflowCompileError: the role's image is not known (a serving image not derivable from ``image``).
+    """
+    role = task.options.image
+    reference = images.get(role)
+    if reference is None:
+        raise KubeflowCompileError(
+            f"Task '{task.id}' runs in the {role} image, which cannot be derived from the component image "
+            f"{images['component']!r} (only from a reference named [REPOSITORY/]flywheel[:TAG]); pass it with "
+            f"--serving-image (compile_pipeline(serving_image=...)), e.g. 'registry.example/ml/flywheel-serving:1.0'."
+        )
+    return reference
 
 
 def _parameter_annotation(ptype: type, default: Any) -> Any:
@@ -356,8 +396,12 @@ def build_kfp_pipeline(
     conditions: bool = True,
     object_store: ObjectStoreEnv | None = None,
     schema_continuity: bool = True,
+    serving_image: str | None = None,
 ) -> Any:
     """A ``kfp.dsl`` pipeline (graph component) equivalent to ``pipeline``.
+
+    Each task runs the image of its image role: ``image`` (component) or ``serving_image``
+    (serving; None derives it from ``image``, see ``role_images``).
 
     ``conditions=False`` compiles the tasks inside an ``If`` as plain tasks that run after the
     task the condition tests, for orchestrators that cannot evaluate ``dsl.If`` (kfp 2.13's
@@ -381,26 +425,29 @@ def build_kfp_pipeline(
 
     from flywheel.kubeflow import registry_wiring
 
-    kfp_components: dict[tuple[int, frozenset[str]], Any] = {}
-    component_keys: dict[str, tuple[int, frozenset[str]]] = {}
+    images = role_images(image, serving_image)
+    kfp_components: dict[tuple[int, frozenset[str], str], Any] = {}
+    component_keys: dict[str, tuple[int, frozenset[str], str]] = {}
     expansions: dict[str, tuple[ParallelExpansion, Any, Any]] = {}
     for task in pipeline.tasks.values():
+        task_image = _task_image(task, images)
         expand = getattr(task.component, "kfp_expansion", None)
         plan = expand(task) if expand is not None else None
         if plan is not None:
-            trial = container_component(plan.trial, image=image, image_packages=image_packages,
+            # The trials and the select task run in the image of the task they expand.
+            trial = container_component(plan.trial, image=task_image, image_packages=image_packages,
                                         int_parameters=_int_fed_float(plan.trial, plan.trial_parameters))
             select = container_component(
-                plan.select, image=image, image_packages=image_packages,
+                plan.select, image=task_image, image_packages=image_packages,
                 int_parameters=_int_fed_float(plan.select, plan.select_parameters),
                 collected_inputs=frozenset({plan.select_input}),
             )
             expansions[task.id] = (plan, trial, select)
             continue
-        key = (id(task.component), _int_fed_float_parameters(task))
+        key = (id(task.component), _int_fed_float_parameters(task), task_image)
         if key not in kfp_components:
             kfp_components[key] = container_component(
-                task.component, image=image, image_packages=image_packages, int_parameters=key[1],
+                task.component, image=task_image, image_packages=image_packages, int_parameters=key[1],
                 run_id=wants_run_id(task.component),
             )
         component_keys[task.id] = key
@@ -540,13 +587,15 @@ def compile_pipeline(
     conditions: bool = True,
     object_store: ObjectStoreEnv | None = None,
     schema_continuity: bool = True,
+    serving_image: str | None = None,
 ) -> None:
     """Writes ``pipeline`` as Kubeflow Pipelines v2 IR YAML.
 
     Args:
         pipeline: The flywheel pipeline.
         output_path: Where to write the YAML.
-        image: Container image every task runs (the flywheel component image).
+        image: Container image of the tasks in the component image role (all but
+            ``@component(image="serving")`` ones): the flywheel component image.
         image_packages: Top-level packages installed in the image; components
             defined elsewhere are embedded as source.
         registry_pvc: PersistentVolumeClaim holding the model registry (k8s/:
@@ -555,16 +604,20 @@ def compile_pipeline(
         object_store: Secret and endpoint of the object store every task gets (``task_env``).
         schema_continuity: Feed ``latest()`` Schema / statistics inputs from the registry
             (``registry_wiring``); False leaves them unconnected.
+        serving_image: Container image of the tasks in the serving image role
+            (``infra_validate``); None: the serving image beside ``image`` (same
+            repository and tag, named ``flywheel-serving``).
 
     Raises:
         KubeflowCompileError: the pipeline has no KFP equivalent (bad name,
-            resources, a component that is not a module-level name).
+            resources, a component that is not a module-level name), or a task runs
+            in the serving image and ``serving_image`` is None and cannot be derived.
     """
     from kfp import compiler as kfp_compiler
 
     kfp_pipeline = build_kfp_pipeline(
         pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc, conditions=conditions,
-        object_store=object_store, schema_continuity=schema_continuity,
+        object_store=object_store, schema_continuity=schema_continuity, serving_image=serving_image,
     )
     try:
         kfp_compiler.Compiler().compile(pipeline_func=kfp_pipeline, package_path=output_path)
