@@ -68,7 +68,10 @@ def test_infra_validate_runs_the_serving_image_and_every_other_task_the_componen
 
     images = _task_images(out)
 
-    assert set(images) == {"ingest", "validate", "transform", "train", "infra_validate", "evaluate", "is_blessed", "push"}
+    assert set(images) == {
+        "ingest", "validate-registry-reference", "validate", "transform", "train", "infra_validate", "evaluate",
+        "is_blessed", "push",
+    }
     assert images.pop("infra_validate") == "registry.example/ml/flywheel-serving:1.2.3"
     assert set(images.values()) == {"registry.example/ml/flywheel:1.2.3"}
 
