@@ -18,7 +18,7 @@ from flywheel.errors import FlywheelError, UserCodeError
 
 def call_component(
     comp: Component,
-    inputs: Mapping[str, Artifact | None],
+    inputs: Mapping[str, Artifact | list[Artifact] | None],
     outputs: Mapping[str, Artifact],
     parameters: Mapping[str, Any],
 ) -> None:
@@ -31,6 +31,16 @@ def call_component(
     kwargs: dict[str, Any] = {}
     for name, spec in comp.inputs.items():
         artifact = inputs.get(name)
+        if spec.collection:  # Input[List[T]]: the Collected outputs of a ParallelFor, maybe none
+            artifacts = list(artifact or [])
+            wrong = [a for a in artifacts if not isinstance(a, spec.type)]
+            if wrong:
+                raise FlywheelError(
+                    f"Component '{comp.name}' input '{name}' expects a list of {spec.type.TYPE_NAME}, "
+                    f"got {type(wrong[0]).TYPE_NAME}."
+                )
+            kwargs[name] = artifacts
+            continue
         if artifact is None:
             if not spec.optional:
                 raise FlywheelError(f"Component '{comp.name}' got no artifact for required input '{name}'.")
