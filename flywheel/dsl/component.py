@@ -69,14 +69,14 @@ class _ArtifactAnnotation:
             raise ComponentDefinitionError(
                 f"{self._marker.direction.capitalize()}[...] takes an artifact type "
                 f"(a subclass of flywheel.Artifact such as Examples or Model)"
-                f"{', or for an output parameter bool, int, float, str, list or dict' if self._marker is _OUTPUT else ''}; "
+                f"{', or for an output parameter bool, int, float, str or list' if self._marker is _OUTPUT else ''}; "
                 f"got {artifact_type!r} instead."
             )
         return typing.Annotated[artifact_type, self._marker]
 
 
-# list and dict too: a list output parameter is what a ParallelFor may iterate.
-OUTPUT_VALUE_TYPES: tuple[type, ...] = (bool, int, float, str, list, dict)
+# list too: a list output parameter is what a ParallelFor may iterate.
+OUTPUT_VALUE_TYPES: tuple[type, ...] = (bool, int, float, str, list)
 
 
 @dataclasses.dataclass(frozen=True)

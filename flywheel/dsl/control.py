@@ -68,9 +68,9 @@ class ValueRef:
     def _compare(self, operator: str, value: Any) -> Condition:
         from flywheel.dsl.component import value_matches_type
 
-        if self.type in (list, dict):
+        if self.type is list:
             raise PipelineDefinitionError(
-                f"Output parameter '{self.name}' of task '{self.task_id}' is a {self.type.__name__}; a condition "
+                f"Output parameter '{self.name}' of task '{self.task_id}' is a list; a condition "
                 "tests a bool, int, float or str output parameter (a list is what ParallelFor iterates)."
             )
         if isinstance(value, ValueRef) or not value_matches_type(value, self.type):
