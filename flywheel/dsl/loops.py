@@ -70,9 +70,10 @@ class LoopItem:
     key: str | None = None
 
     def __getitem__(self, key: Any) -> LoopItem:
-        if self.key is not None or not isinstance(key, str):
+        if self.key is not None or not isinstance(key, str) or not key.isidentifier():
             raise PipelineDefinitionError(
-                f"The item of {self.loop} takes one string key (item['name'], for a list of dicts); "
+                f"The item of {self.loop} takes one key that is a Python name (item['name'], for a list of "
+                "dicts; Kubeflow's loop arguments allow no other); "
                 f"got item{'[' + repr(self.key) + ']' if self.key is not None else ''}[{key!r}]."
             )
         if isinstance(self.loop.items, list):

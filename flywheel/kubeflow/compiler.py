@@ -291,13 +291,37 @@ def _apply_placement(kfp_task: Any, placement: Any) -> None:
 
 
 def _int_fed_float_parameters(task: Any) -> frozenset[str]:
+    def int_fed(value: Any) -> bool:
+        if isinstance(value, PipelineParam):
+            return value.type is int
+        # kfp types a literal loop's item by its first element: [1, 2] is int.
+        literal = value.literal_values() if isinstance(value, LoopItem) and value.key is None else None
+        return bool(literal) and type(literal[0]) is int
+
     return frozenset(
         name
         for name, value in task.parameters.items()
-        if isinstance(value, PipelineParam)
-        and value.type is int
-        and task.component.parameters[name].type is float
+        if int_fed(value) and task.component.parameters[name].type is float
     )
+
+
+_KFP_ITEM_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list}
+
+
+def _loop_variable(item: Any, key: str, expected: type) -> Any:
+    """``item.key`` of a kfp loop argument, typed so that kfp's type check accepts it.
+
+    kfp gives every key of a literal list of dicts the type of the first dict's first value
+    (``[{"seed": 1, "rate": 0.1}]``: both int); the values themselves are right, and the DSL
+    checked each against the parameter. Where that type is not the parameter's, the variable
+    is typed String, which kfp's check lets through for loop arguments (as for a list
+    parameter's items, which kfp cannot type either).
+    """
+    variable = getattr(item, key)
+    declared = str(variable.channel_type).split("[")[0].lower()
+    if _KFP_ITEM_TYPES.get(declared) is not expected:
+        variable.channel_type = "String"
+    return variable
 
 
 def _int_fed_float(comp: Component, parameters: dict[str, Any]) -> frozenset[str]:
@@ -411,7 +435,7 @@ def build_kfp_pipeline(
                 arguments[name] = channels[value.name]
             elif isinstance(value, LoopItem):  # dsl.ParallelFor's loop argument (or one key of it)
                 item = loop_arguments[value.loop]
-                arguments[name] = item if value.key is None else getattr(item, value.key)
+                arguments[name] = item if value.key is None else _loop_variable(item, value.key, comp.parameters[name].type)
             elif isinstance(value, Collected):
                 assert kfp_tasks is not None
                 arguments[name] = dsl.Collected(kfp_tasks[value.task_id].outputs[value.name])
