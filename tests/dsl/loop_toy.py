@@ -55,3 +55,14 @@ def grade(score: Output[str], value: int = 0) -> None:
 @component
 def note(out: Output[Dataset], text: str = "") -> None:
     out.properties["text"] = text
+
+
+@component
+def count_models(models: Input[List[Metrics]], total: Output[Dataset]) -> None:
+    total.properties["seeds"] = [m.properties["seed"] for m in models]
+
+
+@component
+def read_model(model: Input[Metrics], out: Output[Dataset]) -> None:
+    with open(model.path("model.txt"), encoding="utf-8") as handle:
+        out.properties["model"] = handle.read()
