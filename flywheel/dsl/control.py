@@ -205,7 +205,7 @@ def _previous_branch(builder: Any, kind: str) -> Branch:
         )
     if not last[2]:
         raise PipelineDefinitionError(
-            f"{where} follows a {last[1].kind} block that creates no task; create that branch's tasks "
+            f"{where} follows an {last[1].kind} block that creates no task; create that branch's tasks "
             "inside it (Kubeflow compiles an empty branch to nothing, which breaks the chain)."
         )
     return last[1]
