@@ -628,8 +628,9 @@ class LocalRunner:
             raise KeyboardInterrupt
         return RunResult(
             run=run,
-            states={t: n.state for t, n in nodes.items()},
-            outputs={t: n.outputs for t, n in nodes.items()},
+            # An expanded loop template is its iterations ("fit[0]", ...), which are listed instead.
+            states={t: n.state for t, n in nodes.items() if n.iterations is None},
+            outputs={t: n.outputs for t, n in nodes.items() if n.iterations is None},
             errors=failed,
             log_paths=log_paths,
         )

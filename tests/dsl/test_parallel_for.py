@@ -33,7 +33,7 @@ def test_each_item_runs_as_its_own_node_and_the_fan_in_gets_every_result_in_orde
     result = LocalRunner(home, max_workers=0).run(_sweep())
     assert result.ok, result.errors
     assert {t: s for t, s in result.states.items() if t.startswith("fit")} == {
-        "fit": "COMPLETE", "fit[0]": "COMPLETE", "fit[1]": "COMPLETE", "fit[2]": "COMPLETE"}
+        "fit[0]": "COMPLETE", "fit[1]": "COMPLETE", "fit[2]": "COMPLETE"}
     nodes = MetadataStore(home).latest_nodes(result.run)
     assert [nodes[f"fit[{i}]"].parameters["seed"] for i in range(3)] == [1, 3, 2]
     assert nodes["fit[1]"].parameters["rate"] == 0.05
@@ -68,7 +68,7 @@ def test_an_empty_list_runs_no_iteration_and_the_fan_in_gets_empty_lists(home):
 
     result = LocalRunner(home, max_workers=0).run(by_parameter, {"seeds": "[]"})
     assert result.ok
-    assert result.states == {"make_data": "COMPLETE", "fit": "COMPLETE", "pick_best": "COMPLETE"}
+    assert result.states == {"make_data": "COMPLETE", "pick_best": "COMPLETE"}
     node = MetadataStore(home).latest_nodes(result.run)["pick_best"]
     assert node.outputs["report"].properties["contents"] == [] and node.details["output_values"] == {"best": -1}
 
@@ -332,3 +332,29 @@ def test_kfp_executor_hands_a_collected_list_to_the_component(tmp_path):
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "out" / "executor_output.json").read_text())
     assert written["artifacts"]["total"]["artifacts"][0]["metadata"]["seeds"] == [3, 1]
+
+
+def test_the_seed_sweep_example_keeps_the_most_accurate_model(home, tmp_path):
+    import json
+    import os
+
+    from flywheel.pipeline_file import load_pipeline
+    from tests.conftest import REPO
+
+    sweep = load_pipeline(os.path.join(REPO, "examples", "seed_sweep.py"))
+    configs = [{"seed": 0, "c": 0.001}, {"seed": 1, "c": 1.0}]
+    result = LocalRunner(home, max_workers=0).run(sweep, {"configs": json.dumps(configs)})
+    assert result.ok, result.errors
+    nodes = MetadataStore(home).latest_nodes(result.run)
+    accuracies = [nodes[f"fit_model[{i}]"].details["output_values"]["accuracy"] for i in range(2)]
+    assert accuracies[1] > accuracies[0]  # hardly regularised beats C=0.001 on digits
+    best = nodes["pick_best"].outputs["best"]
+    assert best.properties["chosen"] == 1 and best.properties["c"] == 1.0 and best.properties["tried"] == 2
+    with open(os.path.join(best.uri, "sweep.json"), encoding="utf-8") as handle:
+        assert [row["accuracy"] for row in json.load(handle)] == accuracies
+
+    out = tmp_path / "sweep.yaml"
+    compile_pipeline(sweep, str(out))
+    (loop,) = [v for v in _load_ir(out)["root"]["dag"]["tasks"].values() if "parameterIterator" in v]
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--configs"}
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
