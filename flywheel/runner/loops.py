@@ -6,8 +6,9 @@ task holding the ``Output[list]`` has finished otherwise. Then it gets one node 
 item, ``<task>[<i>]``, in item order, each with its own parameters (the item),
 cache key, execution and outputs; a node of iteration ``i`` takes the outputs of
 iteration ``i`` of the loop's other tasks. The template stays as EXPANDED until
-all its iterations are done, then becomes COMPLETE (FAILED if one failed): what
-a task after the loop waits for, and where its ``Collected`` lists come from.
+all its iterations are done, then becomes COMPLETE (FAILED if one failed, SKIPPED
+if one could not run after a failure elsewhere): what a task after the loop waits
+for, and where its ``Collected`` lists come from.
 An empty list gives no iteration, and the template is COMPLETE at once.
 """
 
@@ -122,10 +123,20 @@ def collected_inputs(pipeline: Pipeline, nodes: dict[str, Any], task_id: str) ->
 
 
 def settled(nodes: dict[str, Any]) -> list[Any]:
-    """EXPANDED templates whose iterations have all finished, now COMPLETE or FAILED."""
+    """EXPANDED templates whose iterations have all finished, now done.
+
+    FAILED if an iteration failed; SKIPPED (unrecorded, as a node after a failure) if one was
+    skipped because something it needs failed; else COMPLETE.
+    """
     done = []
     for node in nodes.values():
-        if node.state == EXPANDED and all(nodes[i].state in _TERMINAL for i in node.iterations or ()):
-            node.state = "FAILED" if any(nodes[i].state == "FAILED" for i in node.iterations or ()) else "COMPLETE"
+        iterations = [nodes[i] for i in node.iterations or ()]
+        if node.state == EXPANDED and all(i.state in _TERMINAL for i in iterations):
+            if any(i.state == "FAILED" for i in iterations):
+                node.state = "FAILED"
+            elif any(i.state == "SKIPPED" and i.execution_id is None for i in iterations):
+                node.state = "SKIPPED"
+            else:
+                node.state = "COMPLETE"
             done.append(node)
     return done

@@ -345,6 +345,7 @@ class LocalRunner:
             nodes[node_id] = _Node(node_id, task=node.task, index=index, item=item)
             node.iterations.append(node_id)
         node.state = loops.EXPANDED
+        self._emit(run, node, loops.EXPANDED, error=f"{len(items)} iteration(s)")
 
     def _skip(self, pipeline: Pipeline, run: RunRecord, values: dict[str, Any], node: _Node, reason: str) -> None:
         """Records ``node`` SKIPPED (a false condition, or downstream of one) in the store."""
@@ -681,6 +682,8 @@ def _final_status(pipeline: Pipeline, run: RunRecord, nodes: dict[str, _Node]) -
     """What the exit task's FinalStatus parameter receives, in the shape of KFP's PipelineTaskFinalStatus."""
     assert pipeline.exit_scope is not None
     guarded = [nodes[g] for g in sorted(pipeline.exit_scope.guarded) if g in nodes]
+    # A loop's task stands for its iterations (those name what failed).
+    guarded = [nodes[i] for n in guarded for i in n.iterations or ()] + [n for n in guarded if n.iterations is None]
     failed = [n for n in guarded if n.state not in (COMPLETE, CACHED, REUSED)]
     message = "; ".join(f"{n.task_id}: {n.error or n.state.lower()}" for n in failed)
     return {

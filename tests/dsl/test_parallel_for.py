@@ -6,12 +6,12 @@ import pytest
 import yaml
 
 import flywheel.runner.runner as runner_module
-from flywheel import Collected, If, ParallelFor, pipeline
+from flywheel import Collected, ExitHandler, If, ParallelFor, pipeline
 from flywheel.errors import PipelineDefinitionError
 from flywheel.kubeflow.compiler import compile_pipeline
 from flywheel.metadata import MetadataStore
 from flywheel.runner import LocalRunner
-from tests.dsl.loop_toy import fit, list_seeds, make_data, note, pick_best, read_model
+from tests.dsl.loop_toy import fit, list_seeds, make_data, note, pick_best, read_model, report_status
 from tests.runner.toy import decide
 
 CONFIGS = [{"seed": 1, "rate": 0.1}, {"seed": 3, "rate": 0.05}, {"seed": 2, "rate": 0.2}]
@@ -125,6 +125,41 @@ def test_a_failed_iteration_fails_the_run_and_the_fan_in_does_not_run(home):
     assert result.states["fit[1]"] == "FAILED" and result.states["fit[0]"] == result.states["fit[2]"] == "COMPLETE"
     assert result.states["pick_best"] == "SKIPPED"
     assert set(result.errors) == {"fit[1]"} and "seed 3 is the one told to fail" in result.errors["fit[1]"]
+
+
+def test_a_failure_before_the_loop_skips_every_iteration_and_the_fan_in(home, tmp_path):
+    from tests.runner.toy import consume, produce
+
+    flag = tmp_path / "fail"
+    flag.write_text("x")
+
+    @pipeline(name="upstream-fails")
+    def upstream_fails() -> None:
+        checked = consume(data=produce().output, fail_if_exists=str(flag))
+        with ParallelFor([1, 2]):
+            read = read_model(model=checked.output)
+        note(text="after").after(read)
+
+    result = LocalRunner(home, max_workers=0).run(upstream_fails)
+    assert not result.ok and set(result.errors) == {"consume"}
+    assert result.states == {"produce": "COMPLETE", "consume": "FAILED", "read_model[0]": "SKIPPED",
+                             "read_model[1]": "SKIPPED", "note": "SKIPPED"}
+
+
+def test_an_exit_handler_waits_for_every_iteration_and_names_the_failed_one(home):
+    @pipeline(name="guarded-loop")
+    def guarded_loop() -> None:
+        with ExitHandler(report_status()):
+            data = make_data()
+            with ParallelFor([1, 2, 3]) as seed:
+                fit(data=data.output, seed=seed, fail_on_seed=2)
+
+    result = LocalRunner(home, max_workers=0).run(guarded_loop)
+    assert not result.ok and result.states["report_status"] == "COMPLETE"
+    nodes = MetadataStore(home).latest_nodes(result.run)
+    status = nodes["report_status"].outputs["out"].properties["status"]
+    assert status["state"] == "FAILED" and status["error"]["message"] == "fit[1]: ValueError: seed 2 is the one told to fail"
+    assert nodes["report_status"].start_ms >= max(nodes[f"fit[{i}]"].end_ms for i in (0, 1, 2))
 
 
 def test_an_item_that_does_not_fit_the_parameter_fails_the_run_naming_it(home):
