@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import List
 
@@ -16,10 +17,13 @@ def make_data(out: Output[Dataset], text: str = "data") -> None:
 
 @component
 def fit(data: Input[Dataset], model: Output[Metrics], accuracy: Output[float], seed: int = 0, rate: float = 0.1,
-        sleep_s: float = 0.0, fail_on_seed: int = -1) -> None:
-    """A 'model' per seed: its accuracy is a function of seed and rate; records when it ran."""
+        sleep_s: float = 0.0, fail_on_seed: int = -1, while_exists: str = "") -> None:
+    """A 'model' per seed: its accuracy is a function of seed and rate; records when it ran.
+
+    Fails for ``fail_on_seed`` (only while the file ``while_exists`` exists, if one is named).
+    """
     started = time.time()
-    if seed == fail_on_seed:
+    if seed == fail_on_seed and (not while_exists or os.path.exists(while_exists)):
         raise ValueError(f"seed {seed} is the one told to fail")
     time.sleep(sleep_s)
     with open(data.path("data.txt"), encoding="utf-8") as handle:

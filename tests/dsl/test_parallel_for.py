@@ -162,6 +162,28 @@ def test_an_exit_handler_waits_for_every_iteration_and_names_the_failed_one(home
     assert nodes["report_status"].start_ms >= max(nodes[f"fit[{i}]"].end_ms for i in (0, 1, 2))
 
 
+def test_resuming_reruns_the_failed_iteration_and_serves_the_others_from_the_cache(home, tmp_path):
+    flag = tmp_path / "broken"
+    flag.write_text("x")
+
+    @pipeline(name="resumable")
+    def resumable() -> None:
+        data = make_data()
+        with ParallelFor([1, 2, 3]) as seed:
+            trained = fit(data=data.output, seed=seed, fail_on_seed=2, while_exists=str(flag))
+        pick_best(models=Collected(trained.outputs["model"]), accuracies=Collected(trained.values["accuracy"]))
+
+    runner = LocalRunner(home, max_workers=0)
+    failed = runner.run(resumable)
+    assert not failed.ok and failed.states["fit[1]"] == "FAILED"
+    flag.unlink()
+    resumed = runner.resume(resumable, failed.run.run_id)
+    assert resumed.ok and resumed.run.run_id == failed.run.run_id
+    assert [resumed.states[f"fit[{i}]"] for i in range(3)] == ["CACHED", "COMPLETE", "CACHED"]
+    report = MetadataStore(home).latest_nodes(resumed.run)["pick_best"].outputs["report"].properties
+    assert report["contents"] == ["data:1", "data:2", "data:3"]
+
+
 def test_an_item_that_does_not_fit_the_parameter_fails_the_run_naming_it(home):
     @pipeline(name="typed")
     def typed(seeds: list = [1]) -> None:
