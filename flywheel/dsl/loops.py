@@ -193,6 +193,70 @@ class ParallelFor:
             )
 
 
+def check_collected_input(builder: Any, where: str, spec: Any, name: str, value: Any) -> Collected:
+    """Checks an argument of an ``Input[List[T]]`` input, or a ``Collected`` given to an input."""
+    from flywheel.dsl.pipeline import OutputRef
+
+    if not spec.collection:
+        raise PipelineDefinitionError(
+            f"{where}: input '{name}' takes one {spec.type.TYPE_NAME} but got Collected(...) (one per "
+            f"iteration); declare it `{name}: Input[List[{spec.type.__name__}]]` to take the list."
+        )
+    if not isinstance(value, Collected) or not isinstance(value.ref, OutputRef):
+        raise PipelineDefinitionError(
+            f"{where}: input '{name}' is Input[List[{spec.type.__name__}]], the outputs of a task inside a "
+            f"ParallelFor; pass Collected(task.outputs['name']). Got {_describe(value)}."
+        )
+    ref = value.ref
+    if ref.task_id not in builder.tasks:
+        raise PipelineDefinitionError(
+            f"{where}: input '{name}' refers to task '{ref.task_id}', which is not part of pipeline "
+            f"'{builder.pipeline_name}'."
+        )
+    if not issubclass(ref.type, spec.type):
+        raise PipelineDefinitionError(
+            f"{where}: input '{name}' expects a list of {spec.type.TYPE_NAME} but got Collected "
+            f"{ref.type.TYPE_NAME} (output '{ref.output}' of task '{ref.task_id}')."
+        )
+    return value
+
+
+def _describe(value: Any) -> str:
+    if hasattr(value, "task_id") and hasattr(value, "output"):
+        return f"output '{value.output}' of task '{value.task_id}' (one artifact)"
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_loop_parameter(builder: Any, where: str, spec: Any, name: str, value: LoopItem | Collected) -> Any:
+    """Checks a loop item or a ``Collected`` output parameter given to a parameter."""
+    from flywheel.dsl.control import ValueRef
+
+    if isinstance(value, Collected):
+        if not isinstance(value.ref, ValueRef):
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' gets Collected output artifact '{value.name}' of task "
+                f"'{value.task_id}'; collected artifacts go to an Input[List[...]] input, a list parameter "
+                "takes Collected(task.values['name'])."
+            )
+        if spec.type is not list:
+            raise PipelineDefinitionError(
+                f"{where}: parameter '{name}' is {spec.type.__name__} but gets Collected(...), a list (one "
+                "value per iteration); annotate it `list`."
+            )
+        return value
+    if value.loop not in builder.scopes:
+        raise PipelineDefinitionError(
+            f"{where}: parameter '{name}' gets the {value}, outside that loop's `with` block; create "
+            "the task inside the block, or take the loop's results after it with Collected(...)."
+        )
+    bad = [v for v in value.literal_values() or () if not spec.check_value(v)]
+    if bad:
+        raise PipelineDefinitionError(
+            f"{where}: parameter '{name}' expects {spec.type.__name__} but the {value} takes the value {bad[0]!r}."
+        )
+    return value
+
+
 def dependencies(task: Any) -> Iterator[tuple[str, str, str]]:
     """``(upstream task id, kind, what)`` for every dependency of ``task``.
 

@@ -33,7 +33,7 @@ from flywheel.dsl.component import (
     value_matches_type,
 )
 from flywheel.dsl.control import Branch, ExitScope, ValueRef, check_exit_scope
-from flywheel.dsl.loops import Collected, Loop, LoopItem, check_scopes
+from flywheel.dsl.loops import Collected, Loop, LoopItem, check_collected_input, check_loop_parameter, check_scopes
 from flywheel.dsl.resources import Placement, SecretEnv, Toleration
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
@@ -282,7 +282,7 @@ class _PipelineBuilder:
     def _check_input(self, where: str, comp: Component, name: str, value: Any) -> OutputRef | LatestRef | Collected:
         spec = comp.inputs[name]
         if spec.collection or isinstance(value, Collected):
-            return self._check_collected_input(where, spec, name, value)
+            return check_collected_input(self, where, spec, name, value)
         if isinstance(value, LoopItem):
             raise PipelineDefinitionError(
                 f"{where}: input '{name}' expects an artifact of type {spec.type.TYPE_NAME} but got the {value}; "
@@ -326,62 +326,10 @@ class _PipelineBuilder:
             )
         return value
 
-    def _check_collected_input(self, where: str, spec: Any, name: str, value: Any) -> Collected:
-        if not spec.collection:
-            raise PipelineDefinitionError(
-                f"{where}: input '{name}' takes one {spec.type.TYPE_NAME} but got Collected(...) (one per "
-                f"iteration); declare it `{name}: Input[List[{spec.type.__name__}]]` to take the list."
-            )
-        if not isinstance(value, Collected) or not isinstance(value.ref, OutputRef):
-            raise PipelineDefinitionError(
-                f"{where}: input '{name}' is Input[List[{spec.type.__name__}]], the outputs of a task inside a "
-                f"ParallelFor; pass Collected(task.outputs['name']). Got {_describe_value(value)}."
-            )
-        ref = value.ref
-        if ref.task_id not in self.tasks:
-            raise PipelineDefinitionError(
-                f"{where}: input '{name}' refers to task '{ref.task_id}', which is not part "
-                f"of pipeline '{self.pipeline_name}'."
-            )
-        if not issubclass(ref.type, spec.type):
-            raise PipelineDefinitionError(
-                f"{where}: input '{name}' expects a list of {spec.type.TYPE_NAME} but got Collected "
-                f"{ref.type.TYPE_NAME} (output '{ref.output}' of task '{ref.task_id}')."
-            )
-        return value
-
-    def _check_loop_item(self, where: str, spec: ParameterSpec, name: str, value: LoopItem) -> LoopItem:
-        if value.loop not in self.scopes:
-            raise PipelineDefinitionError(
-                f"{where}: parameter '{name}' gets the {value}, outside that loop's `with` block; create "
-                "the task inside the block, or take the loop's results after it with Collected(...)."
-            )
-        literal = value.literal_values()
-        bad = [v for v in literal or () if not spec.check_value(v)]
-        if bad:
-            raise PipelineDefinitionError(
-                f"{where}: parameter '{name}' expects {spec.type.__name__} but the {value} "
-                f"takes the value {bad[0]!r}."
-            )
-        return value
-
     def _check_parameter(self, where: str, comp: Component, name: str, value: Any) -> Any:
         spec = comp.parameters[name]
-        if isinstance(value, LoopItem):
-            return self._check_loop_item(where, spec, name, value)
-        if isinstance(value, Collected):
-            if not isinstance(value.ref, ValueRef):
-                raise PipelineDefinitionError(
-                    f"{where}: parameter '{name}' gets Collected output artifact '{value.name}' of task "
-                    f"'{value.task_id}'; collected artifacts go to an Input[List[...]] input, a list parameter "
-                    "takes Collected(task.values['name'])."
-                )
-            if spec.type is not list:
-                raise PipelineDefinitionError(
-                    f"{where}: parameter '{name}' is {spec.type.__name__} but gets Collected(...), a list (one "
-                    "value per iteration); annotate it `list`."
-                )
-            return value
+        if isinstance(value, (LoopItem, Collected)):
+            return check_loop_parameter(self, where, spec, name, value)
         if isinstance(value, ValueRef):
             raise PipelineDefinitionError(
                 f"{where}: parameter '{name}' gets output parameter '{value.name}' of task '{value.task_id}'; "

@@ -265,7 +265,8 @@ def test_loop_mistakes_are_definition_errors():
                 trained = fit(data=data.output, seed=seed)
             read_model(model=trained.outputs["model"])
 
-    with pytest.raises(PipelineDefinitionError, match=r"input 'models' is Input\[List\[Metrics\]\].*pass Collected"):
+    with pytest.raises(PipelineDefinitionError, match=r"input 'models' is Input\[List\[Metrics\]\].*pass Collected\(task.outputs\['name'\]\)\. "
+                                                      r"Got output 'model' of task 'fit' \(one artifact\)"):
         @pipeline(name="plain-to-list")
         def plain_to_list() -> None:
             trained = fit(data=make_data().output)
