@@ -279,6 +279,18 @@ def test_loop_mistakes_are_definition_errors():
                 with ParallelFor([2]):
                     make_data()
 
+    with pytest.raises(PipelineDefinitionError, match="is a list; a condition tests a bool, int, float or str output"):
+        @pipeline(name="list-condition")
+        def list_condition() -> None:
+            with If(list_seeds().values["seeds"] == [1]):
+                make_data()
+
+    with pytest.raises(PipelineDefinitionError, match=r"takes one key that is a Python name .*got item\['a-b'\]"):
+        @pipeline(name="bad-key")
+        def bad_key() -> None:
+            with ParallelFor([{"a-b": 1}]) as config:
+                make_data(text=config["a-b"])
+
     with pytest.raises(PipelineDefinitionError, match="parallelism is the most iterations at once, an int >= 0"):
         @pipeline(name="negative")
         def negative() -> None:
