@@ -25,7 +25,7 @@ ABSENT_REASON_PROPERTY = "flywheel_absent_reason"
 
 def call_component(
     comp: Component,
-    inputs: Mapping[str, Artifact | None],
+    inputs: Mapping[str, Artifact | list[Artifact] | None],
     outputs: Mapping[str, Artifact],
     parameters: Mapping[str, Any],
 ) -> None:
@@ -38,6 +38,16 @@ def call_component(
     kwargs: dict[str, Any] = {}
     for name, spec in comp.inputs.items():
         artifact = inputs.get(name)
+        if spec.collection:  # Input[List[T]]: the Collected outputs of a ParallelFor, maybe none
+            artifacts = list(artifact or [])
+            wrong = [a for a in artifacts if not isinstance(a, spec.type)]
+            if wrong:
+                raise FlywheelError(
+                    f"Component '{comp.name}' input '{name}' expects a list of {spec.type.TYPE_NAME}, "
+                    f"got {type(wrong[0]).TYPE_NAME}."
+                )
+            kwargs[name] = artifacts
+            continue
         if artifact is not None and artifact.properties.get(ABSENT_PROPERTY) is True:
             if not spec.optional:
                 raise FlywheelError(

@@ -228,8 +228,12 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
     if not output_file:
         raise ExecutorError("The executor input has no outputs.outputFile; it does not come from a KFP launcher.")
 
-    inputs: dict[str, Artifact | None] = {}
+    inputs: dict[str, Artifact | list[Artifact] | None] = {}
     for name, spec in comp.inputs.items():
+        if spec.collection:  # Input[List[T]] fed by dsl.Collected: every artifact, in iteration order
+            entries = ((inputs_section.get("artifacts") or {}).get(name) or {}).get("artifacts") or []
+            inputs[name] = [_input_artifact(spec.type, entry) for entry in entries]
+            continue
         runtime = _runtime_artifact((inputs_section.get("artifacts") or {}).get(name), name, "Input")
         inputs[name] = None if runtime is None else _input_artifact(spec.type, runtime)
 

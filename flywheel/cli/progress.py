@@ -80,7 +80,7 @@ class Progress:
             detail = f"{event.elapsed_s:7.2f}s"
         if event.state == "RETRYING":
             detail = f"attempt {event.attempt} failed, retrying: {event.error}"
-        if event.state in ("FAILED", "SKIPPED") and event.error:
+        if event.state in ("FAILED", "SKIPPED", "EXPANDED") and event.error:
             detail += f"  {event.error}"  # a SKIPPED node's error says which condition was false
         print(f"[{clock:7.2f}s] {event.node_id:<24} {event.state:<9} {detail}".rstrip(), file=self.stream, flush=True)
 

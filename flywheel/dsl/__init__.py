@@ -22,7 +22,8 @@ from flywheel.dsl.artifacts import (
     TransformGraph,
 )
 from flywheel.dsl.component import Component, FinalStatus, Input, Output, component
-from flywheel.dsl.control import ExitHandler, If
+from flywheel.dsl.control import Elif, Else, ExitHandler, If
+from flywheel.dsl.loops import Collected, ParallelFor
 from flywheel.dsl.resources import Placement, Resources, SecretEnv, Toleration
 from flywheel.dsl.pipeline import LatestRef, OutputRef, Pipeline, PipelineParam, Task, latest, pipeline
 
@@ -31,5 +32,5 @@ __all__ = [
     "ExampleAnomalies", "ExampleStatistics", "Examples", "Input", "Markdown", "Metrics",
     "Model", "ModelBlessing", "ModelEvaluation", "Output", "OutputRef", "Pipeline",
     "PipelineParam", "PushedModel", "Schema", "Task", "TransformGraph", "component", "pipeline",
-    "LatestRef", "latest", "ExitHandler", "If", "FinalStatus", "Placement", "Resources", "SecretEnv", "Toleration",
+    "LatestRef", "latest", "ExitHandler", "If", "Elif", "Else", "ParallelFor", "Collected", "FinalStatus", "Placement", "Resources", "SecretEnv", "Toleration",
 ]

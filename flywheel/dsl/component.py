@@ -48,6 +48,7 @@ class _ArtifactMarker:
 
 _INPUT = _ArtifactMarker("input")
 _OUTPUT = _ArtifactMarker("output")
+_INPUT_LIST = _ArtifactMarker("input list")  # Input[List[T]]: the Collected outputs of a ParallelFor
 
 
 class _ArtifactAnnotation:
@@ -55,19 +56,27 @@ class _ArtifactAnnotation:
         self._marker = marker
 
     def __getitem__(self, artifact_type: type[Artifact]) -> Any:
+        if self._marker is _INPUT and typing.get_origin(artifact_type) is list:
+            (element,) = typing.get_args(artifact_type) or (None,)
+            if not (isinstance(element, type) and issubclass(element, Artifact)):
+                raise ComponentDefinitionError(
+                    f"Input[List[...]] takes an artifact type (Input[List[Model]]); got {artifact_type!r} instead."
+                )
+            return typing.Annotated[list[element], _INPUT_LIST]  # type: ignore[valid-type]
         if self._marker is _OUTPUT and artifact_type in OUTPUT_VALUE_TYPES:
             return typing.Annotated[OutputValue, _OutputValueMarker(artifact_type)]
         if not (isinstance(artifact_type, type) and issubclass(artifact_type, Artifact)):
             raise ComponentDefinitionError(
                 f"{self._marker.direction.capitalize()}[...] takes an artifact type "
                 f"(a subclass of flywheel.Artifact such as Examples or Model)"
-                f"{', or for an output parameter bool, int, float or str' if self._marker is _OUTPUT else ''}; "
+                f"{', or for an output parameter bool, int, float, str or list' if self._marker is _OUTPUT else ''}; "
                 f"got {artifact_type!r} instead."
             )
         return typing.Annotated[artifact_type, self._marker]
 
 
-OUTPUT_VALUE_TYPES: tuple[type, ...] = (bool, int, float, str)
+# list too: a list output parameter is what a ParallelFor may iterate.
+OUTPUT_VALUE_TYPES: tuple[type, ...] = (bool, int, float, str, list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +119,7 @@ class ArtifactSpec:
     name: str
     type: type[Artifact]
     optional: bool = False
+    collection: bool = False  # Input[List[T]]: a list of artifacts (``Collected`` of a loop's outputs)
 
 
 _NO_DEFAULT = inspect.Parameter.empty
@@ -311,6 +321,15 @@ class Component:
             artifact = _artifact_annotation(annotation)
             if artifact is not None:
                 direction, artifact_type = artifact
+                if direction == "input list":
+                    if param.default is not _NO_DEFAULT:
+                        raise ComponentDefinitionError(
+                            f"Input '{pname}' of {where} is Input[List[...]] with a default; it is always given "
+                            "(an empty list when the loop had no item)."
+                        )
+                    (element,) = typing.get_args(artifact_type)
+                    self.inputs[pname] = ArtifactSpec(pname, element, collection=True)
+                    continue
                 if direction == "output":
                     if param.default is not _NO_DEFAULT:
                         raise ComponentDefinitionError(

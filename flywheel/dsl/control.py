@@ -1,4 +1,6 @@
-"""Control flow in a pipeline: conditions (KFP's ``dsl.If``) and an exit handler (``dsl.ExitHandler``).
+"""Control flow in a pipeline: conditions (KFP's ``dsl.If``/``Elif``/``Else``) and an exit handler (``dsl.ExitHandler``).
+
+Loops (``ParallelFor``, ``Collected``) are in ``flywheel.dsl.loops``.
 
 ::
 
@@ -12,6 +14,11 @@ A condition compares an output parameter (``task.values[name]``, declared
 ``Output[bool|int|float|str]``) with a constant of its type by ``==`` or ``!=``;
 ``If`` blocks nest (all conditions must hold). A task outside an ``If`` may not
 depend on a task inside it (Kubeflow refuses that too).
+
+``with Elif(cond):`` and ``with Else():`` directly after an ``If`` (or ``Elif``)
+block at the same depth make a chain, as KFP's ``dsl.Elif``/``dsl.Else``: exactly
+one arm runs, the first whose condition holds (``Else``: none held); the
+tasks of the other arms are SKIPPED with the reason.
 
 ::
 
@@ -37,7 +44,7 @@ handlers do not nest.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 from flywheel.errors import PipelineDefinitionError
 
@@ -61,6 +68,11 @@ class ValueRef:
     def _compare(self, operator: str, value: Any) -> Condition:
         from flywheel.dsl.component import value_matches_type
 
+        if self.type is list:
+            raise PipelineDefinitionError(
+                f"Output parameter '{self.name}' of task '{self.task_id}' is a list; a condition "
+                "tests a bool, int, float or str output parameter (a list is what ParallelFor iterates)."
+            )
         if isinstance(value, ValueRef) or not value_matches_type(value, self.type):
             raise PipelineDefinitionError(
                 f"A condition compares output parameter '{self.name}' of task '{self.task_id}' "
@@ -92,49 +104,131 @@ class Condition:
         return f"{self.ref.task_id}.{self.ref.name} {self.operator} {self.value!r}"
 
 
-class If:
-    """Tasks created inside the ``with`` block run only when ``condition`` holds (else SKIPPED)."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Branch:
+    """One arm of an ``If`` / ``Elif`` / ``Else`` chain: its tasks run when ``condition`` holds
+    (``None`` for ``Else``) and no condition of the arms before it (``earlier``) does."""
 
-    def __init__(self, condition: Any) -> None:
-        from flywheel.dsl.pipeline import current_builder
+    kind: str  # "If", "Elif" or "Else"
+    condition: Condition | None
+    earlier: tuple[Condition, ...] = ()
 
-        self._builder = current_builder()
-        if self._builder is None:
-            raise PipelineDefinitionError("If(...) is used inside a @pipeline function; it was called outside one.")
-        if not isinstance(condition, Condition):
-            raise PipelineDefinitionError(
-                f"In pipeline '{self._builder.pipeline_name}', If takes a comparison of a task's output "
-                f"parameter with a constant, e.g. If(evaluate_task.values['blessed'] == True); got "
-                f"{condition!r}. Artifacts (task.outputs[...]) and pipeline parameters cannot be tested; "
-                "declare an Output[bool] (or int, float, str) on the component that decides."
-            )
-        if self._builder.tasks.get(condition.ref.task_id) is None:
-            raise PipelineDefinitionError(
-                f"In pipeline '{self._builder.pipeline_name}', If tests task '{condition.ref.task_id}', "
-                "which is not part of this pipeline."
-            )
-        self.condition = condition
+    @property
+    def refs(self) -> tuple[ValueRef, ...]:
+        """The output parameters this arm reads."""
+        own = (self.condition,) if self.condition is not None else ()
+        return tuple(c.ref for c in (*self.earlier, *own))
 
-    def __enter__(self) -> If:
-        self._builder.conditions.append(self.condition)
+    def false_because(self, actual: Callable[[ValueRef], Any]) -> str:
+        """Why this arm does not run ("" when it runs); ``actual`` gives an output parameter's value."""
+        for earlier in self.earlier:
+            value = actual(earlier.ref)
+            if earlier.holds(value):
+                return (f"skipped: condition {earlier} of an earlier branch is true ({earlier.ref.name} = {value!r}), "
+                        f"so this {self.kind} does not run")
+        if self.condition is not None:
+            value = actual(self.condition.ref)
+            if not self.condition.holds(value):
+                return f"skipped: condition {self.condition} is false ({self.condition.ref.name} = {value!r})"
+        return ""
+
+    def __str__(self) -> str:
+        if self.condition is None:
+            return "Else (" + " and ".join(f"not {c}" for c in self.earlier) + ")"
+        return str(self.condition) if self.kind == "If" else f"Elif {self.condition}"
+
+
+def _condition_of(builder: Any, condition: Any, kind: str) -> Condition:
+    if not isinstance(condition, Condition):
+        raise PipelineDefinitionError(
+            f"In pipeline '{builder.pipeline_name}', {kind} takes a comparison of a task's output "
+            f"parameter with a constant, e.g. {kind}(evaluate_task.values['blessed'] == True); got "
+            f"{condition!r}. Artifacts (task.outputs[...]) and pipeline parameters cannot be tested; "
+            "declare an Output[bool] (or int, float, str) on the component that decides."
+        )
+    if builder.tasks.get(condition.ref.task_id) is None:
+        raise PipelineDefinitionError(
+            f"In pipeline '{builder.pipeline_name}', {kind} tests task '{condition.ref.task_id}', "
+            "which is not part of this pipeline."
+        )
+    return condition
+
+
+def _open_builder(kind: str) -> Any:
+    from flywheel.dsl.pipeline import current_builder
+
+    builder = current_builder()
+    if builder is None:
+        raise PipelineDefinitionError(f"{kind}(...) is used inside a @pipeline function; it was called outside one.")
+    return builder
+
+
+class _BranchBlock:
+    """The ``with`` block of one arm; remembers the arm so that an ``Elif``/``Else`` can follow it."""
+
+    def _setup(self, builder: Any, branch: Branch) -> None:
+        self._builder = builder
+        self.branch = branch
+        self._before: set[str] = set()
+
+    def __enter__(self) -> Any:
+        self._before = set(self._builder.tasks)
+        self._builder.scopes.append(self.branch)
+        self._builder.last_branch = None
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._builder.conditions.pop()
+        self._builder.scopes.pop()
+        if exc_type is not None:
+            return
+        created = bool(set(self._builder.tasks) - self._before)
+        # An Elif/Else may follow only directly, at the same depth (add_task clears this).
+        self._builder.last_branch = (len(self._builder.scopes), self.branch, created)
 
 
-def check_conditions(pipeline_name: str, tasks: dict[str, Any]) -> None:
-    """Raises PipelineDefinitionError when a task outside an If depends on a task inside it."""
-    for task in tasks.values():
-        for up in task.upstream:
-            outer = tasks[up].conditions if up in tasks else ()
-            inner = task.conditions[: len(outer)]
-            if len(inner) != len(outer) or any(a is not b for a, b in zip(inner, outer)):
-                raise PipelineDefinitionError(
-                    f"In pipeline '{pipeline_name}', task '{task.id}' depends on '{up}', which runs only if "
-                    f"{' and '.join(map(str, outer))}; create '{task.id}' inside the same If block (Kubeflow "
-                    "does not let a task outside a condition wait for one inside)."
-                )
+class If(_BranchBlock):
+    """Tasks created inside the ``with`` block run only when ``condition`` holds (else SKIPPED)."""
+
+    def __init__(self, condition: Any) -> None:
+        builder = _open_builder("If")
+        self.condition = _condition_of(builder, condition, "If")
+        self._setup(builder, Branch("If", self.condition))
+
+
+def _previous_branch(builder: Any, kind: str) -> Branch:
+    last = builder.last_branch
+    where = f"In pipeline '{builder.pipeline_name}', {kind}"
+    if last is None or last[0] != len(builder.scopes) or last[1].kind == "Else":
+        raise PipelineDefinitionError(
+            f"{where} must directly follow a `with If(...)` or `with Elif(...)` block at the same depth, "
+            "with no task created in between (as KFP's dsl.Elif / dsl.Else); move it right after that block."
+        )
+    if not last[2]:
+        raise PipelineDefinitionError(
+            f"{where} follows an {last[1].kind} block that creates no task; create that branch's tasks "
+            "inside it (Kubeflow compiles an empty branch to nothing, which breaks the chain)."
+        )
+    return last[1]
+
+
+class Elif(_BranchBlock):
+    """After an ``If``/``Elif`` block: its tasks run when every earlier condition is false and this one holds."""
+
+    def __init__(self, condition: Any) -> None:
+        builder = _open_builder("Elif")
+        previous = _previous_branch(builder, "Elif")
+        self.condition = _condition_of(builder, condition, "Elif")
+        self._setup(builder, Branch("Elif", self.condition, (*previous.earlier, previous.condition)))
+
+
+class Else(_BranchBlock):
+    """After an ``If``/``Elif`` block: its tasks run when every earlier condition is false."""
+
+    def __init__(self) -> None:
+        builder = _open_builder("Else")
+        previous = _previous_branch(builder, "Else")
+        self.condition = None
+        self._setup(builder, Branch("Else", None, (*previous.earlier, previous.condition)))
 
 
 class ExitHandler:

@@ -32,7 +32,8 @@ from flywheel.dsl.component import (
     _parameter_type,
     value_matches_type,
 )
-from flywheel.dsl.control import Condition, ExitScope, ValueRef, check_conditions, check_exit_scope
+from flywheel.dsl.control import Branch, ExitScope, ValueRef, check_exit_scope
+from flywheel.dsl.loops import Collected, Loop, LoopItem, check_collected_input, check_loop_parameter, check_scopes
 from flywheel.dsl.resources import Placement, SecretEnv, Toleration, check_image_role
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
@@ -100,14 +101,16 @@ class Task:
         component: The component this node runs.
         inputs: Input name -> ``OutputRef`` of the producing task, or a
             ``LatestRef`` resolved from earlier runs.
-        parameters: Parameter name -> constant or ``PipelineParam``.
+        parameters: Parameter name -> constant, ``PipelineParam``, ``LoopItem`` or ``Collected``.
+        scopes: The ``If``/``Elif``/``Else`` arms (``Branch``) and ``ParallelFor`` (``Loop``)
+            blocks the task was created in, outermost first.
         outputs: Output name -> ``OutputRef`` to wire into other tasks.
     """
 
     def __init__(self, task_id: str, comp: Component) -> None:
         self.id = task_id
         self.component = comp
-        self.inputs: dict[str, OutputRef | LatestRef] = {}
+        self.inputs: dict[str, OutputRef | LatestRef | Collected] = {}
         self.parameters: dict[str, Any] = {}
         self.explicit_upstream: list[str] = []
         self.options: ComponentOptions = comp.options
@@ -117,7 +120,17 @@ class Task:
         self.values: Mapping[str, ValueRef] = {
             name: ValueRef(task_id, name, spec.type) for name, spec in comp.output_values.items()
         }
-        self.conditions: tuple[Condition, ...] = ()
+        self.scopes: tuple[Branch | Loop, ...] = ()
+
+    @property
+    def conditions(self) -> tuple[Branch, ...]:
+        """The condition arms the task runs under, outermost first."""
+        return tuple(scope for scope in self.scopes if isinstance(scope, Branch))
+
+    @property
+    def loop(self) -> Loop | None:
+        """The ``ParallelFor`` the task runs in, if any."""
+        return next((scope for scope in self.scopes if isinstance(scope, Loop)), None)
 
     @property
     def output(self) -> OutputRef:
@@ -131,11 +144,11 @@ class Task:
 
     @property
     def upstream(self) -> list[str]:
-        """Ids of the tasks this one waits for (data, explicit ``after`` and the tasks its conditions test)."""
-        ids = [ref.task_id for ref in self.inputs.values() if isinstance(ref, OutputRef)]
-        ids.extend(self.explicit_upstream)
-        ids.extend(condition.ref.task_id for condition in self.conditions)
-        return list(dict.fromkeys(ids))
+        """Ids of the tasks this one waits for (data, ``Collected``, explicit ``after``, the tasks its
+        conditions test and the task whose output its loop iterates)."""
+        from flywheel.dsl.loops import dependencies
+
+        return list(dict.fromkeys(up for up, _, _ in dependencies(self)))
 
     def after(self, *tasks: Task) -> Task:
         """Runs this task only after the given tasks, without passing data."""
@@ -214,7 +227,9 @@ class _PipelineBuilder:
         self.tasks: dict[str, Task] = {}
         self.exit_scope: ExitScope | None = None
         self.exit_open = False
-        self.conditions: list[Condition] = []
+        self.scopes: list[Branch | Loop] = []
+        self.last_branch: tuple[int, Branch, bool] | None = None  # what an Elif/Else may follow
+        self.loop_count = 0
 
     def _task_id(self, name: str) -> str:
         if name not in self.tasks:
@@ -232,7 +247,8 @@ class _PipelineBuilder:
                 "and parameters by name, e.g. train(examples=ingest_task.outputs['examples'])."
             )
         task = Task(self._task_id(comp.name), comp)
-        task.conditions = tuple(self.conditions)
+        task.scopes = tuple(self.scopes)
+        self.last_branch = None
         for arg_name, value in kwargs.items():
             if arg_name in comp.inputs:
                 task.inputs[arg_name] = self._check_input(where, comp, arg_name, value)
@@ -268,8 +284,15 @@ class _PipelineBuilder:
         self.tasks[task.id] = task
         return task
 
-    def _check_input(self, where: str, comp: Component, name: str, value: Any) -> OutputRef | LatestRef:
+    def _check_input(self, where: str, comp: Component, name: str, value: Any) -> OutputRef | LatestRef | Collected:
         spec = comp.inputs[name]
+        if spec.collection or isinstance(value, Collected):
+            return check_collected_input(self, where, spec, name, value)
+        if isinstance(value, LoopItem):
+            raise PipelineDefinitionError(
+                f"{where}: input '{name}' expects an artifact of type {spec.type.TYPE_NAME} but got the {value}; "
+                "a loop item is a parameter value."
+            )
         if isinstance(value, LatestRef):
             if not spec.optional:
                 raise PipelineDefinitionError(
@@ -310,10 +333,13 @@ class _PipelineBuilder:
 
     def _check_parameter(self, where: str, comp: Component, name: str, value: Any) -> Any:
         spec = comp.parameters[name]
+        if isinstance(value, (LoopItem, Collected)):
+            return check_loop_parameter(self, where, spec, name, value)
         if isinstance(value, ValueRef):
             raise PipelineDefinitionError(
                 f"{where}: parameter '{name}' gets output parameter '{value.name}' of task '{value.task_id}'; "
-                "output parameters are tested by If(...), not passed between tasks."
+                "output parameters are tested by If(...), iterated by ParallelFor(...) or collected after a "
+                "loop with Collected(...), not passed between tasks."
             )
         if isinstance(value, (OutputRef, Task)):
             raise PipelineDefinitionError(
@@ -414,7 +440,7 @@ class Pipeline:
                         "which is not part of this pipeline."
                     )
         check_exit_scope(self.name, self.tasks, self.exit_scope)
-        check_conditions(self.name, self.tasks)
+        check_scopes(self.name, self.tasks)
         # A pipeline's own defaults must meet the rules of the task parameters they feed.
         self.check_task_parameters({
             n: spec.default for n, spec in self.parameters.items()
@@ -546,20 +572,46 @@ class Pipeline:
             self.resolve_parameters({name: values[name] for name in unknown})  # raises, naming them
         bound = {name: coerce_parameter(self.name, self.parameters[name], value) for name, value in values.items()}
         self.check_task_parameters(bound)
+        # A loop over a bound parameter iterates the value: new Loop objects, and the items and scopes using them.
+        loops = {
+            loop: dataclasses.replace(loop, items=bound[loop.items.name])
+            for loop in self.loops
+            if isinstance(loop.items, PipelineParam) and loop.items.name in bound
+        }
+
+        def rebind(value: Any) -> Any:
+            if isinstance(value, PipelineParam) and value.name in bound:
+                return bound[value.name]
+            if isinstance(value, LoopItem) and value.loop in loops:
+                return LoopItem(loops[value.loop], value.key)
+            return value
+
         tasks: dict[str, Task] = {}
         for task_id, task in self.tasks.items():
             clone = copy.copy(task)
-            clone.parameters = {
-                name: bound[value.name] if isinstance(value, PipelineParam) and value.name in bound else value
-                for name, value in task.parameters.items()
-            }
+            clone.parameters = {name: rebind(value) for name, value in task.parameters.items()}
+            clone.scopes = tuple(loops.get(scope, scope) if isinstance(scope, Loop) else scope for scope in task.scopes)
             tasks[task_id] = clone
         parameters = {name: spec for name, spec in self.parameters.items() if name not in bound}
         derived = {n: f for n, f in self.derived_defaults.items() if n in parameters}
         return Pipeline(self.name, parameters, tasks, self.description, self.source_file, derived, self.exit_scope)
 
-    def task_parameters(self, task_id: str, pipeline_values: Mapping[str, Any]) -> dict[str, Any]:
-        """Concrete parameter values of one task for a run."""
+    def task_parameters(
+        self,
+        task_id: str,
+        pipeline_values: Mapping[str, Any],
+        *,
+        item: Any = _NO_DEFAULT,
+        collected: Mapping[str, list] | None = None,
+    ) -> dict[str, Any]:
+        """Concrete parameter values of one task for a run.
+
+        ``item`` is the loop item of the iteration (a ``LoopItem`` parameter without one is
+        shown as its description), ``collected`` the lists of ``Collected`` parameters.
+
+        Raises:
+            ValueError: a ``LoopItem`` with a key, and an item that is not a dict holding it.
+        """
         task = self.tasks[task_id]
         values: dict[str, Any] = {}
         for name, spec in task.component.parameters.items():
@@ -567,10 +619,20 @@ class Pipeline:
                 value = task.parameters[name]
                 if isinstance(value, PipelineParam):
                     value = pipeline_values[value.name]
+                elif isinstance(value, LoopItem):
+                    value = str(value) if item is _NO_DEFAULT else value.value_in(item)
+                elif isinstance(value, Collected):
+                    value = list((collected or {}).get(name, []))
                 values[name] = value
             else:
                 values[name] = spec.default
         return values
+
+    @property
+    def loops(self) -> list[Loop]:
+        """The ``ParallelFor`` blocks, in definition order."""
+        found = [task.loop for task in self.tasks.values() if task.loop is not None]
+        return list(dict.fromkeys(found))
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks.values())

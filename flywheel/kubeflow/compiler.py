@@ -44,6 +44,8 @@ from typing import Any
 from flywheel import __version__
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import Component
+from flywheel.dsl.control import Branch
+from flywheel.dsl.loops import Collected, Loop, LoopItem
 from flywheel.dsl.pipeline import LatestRef, Pipeline, PipelineParam
 from flywheel.kubeflow.errors import KubeflowCompileError
 from flywheel.kubeflow.task_env import ObjectStoreEnv, apply_object_store, run_id_argument, wants_run_id
@@ -238,7 +240,8 @@ def container_component(
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     for name, spec in comp.inputs.items():
         artifact_cls = kfp_artifact_class(spec.type)
-        annotation = dsl.Input[List[artifact_cls]] if name in collected_inputs else dsl.Input[artifact_cls]
+        collected = name in collected_inputs or spec.collection
+        annotation = dsl.Input[List[artifact_cls]] if collected else dsl.Input[artifact_cls]
         if spec.optional:
             optional.append(inspect.Parameter(name, kind, annotation=annotation, default=None))
         else:
@@ -336,13 +339,37 @@ def _apply_placement(kfp_task: Any, placement: Any) -> None:
 
 
 def _int_fed_float_parameters(task: Any) -> frozenset[str]:
+    def int_fed(value: Any) -> bool:
+        if isinstance(value, PipelineParam):
+            return value.type is int
+        # kfp types a literal loop's item by its first element: [1, 2] is int.
+        literal = value.literal_values() if isinstance(value, LoopItem) and value.key is None else None
+        return bool(literal) and type(literal[0]) is int
+
     return frozenset(
         name
         for name, value in task.parameters.items()
-        if isinstance(value, PipelineParam)
-        and value.type is int
-        and task.component.parameters[name].type is float
+        if int_fed(value) and task.component.parameters[name].type is float
     )
+
+
+_KFP_ITEM_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list}
+
+
+def _loop_variable(item: Any, key: str, expected: type) -> Any:
+    """``item.key`` of a kfp loop argument, typed so that kfp's type check accepts it.
+
+    kfp gives every key of a literal list of dicts the type of the first dict's first value
+    (``[{"seed": 1, "rate": 0.1}]``: both int); the values themselves are right, and the DSL
+    checked each against the parameter. Where that type is not the parameter's, the variable
+    is typed String, which kfp's check lets through for loop arguments (as for a list
+    parameter's items, which kfp cannot type either).
+    """
+    variable = getattr(item, key)
+    declared = str(variable.channel_type).split("[")[0].lower()
+    if _KFP_ITEM_TYPES.get(declared) is not expected:
+        variable.channel_type = "String"
+    return variable
 
 
 def _int_fed_float(comp: Component, parameters: dict[str, Any]) -> frozenset[str]:
@@ -469,11 +496,18 @@ def build_kfp_pipeline(
         ]
     )
 
-    def parameter_arguments(comp: Component, parameters: dict[str, Any], channels: dict[str, Any]) -> dict[str, Any]:
+    def parameter_arguments(comp: Component, parameters: dict[str, Any], channels: dict[str, Any],
+                            kfp_tasks: dict[str, Any] | None = None) -> dict[str, Any]:
         arguments: dict[str, Any] = {}
         for name, value in parameters.items():
             if isinstance(value, PipelineParam):
                 arguments[name] = channels[value.name]
+            elif isinstance(value, LoopItem):  # dsl.ParallelFor's loop argument (or one key of it)
+                item = loop_arguments[value.loop]
+                arguments[name] = item if value.key is None else _loop_variable(item, value.key, comp.parameters[name].type)
+            elif isinstance(value, Collected):
+                assert kfp_tasks is not None
+                arguments[name] = dsl.Collected(kfp_tasks[value.task_id].outputs[value.name])
             elif comp.parameters[name].type is float and isinstance(value, int):
                 arguments[name] = float(value)  # kfp types the constant 3 as int
             else:
@@ -486,37 +520,44 @@ def build_kfp_pipeline(
         scope = pipeline.exit_scope
         order = pipeline.topological_order()
         if scope is None:
-            add_conditional(order, 0, channels, kfp_tasks)
+            add_scoped(order, 0, channels, kfp_tasks)
             return
         # Tasks outside the handler (the exit task among them) first, then the guarded ones inside
         # dsl.ExitHandler; the DSL checked that no outside task depends on a guarded one.
-        add_conditional([t for t in order if t not in scope.guarded], 0, channels, kfp_tasks)
+        add_scoped([t for t in order if t not in scope.guarded], 0, channels, kfp_tasks)
         with dsl.ExitHandler(kfp_tasks[scope.exit_task], name=f"{scope.exit_task}-handler"):
-            add_conditional([t for t in order if t in scope.guarded], 0, channels, kfp_tasks)
+            add_scoped([t for t in order if t in scope.guarded], 0, channels, kfp_tasks)
 
-    def add_conditional(task_ids: list[str], depth: int, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
-        """Adds the tasks in definition order; a run of tasks under the same ``If`` goes into one ``dsl.If``."""
+    loop_arguments: dict[Loop, Any] = {}
+
+    def scopes_of(task_id: str) -> tuple[Any, ...]:
+        scopes = pipeline.tasks[task_id].scopes
+        return scopes if conditions else tuple(s for s in scopes if isinstance(s, Loop))
+
+    def add_scoped(task_ids: list[str], depth: int, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
+        """Adds the tasks in definition order; a run of tasks in the same ``If``/``Elif``/``Else`` arm or
+        ``ParallelFor`` goes into one ``dsl.If``/``dsl.Elif``/``dsl.Else`` or ``dsl.ParallelFor`` group."""
         index = 0
         while index < len(task_ids):
-            task_conditions = pipeline.tasks[task_ids[index]].conditions
-            if len(task_conditions) == depth or not conditions:
+            scopes = scopes_of(task_ids[index])
+            if len(scopes) == depth:
                 add_task(task_ids[index], channels, kfp_tasks)
                 added = kfp_tasks[task_ids[index]]
-                for condition in task_conditions[depth:]:  # flattened: still after the task it tests
-                    tested = kfp_tasks[condition.ref.task_id]
-                    if not isinstance(added, _ExpandedTask):
-                        added.after(tested.last if isinstance(tested, _ExpandedTask) else tested)
+                if not conditions:  # flattened: still after the tasks the conditions test
+                    for ref in (r for branch in pipeline.tasks[task_ids[index]].conditions for r in branch.refs):
+                        tested = kfp_tasks[ref.task_id]
+                        if not isinstance(added, _ExpandedTask):
+                            added.after(tested.last if isinstance(tested, _ExpandedTask) else tested)
                 index += 1
                 continue
-            condition = task_conditions[depth]
+            group = scopes[depth]
             end = index
-            while end < len(task_ids) and len(pipeline.tasks[task_ids[end]].conditions) > depth \
-                    and pipeline.tasks[task_ids[end]].conditions[depth] is condition:
+            while end < len(task_ids) and len(scopes_of(task_ids[end])) > depth and scopes_of(task_ids[end])[depth] is group:
                 end += 1
-            channel = kfp_tasks[condition.ref.task_id].outputs[condition.ref.name]
-            test = channel == condition.value if condition.operator == "==" else channel != condition.value
-            with dsl.If(test, name=f"if-{condition.ref.task_id}-{condition.ref.name}"):
-                add_conditional(task_ids[index:end], depth + 1, channels, kfp_tasks)
+            with _kfp_group(group, kfp_tasks, channels) as item:
+                if isinstance(group, Loop):
+                    loop_arguments[group] = item
+                add_scoped(task_ids[index:end], depth + 1, channels, kfp_tasks)
             index = end
 
     def add_task(task_id: str, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
@@ -539,6 +580,9 @@ def build_kfp_pipeline(
                 # has no "newest artifact of an earlier run" input. Such inputs are optional by
                 # construction, so the KFP task runs without them (as a first run would).
                 continue
+            if isinstance(ref, Collected):  # an Input[List[T]] after a loop: every iteration's artifact
+                arguments[name] = dsl.Collected(kfp_tasks[ref.task_id].outputs[ref.name])
+                continue
             arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
         if task_id in expansions:
             waits = [kfp_tasks[u] for u in task.explicit_upstream]
@@ -546,7 +590,7 @@ def build_kfp_pipeline(
             kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits,
                                           object_store)
             return
-        arguments.update(parameter_arguments(task.component, task.parameters, channels))
+        arguments.update(parameter_arguments(task.component, task.parameters, channels, kfp_tasks))
         if wants_run_id(task.component):
             arguments.update(run_id_argument())
         kfp_task = kfp_components[component_keys[task_id]](**arguments)
@@ -566,6 +610,27 @@ def build_kfp_pipeline(
         raise KubeflowCompileError(
             f"Pipeline '{pipeline.name}' cannot be compiled for Kubeflow Pipelines: {exc}"
         ) from exc
+
+
+def _kfp_group(group: Any, kfp_tasks: dict[str, Any], channels: dict[str, Any]) -> Any:
+    """The kfp task group of one DSL scope: ``dsl.If``/``dsl.Elif``/``dsl.Else`` for an arm, ``dsl.ParallelFor`` for a loop."""
+    from kfp import dsl
+
+    if isinstance(group, Loop):
+        items = group.items
+        if isinstance(items, PipelineParam):
+            items = channels[items.name]
+        elif not isinstance(items, list):  # a task's Output[list]
+            items = kfp_tasks[items.task_id].outputs[items.name]
+        return dsl.ParallelFor(items=items, parallelism=group.parallelism, name=f"for-{group.number}")
+    assert isinstance(group, Branch)
+    if group.condition is None:
+        return dsl.Else(name=f"else-{group.earlier[0].ref.task_id}-{group.earlier[0].ref.name}")
+    condition = group.condition
+    channel = kfp_tasks[condition.ref.task_id].outputs[condition.ref.name]
+    test = channel == condition.value if condition.operator == "==" else channel != condition.value
+    name = f"{group.kind.lower()}-{condition.ref.task_id}-{condition.ref.name}"
+    return dsl.If(test, name=name) if group.kind == "If" else dsl.Elif(test, name=name)
 
 
 def _mount_registry(kfp_task: Any, pvc_name: str) -> None:

@@ -36,12 +36,13 @@ class Job:
     key: int
     task_id: str
     attempt: int
-    inputs: dict[str, dict[str, Any] | None]
+    inputs: dict[str, dict[str, Any] | list[dict[str, Any]] | None]  # a list for an Input[List[T]]
     outputs: dict[str, dict[str, Any]]
     parameters: dict[str, Any]
     log_path: str
     env: dict[str, str]
     isolated: bool = False  # the worker exits after this job (ComponentOptions.isolated)
+    task: str = ""  # the pipeline task when task_id is one iteration of a ParallelFor ("train[0]")
 
 
 @dataclasses.dataclass
@@ -78,7 +79,7 @@ def worth_retrying(exc: BaseException) -> bool:
 
 def run_job(pipeline: Pipeline, job: Job) -> JobResult:
     """Runs a job in this process, with stdout/stderr going to the job's log."""
-    comp = pipeline.tasks[job.task_id].component
+    comp = pipeline.tasks[job.task or job.task_id].component
     os.makedirs(os.path.dirname(job.log_path), exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -91,7 +92,7 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         os.environ.update(job.env)
-        inputs = {n: (Artifact.from_dict(d) if d is not None else None) for n, d in job.inputs.items()}
+        inputs = {n: _artifacts(d) for n, d in job.inputs.items()}
         outputs: dict[str, Any] = {n: Artifact.from_dict(d) for n, d in job.outputs.items()}
         values = {n: OutputValue(spec.type, n) for n, spec in comp.output_values.items()}
         outputs.update(values)
@@ -318,3 +319,10 @@ class ForkPoolExecutor:
                 pass
             worker.conn.close()
         self._workers = []
+
+
+def _artifacts(data: dict[str, Any] | list[dict[str, Any]] | None) -> Any:
+    """An input artifact from its job description (a list of them for an Input[List[T]])."""
+    if isinstance(data, list):
+        return [Artifact.from_dict(d) for d in data]
+    return Artifact.from_dict(data) if data is not None else None

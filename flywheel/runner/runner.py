@@ -43,6 +43,7 @@ from flywheel.runner.cache_policy import (
     node_data_sources,
     run_scope,
 )
+from flywheel.runner import loops
 from flywheel.runner.executors import ForkPoolExecutor, InProcessExecutor, Job, JobResult, fork_unsafe_modules
 from flywheel.runner.fingerprint import cache_key, directory_summary, quick_summary
 
@@ -85,7 +86,7 @@ class RunResult:
 
 @dataclasses.dataclass
 class _Node:
-    task_id: str
+    task_id: str  # the node id: a pipeline task, or one iteration of a loop ("train[0]")
     state: str = WAITING
     execution_id: int | None = None
     output_ids: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -97,6 +98,13 @@ class _Node:
     outputs: dict[str, ArtifactRecord] = dataclasses.field(default_factory=dict)
     values: dict[str, Any] = dataclasses.field(default_factory=dict)  # output parameters
     error: str = ""
+    task: str = ""  # the pipeline task it runs (task_id unless an iteration)
+    index: int | None = None  # the iteration of its loop, and its item
+    item: Any = None
+    iterations: list[str] | None = None  # of a loop template, once expanded (runner/loops.py)
+
+    def __post_init__(self) -> None:
+        self.task = self.task or self.task_id
 
 
 def new_run_id(pipeline_name: str) -> str:
@@ -263,7 +271,7 @@ class LocalRunner:
         try:
             while True:
                 now = time.monotonic()
-                for task_id, node in nodes.items():
+                for task_id, node in list(nodes.items()):
                     if executor.capacity <= 0:
                         break
                     if node.state == RETRYING and node.retry_at is not None and node.retry_at <= now:
@@ -273,7 +281,12 @@ class LocalRunner:
                         continue
                     if _exit_task_waits(pipeline, nodes, task_id):
                         continue
-                    ups = [nodes[u] for u in pipeline.tasks[task_id].upstream]
+                    template = pipeline.tasks[node.task].loop is not None and node.index is None
+                    up_ids = loops.gate(pipeline, task_id) if template else [
+                        loops.node_for(pipeline, node, u) for u in pipeline.tasks[node.task].upstream]
+                    if any(u not in nodes for u in up_ids):
+                        continue  # an iteration of a template not expanded yet
+                    ups = [nodes[u] for u in up_ids]
                     if any(u.state in (FAILED, SKIPPED) for u in ups):
                         skipped_by_condition = [u for u in ups if u.state == SKIPPED and u.execution_id is not None]
                         if skipped_by_condition and not any(u.state == FAILED for u in ups):
@@ -285,13 +298,20 @@ class LocalRunner:
                         continue
                     if not all(u.state in (COMPLETE, CACHED, REUSED) for u in ups):
                         continue
-                    false = _false_condition(pipeline, nodes, task_id)
+                    false = _false_condition(pipeline, nodes, node)
                     if false:
                         self._skip(pipeline, run, values, node, false)
                         continue
-                    node_cache = cache and task_id not in rerun
+                    if template:
+                        self._expand(pipeline, run, values, nodes, node)
+                        continue
+                    if not loops.parallelism_allows(pipeline, nodes, node):
+                        continue
+                    node_cache = cache and node.task not in rerun
                     self._start(pipeline, run, values, nodes, node, executor, by_key, next(keys), node_cache, retries)
-                pending = [n for n in nodes.values() if n.state in (WAITING, RUNNING, RETRYING)]
+                for template_node in loops.settled(nodes):
+                    self._emit(run, template_node, template_node.state)
+                pending = [n for n in nodes.values() if n.state in (WAITING, RUNNING, RETRYING, loops.EXPANDED)]
                 if not pending:
                     break
                 timeout = 0.5
@@ -309,11 +329,29 @@ class LocalRunner:
             executor.shutdown()
         return self._close(run, nodes, interrupted)
 
+    def _expand(self, pipeline: Pipeline, run: RunRecord, values: dict[str, Any], nodes: dict[str, _Node],
+                node: _Node) -> None:
+        """Gives loop template ``node`` one node per item (``runner/loops.py``), or fails it naming the bad item."""
+        try:
+            items = loops.loop_items(pipeline, node.task, values, nodes)
+        except ValueError as exc:
+            node.state = FAILED
+            node.error = f"{exc}; fix the items or the parameter's type"
+            self._emit(run, node, FAILED, error=node.error)
+            return
+        node.iterations = []
+        for index, item in enumerate(items):
+            node_id = loops.iteration_id(node.task, index)
+            nodes[node_id] = _Node(node_id, task=node.task, index=index, item=item)
+            node.iterations.append(node_id)
+        node.state = loops.EXPANDED
+        self._emit(run, node, loops.EXPANDED, error=f"{len(items)} iteration(s)")
+
     def _skip(self, pipeline: Pipeline, run: RunRecord, values: dict[str, Any], node: _Node, reason: str) -> None:
         """Records ``node`` SKIPPED (a false condition, or downstream of one) in the store."""
-        task = pipeline.tasks[node.task_id]
+        task = pipeline.tasks[node.task]
         node.execution_id = record_skipped(
-            self.store, run, node.task_id, task.component.name, parameters=pipeline.task_parameters(node.task_id, values),
+            self.store, run, node.task_id, task.component.name, parameters=_parameters(pipeline, node, values, {}),
             code_fingerprint=task.component.code_fingerprint, reason=reason,
         )
         node.state = SKIPPED
@@ -333,8 +371,8 @@ class LocalRunner:
         cache: bool,
         retries: int | None,
     ) -> None:
-        task = pipeline.tasks[node.task_id]
-        params = pipeline.task_parameters(node.task_id, values)
+        task = pipeline.tasks[node.task]
+        params = _parameters(pipeline, node, values, loops.collected_parameters(pipeline, nodes, node.task))
         if pipeline.exit_scope is not None and node.task_id == pipeline.exit_scope.exit_task:
             status = task.component.final_status_parameter
             if status:
@@ -343,7 +381,10 @@ class LocalRunner:
         scope = run_scope(pipeline.parameters, values)
         for name, ref in task.inputs.items():
             if isinstance(ref, OutputRef):
-                inputs[name] = nodes[ref.task_id].outputs[ref.output]
+                inputs[name] = nodes[loops.node_for(pipeline, node, ref.task_id)].outputs[ref.output]
+        collected = loops.collected_inputs(pipeline, nodes, node.task)
+        for name, records in collected.items():  # recorded one by one: "models[0]", "models[1]", ...
+            inputs.update({f"{name}[{i}]": record for i, record in enumerate(records)})
         for name, ref in task.inputs.items():
             if isinstance(ref, LatestRef):
                 found = self._resolve_latest(pipeline, run, node.task_id, ref, inputs, scope)
@@ -372,7 +413,7 @@ class LocalRunner:
                         inputs=inputs,
                         scope=scope,
                         details={"cache_reason": explain_hit(candidate, sources), "data_sources": for_record(sources),
-                                 **({"output_values": values} if values else {})},
+                                 **({"output_values": values} if values else {}), **_iteration(node)},
                     )
                     node.outputs = dict(candidate.outputs)
                     node.values = dict(values)
@@ -405,7 +446,8 @@ class LocalRunner:
             inputs=inputs,
             outputs=final_uris,
             scope=scope,
-            details={"cache_reason": reason, "data_sources": for_record(sources), **_cluster_only(task)},
+            details={"cache_reason": reason, "data_sources": for_record(sources), **_cluster_only(task),
+                     **_iteration(node)},
         )
         node.execution_id = execution_id
         node.output_ids = output_ids
@@ -413,7 +455,10 @@ class LocalRunner:
             key=0,
             task_id=node.task_id,
             attempt=0,
-            inputs={n: {"type": a.type, "uri": a.uri, "properties": a.properties, "id": a.id, "name": a.name} for n, a in inputs.items()},
+            inputs={
+                **{n: _job_input(a) for n, a in inputs.items() if n in task.inputs},
+                **{n: [_job_input(a) for a in records] for n, records in collected.items()},
+            },
             outputs={n: {"type": t, "uri": u, "properties": {}, "id": output_ids[n], "name": n} for n, (t, u) in final_uris.items()},
             parameters=params,
             log_path=log_path,
@@ -424,6 +469,7 @@ class LocalRunner:
                 "FLYWHEEL_PIPELINE": pipeline.name,
             },
             isolated=task.options.isolated,
+            task=node.task,
         )
         node.started = time.monotonic()
         self._dispatch(pipeline, run, node, executor, by_key, key)
@@ -503,7 +549,7 @@ class LocalRunner:
 
     def _finish(self, pipeline: Pipeline, run: RunRecord, node: _Node, result: JobResult, retries: int | None) -> None:
         assert node.job is not None and node.execution_id is not None
-        task = pipeline.tasks[node.task_id]
+        task = pipeline.tasks[node.task]
         staging = self._staging_dir(run, node)
         if result.ok:
             try:
@@ -560,7 +606,8 @@ class LocalRunner:
         return published
 
     def _close(self, run: RunRecord, nodes: dict[str, _Node], interrupted: bool) -> RunResult:
-        failed = {t: n.error for t, n in nodes.items() if n.state == FAILED}
+        # A loop template fails with its iterations, whose errors are already there.
+        failed = {t: n.error for t, n in nodes.items() if n.state == FAILED and n.iterations is None}
         for node in nodes.values():
             if node.state in (RUNNING, RETRYING) and node.execution_id is not None:
                 self.store.fail_execution(node.execution_id, error="run interrupted", attempts=node.attempt)
@@ -582,8 +629,9 @@ class LocalRunner:
             raise KeyboardInterrupt
         return RunResult(
             run=run,
-            states={t: n.state for t, n in nodes.items()},
-            outputs={t: n.outputs for t, n in nodes.items()},
+            # An expanded loop template is its iterations ("fit[0]", ...), which are listed instead.
+            states={t: n.state for t, n in nodes.items() if n.iterations is None},
+            outputs={t: n.outputs for t, n in nodes.items() if n.iterations is None},
             errors=failed,
             log_paths=log_paths,
         )
@@ -627,13 +675,15 @@ def _exit_task_waits(pipeline: Pipeline, nodes: dict[str, _Node], task_id: str) 
     scope = pipeline.exit_scope
     if scope is None or task_id != scope.exit_task:
         return False
-    return any(nodes[g].state in (WAITING, RUNNING, RETRYING) for g in scope.guarded if g in nodes)
+    return any(nodes[g].state in (WAITING, RUNNING, RETRYING, loops.EXPANDED) for g in scope.guarded if g in nodes)
 
 
 def _final_status(pipeline: Pipeline, run: RunRecord, nodes: dict[str, _Node]) -> dict[str, Any]:
     """What the exit task's FinalStatus parameter receives, in the shape of KFP's PipelineTaskFinalStatus."""
     assert pipeline.exit_scope is not None
     guarded = [nodes[g] for g in sorted(pipeline.exit_scope.guarded) if g in nodes]
+    # A loop's task stands for its iterations (those name what failed).
+    guarded = [nodes[i] for n in guarded for i in n.iterations or ()] + [n for n in guarded if n.iterations is None]
     failed = [n for n in guarded if n.state not in (COMPLETE, CACHED, REUSED)]
     message = "; ".join(f"{n.task_id}: {n.error or n.state.lower()}" for n in failed)
     return {
@@ -644,11 +694,32 @@ def _final_status(pipeline: Pipeline, run: RunRecord, nodes: dict[str, _Node]) -
     }
 
 
-def _false_condition(pipeline: Pipeline, nodes: dict[str, _Node], task_id: str) -> str:
-    """Why ``task_id`` is skipped by an ``If`` whose condition does not hold, or "" when all hold."""
-    for condition in pipeline.tasks[task_id].conditions:
-        actual = nodes[condition.ref.task_id].values.get(condition.ref.name)
-        if not condition.holds(actual):
-            return f"skipped: condition {condition} is false ({condition.ref.name} = {actual!r})"
+def _false_condition(pipeline: Pipeline, nodes: dict[str, _Node], node: _Node) -> str:
+    """Why ``node`` is skipped by an ``If``/``Elif``/``Else`` arm that does not run, or "" when all run."""
+    task = pipeline.tasks[node.task]
+    # A loop template is tested only by the conditions around its loop (its iterations by the rest).
+    scopes = task.scopes[: task.scopes.index(task.loop)] if task.loop is not None and node.index is None else task.scopes
+    for branch in scopes:
+        if hasattr(branch, "false_because"):
+            reason = branch.false_because(lambda ref: nodes[loops.node_for(pipeline, node, ref.task_id)].values.get(ref.name))
+            if reason:
+                return reason
     return ""
+
+
+def _parameters(pipeline: Pipeline, node: _Node, values: dict[str, Any], collected: dict[str, list]) -> dict[str, Any]:
+    """The node's parameter values: an iteration's loop item and a fan-in's collected lists filled in."""
+    if node.index is None:
+        return pipeline.task_parameters(node.task, values, collected=collected)
+    return pipeline.task_parameters(node.task, values, item=node.item, collected=collected)
+
+
+def _iteration(node: _Node) -> dict[str, Any]:
+    """What the execution of a loop iteration records about it."""
+    return {"loop": {"task": node.task, "index": node.index, "item": node.item}} if node.index is not None else {}
+
+
+def _job_input(artifact: ArtifactRecord) -> dict[str, Any]:
+    return {"type": artifact.type, "uri": artifact.uri, "properties": artifact.properties, "id": artifact.id,
+            "name": artifact.name}
 
