@@ -33,7 +33,7 @@ import dataclasses
 import json
 from typing import Any, Iterator
 
-from flywheel.errors import PipelineDefinitionError
+from flywheel.errors import ParameterError, PipelineDefinitionError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -227,7 +227,9 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def check_loop_parameter(builder: Any, where: str, spec: Any, name: str, value: LoopItem | Collected) -> Any:
+def check_loop_parameter(
+    builder: Any, where: str, spec: Any, name: str, value: LoopItem | Collected, *, owner: str = ""
+) -> Any:
     """Checks a loop item or a ``Collected`` output parameter given to a parameter."""
     from flywheel.dsl.control import ValueRef
 
@@ -254,6 +256,11 @@ def check_loop_parameter(builder: Any, where: str, spec: Any, name: str, value: 
         raise PipelineDefinitionError(
             f"{where}: parameter '{name}' expects {spec.type.__name__} but the {value} takes the value {bad[0]!r}."
         )
+    for literal in value.literal_values() or ():  # literal items meet the parameter's declared rules too
+        try:
+            spec.check_rules(owner, literal)
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: the {value} takes the value {literal!r}: {exc}") from exc
     return value
 
 

@@ -334,7 +334,7 @@ class _PipelineBuilder:
     def _check_parameter(self, where: str, comp: Component, name: str, value: Any) -> Any:
         spec = comp.parameters[name]
         if isinstance(value, (LoopItem, Collected)):
-            return check_loop_parameter(self, where, spec, name, value)
+            return check_loop_parameter(self, where, spec, name, value, owner=comp.name)
         if isinstance(value, ValueRef):
             raise PipelineDefinitionError(
                 f"{where}: parameter '{name}' gets output parameter '{value.name}' of task '{value.task_id}'; "

@@ -18,6 +18,7 @@ from typing import Any
 
 from flywheel.dsl.loops import Collected, LoopItem
 from flywheel.dsl.pipeline import Pipeline
+from flywheel.errors import ParameterError
 
 EXPANDED = "EXPANDED"
 _DONE = ("COMPLETE", "CACHED", "REUSED")
@@ -77,6 +78,10 @@ def loop_items(pipeline: Pipeline, task_id: str, values: dict[str, Any], nodes: 
                         f"parameter '{name}' of '{task_id}' is {spec.type.__name__} but item {index} of {loop} "
                         f"gives {given!r}"
                     )
+                try:
+                    spec.check_rules(task.component.name, given)
+                except ParameterError as exc:
+                    raise ValueError(f"item {index} of {loop} for parameter '{name}' of '{task_id}': {exc}") from exc
     return items
 
 

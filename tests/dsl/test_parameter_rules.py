@@ -97,3 +97,24 @@ def test_flywheel_compile_refuses_a_bad_value_for_the_shipped_train(tmp_path, fl
     assert result.returncode != 0
     assert "The 'epochs' parameter of train must be an int in [1, inf). Got 0 instead." in result.stderr
     assert not target.exists()
+
+
+def test_loop_items_meet_the_rules_at_build_for_literals_and_at_run_for_parameters(home):
+    from flywheel import ParallelFor
+    from flywheel.runner import LocalRunner
+
+    with pytest.raises(ParameterError, match=r"takes the value 0\.0: The 'rate' parameter of fit must be a float in \(0, 1\)"):
+        @pipeline(name="sweep")
+        def literal():
+            with ParallelFor([0.5, 0.0]) as rate:
+                fit(rate=rate)
+
+    @pipeline(name="sweep")
+    def sweep(rates: list = [0.5]):  # noqa: B006
+        with ParallelFor(rates) as rate:
+            fit(rate=rate)
+
+    result = LocalRunner(home, max_workers=0).run(sweep, {"rates": "[0.5, 3.0]"})
+    assert not result.ok
+    assert "item 1 of ParallelFor over pipeline parameter 'rates' for parameter 'rate' of 'fit': The 'rate' parameter of fit must be" \
+        in result.errors["fit"]
