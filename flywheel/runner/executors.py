@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from multiprocessing.connection import Connection, Pipe, wait
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.pipeline import Pipeline
@@ -127,6 +127,32 @@ def run_job(pipeline: Pipeline, job: Job) -> JobResult:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What the runner needs of an executor; ``InProcessExecutor`` and ``ForkPoolExecutor`` are two.
+
+    The runner submits a job only while ``capacity`` is positive, collects finished jobs with
+    ``wait`` (each submitted job comes back exactly once, as a ``JobResult``), and calls
+    ``shutdown`` once at the end of a run, also after an error.
+    """
+
+    @property
+    def capacity(self) -> int:
+        """How many more jobs may be submitted now."""
+
+    def submit(self, job: Job) -> None:
+        """Starts ``job`` (or runs it at once); its result comes back from ``wait``."""
+
+    def wait(self, timeout: float | None) -> list[JobResult]:
+        """Results of jobs finished since the last call; waits up to ``timeout`` s for one."""
+
+    def running(self) -> int:
+        """Jobs submitted whose results ``wait`` has not returned yet."""
+
+    def shutdown(self) -> None:
+        """Stops every worker; results not yet collected are dropped."""
 
 
 class InProcessExecutor:

@@ -44,7 +44,9 @@ from flywheel.runner.cache_policy import (
     run_scope,
 )
 from flywheel.runner import loops
-from flywheel.runner.executors import ForkPoolExecutor, InProcessExecutor, Job, JobResult, fork_unsafe_modules
+from flywheel.runner.executors import (
+    Executor, ForkPoolExecutor, InProcessExecutor, Job, JobResult, fork_unsafe_modules,
+)
 from flywheel.runner.fingerprint import cache_key, directory_summary, quick_summary
 
 # Node states shown to users.
@@ -247,7 +249,7 @@ class LocalRunner:
         retries: int | None,
         rerun: frozenset[str] = frozenset(),
     ) -> RunResult:
-        executor: ForkPoolExecutor | InProcessExecutor
+        executor: Executor
         unsafe = fork_unsafe_modules() if self.max_workers != 0 else []
         if unsafe:
             warnings.warn(
@@ -365,7 +367,7 @@ class LocalRunner:
         values: dict[str, Any],
         nodes: dict[str, _Node],
         node: _Node,
-        executor: Any,
+        executor: Executor,
         by_key: dict[int, _Node],
         key: int,
         cache: bool,
@@ -527,7 +529,7 @@ class LocalRunner:
         return os.path.join(self.home.staging, run.run_id, f"{node.execution_id}-{node.attempt}")
 
     def _dispatch(
-        self, pipeline: Pipeline, run: RunRecord, node: _Node, executor: Any, by_key: dict[int, _Node], key: int
+        self, pipeline: Pipeline, run: RunRecord, node: _Node, executor: Executor, by_key: dict[int, _Node], key: int
     ) -> None:
         assert node.job is not None
         node.attempt += 1

@@ -282,3 +282,13 @@ def test_the_isolated_option_must_be_a_bool():
 
     with pytest.raises(ComponentDefinitionError, match="The 'isolated' option must be True or False"):
         component(isolated="yes")
+
+
+def test_both_executors_meet_the_executor_protocol_the_runner_types_against():
+    from flywheel.runner.executors import Executor, ForkPoolExecutor, InProcessExecutor
+
+    pipe = chain_pipeline()
+    for executor in (InProcessExecutor(pipe), ForkPoolExecutor(pipe, 2)):
+        assert isinstance(executor, Executor)
+        assert executor.capacity >= 1 and executor.running() == 0
+        executor.shutdown()
