@@ -36,12 +36,13 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options
 from flywheel.errors import ParameterError
 
-from flywheel.components import _tune_kfp, _tune_report, _tune_search, _tune_space, _tune_trial
+from flywheel.components import _tune_report, _tune_search, _tune_space, _tune_trial
 
 OBJECTIVES = ("val_accuracy", "val_loss")
 
 
-@component
+# On Kubeflow, random and grid search compile to a ParallelFor of trials (_tune_kfp.expansion).
+@component(kfp_expansion="flywheel.components._tune_kfp:expansion")
 def tune(
     examples: Input[Examples],
     transform_graph: Input[TransformGraph],
@@ -154,7 +155,3 @@ def _check_search(search_space: dict, fixed: dict) -> dict[str, dict[str, Any]]:
             f"(unknown {unknown}). Got {fixed!r} instead."
         )
     return _tune_space.check_space(search_space, allowed=_tune_trial.TUNABLE)
-
-
-# On Kubeflow, random and grid search compile to a ParallelFor of trials (see _tune_kfp).
-tune.kfp_expansion = _tune_kfp.expansion

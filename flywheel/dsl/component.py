@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import re
 import sys
 import types
 import typing
@@ -261,11 +262,13 @@ class Component:
         name: str | None,
         options: ComponentOptions,
         reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
+        kfp_expansion: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.options = options
         self.reads = reads
+        self._kfp_expansion = kfp_expansion
         self.description = inspect.getdoc(fn) or ""
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
@@ -274,6 +277,11 @@ class Component:
         self.output_values: dict[str, ParameterSpec] = {}
         self._read_interface()
         self._check_reads()
+        if kfp_expansion is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", kfp_expansion):
+            raise ComponentDefinitionError(
+                f"The 'kfp_expansion' option of component '{self.name}' must be 'MODULE:FUNCTION' (e.g. "
+                f"'flywheel.components._tune_kfp:expansion'). Got {kfp_expansion!r} instead."
+            )
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__module__ = fn.__module__
@@ -389,6 +397,17 @@ class Component:
                     f"instead; its str parameters are: {', '.join(n for n, p in self.parameters.items() if p.type is str) or 'none'}."
                 )
 
+    @property
+    def kfp_expansion(self) -> Callable[[Any], Any] | None:
+        """The declared Kubeflow fan-out, ``task -> ParallelExpansion | None`` (see
+        ``flywheel/kubeflow/compiler.py``), imported on first use: only compiling needs it."""
+        if self._kfp_expansion is None:
+            return None
+        import importlib
+
+        module, _, attr = self._kfp_expansion.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
     def check_parameters(self, values: Mapping[str, Any]) -> None:
         """Checks parameter values against the rules declared in the signature.
 
@@ -452,6 +471,7 @@ def component(
     isolated: bool = False,
     image: str = "component",
     reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
+    kfp_expansion: str | None = None,
 ) -> Any:
     """Turns an annotated function into a component (with or without arguments).
 
@@ -464,6 +484,9 @@ def component(
     Kubernetes; ``cpu``/``memory`` are shorthands for the requests of ``resources``.
     ``retries`` with ``retry_backoff_s`` (doubling) apply locally and on Kubeflow.
     ``image`` is the image role the task runs in on Kubeflow ("component" or "serving").
+    ``kfp_expansion`` ("MODULE:FUNCTION") declares how the component fans out on Kubeflow: a
+    function of the task that returns a ``ParallelExpansion`` (or None to compile it as one
+    task), imported only by the compiler (``tune``'s trials are one).
 
     Raises:
         ComponentDefinitionError: an argument lacks an annotation or has an
@@ -483,7 +506,10 @@ def component(
     def wrap(func: Callable[..., Any]) -> Component:
         if not callable(func):
             raise ComponentDefinitionError(f"@component decorates a function; got {func!r}.")
-        return Component(func, name=name, options=options, reads=tuple(reads) if not callable(reads) else reads)
+        return Component(
+            func, name=name, options=options, reads=tuple(reads) if not callable(reads) else reads,
+            kfp_expansion=kfp_expansion,
+        )
 
     if fn is not None:
         return wrap(fn)

@@ -23,7 +23,7 @@ name; any other component (a pipeline file, a notebook-style module) travels as
 its module's source, base64-encoded in the args, the way KFP's lightweight
 components embed function source.
 
-A component may declare a KFP expansion (``component.kfp_expansion``, a
+A component may declare a KFP expansion (``@component(kfp_expansion="MODULE:FUNCTION")``, a
 function of the task returning a ``ParallelExpansion`` or None): the task then
 compiles to ``ParallelFor`` over items known at compile time -> a trial
 component, and a select component fed ``dsl.Collected`` of the trials' outputs

@@ -238,3 +238,25 @@ def test_the_executor_folds_a_collected_input_and_keeps_every_trial():
     assert len(entry["artifacts"]) == 2 and entry["artifacts"][0]["metadata"] == {"score": 0.5}  # not changed
     with pytest.raises(ExecutorError, match="'result' has 2 artifacts"):
         _runtime_artifact(entry, "result", "Output")  # an output is always one artifact
+
+
+def test_the_fan_out_is_declared_on_the_component_and_imported_only_when_compiling():
+    import subprocess
+    import sys
+
+    from flywheel import component
+    from flywheel.errors import ComponentDefinitionError
+
+    code = (
+        "import sys; from flywheel.components.tune import tune; "
+        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.executor', "
+        "'flywheel.components._tune_kfp')))); "
+        "print(tune.kfp_expansion.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, module = out.stdout.strip().splitlines()
+    assert before == "[]" and module == "flywheel.components._tune_kfp"
+    with pytest.raises(ComponentDefinitionError, match="'kfp_expansion' option of component 'spread' must be 'MODULE:FUNCTION'"):
+        @component(kfp_expansion="not a reference")
+        def spread() -> None:
+            pass
