@@ -250,7 +250,7 @@ def _baseline(
     version = store.serving_version(model_name)
     if version is None:
         return None
-    spec = features.read_json(os.path.join(store.version_dir(model_name, version), features.MODEL_JSON))
+    spec = features.read_json(os.path.join(store.local_version_dir(model_name, version), features.MODEL_JSON))
     try:
         _data_sanity.check_same_vocabulary(class_names, spec["label_vocabulary"], version=version, model_name=model_name)
     except DataSanityError as exc:
