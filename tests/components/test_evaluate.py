@@ -180,6 +180,18 @@ def test_blessing_refuses_regression_against_the_served_model(trained, tmp_path)
     assert baseline["overall"]["accuracy"] == accepted["evaluation"].properties["accuracy"]  # same model
 
 
+def test_the_served_baseline_is_read_from_a_registry_on_an_object_store(trained, tmp_path, s3_bucket, monkeypatch):
+    examples, good, poor = trained
+    monkeypatch.setenv("FLYWHEEL_REGISTRY_CACHE", str(tmp_path / "cache"))
+    store = ModelRegistry(f"{s3_bucket}/registry")
+    version, _ = store.push("penguins", good.uri)
+    store.set_serving("penguins", version)
+
+    refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, thresholds={})
+    assert refused["blessing"].properties["baseline_version"] == 1
+    assert any("worse than the serving version 1" in r for r in refused["blessing"].properties["reasons"])
+
+
 def test_unknown_metric_names_are_rejected(trained, tmp_path):
     examples, good, _ = trained
     with pytest.raises(ParameterError, match="unknown metric"):
