@@ -86,6 +86,45 @@ def raw_inputs(frame: pd.DataFrame, spec: dict[str, Any]) -> dict[str, np.ndarra
     return inputs
 
 
+def raw_inputs_from_records(records: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``raw_inputs`` for rows given as dicts (JSON-like values), without pandas.
+
+    The same rules: numbers as float32 with NaN for a missing or non-numeric value,
+    categories as ``str`` with "" for a missing one (None or NaN).
+
+    Raises:
+        FlywheelError: a row lacks a feature the model needs.
+    """
+    import math
+
+    import numpy as np
+
+    names = feature_names(spec)
+    for index, record in enumerate(records):
+        missing = [name for name in names if name not in record]
+        if missing:
+            raise FlywheelError(
+                f"The model needs the feature(s) {missing}, which row {index} does not have "
+                f"(keys: {sorted(record)}). Feed the columns the model was trained on."
+            )
+
+    def number(value: Any) -> float:
+        try:
+            return math.nan if value is None else float(value)
+        except (TypeError, ValueError):
+            return math.nan
+
+    def category(value: Any) -> str:
+        return MISSING_STRING if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+    inputs: dict[str, np.ndarray] = {}
+    for name in spec["numeric_features"]:
+        inputs[name] = np.asarray([number(record[name]) for record in records], dtype="float32")
+    for name in spec["categorical_features"]:
+        inputs[name] = np.asarray([category(record[name]) for record in records], dtype=object)
+    return inputs
+
+
 def encode_labels(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
     """Maps label values to their index in ``vocabulary``.
 

@@ -56,7 +56,7 @@ class TrainObjective:
         params.update(self.fixed)
         params.update(values)
         params["epochs"] = int(epochs)
-        self._train._check_parameters(**params)  # noqa: SLF001 - the same rules as train itself
+        self._train.train.check_parameters(params)  # the rules train declares in its signature
         return params
 
     def __call__(self, values: dict[str, Any], epochs: int) -> dict[str, float]:

@@ -145,7 +145,7 @@ def _scorer(model: Any, registry: str, model_name: str, version: str) -> dict[st
         store = ModelRegistry(registry or Home.resolve().registry)
         number = _registry_version(store, model_name, version)
         uri = store.version_dir(model_name, number)
-        spec = features.read_json(os.path.join(uri, features.MODEL_JSON))
+        spec = store.read_version_json(model_name, number, features.MODEL_JSON)  # a directory or an object store
         net, name = store.load_keras(model_name, number), model_name
     if spec.get("modality") == "image":
         raise FlywheelError(

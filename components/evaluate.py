@@ -241,8 +241,6 @@ def _baseline(
         DataSanityError: the serving version predicts other classes than
             ``class_names`` and ``allow_label_change`` is false.
     """
-    import os
-
     from flywheel.home import Home
     from flywheel.registry import ModelRegistry
 
@@ -250,7 +248,7 @@ def _baseline(
     version = store.serving_version(model_name)
     if version is None:
         return None
-    spec = features.read_json(os.path.join(store.local_version_dir(model_name, version), features.MODEL_JSON))
+    spec = store.read_version_json(model_name, version, features.MODEL_JSON)  # a directory or an object store
     try:
         _data_sanity.check_same_vocabulary(class_names, spec["label_vocabulary"], version=version, model_name=model_name)
     except DataSanityError as exc:

@@ -106,6 +106,44 @@ def read_split(examples: Artifact, split: str, columns: list[str] | None = None)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+def head_table(examples: Artifact, split: str, rows: int, columns: list[str] | None = None) -> Any:
+    """The first ``rows`` rows of one split as a ``pyarrow.Table`` (no pandas; reads only what it needs).
+
+    Args:
+        examples: The Examples artifact.
+        split: Split name.
+        rows: How many rows at most (fewer when the split is shorter).
+        columns: Only these columns (None: all); every one must be in the split.
+
+    Raises:
+        FlywheelError: the split does not exist or lacks one of ``columns``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if columns is not None:
+        present = split_columns(examples, split)
+        missing = [name for name in columns if name not in present]
+        if missing:
+            raise FlywheelError(
+                f"The '{split}' split of {examples.uri} has no column(s) {missing} (columns: {present})."
+            )
+    tables: list[Any] = []
+    taken = 0
+    for path in shard_paths(examples, split):
+        with pq.ParquetFile(path) as shard:
+            if not tables:  # the first shard's columns, even when it has no rows
+                tables.append(shard.schema_arrow.empty_table().select(columns or shard.schema_arrow.names))
+            for batch in shard.iter_batches(batch_size=max(1, min(rows, 65_536)), columns=columns):
+                if taken >= rows:
+                    break
+                tables.append(pa.Table.from_batches([batch.slice(0, rows - taken)]))
+                taken += tables[-1].num_rows
+        if taken >= rows:
+            break
+    return pa.concat_tables(tables)
+
+
 def iter_split_batches(
     examples: Artifact, split: str, batch_rows: int = 65_536, columns: list[str] | None = None
 ) -> Iterator[pd.DataFrame]:
@@ -277,10 +315,19 @@ def read_images(examples: Artifact, split: str) -> tuple[Any, pd.DataFrame]:
     """
     import numpy as np
 
+    return np.load(images_path(examples, split), allow_pickle=False), read_split(examples, split)
+
+
+def images_path(examples: Artifact, split: str) -> str:
+    """The pixel array file of one split of image Examples (``np.load`` it with ``mmap_mode="r"`` to read a few).
+
+    Raises:
+        FlywheelError: the split or its images are missing.
+    """
     path = os.path.join(split_dir(examples, split), IMAGES_FILE)
     if not os.path.isfile(path):
         raise FlywheelError(
             f"Examples at {examples.uri} have no images for split '{split}' (looked for {path}); "
             "image Examples come from ingest with an image directory or an .npz file."
         )
-    return np.load(path, allow_pickle=False), read_split(examples, split)
+    return path

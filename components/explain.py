@@ -22,10 +22,11 @@ against the ink's area share, and deletion/insertion AUC against a random map.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import HTML, Examples, Model
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Interval
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components import _explain_report, _image_models, examples_io
@@ -38,15 +39,15 @@ def explain(
     model: Input[Model],
     report: Output[HTML],
     split: str = "eval",
-    rows: int = 10,
-    background_size: int = 20,
-    shap_nsamples: int = 200,
-    lime_samples: int = 300,
-    top_k: int = 2,
-    patch_size: int = 2,
+    rows: Annotated[int, Interval(int, 1, None)] = 10,
+    background_size: Annotated[int, Interval(int, 1, None)] = 20,
+    shap_nsamples: Annotated[int, Interval(int, 2, None)] = 200,
+    lime_samples: Annotated[int, Interval(int, 10, None)] = 300,
+    top_k: Annotated[int, Interval(int, 1, None)] = 2,
+    patch_size: Annotated[int, Interval(int, 1, None)] = 2,
     ink_threshold: float = -1.0,
     hide_value: float = 0.0,
-    curve_steps: int = 16,
+    curve_steps: Annotated[int, Interval(int, 1, None)] = 16,
     grad_cam_layer: str = "",
     seed: int = 0,
 ) -> None:
@@ -74,8 +75,6 @@ def explain(
         ParameterError: a parameter breaks its rule.
         FlywheelError: the split is missing or the model's features are not in the data.
     """
-    _check_parameters(rows=rows, background_size=background_size, shap_nsamples=shap_nsamples,
-                      lime_samples=lime_samples, top_k=top_k, patch_size=patch_size, curve_steps=curve_steps)
     from flywheel.components import _model_layers
 
     spec = features.read_json(model.path(features.MODEL_JSON))
@@ -96,15 +95,6 @@ def explain(
     with open(report.path("index.html"), "w", encoding="utf-8") as handle:
         handle.write(page)
     report.properties.update({**summary, "split": split, "modality": "image" if "grad_cam" in summary else "table"})
-
-
-def _check_parameters(**values: int) -> None:
-    minimum = {"rows": 1, "background_size": 1, "shap_nsamples": 2, "lime_samples": 10, "top_k": 1,
-               "patch_size": 1, "curve_steps": 1}
-    for name, low in minimum.items():
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ParameterError(f"The '{name}' parameter of explain must be an int >= {low}. Got {value!r} instead.")
 
 
 class TableCodec:

@@ -12,6 +12,12 @@ probability), and every request must answer within ``max_latency_ms``.
 The node succeeds either way (as TFX's InfraValidator does): a model that
 cannot be served gets ``blessed=False`` with the reason, and ``push`` refuses
 it. Nothing is left behind: the scratch registry is deleted.
+
+On Kubeflow the task runs in the serving image (``@component(image="serving")``),
+so the model is loaded with the libraries that will serve it. That image has no
+pandas: the rows are read with pyarrow (``examples_io.head_table``) and fed to
+the model as plain records; ``tests/docker`` checks that everything this task
+imports (with the executor) is installed there.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ SCRATCH_MODEL_NAME = "candidate"
 HTTP_TIMEOUT_S = 60.0
 
 
-@component
+@component(image="serving")
 def infra_validate(
     model: Input[Model],
     examples: Input[Examples],
@@ -74,11 +80,11 @@ def infra_validate(
     """
     _check_parameters(requests, rows_per_request, tolerance, max_latency_ms, load_timeout_s)
     spec = features.read_json(model.path(features.MODEL_JSON))
-    frame, images = _request_rows(examples, split, spec, requests * rows_per_request)
+    records, images = _request_rows(examples, split, spec, requests * rows_per_request)
     report: dict[str, Any] = {
         "model_uri": model.uri,
         "split": split,
-        "rows": int(len(frame)),
+        "rows": len(records),
         "tolerance": tolerance,
         "max_latency_ms": max_latency_ms,
         "latency_ms": [],
@@ -87,11 +93,11 @@ def infra_validate(
     reasons: list[str] = []
     scratch = tempfile.mkdtemp(prefix="flywheel-infra-")
     try:
-        served = _serve_and_ask(model.uri, scratch, frame, images, spec, rows_per_request, load_timeout_s, report)
+        served = _serve_and_ask(model.uri, scratch, records, images, rows_per_request, load_timeout_s, report)
         if served is None:
             reasons.append(report["error"])
         else:
-            reasons.extend(_judge(served, model, frame, images, spec, report))
+            reasons.extend(_judge(served, model, records, images, spec, report))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     blessed = not reasons
@@ -129,56 +135,53 @@ def _check_parameters(
             raise ParameterError(f"The '{name}' parameter of infra_validate must be {rule}. Got {value!r} instead.")
 
 
-def _request_rows(examples: Examples, split: str, spec: dict[str, Any], count: int) -> tuple[Any, Any]:
-    """The first ``count`` rows of ``split`` (and their images for an image model).
+def _request_rows(
+    examples: Examples, split: str, spec: dict[str, Any], count: int
+) -> tuple[list[dict[str, Any]], Any]:
+    """The first ``count`` rows of ``split`` as TF Serving REST ``instances`` (and their images for an image model).
+
+    A table row holds only the model's features, a missing value as None (JSON null).
 
     Raises:
         FlywheelError: the split is empty or lacks a feature the model takes.
     """
     if spec.get("modality") == "image":
-        images, frame = examples_io.read_images(examples, split)
-        images, frame = images[:count], frame.iloc[:count]
+        import numpy as np
+
+        images = np.array(np.load(examples_io.images_path(examples, split), mmap_mode="r", allow_pickle=False)[:count])
+        records: list[dict[str, Any]] = [{} for _ in range(len(images))]
     else:
-        frame = examples_io.read_split(examples, split).iloc[:count]
-        missing = [name for name in features.feature_names(spec) if name not in frame.columns]
+        names = features.feature_names(spec)
+        missing = [name for name in names if name not in examples_io.split_columns(examples, split)]
         if missing:
             raise FlywheelError(
                 f"The '{split}' split of {examples.uri} lacks the feature(s) {missing} the model takes; "
                 "infra-validate a model with Examples of the data it was trained on."
             )
+        records = [
+            {name: None if isinstance(value, float) and math.isnan(value) else value for name, value in row.items()}
+            for row in examples_io.head_table(examples, split, count, columns=names).to_pylist()
+        ]
         images = None
-    if not len(frame):
+    if not records:
         raise FlywheelError(
             f"The '{split}' split of {examples.uri} has no rows to build requests from; pick a split with rows."
         )
-    return frame.reset_index(drop=True), images
+    return records, images
 
 
-def _instances(frame: Any, images: Any, spec: dict[str, Any]) -> list[Any]:
-    """Rows as TF Serving REST ``instances``: only the model's features, NaN sent as null."""
+def _instances(records: list[dict[str, Any]], images: Any) -> list[Any]:
+    """The request ``instances``: the rows, or an image model's raw pixels."""
     if images is not None:
         return [image.tolist() for image in images]
-    names = features.feature_names(spec)
-    rows = []
-    for record in frame[names].to_dict(orient="records"):
-        rows.append({k: None if isinstance(v, float) and math.isnan(v) else _plain(v) for k, v in record.items()})
-    return rows
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready Python scalar for a numpy/pandas one (``None`` for missing)."""
-    if value is None:
-        return None
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
+    return records
 
 
 def _serve_and_ask(
     model_uri: str,
     scratch: str,
-    frame: Any,
+    records: list[dict[str, Any]],
     images: Any,
-    spec: dict[str, Any],
     rows_per_request: int,
     load_timeout_s: float,
     report: dict[str, Any],
@@ -203,7 +206,7 @@ def _serve_and_ask(
         registry=registry.root, home=f"{scratch}/home", model=SCRATCH_MODEL_NAME, port=0, log_sample_rate=0.0,
         tf_threads=0,
     )
-    instances = _instances(frame, images, spec)
+    instances = _instances(records, images)
     answers: list[list[float]] = []
     try:
         with _serving(config, load_timeout_s) as url:
@@ -273,15 +276,17 @@ def _post(url: str, body: bytes) -> dict[str, Any]:
 
 
 def _judge(
-    served: list[list[float]], model: Model, frame: Any, images: Any, spec: dict[str, Any], report: dict[str, Any]
+    served: list[list[float]],
+    model: Model,
+    records: list[dict[str, Any]],
+    images: Any,
+    spec: dict[str, Any],
+    report: dict[str, Any],
 ) -> list[str]:
     """Compares served answers with the model's own predictions and latency with its bound; returns failures."""
     import numpy as np
 
-    from flywheel.components import _model_layers
-    from flywheel.components.evaluate import predict_proba
-
-    own = predict_proba(_model_layers.load_model(model.path(features.MODEL_FILE)), frame, spec, images=images)
+    own = _own_predictions(model, records, images, spec)
     answers = np.asarray(served, dtype=np.float64)
     failures: list[str] = []
     if answers.shape != own.shape:
@@ -297,3 +302,30 @@ def _judge(
     if slowest > report["max_latency_ms"]:
         failures.append(f"the slowest request took {slowest:.1f} ms, more than max_latency_ms={report['max_latency_ms']:g}")
     return failures
+
+
+def _own_predictions(model: Model, records: list[dict[str, Any]], images: Any, spec: dict[str, Any]) -> Any:
+    """The model's own class probabilities (Keras ``predict`` on ``model.keras``), as evaluate computes them.
+
+    Raises:
+        FlywheelError: the model and the data disagree on their kind or image shape.
+    """
+    import numpy as np
+
+    from flywheel.components import _image_models, _model_layers
+
+    if _image_models.is_image_spec(spec) != (images is not None):
+        raise FlywheelError(
+            f"The model takes {'images' if _image_models.is_image_spec(spec) else 'table rows'} but the Examples hold "
+            f"{'images' if images is not None else 'table rows'}; infra-validate a model with the kind of data it was trained on."
+        )
+    keras_model = _model_layers.load_model(model.path(features.MODEL_FILE))
+    if images is not None:
+        if list(images.shape[1:]) != list(spec["image_shape"]):
+            raise FlywheelError(
+                f"The model takes images of shape {spec['image_shape']}; the Examples' are {list(images.shape[1:])}."
+            )
+        inputs = _image_models.pixels(images)
+    else:
+        inputs = features.raw_inputs_from_records(records, spec)
+    return np.asarray(keras_model.predict(inputs, batch_size=1024, verbose=0))

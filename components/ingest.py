@@ -27,11 +27,12 @@ import hashlib
 import json
 import os
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from flywheel import data_sources, storage
 from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Output, component
+from flywheel.dsl.constraints import Interval, Options, rule
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components import _ingest_columns, _ingest_stream
@@ -42,6 +43,14 @@ if TYPE_CHECKING:
 PENGUINS = "palmerpenguins"
 DIGITS = "sklearn-digits"
 FORMATS = ("auto", "csv", "parquet", "jsonl", "images", "npz")
+
+
+@rule
+def image_size_rule(value: Any) -> bool:
+    """[] or [height, width] of positive ints"""
+    return isinstance(value, list) and (
+        not value or len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
 IMAGE_FORMATS = ("images", "npz")
 EXTENSIONS = {
     ".csv": "csv",
@@ -74,12 +83,12 @@ def ingest(
     examples: Output[Examples],
     path: str = "",
     label: str = "",
-    format: str = "auto",  # noqa: A002 - the user-facing name of the option
-    eval_ratio: float = 0.2,
+    format: Annotated[str, Options(FORMATS)] = "auto",  # noqa: A002 - the user-facing name of the option
+    eval_ratio: Annotated[float, Interval(float, 0, 1, closed="neither")] = 0.2,
     split_key: str = "",
     drop_label_missing: bool = True,
     encoding: str = "utf-8",
-    image_size: list = [],  # noqa: B006 - component defaults are recorded, never mutated
+    image_size: Annotated[list, image_size_rule] = [],  # noqa: B006 - component defaults are recorded, never mutated
     rename_columns: bool = False,
     span_count: int = 1,
 ) -> None:
@@ -123,7 +132,6 @@ def ingest(
             a column name cannot be a model input (and ``rename_columns`` is false).
         DataSourceError: a span pattern is malformed or matches nothing.
     """
-    _check_parameters(format, eval_ratio, image_size)
     if _is_image_input(path, format):
         _ingest_images(examples, path, eval_ratio=eval_ratio, image_size=list(image_size), npz=format == "npz")
         return
@@ -363,25 +371,6 @@ def _ingest_images(examples: Examples, path: str, *, eval_ratio: float, image_si
             "rows_dropped": 0,
         }
     )
-
-
-def _check_parameters(format: str, eval_ratio: float, image_size: list = ()) -> None:  # noqa: A002
-    if format not in FORMATS:
-        raise ParameterError(
-            f"The 'format' parameter of ingest must be one of {', '.join(map(repr, FORMATS))}. "
-            f"Got {format!r} instead."
-        )
-    if isinstance(eval_ratio, bool) or not isinstance(eval_ratio, (int, float)) or not 0 < eval_ratio < 1:
-        raise ParameterError(
-            f"The 'eval_ratio' parameter of ingest must be a float in (0, 1). Got {eval_ratio!r} instead."
-        )
-    if list(image_size) and not (
-        len(image_size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)
-    ):
-        raise ParameterError(
-            f"The 'image_size' parameter of ingest must be [] or [height, width] of positive ints. "
-            f"Got {image_size!r} instead."
-        )
 
 
 def penguins_csv() -> str:

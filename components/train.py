@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import Examples, HyperParameters, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Interval, Options, nonempty_positive_int_list, positive_int_list
 from flywheel.errors import ParameterError
 
 from flywheel.components import _data_sanity, _image_models, _model_diagnosis, _model_resample, _tune_space, examples_io
@@ -44,30 +45,30 @@ def train(
     examples: Input[Examples],
     transform_graph: Input[TransformGraph],
     model: Output[Model],
-    hidden_units: list = [16, 8],  # noqa: B006 - component defaults are recorded, never mutated
-    dropout: float = 0.1,
-    learning_rate: float = 0.01,
-    epochs: int = 100,
-    batch_size: int = 32,
-    early_stopping_patience: int = 5,
-    class_weights: str = "none",
-    loss: str = "crossentropy",
-    focal_gamma: float = 2.0,
-    validation_fraction: float = 0.2,
+    hidden_units: Annotated[list, positive_int_list] = [16, 8],  # noqa: B006 - component defaults are recorded, never mutated
+    dropout: Annotated[float, Interval(float, 0, 1, closed="left")] = 0.1,
+    learning_rate: Annotated[float, Interval(float, 0, None, closed="neither")] = 0.01,
+    epochs: Annotated[int, Interval(int, 1, None)] = 100,
+    batch_size: Annotated[int, Interval(int, 1, None)] = 32,
+    early_stopping_patience: Annotated[int, Interval(int, 0, None)] = 5,
+    class_weights: Annotated[str, Options(CLASS_WEIGHTS)] = "none",
+    loss: Annotated[str, Options(LOSSES)] = "crossentropy",
+    focal_gamma: Annotated[float, Interval(float, 0, None)] = 2.0,
+    validation_fraction: Annotated[float, Interval(float, 0, 1, closed="neither")] = 0.2,
     seed: int = 0,
     architecture: str = "auto",
-    conv_widths: list = [16, 32],  # noqa: B006
-    mixup_alpha: float = 0.0,
-    randaugment_n: int = 0,
-    randaugment_m: float = 5.0,
+    conv_widths: Annotated[list, nonempty_positive_int_list] = [16, 32],  # noqa: B006
+    mixup_alpha: Annotated[float, Interval(float, 0, None)] = 0.0,
+    randaugment_n: Annotated[int, Interval(int, 0, None)] = 0,
+    randaugment_m: Annotated[float, Interval(float, 0, 10)] = 5.0,
     coteaching: bool = False,
-    forget_rate: float = 0.2,
-    num_gradual: int = 10,
+    forget_rate: Annotated[float, Interval(float, 0, 1, closed="left")] = 0.2,
+    num_gradual: Annotated[int, Interval(int, 0, None)] = 10,
     teacher: Input[Model] = None,
-    distill_temperature: float = 4.0,
-    distill_alpha: float = 0.1,
+    distill_temperature: Annotated[float, Interval(float, 0, None, closed="neither")] = 4.0,
+    distill_alpha: Annotated[float, Interval(float, 0, 1)] = 0.1,
     hyperparameters: Input[HyperParameters] = None,
-    min_class_examples: int = 5,
+    min_class_examples: Annotated[int, Interval(int, 1, None)] = 5,
 ) -> None:
     """Trains a small dense classifier on the train split, with early stopping.
 
@@ -130,29 +131,10 @@ def train(
     if hyperparameters is not None:  # tuned values override the ones given; then train as usual
         given = {name: value for name, value in locals().items() if name in train.parameters}
         tuned = _tune_space.overrides(hyperparameters, train.parameters)
+        train.check_parameters(tuned)
         train.fn(examples=examples, transform_graph=transform_graph, model=model, teacher=teacher, **{**given, **tuned})
         model.properties.update({"tuned_hyperparameters": tuned, "hyperparameters_uri": hyperparameters.uri})
         return
-    _check_parameters(
-        hidden_units=hidden_units,
-        dropout=dropout,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        early_stopping_patience=early_stopping_patience,
-        class_weights=class_weights,
-        loss=loss,
-        focal_gamma=focal_gamma,
-        validation_fraction=validation_fraction,
-        conv_widths=conv_widths,
-        mixup_alpha=mixup_alpha,
-        randaugment_n=randaugment_n,
-        randaugment_m=randaugment_m,
-        forget_rate=forget_rate,
-        num_gradual=num_gradual,
-        distill_temperature=distill_temperature,
-        distill_alpha=distill_alpha,
-    )
     import keras
 
     from flywheel.components import _model_layers
@@ -339,50 +321,6 @@ def _data_identity(examples: Any) -> dict[str, Any]:
         "data_sha256": source.get("sha256"),
         "data_uri": source.get("uri") or examples.properties.get("source"),
     }
-
-
-def _check_parameters(**values: Any) -> None:
-    def fail(name: str, rule: str) -> None:
-        raise ParameterError(f"The '{name}' parameter of train must be {rule}. Got {values[name]!r} instead.")
-
-    units = values["hidden_units"]
-    if not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in units):
-        fail("hidden_units", "a list of positive ints (e.g. [16, 8])")
-    if not 0.0 <= values["dropout"] < 1.0:
-        fail("dropout", "in [0, 1)")
-    if values["learning_rate"] <= 0:
-        fail("learning_rate", "> 0")
-    if values["epochs"] < 1:
-        fail("epochs", ">= 1")
-    if values["batch_size"] < 1:
-        fail("batch_size", ">= 1")
-    if values["early_stopping_patience"] < 0:
-        fail("early_stopping_patience", ">= 0")
-    if values["class_weights"] not in CLASS_WEIGHTS:
-        fail("class_weights", f"one of {CLASS_WEIGHTS}")
-    if values["loss"] not in LOSSES:
-        fail("loss", f"one of {LOSSES}")
-    if values["focal_gamma"] < 0:
-        fail("focal_gamma", ">= 0")
-    if not 0.0 < values["validation_fraction"] < 1.0:
-        fail("validation_fraction", "in (0, 1)")
-    widths = values["conv_widths"]
-    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
-        fail("conv_widths", "a non-empty list of positive ints (e.g. [16, 32])")
-    if values["mixup_alpha"] < 0:
-        fail("mixup_alpha", ">= 0 (0 disables mixup)")
-    if isinstance(values["randaugment_n"], bool) or not isinstance(values["randaugment_n"], int) or values["randaugment_n"] < 0:
-        fail("randaugment_n", "an int >= 0 (0 disables RandAugment)")
-    if not 0 <= values["randaugment_m"] <= 10:
-        fail("randaugment_m", "in [0, 10]")
-    if not 0 <= values["forget_rate"] < 1:
-        fail("forget_rate", "in [0, 1)")
-    if isinstance(values["num_gradual"], bool) or not isinstance(values["num_gradual"], int) or values["num_gradual"] < 0:
-        fail("num_gradual", "an int >= 0")
-    if not values["distill_temperature"] > 0:
-        fail("distill_temperature", "> 0")
-    if not 0 <= values["distill_alpha"] <= 1:
-        fail("distill_alpha", "in [0, 1]")
 
 
 def _check_teacher(

@@ -29,10 +29,11 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import Examples, HyperParameters, TransformGraph
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Interval, Options
 from flywheel.errors import ParameterError
 
 from flywheel.components import _tune_kfp, _tune_report, _tune_search, _tune_space, _tune_trial
@@ -46,18 +47,18 @@ def tune(
     transform_graph: Input[TransformGraph],
     hyperparameters: Output[HyperParameters],
     search_space: dict,
-    strategy: str = "random",
-    max_trials: int = 10,
-    max_seconds: float = 0.0,
-    epochs: int = 20,
-    objective: str = "val_accuracy",
+    strategy: Annotated[str, Options(_tune_search.STRATEGIES)] = "random",
+    max_trials: Annotated[int, Interval(int, 1, None)] = 10,
+    max_seconds: Annotated[float, Interval(float, 0, None)] = 0.0,
+    epochs: Annotated[int, Interval(int, 1, None)] = 20,
+    objective: Annotated[str, Options(OBJECTIVES)] = "val_accuracy",
     seed: int = 0,
     fixed: dict = {},  # noqa: B006 - component defaults are recorded, never mutated
-    grid_points: int = 3,
-    initial_points: int = 0,
+    grid_points: Annotated[int, Interval(int, 1, None)] = 3,
+    initial_points: Annotated[int, Interval(int, 0, None)] = 0,
     hyperband_factor: int = 3,
-    validation_fraction: float = 0.2,
-    parallelism: int = 0,
+    validation_fraction: Annotated[float, Interval(float, 0, 1, closed="neither")] = 0.2,
+    parallelism: Annotated[int, Interval(int, 0, None)] = 0,
 ) -> None:
     """Searches train's hyperparameters and records every trial.
 
@@ -89,11 +90,7 @@ def tune(
     Raises:
         ParameterError: a bad search space, strategy, budget or objective.
     """
-    space = _check_parameters(
-        search_space=search_space, strategy=strategy, max_trials=max_trials, max_seconds=max_seconds,
-        epochs=epochs, objective=objective, fixed=fixed, grid_points=grid_points, initial_points=initial_points,
-        validation_fraction=validation_fraction, parallelism=parallelism,
-    )
+    space = _check_search(search_space, fixed)
     started = time.perf_counter()
     trial_objective = _tune_trial.TrainObjective(
         examples, transform_graph, fixed=fixed, seed=seed, validation_fraction=validation_fraction
@@ -147,32 +144,16 @@ def record_results(
     ]
 
 
-def _check_parameters(**values: Any) -> dict[str, dict[str, Any]]:
-    def fail(name: str, rule: str) -> None:
-        raise ParameterError(f"The '{name}' parameter of tune must be {rule}. Got {values[name]!r} instead.")
-
-    if values["strategy"] not in _tune_search.STRATEGIES:
-        fail("strategy", f"one of {_tune_search.STRATEGIES}")
-    if isinstance(values["max_trials"], bool) or not isinstance(values["max_trials"], int) or values["max_trials"] < 1:
-        fail("max_trials", "an int >= 1")
-    if values["max_seconds"] < 0:
-        fail("max_seconds", ">= 0 (0: no time budget)")
-    if values["epochs"] < 1:
-        fail("epochs", ">= 1")
-    if values["objective"] not in OBJECTIVES:
-        fail("objective", f"one of {OBJECTIVES}")
-    if values["grid_points"] < 1:
-        fail("grid_points", ">= 1")
-    if values["initial_points"] < 0:
-        fail("initial_points", ">= 0 (0: KerasTuner's default)")
-    if not 0.0 < values["validation_fraction"] < 1.0:
-        fail("validation_fraction", "in (0, 1)")
-    if values["parallelism"] < 0:
-        fail("parallelism", ">= 0 (0: no limit)")
-    unknown = sorted(set(values["fixed"]) - set(_tune_trial.TUNABLE))
+def _check_search(search_space: dict, fixed: dict) -> dict[str, dict[str, Any]]:
+    """The parsed search space; ``fixed`` may name only tunable train parameters. (The other
+    parameters' rules are declared in the signature.)"""
+    unknown = sorted(set(fixed) - set(_tune_trial.TUNABLE))
     if unknown:
-        fail("fixed", f"a dict of train parameters from {list(_tune_trial.TUNABLE)} (unknown {unknown})")
-    return _tune_space.check_space(values["search_space"], allowed=_tune_trial.TUNABLE)
+        raise ParameterError(
+            f"The 'fixed' parameter of tune must be a dict of train parameters from {list(_tune_trial.TUNABLE)} "
+            f"(unknown {unknown}). Got {fixed!r} instead."
+        )
+    return _tune_space.check_space(search_space, allowed=_tune_trial.TUNABLE)
 
 
 # On Kubeflow, random and grid search compile to a ParallelFor of trials (see _tune_kfp).

@@ -15,6 +15,13 @@ from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import Component, OutputValue
 from flywheel.errors import FlywheelError, UserCodeError
 
+# An artifact whose properties hold ``ABSENT_PROPERTY: True`` stands for "nothing": the producer found
+# nothing to hand over (``registry_reference`` on a first run, when no version serves yet), as a
+# ``latest()`` input is nothing on a first local run. An optional input then receives None; a required
+# one is an error carrying the producer's ``ABSENT_REASON_PROPERTY``.
+ABSENT_PROPERTY = "flywheel_absent"
+ABSENT_REASON_PROPERTY = "flywheel_absent_reason"
+
 
 def call_component(
     comp: Component,
@@ -31,6 +38,14 @@ def call_component(
     kwargs: dict[str, Any] = {}
     for name, spec in comp.inputs.items():
         artifact = inputs.get(name)
+        if artifact is not None and artifact.properties.get(ABSENT_PROPERTY) is True:
+            if not spec.optional:
+                raise FlywheelError(
+                    f"Component '{comp.name}' input '{name}' is required, but its producer found nothing to "
+                    f"hand over: {artifact.properties.get(ABSENT_REASON_PROPERTY) or 'no reason recorded'}. "
+                    "Feed it from a task that always writes the artifact, or make the input optional."
+                )
+            artifact = None
         if artifact is None:
             if not spec.optional:
                 raise FlywheelError(f"Component '{comp.name}' got no artifact for required input '{name}'.")
@@ -53,7 +68,9 @@ def call_component(
         if not isinstance(holder, OutputValue):
             raise FlywheelError(f"Component '{comp.name}' got no holder for output parameter '{name}'.")
         kwargs[name] = holder
-    kwargs.update({k: v for k, v in parameters.items() if k in comp.parameters})
+    given = {k: v for k, v in parameters.items() if k in comp.parameters}
+    comp.check_parameters(given)  # a value given at run time (a KFP run parameter) meets the rules too
+    kwargs.update(given)
     try:
         comp.fn(**kwargs)
     except FlywheelError:

@@ -49,6 +49,11 @@ REPORT_FILE_PROPERTY = "flywheel_report_file"
 # An input fed several artifacts (KFP's ``dsl.Collected`` fan-in) reaches the component as one
 # artifact: the first one, with every artifact's ``{"uri", "metadata"}`` under this property.
 COLLECTED_PROPERTY = "collected"
+# A task whose KFP component declares this extra input parameter gets KFP's run id in it (the compiler
+# passes ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``); the executor exports it as ``KFP_RUN_ID``, which push
+# records as the version's lineage. It is no parameter of the flywheel component.
+RUN_ID_PARAMETER = "flywheel_kfp_run_id"
+RUN_ID_ENV = "KFP_RUN_ID"
 
 
 class ExecutorError(FlywheelError):
@@ -243,11 +248,15 @@ def execute(executor_input: Mapping[str, Any], comp: Component) -> dict[str, Any
             name=runtime.get("name", ""),
         )
 
+    parameter_values = inputs_section.get("parameterValues") or {}
     parameters = {
         name: _coerce_parameter(comp, name, value)
-        for name, value in (inputs_section.get("parameterValues") or {}).items()
+        for name, value in parameter_values.items()
         if name in comp.parameters
     }
+    run_id = parameter_values.get(RUN_ID_PARAMETER)
+    if isinstance(run_id, str) and run_id and not run_id.startswith("{{"):  # an unresolved placeholder is no id
+        os.environ[RUN_ID_ENV] = run_id
 
     for artifact in outputs.values():
         _make_writable_dir(artifact.uri, "output artifact")

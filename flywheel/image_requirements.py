@@ -8,7 +8,9 @@ needs it is left out. What starts the cut:
 * ``component`` (the image every KFP task runs): the test tooling (``DEV_ONLY``) and the
   Jupyter front end that TFMA's notebook widgets pull in but no task imports
   (``NOT_IMPORTED_AT_RUN_TIME``);
-* ``serving``: only the closure of what ``flywheel serve`` imports (``SERVING_ROOTS``).
+* ``serving``: only the closure of what ``flywheel serve`` imports (``SERVING_ROOTS``); the
+  tasks that run in it (``@component(image="serving")``: infra_validate, through the executor)
+  import nothing more (checked by tests/docker).
 
 Each image's pins are committed beside its Dockerfile (``docker/component.lock``,
 ``docker/serving.lock``) and the builder copies only that file: an edit to the lock that

@@ -88,6 +88,24 @@ def image_reference(kind: str, *, tag: str, repository: str = "") -> str:
     return f"{repository.rstrip('/')}/{name}:{tag}" if repository else f"{name}:{tag}"
 
 
+def sibling_reference(reference: str, kind: str) -> str | None:
+    """The reference of image ``kind`` built beside ``reference``: same repository, same tag.
+
+    ``reg.example/ml/flywheel:0.2.0`` gives ``reg.example/ml/flywheel-serving:0.2.0`` for
+    "serving", as ``flywheel image build --repository reg.example/ml --tag 0.2.0`` names the
+    two. None when ``reference`` is not named like one of flywheel's images (another name, or
+    pinned by digest, which cannot carry over).
+    """
+    if "@" in reference:
+        return None
+    repository, _, last = reference.rpartition("/")
+    name, colon, tag = last.partition(":")
+    if name not in {spec.name for spec in IMAGES.values()} or (colon and not _TAG.match(tag)):
+        return None
+    sibling = f"{repository}/{IMAGES[kind].name}" if repository else IMAGES[kind].name
+    return f"{sibling}:{tag}" if colon else sibling
+
+
 def build_images(
     context_dir: str | os.PathLike[str],
     *,

@@ -59,7 +59,7 @@ import os
 import shutil
 import socket
 import uuid
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from flywheel import storage
 from flywheel.errors import FlywheelError
@@ -124,6 +124,20 @@ def _served_versions(alias: dict[str, Any] | None) -> set[int]:
     candidates = [entry.get("version") for entry in history if isinstance(entry, dict)]
     candidates += served_list + [alias.get("version")]
     return {v for v in map(_as_version, candidates) if v is not None}
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is the store failing to answer, not a missing or bad file.
+
+    A passing outage is worth retrying at once; a missing or damaged file is not.
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, storage.StorageError):
+            cause = exc.__cause__
+            return isinstance(cause, OSError) and not isinstance(cause, (FileNotFoundError, PermissionError))
+        exc, seen = exc.__cause__, seen + 1
+    return False
 
 
 def _staging_owner() -> str:
@@ -284,25 +298,60 @@ class ModelRegistry:
     def local_version_dir(self, name: str, version: int) -> str:
         """A local directory holding the version's files (object stores: a cached copy).
 
-        The copy is made once per (registry, model, version), into a temporary
-        directory renamed into place, so a crashed download is never used.
+        The copy is made once per (registry, model, version), streamed into a
+        temporary directory renamed into place, so a crashed download is never
+        used (``flywheel.registry_cache``).
+
+        Raises:
+            FlywheelError: the version does not exist.
+            StorageError: the store cannot be read (``is_unreachable`` tells a passing outage).
         """
         directory = self._existing_version_dir(name, version)
         if not self.remote:
             return directory
-        key = hashlib.sha256(self.root.encode()).hexdigest()[:16]
-        target = os.path.join(self.cache_dir, key, check_name("model", name), str(int(version)))
-        if not os.path.isfile(os.path.join(target, VERSION_FILE)):
-            staging = f"{target}.{uuid.uuid4().hex}.tmp"
-            try:
-                storage.get_tree(directory, staging)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                if os.path.isdir(target):
-                    shutil.rmtree(target, ignore_errors=True)
-                os.rename(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        return target
+        from flywheel import registry_cache
+
+        return registry_cache.materialise(directory, self._model_cache_dir(name), version)
+
+    def prune_cache(self, name: str, keep: Iterable[int]) -> list[int]:
+        """Drops the local copies of a model's versions not in ``keep``; returns those dropped ([] locally)."""
+        if not self.remote:
+            return []
+        from flywheel import registry_cache
+
+        return registry_cache.prune(self._model_cache_dir(name), keep)
+
+    def cached_versions(self, name: str) -> list[int]:
+        """Versions of a model with a complete local copy ([] for a local registry, which needs none)."""
+        if not self.remote:
+            return []
+        from flywheel import registry_cache
+
+        return registry_cache.cached_versions(self._model_cache_dir(name))
+
+    def read_version_json(self, name: str, version: int, relative: str) -> Any:
+        """A JSON file of a version (``model.json``, ``history.json``), read through the storage layer.
+
+        Raises:
+            FlywheelError: the file is missing or not JSON (the message names it).
+            StorageError: the store cannot be reached (``is_unreachable`` is true for it).
+        """
+        path = self.version_file(name, version, relative)
+        try:
+            data = storage.read_bytes(path)
+        except storage.StorageError as exc:
+            if is_unreachable(exc):
+                raise
+            raise FlywheelError(f"Version {version} of model '{name}' has no readable {relative} ({path}).") from exc
+        try:
+            return json.loads(data.decode("utf-8"))
+        except ValueError as exc:
+            raise FlywheelError(f"{relative} of version {version} of model '{name}' is not JSON ({path}: {exc}).") from exc
+
+    def _model_cache_dir(self, name: str) -> str:
+        from flywheel import registry_cache
+
+        return registry_cache.model_cache_dir(self.cache_dir, self.root, check_name("model", name))
 
     # -- reading -------------------------------------------------------------
 

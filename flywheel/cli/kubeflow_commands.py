@@ -2,7 +2,8 @@
 
 ``register(subparsers)`` adds::
 
-    compile PIPELINE_FILE -o OUT [--image IMAGE] [--pipeline NAME]
+    compile PIPELINE_FILE -o OUT [--image IMAGE] [--serving-image IMAGE] [--pipeline NAME] [--registry-pvc PVC]
+            [--object-store-secret SECRET] [--object-store-endpoint URL] [--no-schema-continuity]
     submit PIPELINE_FILE --host URL [--experiment NAME] [--param k=v ...]
            [--namespace NS] [--token TOKEN]
     schedule create NAME --cron EXPR PIPELINE_FILE --host URL [--param k=v ...]
@@ -30,6 +31,11 @@ CRON_HELP = (
     "prefixed"
 )
 
+SERVING_IMAGE_HELP = (
+    "serving image the tasks declared @component(image='serving') run, infra_validate among them "
+    "(default: flywheel-serving beside --image, same repository and tag)"
+)
+
 
 def _add_connection_args(parser: argparse.ArgumentParser, *, host_required: bool) -> None:
     parser.add_argument(
@@ -53,9 +59,31 @@ def _token(args: argparse.Namespace) -> str | None:
     return resolve_token(args.token, args.token_file)
 
 
+def _add_object_store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--object-store-secret", default=None, metavar="SECRET",
+        help="Kubernetes Secret (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; k8s/: flywheel-object-store) "
+        "every task gets as env, so steps read and write s3:// and minio:// (the IR names the Secret, no value)",
+    )
+    parser.add_argument(
+        "--object-store-endpoint", default=None, metavar="URL",
+        help="S3 API endpoint every task gets as FLYWHEEL_S3_ENDPOINT_URL, e.g. http://minio-service.kubeflow:9000",
+    )
+
+
+def _object_store(args: argparse.Namespace) -> Any:
+    """The ``ObjectStoreEnv`` the options ask for, or None."""
+    if not (args.object_store_secret or args.object_store_endpoint):
+        return None
+    from flywheel.kubeflow.task_env import ObjectStoreEnv
+
+    return ObjectStoreEnv(secret=args.object_store_secret, endpoint=args.object_store_endpoint)
+
+
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
-    parser.add_argument("--image", default=None, help="component image every task runs (default: flywheel:<version>)")
+    parser.add_argument("--image", default=None, help="component image the tasks run (default: flywheel:<version>)")
+    parser.add_argument("--serving-image", default=None, metavar="IMAGE", help=SERVING_IMAGE_HELP)
     parser.add_argument(
         "--registry-pvc", default=None, metavar="PVC",
         help="PersistentVolumeClaim with the model registry (k8s/: flywheel-data); evaluate and push mount it",
@@ -63,6 +91,7 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter (repeatable)"
     )
+    _add_object_store_args(parser)
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +110,9 @@ def register(subparsers: Any) -> None:
     compile_parser.add_argument("pipeline_file", metavar="PIPELINE_FILE")
     compile_parser.add_argument("-o", "--output", required=True, metavar="OUT", help="YAML file to write")
     compile_parser.add_argument(
-        "--image", default=None, help="component image every task runs (default: flywheel:<version>)"
+        "--image", default=None, help="component image the tasks run (default: flywheel:<version>)"
     )
+    compile_parser.add_argument("--serving-image", default=None, metavar="IMAGE", help=SERVING_IMAGE_HELP)
     compile_parser.add_argument("--pipeline", default=None, help="pipeline name, when the file defines several")
     compile_parser.add_argument(
         "--registry-pvc", default=None, metavar="PVC",
@@ -100,6 +130,12 @@ def register(subparsers: Any) -> None:
     compile_parser.add_argument(
         "--no-conditions", action="store_true",
         help="compile If blocks as plain tasks (for `flywheel container-run`: kfp.local cannot evaluate dsl.If)",
+    )
+    _add_object_store_args(compile_parser)
+    compile_parser.add_argument(
+        "--no-schema-continuity", action="store_true",
+        help="leave latest() schema/statistics inputs unconnected instead of reading the serving version's "
+        "kept schema from the registry (validate then infers a schema every run)",
     )
     compile_parser.set_defaults(handler=compile_command)
 
@@ -156,7 +192,8 @@ def compile_command(args: argparse.Namespace) -> int:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)
     compile_pipeline(pipeline, args.output, image=args.image or DEFAULT_IMAGE, registry_pvc=args.registry_pvc,
-                     conditions=not args.no_conditions)
+                     conditions=not args.no_conditions, object_store=_object_store(args),
+                     schema_continuity=not args.no_schema_continuity, serving_image=args.serving_image)
     print(f"Compiled pipeline '{pipeline.name}' ({len(pipeline.tasks)} tasks) to {args.output}")
     return 0
 
@@ -184,9 +221,11 @@ def submit_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
+        serving_image=args.serving_image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
         registry_pvc=args.registry_pvc,
+        object_store=_object_store(args),
     )
     print(f"Run id: {run_id}")
     print(f"Dashboard: {url}")
@@ -214,9 +253,11 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
+        serving_image=args.serving_image,
         service_account=args.service_account,
         pipeline_root=args.pipeline_root,
         registry_pvc=args.registry_pvc,
+        object_store=_object_store(args),
     )
     print(f"Schedule '{args.name}' created: id {schedule_id}, cron '{kfp_cron}'")
     print(f"Dashboard: {url}")

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
         "(POST /v1/models/NAME:predict) and its gRPC API (tensorflow.serving.PredictionService). New versions and alias changes are picked up without a restart; "
         "SIGTERM finishes in-flight requests, then exits 0.",
     )
-    parser.add_argument("--registry", help="registry directory (default: <home>/registry)")
+    parser.add_argument(
+        "--registry", help="registry directory or object-store URI (s3://, minio://, gs://; default: <home>/registry)"
+    )
     parser.add_argument("--model", default="penguins", help="model name in the registry (default: penguins)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8501, help="port (default: 8501, TF Serving's REST port; 0: any)")

@@ -3,7 +3,8 @@
 Pages: runs (live), a run's DAG, a node with its log, an artifact with its
 lineage graph, models (registry versions, blessing, evaluation per slice,
 curves, comparison), monitoring (drift, predictions, live performance,
-alerts, rollbacks) and schedules. Everything it serves comes from this
+alerts, rollbacks), schedules, and Kubeflow runs through the KFP API
+(``--kfp-host``). Everything it serves comes from this
 package (no CDN); charts and graphs are server-rendered SVG.
 """
 

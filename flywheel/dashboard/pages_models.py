@@ -12,9 +12,9 @@ precision = recall*P / (recall*P + fpr*N).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
+from flywheel import storage
 from flywheel.dashboard import charts
 from flywheel.dashboard.sources import PageNotFound, Sources, id_number, model_name, serving_version
 from flywheel.errors import FlywheelError
@@ -24,11 +24,23 @@ SLICE_METRICS = ("count", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc_
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
-    """A JSON object from a file, or None when it is missing, unreadable or not an object."""
+    """A JSON object from a file or object URI, or None when it is missing, unreadable or not an object."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
+        if storage.is_object_uri(path):
+            data = storage.read_json(path)
+        else:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+    except (OSError, ValueError, FlywheelError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _version_json(registry: Any, name: str, version: int, relative: str) -> dict[str, Any] | None:
+    """A JSON object stored in a registry version (a directory or an object store), or None when unreadable."""
+    try:
+        data = registry.read_version_json(name, version, relative)
+    except FlywheelError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -138,19 +150,18 @@ def version_view(sources: Sources, name: str, version: int) -> dict[str, Any]:
             f"Version {version} of model '{name}' has a damaged version.json (a JSON {type(info).__name__}, "
             "not an object); push that model again or remove the version directory."
         )
-    directory = registry.version_dir(name, version)
     meta = info.get("metadata") or {}
     props = meta.get("model_properties") or {}
-    history = _read_json(os.path.join(directory, "history.json"))
+    history = _version_json(registry, name, version, "history.json")
     lineage = _evaluation_outputs(sources, info.get("source_uri", ""))
     artifacts = lineage["artifacts"]
-    evaluation = _read_json(os.path.join(artifacts["ModelEvaluation"].uri, "evaluation.json")) if "ModelEvaluation" in artifacts else None
+    evaluation = _read_json(storage.join(artifacts["ModelEvaluation"].uri, "evaluation.json")) if "ModelEvaluation" in artifacts else None
     classification = (
-        _read_json(os.path.join(artifacts["ClassificationMetrics"].uri, "metrics.json")) if "ClassificationMetrics" in artifacts else None
+        _read_json(storage.join(artifacts["ClassificationMetrics"].uri, "metrics.json")) if "ClassificationMetrics" in artifacts else None
     )
-    blessing = _read_json(os.path.join(artifacts["ModelBlessing"].uri, "blessing.json")) if "ModelBlessing" in artifacts else None
+    blessing = _read_json(storage.join(artifacts["ModelBlessing"].uri, "blessing.json")) if "ModelBlessing" in artifacts else None
     if history is None and lineage.get("model_artifact") is not None:
-        history = _read_json(os.path.join(lineage["model_artifact"].uri, "history.json"))
+        history = _read_json(storage.join(lineage["model_artifact"].uri, "history.json"))
     overall = (evaluation or {}).get("overall") or {}
     confusion = overall.get("confusion_matrix") or {}
     slices = []

@@ -38,28 +38,49 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "duration_s": run.duration_s,
         "duration": fmt_duration(run.duration_s),
         "href": f"/runs/{url_part(run.run_id)}",
+        "source": "local",
     }
 
 
+END = "end"  # a pager position: this source has no more runs
+
+
 def runs_page(sources: Sources, args: dict[str, str]) -> dict[str, Any]:
-    """The runs table, newest first, ``PAGE_SIZE`` per page (keyset paging on start time)."""
+    """The runs table, newest first: ``PAGE_SIZE`` local runs (keyset paging on start time) merged with
+    ``PAGE_SIZE`` Kubeflow runs (KFP's page token) when the dashboard reads a KFP API and no pipeline is picked."""
+    from flywheel.dashboard import pages_kfp
+
     pipeline = args.get("pipeline") or None
-    before = args.get("before")
-    before_ms = int(before) if before and before.isdigit() else None
-    if not sources.has_metadata:
-        return {"runs": [], "pipelines": [], "pipeline": pipeline, "next_before": None, "first_page": True}
-    with sources.lock:
-        store = sources.metadata()
-        runs = store.list_runs(PAGE_SIZE + 1, before_ms=before_ms, pipeline=pipeline)
-        pipelines = store.pipelines()
-    more = len(runs) > PAGE_SIZE
-    runs = runs[:PAGE_SIZE]
+    before = args.get("before") or ""
+    kfp_page = args.get("kfp_page") or ""
+    before_ms = int(before) if before.isdigit() else None
+    first_page = not before and not kfp_page
+    local: list[RunRecord] = []
+    pipelines: list[str] = []
+    more = False
+    if sources.has_metadata and before != END:
+        with sources.lock:
+            store = sources.metadata()
+            local = store.list_runs(PAGE_SIZE + 1, before_ms=before_ms, pipeline=pipeline)
+            pipelines = store.pipelines()
+        more = len(local) > PAGE_SIZE
+        local = local[:PAGE_SIZE]
+    cluster = {"rows": [], "next": "", "error": "", "host": ""}
+    if sources.kfp is not None and pipeline is None and kfp_page != END:
+        cluster = pages_kfp.kfp_runs(sources, PAGE_SIZE, kfp_page)
+    rows = [run_row(r) for r in local] + cluster["rows"]
+    rows.sort(key=lambda r: r["start_ms"] or 0, reverse=True)
+    next_before = str(local[-1].start_ms) if more and local else END
+    next_kfp = cluster["next"] or END
     return {
-        "runs": [run_row(r) for r in runs],
+        "runs": rows,
+        "local_count": len(local),
         "pipelines": pipelines,
         "pipeline": pipeline,
-        "next_before": runs[-1].start_ms if more and runs else None,
-        "first_page": before_ms is None,
+        "next_page": {"before": next_before, "kfp_page": next_kfp} if (next_before, next_kfp) != (END, END) else None,
+        "first_page": first_page,
+        "kfp_host": sources.kfp.host if sources.kfp is not None else "",
+        "kfp_error": cluster["error"],
     }
 
 

@@ -20,7 +20,7 @@ import traceback
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from flywheel.dashboard import pages_models, pages_monitoring, pages_runs
+from flywheel.dashboard import pages_kfp, pages_models, pages_monitoring, pages_runs
 from flywheel.dashboard.sources import PageNotFound, Sources
 from flywheel.dashboard.text import filters
 from flywheel.errors import FlywheelError
@@ -76,6 +76,8 @@ class Dashboard:
              lambda q, r, n: self.page("node.html", pages_runs.node_page(self.sources, r, n), "runs")),
             (re.compile(r"/runs/([^/]+)/nodes/([^/]+)/log"),
              lambda q, r, n: self.text(pages_runs.node_log(self.sources, r, n))),
+            (re.compile(r"/kfp/runs/([^/]+)"),
+             lambda q, r: self.page("kfp_run.html", pages_kfp.kfp_run_page(self.sources, r), "runs")),
             (re.compile(r"/artifacts/(\d+)"),
              lambda q, a: self.page("artifact.html", pages_runs.artifact_page(self.sources, a), "runs")),
             (re.compile(r"/artifacts/(\d+)/lineage"),
@@ -95,6 +97,8 @@ class Dashboard:
             (re.compile(r"/api/runs"), lambda q: self.json(pages_runs.runs_json(self.sources, q))),
             (re.compile(r"/api/runs/([^/]+)"), lambda q, r: self.json(pages_runs.run_json(self.sources, r))),
             (re.compile(r"/static/([A-Za-z0-9_.-]+)"), self.static),
+            # For probes: answers without opening any store or calling the KFP API.
+            (re.compile(r"/healthz"), lambda q: self.text("ok\n")),
         ]
 
     # -- responses -----------------------------------------------------------------

@@ -5,7 +5,9 @@
   way ``flywheel runs`` does; it shows them as LOST instead).
 * The monitor and schedule stores are opened only when their files exist, so
   looking never creates them.
-* The registry and artifact files are only read.
+* The registry and artifact files are only read. The registry may be a
+  directory or an object-store URI (``s3://``, ``minio://``, ``gs://``).
+* Kubeflow runs come from the KFP API when a ``KfpReader`` is given.
 """
 
 from __future__ import annotations
@@ -35,17 +37,22 @@ class Sources:
 
     Args:
         home: The project home (metadata, artifacts, logs, monitor and schedule stores).
-        registry_root: The model registry directory (default ``<home>/registry``).
+        registry_root: The model registry: a directory or an object-store URI (default ``<home>/registry``).
+        kfp: The Kubeflow Pipelines API to list runs from, or None.
     """
 
     home: Home
     registry_root: str = ""
+    kfp: Any = None
     # MLMD's client is not thread-safe: one request at a time talks to it.
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     _metadata: MetadataStore | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.registry_root = os.path.abspath(self.registry_root or self.home.registry)
+        from flywheel import storage
+
+        root = self.registry_root or self.home.registry
+        self.registry_root = root if storage.is_object_uri(root) else os.path.abspath(os.path.expanduser(root.removeprefix("file://")))
 
     @property
     def has_metadata(self) -> bool:

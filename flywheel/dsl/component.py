@@ -23,15 +23,15 @@ import dataclasses
 import functools
 import hashlib
 import inspect
-import os
 import sys
 import types
 import typing
 from typing import Any, Callable, Mapping
 
 from flywheel.dsl.artifacts import Artifact
-from flywheel.dsl.resources import Placement, Resources
-from flywheel.errors import ComponentDefinitionError
+from flywheel.dsl.constraints import is_rule, validate_parameter
+from flywheel.dsl.resources import Placement, Resources, check_image_role
+from flywheel.errors import ComponentDefinitionError, FlywheelError
 
 PARAMETER_TYPES: tuple[type, ...] = (int, float, str, bool, dict, list)
 
@@ -122,10 +122,19 @@ class ParameterSpec:
     name: str
     type: type
     default: Any = _NO_DEFAULT
+    rules: tuple[Any, ...] = ()  # Interval/Options/predicates from Annotated[...] (flywheel.dsl.constraints)
 
     @property
     def required(self) -> bool:
         return self.default is _NO_DEFAULT
+
+    def check_rules(self, owner: str, value: Any) -> None:
+        """Raises ParameterError (the uniform message) when ``value`` breaks a declared rule.
+
+        None for a parameter that defaults to None means "not given" and passes.
+        """
+        if self.rules and not (value is None and self.default is None):
+            validate_parameter(owner, self.name, value, list(self.rules))
 
     def check_value(self, value: Any) -> bool:
         """Whether ``value`` may be passed to this parameter."""
@@ -160,6 +169,9 @@ class ComponentOptions:
             does not stay in memory while the following nodes run. Costs a
             fresh worker (and its imports) for the next node. On Kubeflow every
             task is its own pod anyway.
+        image: The image role the task runs in on Kubeflow (``resources.IMAGE_ROLES``):
+            "component" (default) or "serving". Locally every task runs in this process's
+            environment.
     """
 
     retries: int = 0
@@ -169,6 +181,7 @@ class ComponentOptions:
     resources: Resources = Resources()
     placement: Placement = Placement()
     isolated: bool = False
+    image: str = "component"
 
     def __post_init__(self) -> None:
         if not isinstance(self.retries, int) or self.retries < 0:
@@ -187,6 +200,7 @@ class ComponentOptions:
             )
         if not isinstance(self.isolated, bool):
             raise ComponentDefinitionError(f"The 'isolated' option must be True or False. Got {self.isolated!r} instead.")
+        check_image_role(self.image)
 
 
 def _parameter_type(annotation: Any) -> type | None:
@@ -250,7 +264,6 @@ class Component:
         self.output_values: dict[str, ParameterSpec] = {}
         self._read_interface()
         self._check_reads()
-        self.code_fingerprint = self._fingerprint()
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__module__ = fn.__module__
@@ -314,6 +327,10 @@ class Component:
                         pname, artifact_type, optional=param.default is None
                     )
                 continue
+            rules: tuple[Any, ...] = ()
+            if typing.get_origin(annotation) is typing.Annotated:
+                annotation, *extras = typing.get_args(annotation)
+                rules = tuple(extra for extra in extras if is_rule(extra))
             ptype = _parameter_type(annotation)
             if ptype is None:
                 raise ComponentDefinitionError(
@@ -327,7 +344,13 @@ class Component:
                         f"Parameter '{pname}' of {where} is a {ptype.__name__} but its default "
                         f"is {param.default!r}."
                     )
-            self.parameters[pname] = ParameterSpec(pname, ptype, param.default)
+            spec = ParameterSpec(pname, ptype, param.default, rules)
+            if rules and param.default is not _NO_DEFAULT:
+                try:
+                    spec.check_rules(self.name, param.default)
+                except FlywheelError as exc:
+                    raise ComponentDefinitionError(f"The default of {where} breaks its own rule: {exc}") from exc
+            self.parameters[pname] = spec
         returns = hints.get("return", None)
         if returns not in (None, type(None)):
             raise ComponentDefinitionError(
@@ -347,19 +370,32 @@ class Component:
                     f"instead; its str parameters are: {', '.join(n for n, p in self.parameters.items() if p.type is str) or 'none'}."
                 )
 
-    def _fingerprint(self) -> str:
-        """Code version: the component's name and version option, plus the source of its
-        module and, for a module inside a package, of every module beside it (helpers the
-        component imports lazily are covered too)."""
+    def check_parameters(self, values: Mapping[str, Any]) -> None:
+        """Checks parameter values against the rules declared in the signature.
+
+        Raises:
+            ParameterError: the first value that breaks a rule, in the uniform message.
+        """
+        for name, value in values.items():
+            spec = self.parameters.get(name)
+            if spec is not None:
+                spec.check_rules(self.name, value)
+
+    @functools.cached_property
+    def code_fingerprint(self) -> str:
+        """Code version: the component's name and version option, plus the source of its module
+        and of the project modules it imports (``flywheel.dsl.code_fingerprint``), taken on first
+        use. An edit to another component's module leaves this one's cache valid."""
+        from flywheel.dsl.code_fingerprint import module_fingerprint
+
         digest = hashlib.sha256()
         digest.update(f"{self.fn.__module__}:{self.fn.__qualname__}:{self.options.version}".encode())
         module = sys.modules.get(self.fn.__module__)
-        path = getattr(module, "__file__", None)
-        if path and getattr(module, "__package__", None):
-            digest.update(_directory_source_hash(os.path.dirname(os.path.abspath(path))).encode())
-        else:
+        if getattr(module, "__file__", None):
+            digest.update(module_fingerprint(self.fn.__module__).encode())
+        else:  # defined in a string or an interactive session: the function's own source
             try:
-                source = inspect.getsource(module) if module is not None else inspect.getsource(self.fn)
+                source = inspect.getsource(self.fn)
             except (OSError, TypeError):
                 source = ""
             digest.update(source.encode())
@@ -369,23 +405,17 @@ class Component:
         from flywheel.dsl.pipeline import current_builder
 
         builder = current_builder()
-        if builder is None:
+        if builder is None:  # a plain call (unit tests, notebooks): the declared rules still hold
+            try:
+                given = inspect.signature(self.fn).bind_partial(*args, **kwargs).arguments
+            except TypeError:
+                given = {}
+            self.check_parameters(given)
             return self.fn(*args, **kwargs)
         return builder.add_task(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"Component({self.name!r})"
-
-
-@functools.lru_cache(maxsize=64)
-def _directory_source_hash(directory: str) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(directory, name), "rb") as handle:
-                digest.update(handle.read())
-    return digest.hexdigest()
 
 
 def component(
@@ -401,6 +431,7 @@ def component(
     resources: Resources | Mapping[str, Any] | None = None,
     placement: Placement | None = None,
     isolated: bool = False,
+    image: str = "component",
     reads: tuple[str, ...] | Callable[[dict[str, Any]], list[dict[str, Any]]] = (),
 ) -> Any:
     """Turns an annotated function into a component (with or without arguments).
@@ -413,6 +444,7 @@ def component(
     ``resources`` and ``placement`` (``flywheel.dsl.resources``) apply on
     Kubernetes; ``cpu``/``memory`` are shorthands for the requests of ``resources``.
     ``retries`` with ``retry_backoff_s`` (doubling) apply locally and on Kubeflow.
+    ``image`` is the image role the task runs in on Kubeflow ("component" or "serving").
 
     Raises:
         ComponentDefinitionError: an argument lacks an annotation or has an
@@ -426,6 +458,7 @@ def component(
         resources=Resources.coerce(resources).merged(cpu=cpu, memory=memory),
         placement=placement or Placement(),
         isolated=isolated,
+        image=image,
     )
 
     def wrap(func: Callable[..., Any]) -> Component:

@@ -33,7 +33,7 @@ from flywheel.dsl.component import (
     value_matches_type,
 )
 from flywheel.dsl.control import Condition, ExitScope, ValueRef, check_conditions, check_exit_scope
-from flywheel.dsl.resources import Placement, SecretEnv, Toleration
+from flywheel.dsl.resources import Placement, SecretEnv, Toleration, check_image_role
 from flywheel.errors import ParameterError, PipelineDefinitionError
 from flywheel.names import check_name
 
@@ -198,6 +198,11 @@ class Task:
         self.options = dataclasses.replace(self.options, placement=placement)
         return self
 
+    def set_image(self, role: str) -> Task:
+        """Overrides the image role this task runs in on Kubeflow ("component" or "serving")."""
+        self.options = dataclasses.replace(self.options, image=check_image_role(role))
+        return self
+
     def __repr__(self) -> str:
         return f"Task({self.id!r}, component={self.component.name!r})"
 
@@ -329,6 +334,10 @@ class _PipelineBuilder:
                 f"{_describe_value(value)}."
             )
         try:
+            spec.check_rules(comp.name, value)
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: {exc}") from exc
+        try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
             raise PipelineDefinitionError(
@@ -406,6 +415,11 @@ class Pipeline:
                     )
         check_exit_scope(self.name, self.tasks, self.exit_scope)
         check_conditions(self.name, self.tasks)
+        # A pipeline's own defaults must meet the rules of the task parameters they feed.
+        self.check_task_parameters({
+            n: spec.default for n, spec in self.parameters.items()
+            if not spec.required and not (n in self.derived_defaults and spec.default in ("", None))
+        })
         cycle = self._find_cycle()
         if cycle:
             raise PipelineDefinitionError(
@@ -492,7 +506,25 @@ class Pipeline:
         for name, derive in self.derived_defaults.items():
             if values.get(name) in ("", None):
                 values[name] = derive(dict(values))
+        self.check_task_parameters(values)
         return values
+
+    def check_task_parameters(self, values: Mapping[str, Any]) -> None:
+        """Checks the pipeline parameter values in ``values`` against the rules of every task
+        parameter they feed (declared in the component's signature).
+
+        Raises:
+            ParameterError: naming the pipeline parameter, the task and the rule.
+        """
+        for task_id, task in self.tasks.items():
+            for name, value in task.parameters.items():
+                if isinstance(value, PipelineParam) and value.name in values:
+                    try:
+                        task.component.parameters[name].check_rules(task.component.name, values[value.name])
+                    except ParameterError as exc:
+                        raise ParameterError(
+                            f"Pipeline '{self.name}', parameter '{value.name}' (task '{task_id}'): {exc}"
+                        ) from exc
 
     def bind(self, values: Mapping[str, Any]) -> Pipeline:
         """A copy in which the named pipeline parameters are constants (``flywheel compile -p``).
@@ -513,6 +545,7 @@ class Pipeline:
         if unknown:
             self.resolve_parameters({name: values[name] for name in unknown})  # raises, naming them
         bound = {name: coerce_parameter(self.name, self.parameters[name], value) for name, value in values.items()}
+        self.check_task_parameters(bound)
         tasks: dict[str, Task] = {}
         for task_id, task in self.tasks.items():
             clone = copy.copy(task)

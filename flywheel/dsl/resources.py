@@ -10,12 +10,20 @@ Declared on a component as its defaults and overridable per task::
                              tolerations=[Toleration("nvidia.com/gpu", effect="NoSchedule")])
     notify(...).set_secret_env("WEBHOOK_URL", secret="alerts", key="url")
 
+    @component(image="serving")          # the image role the task's container runs
+    def infra_validate(...): ...
+
 The Kubeflow compiler turns them into kfp's own task settings (``set_cpu_limit``,
 ``set_accelerator_type``, ...) and kfp-kubernetes calls (node selector,
 tolerations, ``use_secret_as_env``). The local runner runs every task on this
 machine: it records what was asked in the execution's details and applies none
 of it; a secret's variable is whatever the runner's own environment holds.
 Values are checked when declared, so a typo fails at definition time.
+
+An image role (``IMAGE_ROLES``) names which of flywheel's images a task's
+container runs on Kubeflow: ``component`` (every task by default) or
+``serving`` (the lean ``flywheel serve`` image). The compiler maps each role to
+an image reference (``flywheel compile --image / --serving-image``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,22 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti
 _LABEL = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# The images a task can run in on Kubeflow (flywheel.images.IMAGES has the same keys).
+IMAGE_ROLES = ("component", "serving")
+
+
+def check_image_role(role: object) -> str:
+    """``role`` if it is one of IMAGE_ROLES.
+
+    Raises:
+        ComponentDefinitionError: any other value (an image reference included).
+    """
+    if not isinstance(role, str) or role not in IMAGE_ROLES:
+        raise ComponentDefinitionError(
+            f"The 'image' option names an image role, one of {', '.join(map(repr, IMAGE_ROLES))}; got {role!r}. "
+            "The reference each role runs is chosen at compile time (flywheel compile --image / --serving-image)."
+        )
+    return role
 
 
 def _check_quantity(field: str, value: str | None, example: str) -> None:

@@ -8,6 +8,8 @@ is checked against what the compiler really emits:
   ``isArtifactList: true`` fed by a task inside a loop; executed from backend 2.14.0.
 * ``dsl.ParallelFor`` (``parameterIterator``/``artifactIterator``): 2.0.0.
 * kfp-kubernetes ``mount_pvc`` (``--registry-pvc``): the Kubernetes platform spec, 2.1.0.
+* ``dsl.PIPELINE_JOB_ID_PLACEHOLDER`` as an argument (push's run id, ``task_env``): the driver
+  resolves job placeholders from 2.4.0 (kubeflow/pipelines#11599); older backends pass it verbatim.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Iterable, Mapping
 FEATURES: tuple[tuple[str, str, str], ...] = (
     ("dsl.ParallelFor", "2.0.0", "a DAG task with parameterIterator or artifactIterator"),
     ("kfp-kubernetes mount_pvc", "2.1.0", "platforms.kubernetes ... pvcMount"),
+    ("dsl.PIPELINE_JOB_ID_PLACEHOLDER", "2.4.0", "a runtime constant '{{$.pipeline_job_uuid}}'"),
     ("dsl.Collected", "2.14.0", "an input artifact list (isArtifactList) fed from a loop"),
 )
 MINIMUM_BACKEND = max((version for _, version, _ in FEATURES), key=lambda v: tuple(map(int, v.split("."))))
@@ -42,6 +45,8 @@ def features_used(documents: Iterable[Mapping[str, Any]]) -> list[str]:
         found.add("dsl.ParallelFor")
     if "pvcMount" in keys:
         found.add("kfp-kubernetes mount_pvc")
+    if any(key == "constant" and value == "{{$.pipeline_job_uuid}}" for key, value in pairs):
+        found.add("dsl.PIPELINE_JOB_ID_PLACEHOLDER")
     if any(key == "isArtifactList" and value is True for key, value in pairs):
         found.add("dsl.Collected")
     return [name for name, _, _ in FEATURES if name in found]

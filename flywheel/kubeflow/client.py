@@ -210,7 +210,10 @@ def _load(pipeline: Pipeline | str, pipeline_name: str | None) -> Pipeline | str
 
 
 @contextlib.contextmanager
-def _package(pipeline: Pipeline | str, image: str | None, registry_pvc: str | None = None) -> Iterator[str]:
+def _package(
+    pipeline: Pipeline | str, image: str | None, registry_pvc: str | None = None, object_store: Any = None,
+    serving_image: str | None = None,
+) -> Iterator[str]:
     """A compiled IR YAML for ``pipeline`` (compiled to a temporary file if it is a ``Pipeline``)."""
     from flywheel.kubeflow.compiler import DEFAULT_IMAGE, compile_pipeline
 
@@ -219,7 +222,8 @@ def _package(pipeline: Pipeline | str, image: str | None, registry_pvc: str | No
         return
     with tempfile.TemporaryDirectory(prefix="flywheel-kfp-") as tmp:
         path = os.path.join(tmp, f"{pipeline.name}.yaml")
-        compile_pipeline(pipeline, path, image=image or DEFAULT_IMAGE, registry_pvc=registry_pvc)
+        compile_pipeline(pipeline, path, image=image or DEFAULT_IMAGE, registry_pvc=registry_pvc,
+                         object_store=object_store, serving_image=serving_image)
         yield path
 
 
@@ -247,6 +251,8 @@ def submit(
     service_account: str | None = None,
     pipeline_root: str | None = None,
     registry_pvc: str | None = None,
+    object_store: Any = None,
+    serving_image: str | None = None,
 ) -> tuple[str, str]:
     """Starts one run of a pipeline on Kubeflow Pipelines.
 
@@ -268,6 +274,9 @@ def submit(
             default (the ``kfp-launcher`` ConfigMap) if None.
         registry_pvc: PVC holding the model registry, mounted by the tasks
             that use it (see ``compiler.build_kfp_pipeline``).
+        object_store: ``task_env.ObjectStoreEnv``: the Secret and endpoint every task gets.
+        serving_image: Serving image used when compiling, for the tasks that run in it
+            (None: derived from ``image``, see ``compiler.compile_pipeline``).
 
     Returns:
         ``(run_id, url)`` where url opens the run in the KFP dashboard.
@@ -280,7 +289,7 @@ def submit(
     pipe = _load(pipeline, pipeline_name)
     arguments = _resolve_params(pipe, params)
     client = connect(host, namespace=namespace, existing_token=existing_token)
-    with _package(pipe, image, registry_pvc) as path:
+    with _package(pipe, image, registry_pvc, object_store, serving_image) as path:
         name = run_name or f"{_pipeline_display_name(pipe)} {_timestamp()}"
         with _api_call(host, "create the run"):
             result = client.create_run_from_pipeline_package(
@@ -357,6 +366,8 @@ def create_schedule(
     service_account: str | None = None,
     pipeline_root: str | None = None,
     registry_pvc: str | None = None,
+    object_store: Any = None,
+    serving_image: str | None = None,
 ) -> tuple[str, str]:
     """Creates a KFP recurring run of a pipeline on a cron schedule.
 
@@ -370,7 +381,7 @@ def create_schedule(
         no_catchup: If True, missed intervals (paused, scheduler down) are not
             back-filled; only the latest one runs.
         params, experiment, namespace, existing_token, image, pipeline_name,
-        service_account, pipeline_root, registry_pvc: As for ``submit``.
+        service_account, pipeline_root, registry_pvc, object_store, serving_image: As for ``submit``.
         enabled: Create it paused when False.
 
     Returns:
@@ -390,7 +401,7 @@ def create_schedule(
     arguments = _resolve_params(pipe, params)
     client = connect(host, namespace=namespace, existing_token=existing_token)
     experiment_id = _experiment_id(client, host, experiment, namespace)
-    with _package(pipe, image, registry_pvc) as path:
+    with _package(pipe, image, registry_pvc, object_store, serving_image) as path:
         with _api_call(host, f"create recurring run '{name}'"):
             recurring = client.create_recurring_run(
                 experiment_id=experiment_id,

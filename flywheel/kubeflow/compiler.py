@@ -9,6 +9,12 @@ task runs the flywheel image with one entrypoint::
     python -m flywheel.executor --executor_input {{$}} --component MODULE:NAME
         [--component-source-b64 SOURCE] --code-fingerprint SHA256
 
+Each task runs the image of its image role (``ComponentOptions.image``, overridable
+per task with ``Task.set_image``): ``component`` (``image``, by default
+``flywheel:<version>``) or ``serving`` (``serving_image``; by default the serving
+image beside ``image``: same repository and tag, ``flywheel-serving``), so
+``infra_validate`` loads the candidate in the image that serves it.
+
 ``{{$}}`` is KFP's executor-input placeholder (the one KFP's own lightweight
 Python components use); the launcher replaces it with the task's inputs,
 parameters and output locations. Components whose module is installed in the
@@ -40,8 +46,10 @@ from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import Component
 from flywheel.dsl.pipeline import LatestRef, Pipeline, PipelineParam
 from flywheel.kubeflow.errors import KubeflowCompileError
+from flywheel.kubeflow.task_env import ObjectStoreEnv, apply_object_store, run_id_argument, wants_run_id
 
 DEFAULT_IMAGE = f"flywheel:{__version__}"
+DEFAULT_SERVING_IMAGE = f"flywheel-serving:{__version__}"
 EXECUTOR_COMMAND = ("python", "-m", "flywheel.executor")
 DEFAULT_IMAGE_PACKAGES = ("flywheel",)
 # Where a task that reads or writes the model registry mounts the registry PVC (``registry_pvc``); the
@@ -159,6 +167,39 @@ def kfp_artifact_class(artifact_type: type[Artifact]) -> type:
     })
 
 
+def role_images(image: str = DEFAULT_IMAGE, serving_image: str | None = None) -> dict[str, str | None]:
+    """The image reference of each image role; None for a serving image that cannot be derived.
+
+    Raises:
+        KubeflowCompileError: a reference is empty or not a string.
+    """
+    from flywheel.images import sibling_reference
+
+    for option, value in (("image", image), ("serving_image", serving_image)):
+        if value is not None and (not isinstance(value, str) or not value.strip() or value != value.strip()):
+            raise KubeflowCompileError(
+                f"The {option} must be an image reference such as 'registry.example/ml/flywheel:1.0'; got {value!r}."
+            )
+    return {"component": image, "serving": serving_image or sibling_reference(image, "serving")}
+
+
+def _task_image(task: Any, images: dict[str, str | None]) -> str:
+    """The image reference the task's image role runs.
+
+    Raises:
+        KubeflowCompileError: the role's image is not known (a serving image not derivable from ``image``).
+    """
+    role = task.options.image
+    reference = images.get(role)
+    if reference is None:
+        raise KubeflowCompileError(
+            f"Task '{task.id}' runs in the {role} image, which cannot be derived from the component image "
+            f"{images['component']!r} (only from a reference named [REPOSITORY/]flywheel[:TAG]); pass it with "
+            f"--serving-image (compile_pipeline(serving_image=...)), e.g. 'registry.example/ml/flywheel-serving:1.0'."
+        )
+    return reference
+
+
 def _parameter_annotation(ptype: type, default: Any) -> Any:
     # typing.Optional, not ``X | None``: kfp strips only typing.Optional from annotations.
     return typing.Optional[ptype] if default is None else ptype
@@ -171,6 +212,7 @@ def container_component(
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     int_parameters: frozenset[str] = frozenset(),
     collected_inputs: frozenset[str] = frozenset(),
+    run_id: bool = False,
 ) -> Any:
     """A kfp container component with ``comp``'s interface, running the flywheel executor.
 
@@ -183,6 +225,7 @@ def container_component(
             type check does not; the executor converts the value back to float).
         collected_inputs: Inputs declared as a list of artifacts (fed by ``dsl.Collected``);
             the executor folds such a list into one input (``executor.COLLECTED_PROPERTY``).
+        run_id: Declare the extra parameter ``executor.RUN_ID_PARAMETER`` (``task_env``).
     """
     from typing import List
 
@@ -215,6 +258,10 @@ def container_component(
         else:
             annotation = _parameter_annotation(ptype, spec.default)
             optional.append(inspect.Parameter(name, kind, annotation=annotation, default=spec.default))
+    if run_id:
+        from flywheel.executor import RUN_ID_PARAMETER
+
+        optional.append(inspect.Parameter(RUN_ID_PARAMETER, kind, annotation=str, default=""))
 
     def container(*_placeholders: Any) -> Any:
         # Inputs, outputs and parameters all reach the executor through {{$}}.
@@ -232,7 +279,7 @@ def container_component(
         ) from exc
 
 
-def _apply_options(kfp_task: Any, task: Any) -> None:
+def _apply_options(kfp_task: Any, task: Any, object_store: ObjectStoreEnv | None = None) -> None:
     options = task.options
     kfp_task.set_display_name(task.id)
     # KFP computes its cache key from the task's inputs before the pod runs; it cannot see the
@@ -248,6 +295,7 @@ def _apply_options(kfp_task: Any, task: Any) -> None:
         )
     _apply_resources(kfp_task, task.id, options.resources)
     _apply_placement(kfp_task, options.placement)
+    apply_object_store(kfp_task, object_store)
 
 
 def _apply_resources(kfp_task: Any, task_id: str, resources: Any) -> None:
@@ -314,7 +362,7 @@ class _ExpandedTask:
 
 def _fan_out(
     task: Any, expansion: tuple[ParallelExpansion, Any, Any], inputs: dict[str, Any], channels: dict[str, Any],
-    parameter_arguments: Any, upstream: list[Any],
+    parameter_arguments: Any, upstream: list[Any], object_store: ObjectStoreEnv | None = None,
 ) -> _ExpandedTask:
     """Emits ``ParallelFor(items) -> trial`` and ``select(dsl.Collected(trial output))`` for one task."""
     from kfp import dsl
@@ -326,7 +374,7 @@ def _fan_out(
             **trial_inputs, **{plan.item_parameter: item},
             **parameter_arguments(plan.trial, plan.trial_parameters, channels),
         )
-        _apply_options(trial, task)
+        _apply_options(trial, task, object_store)
         trial.set_display_name(f"{task.id}-trial")
         for other in upstream:
             trial.after(other)
@@ -334,7 +382,7 @@ def _fan_out(
         **{plan.select_input: dsl.Collected(trial.outputs[plan.trial_output])},
         **parameter_arguments(plan.select, plan.select_parameters, channels),
     )
-    _apply_options(select, task)
+    _apply_options(select, task, object_store)
     select.set_display_name(f"{task.id}-select")
     return _ExpandedTask({name: select.outputs[target] for name, target in plan.outputs.items()}, select)
 
@@ -346,8 +394,14 @@ def build_kfp_pipeline(
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     registry_pvc: str | None = None,
     conditions: bool = True,
+    object_store: ObjectStoreEnv | None = None,
+    schema_continuity: bool = True,
+    serving_image: str | None = None,
 ) -> Any:
     """A ``kfp.dsl`` pipeline (graph component) equivalent to ``pipeline``.
+
+    Each task runs the image of its image role: ``image`` (component) or ``serving_image``
+    (serving; None derives it from ``image``, see ``role_images``).
 
     ``conditions=False`` compiles the tasks inside an ``If`` as plain tasks that run after the
     task the condition tests, for orchestrators that cannot evaluate ``dsl.If`` (kfp 2.13's
@@ -360,33 +414,48 @@ def build_kfp_pipeline(
     registry a ``registry=""`` argument means; so pushed models land where
     ``flywheel serve`` and the monitor (k8s/) read them.
 
+    ``latest()`` Schema / statistics inputs are fed from the registry when the pipeline has one
+    (``registry_wiring``; ``schema_continuity=False`` leaves them unconnected), and every task gets
+    ``object_store``'s Secret env and endpoint (``task_env``).
+
     Raises:
         KubeflowCompileError: a component or option has no KFP equivalent.
     """
     from kfp import dsl
 
-    kfp_components: dict[tuple[int, frozenset[str]], Any] = {}
-    component_keys: dict[str, tuple[int, frozenset[str]]] = {}
+    from flywheel.kubeflow import registry_wiring
+
+    images = role_images(image, serving_image)
+    kfp_components: dict[tuple[int, frozenset[str], str], Any] = {}
+    component_keys: dict[str, tuple[int, frozenset[str], str]] = {}
     expansions: dict[str, tuple[ParallelExpansion, Any, Any]] = {}
     for task in pipeline.tasks.values():
+        task_image = _task_image(task, images)
         expand = getattr(task.component, "kfp_expansion", None)
         plan = expand(task) if expand is not None else None
         if plan is not None:
-            trial = container_component(plan.trial, image=image, image_packages=image_packages,
+            # The trials and the select task run in the image of the task they expand.
+            trial = container_component(plan.trial, image=task_image, image_packages=image_packages,
                                         int_parameters=_int_fed_float(plan.trial, plan.trial_parameters))
             select = container_component(
-                plan.select, image=image, image_packages=image_packages,
+                plan.select, image=task_image, image_packages=image_packages,
                 int_parameters=_int_fed_float(plan.select, plan.select_parameters),
                 collected_inputs=frozenset({plan.select_input}),
             )
             expansions[task.id] = (plan, trial, select)
             continue
-        key = (id(task.component), _int_fed_float_parameters(task))
+        key = (id(task.component), _int_fed_float_parameters(task), task_image)
         if key not in kfp_components:
             kfp_components[key] = container_component(
-                task.component, image=image, image_packages=image_packages, int_parameters=key[1]
+                task.component, image=task_image, image_packages=image_packages, int_parameters=key[1],
+                run_id=wants_run_id(task.component),
             )
         component_keys[task.id] = key
+    reference = registry_wiring.reference_source(pipeline, registry_pvc=registry_pvc) if schema_continuity else None
+    reference_component = reference_comp = None
+    if reference is not None:
+        reference_comp = registry_wiring.registry_reference_component()
+        reference_component = container_component(reference_comp, image=image, image_packages=image_packages)
 
     signature = inspect.Signature(
         [
@@ -453,22 +522,35 @@ def build_kfp_pipeline(
     def add_task(task_id: str, channels: dict[str, Any], kfp_tasks: dict[str, Any]) -> None:
         task = pipeline.tasks[task_id]
         arguments: dict[str, Any] = {}
+        wired = registry_wiring.wired_inputs(task) if reference is not None else {}
+        if wired:
+            # Schema continuity: the serving version's kept schema/statistics, read from the registry.
+            ref_task = registry_wiring.add_reference_task(
+                pipeline, reference, task, kfp_component=reference_component, kfp_tasks=kfp_tasks, channels=channels
+            )
+            _apply_resources(ref_task, task_id, reference_comp.options.resources)
+            apply_object_store(ref_task, object_store)
+            if registry_pvc:
+                _mount_registry(ref_task, registry_pvc)
+            arguments.update({name: ref_task.outputs[output] for name, output in wired.items()})
         for name, ref in task.inputs.items():
             if isinstance(ref, LatestRef):
-                # latest(...) is resolved by flywheel's runner from its own MLMD; KFP
-                # has no "newest artifact of an earlier run" input. Such inputs are
-                # optional by construction, so the KFP task runs without it (as a first
-                # run would).
+                # Other latest(...) inputs are resolved by flywheel's runner from its own MLMD; KFP
+                # has no "newest artifact of an earlier run" input. Such inputs are optional by
+                # construction, so the KFP task runs without them (as a first run would).
                 continue
             arguments[name] = kfp_tasks[ref.task_id].outputs[ref.output]
         if task_id in expansions:
             waits = [kfp_tasks[u] for u in task.explicit_upstream]
             waits = [w.last if isinstance(w, _ExpandedTask) else w for w in waits]
-            kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits)
+            kfp_tasks[task_id] = _fan_out(task, expansions[task_id], arguments, channels, parameter_arguments, waits,
+                                          object_store)
             return
         arguments.update(parameter_arguments(task.component, task.parameters, channels))
+        if wants_run_id(task.component):
+            arguments.update(run_id_argument())
         kfp_task = kfp_components[component_keys[task_id]](**arguments)
-        _apply_options(kfp_task, task)
+        _apply_options(kfp_task, task, object_store)
         if registry_pvc and "registry" in task.component.parameters:
             _mount_registry(kfp_task, registry_pvc)
         for upstream in task.explicit_upstream:
@@ -503,27 +585,39 @@ def compile_pipeline(
     image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES,
     registry_pvc: str | None = None,
     conditions: bool = True,
+    object_store: ObjectStoreEnv | None = None,
+    schema_continuity: bool = True,
+    serving_image: str | None = None,
 ) -> None:
     """Writes ``pipeline`` as Kubeflow Pipelines v2 IR YAML.
 
     Args:
         pipeline: The flywheel pipeline.
         output_path: Where to write the YAML.
-        image: Container image every task runs (the flywheel component image).
+        image: Container image of the tasks in the component image role (all but
+            ``@component(image="serving")`` ones): the flywheel component image.
         image_packages: Top-level packages installed in the image; components
             defined elsewhere are embedded as source.
         registry_pvc: PersistentVolumeClaim holding the model registry (k8s/:
             ``flywheel-data``), mounted by the tasks that use the registry.
         conditions: False compiles ``If`` blocks as plain tasks (see ``build_kfp_pipeline``).
+        object_store: Secret and endpoint of the object store every task gets (``task_env``).
+        schema_continuity: Feed ``latest()`` Schema / statistics inputs from the registry
+            (``registry_wiring``); False leaves them unconnected.
+        serving_image: Container image of the tasks in the serving image role
+            (``infra_validate``); None: the serving image beside ``image`` (same
+            repository and tag, named ``flywheel-serving``).
 
     Raises:
         KubeflowCompileError: the pipeline has no KFP equivalent (bad name,
-            resources, a component that is not a module-level name).
+            resources, a component that is not a module-level name), or a task runs
+            in the serving image and ``serving_image`` is None and cannot be derived.
     """
     from kfp import compiler as kfp_compiler
 
     kfp_pipeline = build_kfp_pipeline(
-        pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc, conditions=conditions
+        pipeline, image=image, image_packages=image_packages, registry_pvc=registry_pvc, conditions=conditions,
+        object_store=object_store, schema_continuity=schema_continuity, serving_image=serving_image,
     )
     try:
         kfp_compiler.Compiler().compile(pipeline_func=kfp_pipeline, package_path=output_path)

@@ -259,6 +259,7 @@ def run_compiled_pipeline(
     options: TaskContainerOptions | None = None,
     runner: str = "docker",
     on_task: TaskListener | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Runs the pipeline of a compiled IR YAML file, task by task.
 
@@ -276,6 +277,8 @@ def run_compiled_pipeline(
             subprocess of this interpreter; see the module docstring).
         on_task: Called ``(task, state, detail)`` as each task starts (RUNNING) and ends
             (SUCCEEDED, FAILED, SKIPPED with the reason).
+        run_id: What KFP's run-id placeholder (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``, push's
+            lineage) resolves to; kfp.local's random id when None.
 
     Returns:
         The pipeline's outputs, as ``kfp.local`` returns them (outputs of skipped tasks left out).
@@ -320,7 +323,7 @@ def run_compiled_pipeline(
     else:
         kfp_runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=kfp_runner, pipeline_root=root, raise_on_error=True)
-    with _task_containers(dataclasses.replace(options, mounts=mounts), on_task=on_task):
+    with _task_containers(dataclasses.replace(options, mounts=mounts), on_task=on_task, run_id=run_id):
         try:
             task = pipeline(**args)
         except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
@@ -330,7 +333,9 @@ def run_compiled_pipeline(
 
 
 @contextlib.contextmanager
-def _task_containers(options: TaskContainerOptions, on_task: TaskListener | None = None) -> Iterator[None]:
+def _task_containers(
+    options: TaskContainerOptions, on_task: TaskListener | None = None, run_id: str | None = None
+) -> Iterator[None]:
     """Makes kfp.local run each task with ``options`` and the DAG with conditions.
 
     kfp 2.13 hands every task to ``docker_task_handler.run_docker_container(client, image,
@@ -369,7 +374,7 @@ def _task_containers(options: TaskContainerOptions, on_task: TaskListener | None
     docker_task_handler.run_docker_container = run_task_container
     executor_input_utils.construct_executor_input = construct_without_absent_optional_inputs
     subprocess_task_handler.SubprocessTaskHandler = _host_task_handler(options)
-    dag_orchestrator.run_dag = _dag_runner(on_task or (lambda task, state, detail: None))
+    dag_orchestrator.run_dag = _dag_runner(on_task or (lambda task, state, detail: None), run_id)
     try:
         yield
     finally:
@@ -415,7 +420,7 @@ def run_host_task(command: list, env: Mapping[str, str]) -> int:
         return process.wait()
 
 
-def _dag_runner(on_task: TaskListener) -> Callable[..., Any]:
+def _dag_runner(on_task: TaskListener, run_id: str | None = None) -> Callable[..., Any]:
     """kfp.local's ``dag_orchestrator.run_dag``, plus conditions (see the module docstring).
 
     The loop is kfp 2.13's (same helpers, same order, same failure handling: the first failed
@@ -428,6 +433,7 @@ def _dag_runner(on_task: TaskListener) -> Callable[..., Any]:
         pipeline_resource_name: str, dag_component_spec: Any, executors: dict, components: dict,
         dag_arguments: dict, pipeline_root: str, runner: Any, unique_pipeline_id: str, fail_stack: list,
     ) -> tuple[dict, Any]:
+        unique_pipeline_id = run_id or unique_pipeline_id
         io_store = io.IOStore()
         defaults = dag_orchestrator.join_user_inputs_and_defaults(
             dag_arguments=dag_arguments, dag_inputs_spec=dag_component_spec.input_definitions

@@ -188,8 +188,10 @@ def kubeflow_launcher(host: str) -> Launcher:
 
     def launch(request: RetrainRequest) -> str:
         from flywheel.kubeflow.client import submit
+        from flywheel.kubeflow.task_env import ObjectStoreEnv
 
         settings = request.settings
+        object_store = ObjectStoreEnv(settings.object_store_secret, settings.object_store_endpoint)
         run_id, _url = submit(
             settings.pipeline,
             host,
@@ -202,6 +204,7 @@ def kubeflow_launcher(host: str) -> Launcher:
             service_account=settings.service_account,
             pipeline_root=settings.pipeline_root,
             registry_pvc=settings.registry_pvc,
+            object_store=object_store or None,
         )
         return run_id
 

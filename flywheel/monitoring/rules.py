@@ -150,6 +150,8 @@ class RetrainSettings:
     pipeline_root: str | None = None
     image: str | None = None
     registry_pvc: str | None = None
+    object_store_secret: str | None = None  # Secret every task of the KFP run gets as env (task_env)
+    object_store_endpoint: str | None = None  # FLYWHEEL_S3_ENDPOINT_URL of every task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,6 +355,8 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
             "pipeline_root",
             "image",
             "registry_pvc",
+            "object_store_secret",
+            "object_store_endpoint",
         )
         _known_keys(raw, fields, "retrain")
         if not isinstance(raw.get("pipeline"), str) or not raw["pipeline"]:
@@ -372,6 +376,8 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
             "pipeline_root": "s3://bucket/root",
             "image": "registry.example.com/flywheel:1.0",
             "registry_pvc": "flywheel-registry",
+            "object_store_secret": "flywheel-object-store",
+            "object_store_endpoint": "http://minio-service.kubeflow:9000",
         }
         retrain = RetrainSettings(
             pipeline=raw["pipeline"],
@@ -380,6 +386,14 @@ def parse_rules(data: Any, *, source: str = "<dict>") -> RulesConfig:
             period_s=parse_duration(raw.get("period", "24h"), field="retrain.period"),
             **{key: _text(raw.get(key), f"retrain.{key}", example=example) for key, example in examples.items()},
         )
+        if retrain.object_store_secret or retrain.object_store_endpoint:
+            from flywheel.kubeflow.errors import KubeflowCompileError
+            from flywheel.kubeflow.task_env import ObjectStoreEnv
+
+            try:  # checked when the rules are read, not when an alert fires
+                ObjectStoreEnv(retrain.object_store_secret, retrain.object_store_endpoint)
+            except KubeflowCompileError as exc:
+                raise RuleError(f"'retrain.object_store_*': {exc}") from None
 
     rollback = None
     if top.get("rollback") is not None:

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from typing import Any
 
@@ -60,19 +58,31 @@ def feedback_records(payload: Any, class_names: tuple[str, ...], ts: float) -> l
 
 
 def read_spec(registry: Any, name: str, version: int) -> dict[str, Any]:
-    """A version's ``model.json``.
+    """A version's ``model.json``, read through the registry (a directory or an object store).
 
     Raises:
-        RequestError: the version is not in the registry (404).
+        RequestError: the version is not in the registry (404), its ``model.json``
+            is damaged, or the store cannot be reached now (503).
     """
-    path = os.path.join(registry.version_dir(name, version), "model.json")
-    if not os.path.isfile(path):
-        raise RequestError(
-            f"Model '{name}' has no version {version}; versions in the registry: {registry.versions(name) or 'none'}.",
-            status=404,
-        )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    from flywheel.errors import FlywheelError
+    from flywheel.registry import is_unreachable
+
+    try:
+        versions = registry.versions(name)
+        if version not in versions:
+            raise RequestError(
+                f"Model '{name}' has no version {version}; versions in the registry: {versions or 'none'}.", status=404
+            )
+        spec = registry.read_version_json(name, version, "model.json")
+    except RequestError:
+        raise
+    except FlywheelError as exc:
+        if is_unreachable(exc):
+            raise RequestError(f"The registry cannot be reached now; retry later ({exc}).", status=503) from exc
+        raise RequestError(f"Version {version} of model '{name}' cannot serve metadata: {exc}", status=503) from exc
+    if not isinstance(spec, dict):
+        raise RequestError(f"Version {version} of model '{name}' has a damaged model.json (not an object).", status=503)
+    return spec
 
 
 def metadata_document(

@@ -28,6 +28,7 @@ interface as REST (loopback unless ``--host`` says otherwise).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Awaitable, Callable
@@ -174,7 +175,8 @@ class TFServingAPI:
         fields = list(request.metadata_field)
         if fields != [_SIGNATURE_DEF]:
             raise RequestError(f"metadata_field must be ['{_SIGNATURE_DEF}'] (the only metadata); got {fields}.")
-        document = self.server.metadata_for(version)
+        loop = asyncio.get_running_loop()  # a version not in memory is read from the registry: off the loop
+        document = await loop.run_in_executor(None, self.server.metadata_for, version)
         signatures = json_format.ParseDict(
             document["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
         )
@@ -187,7 +189,8 @@ class TFServingAPI:
         from google.protobuf import json_format
         from tensorflow_serving.apis import get_model_status_pb2
 
-        document = self.server.status_document(self._version(request.model_spec))
+        loop = asyncio.get_running_loop()
+        document = await loop.run_in_executor(None, self.server.status_document, self._version(request.model_spec))
         return json_format.ParseDict(
             document, get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True
         )

@@ -17,6 +17,13 @@ is loaded and warmed up there, off the request path, then swapped in with one
 reference assignment. Requests hold the
 ``LoadedModel`` they started with, so in-flight requests finish on the old
 version.
+
+The registry may be a directory or an object store: every read goes through
+``ModelRegistry`` (``read_version_json``, ``local_version_dir``), and the
+store keeps the registry's local copies down to the versions in memory or
+loading (``ModelRegistry.prune_cache``). A load that failed because the store
+did not answer (``registry.is_unreachable``) is retried at the next poll; one
+that failed on the version's files waits ``retry_failed_s``.
 """
 
 from __future__ import annotations
@@ -24,14 +31,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable
 
 from flywheel.errors import FlywheelError
+from flywheel.registry import is_unreachable
 from flywheel.serving.errors import RequestError, ServingError
 from flywheel.serving.inputs import FeatureSchema
+from flywheel.storage import StorageError
 
 LOG = logging.getLogger("flywheel.serving")
 MODEL_JSON = "model.json"
@@ -74,13 +82,23 @@ class LoadedModel:
 def load_version(registry: Any, name: str, version: int, *, xla: str = "auto") -> LoadedModel:
     """Loads and warms up one version of a model from the registry (``xla``: see ``compile_fastest``).
 
+    The registry may be a directory or an object store: ``model.json`` is read
+    through the storage layer and the Keras model from the registry's local
+    copy of the version (``ModelRegistry.local_version_dir``).
+
     Raises:
         ServingError: the version has no readable ``model.json`` or Keras model.
+        StorageError: the store cannot be reached now (``registry.is_unreachable``;
+            a passing outage, retried at the next poll).
     """
+    from flywheel.registry import is_unreachable
+
     spec, schema = read_contract(registry, name, version)
     try:
         net = registry.load_keras(name, version)
     except FlywheelError as exc:
+        if is_unreachable(exc):
+            raise
         raise ServingError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - Keras raises many types on a corrupt file; all mean "not loadable"
         raise ServingError(f"Version {version} of model '{name}' could not be loaded: {exc!r}") from exc
@@ -93,19 +111,21 @@ def read_contract(registry: Any, name: str, version: int) -> tuple[dict[str, Any
 
     Raises:
         ServingError: the file is missing, not JSON, or not the shape train writes.
+        StorageError: the store cannot be reached now.
     """
-    import json
+    from flywheel.registry import is_unreachable
 
-    directory = registry.version_dir(name, version)
+    where = registry.version_file(name, version, MODEL_JSON)
     try:
-        with open(os.path.join(directory, MODEL_JSON), encoding="utf-8") as f:
-            spec = json.load(f)
+        spec = registry.read_version_json(name, version, MODEL_JSON)
         if not isinstance(spec, dict):
             raise ValueError(f"it holds a JSON {type(spec).__name__}, not an object")
         schema = FeatureSchema.from_spec(spec)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (FlywheelError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if is_unreachable(exc):
+            raise
         raise ServingError(
-            f"Version {version} of model '{name}' has no usable {MODEL_JSON} in {directory} ({exc!r}); "
+            f"Version {version} of model '{name}' has no usable {MODEL_JSON} at {where} ({exc!r}); "
             "push the output of train, which writes it."
         ) from exc
     return spec, schema
@@ -342,15 +362,17 @@ class ModelStore:
             if model is not None:
                 self._loaded.move_to_end(version)
                 return model
-        if version not in self.registry.versions(self.name):
-            raise RequestError(
-                f"Model '{self.name}' has no version {version}; versions in the registry: "
-                f"{self.registry.versions(self.name) or 'none'}.",
-                status=404,
-            )
         try:
+            versions = self.registry.versions(self.name)
+            if version not in versions:
+                raise RequestError(
+                    f"Model '{self.name}' has no version {version}; versions in the registry: {versions or 'none'}.",
+                    status=404,
+                )
             return self._load(version)
-        except ServingError as exc:
+        except RequestError:
+            raise
+        except (ServingError, StorageError) as exc:
             raise RequestError(str(exc), status=503) from exc
 
     def loaded(self, version: int) -> LoadedModel | None:
@@ -396,7 +418,11 @@ class ModelStore:
         for entry in self.status():
             if entry["version"] == str(version):
                 return entry
-        if version in self.registry.versions(self.name):
+        try:
+            versions = self.registry.versions(self.name)
+        except StorageError as exc:
+            raise RequestError(f"The registry cannot be reached now; retry later ({exc}).", status=503) from exc
+        if version in versions:
             return {
                 "version": str(version),
                 "state": "END",
@@ -407,8 +433,7 @@ class ModelStore:
                 "serving": False,
             }
         raise RequestError(
-            f"Model '{self.name}' has no version {version}; versions in the registry: "
-            f"{self.registry.versions(self.name) or 'none'}.",
+            f"Model '{self.name}' has no version {version}; versions in the registry: {versions or 'none'}.",
             status=404,
         )
 
@@ -452,22 +477,27 @@ class ModelStore:
                 if version in self._loaded:
                     return self._loaded[version]
                 self._loading.add(version)
+            failed = False
             try:
                 model = self._loader(self.registry, self.name, version)
-            except ServingError as exc:
-                with self._lock:
-                    self._failed[version] = str(exc)
-                    self._failed_at[version] = time.monotonic()
-                raise
             except Exception as exc:  # noqa: BLE001 - a loader bug or an odd file must not escape as a crash
-                message = f"Version {version} of model '{self.name}' could not be loaded: {type(exc).__name__}: {exc}"
+                failed = True
+                passing = is_unreachable(exc)  # the store did not answer: retried at the next poll, not in 30 s
+                error = exc if passing or isinstance(exc, ServingError) else ServingError(
+                    f"Version {version} of model '{self.name}' could not be loaded: {type(exc).__name__}: {exc}"
+                )
                 with self._lock:
-                    self._failed[version] = message
-                    self._failed_at[version] = time.monotonic()
-                raise ServingError(message) from exc
+                    self._failed[version] = str(error)
+                    if not passing:
+                        self._failed_at[version] = time.monotonic()
+                if error is exc:
+                    raise
+                raise error from exc
             finally:
                 with self._lock:
                     self._loading.discard(version)
+                if failed:
+                    self._prune_cache()  # a version that failed to load keeps no local copy
             with self._lock:
                 self._failed.pop(version, None)
                 self._failed_at.pop(version, None)
@@ -485,3 +515,18 @@ class ModelStore:
                     break
                 del self._loaded[oldest]
                 self.evictions += 1
+        self._prune_cache()
+
+    def _prune_cache(self) -> None:
+        """Drops local copies (object-store registries) of every version neither in memory nor loading."""
+        with self._lock:
+            keep = set(self._loaded) | set(self._loading)
+        if self._serving is not None:
+            keep.add(self._serving.version)
+        try:
+            dropped = self.registry.prune_cache(self.name, keep)
+        except OSError as exc:  # a cache directory that cannot be listed must not stop a reload
+            LOG.warning("could not prune the local copies of model '%s': %s", self.name, exc)
+            return
+        if dropped:
+            LOG.info("dropped local copies of model '%s' versions %s", self.name, dropped)

@@ -54,6 +54,7 @@ from flywheel.serving.inputs import decode_json, parse_predict
 
 LOG = logging.getLogger("flywheel.serving")
 RECLAIM_DELAY_S = 2.0
+RELOAD_WARNING_EVERY_S = 30.0
 LOG_CHUNK_RECORDS = 2000
 MAX_VERSION_DIGITS = 18
 _UNGUARDED_ROUTES = ("healthz", "readyz", "metrics")  # probes address the pod IP or any name; they reveal no data
@@ -78,7 +79,8 @@ class ServeConfig:
     """Everything ``flywheel serve`` can be told.
 
     Attributes:
-        registry: Registry directory (``<home>/registry`` from the CLI).
+        registry: Registry directory (``<home>/registry`` from the CLI) or object-store URI
+            (``s3://``, ``minio://``, ``gs://``; versions are loaded from a private local copy).
         home: flywheel home; request and feedback logs go under it.
         model: Model name in the registry.
         host: Interface to bind (loopback unless told otherwise).
@@ -204,8 +206,15 @@ class ModelServer:
 
         self.config = config.check()
         self.metrics = ServingMetrics(config.model)
+        registry = ModelRegistry(config.registry)
+        self._private_cache: str | None = None
+        if registry.remote:  # copies of the versions it serves, in a directory of its own (pruned as it swaps)
+            from flywheel.registry_cache import process_cache_dir
+
+            self._private_cache = process_cache_dir(registry.cache_dir)
+            registry = ModelRegistry(config.registry, cache_dir=self._private_cache)
         self.store = ModelStore(
-            ModelRegistry(config.registry),
+            registry,
             config.model,
             max_loaded=config.max_loaded_versions,
             loader=functools.partial(load_version, xla=config.xla),
@@ -237,6 +246,8 @@ class ModelServer:
         self._in_flight = 0
         self._evictions_reclaimed = 0
         self._swapped_at = 0.0
+        self._failing_since: float | None = None  # monotonic start of a run of failed reload checks
+        self._warned_at = 0.0
         self._grpc: Any = None
         self.port: int | None = None
         self.grpc_port: int | None = None
@@ -324,6 +335,10 @@ class ModelServer:
         self.log.close()
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
+        if self._private_cache is not None and not self._watcher.is_alive():
+            import shutil
+
+            shutil.rmtree(self._private_cache, ignore_errors=True)
 
     def _watch(self) -> None:
         if self.config.tf_threads:
@@ -352,12 +367,14 @@ class ModelServer:
             if self.store.refresh():
                 self._swapped_at = time.monotonic()
                 gc.freeze()
-        except (OSError, ValueError, FlywheelError) as exc:  # a half-written alias, a vanished dir: next poll
-            self.metrics.reload_errors.labels(self.config.model).inc()
-            LOG.warning("reload check failed, retrying at the next poll: %s", exc)
-        except Exception:  # noqa: BLE001 - the watch thread is the only reloader: it must outlive any odd file
-            self.metrics.reload_errors.labels(self.config.model).inc()
-            LOG.exception("reload check failed unexpectedly, retrying at the next poll")
+        except (OSError, ValueError, FlywheelError) as exc:  # a half-written alias, a vanished dir, a store away
+            self._reload_failed(exc)
+        except Exception as exc:  # noqa: BLE001 - the watch thread is the only reloader: it must outlive any odd file
+            self._reload_failed(exc, unexpected=True)
+        else:
+            if self._failing_since is not None:
+                LOG.info("reload check works again after %.0f s of failures", time.monotonic() - self._failing_since)
+                self._failing_since = None
         evictions = self.store.evictions
         if evictions != self._evictions_reclaimed and time.monotonic() - self._swapped_at >= RECLAIM_DELAY_S:
             self._evictions_reclaimed = evictions
@@ -366,6 +383,23 @@ class ModelServer:
             gc.collect()
             gc.freeze()
             LOG.info("reclaimed evicted model versions in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    def _reload_failed(self, exc: BaseException, *, unexpected: bool = False) -> None:
+        """Counts a failed reload check; logs the first of a run of failures, then one line per
+        ``RELOAD_WARNING_EVERY_S`` (an unreachable registry fails every poll until it is back)."""
+        self.metrics.reload_errors.labels(self.config.model).inc()
+        now = time.monotonic()
+        first = self._failing_since is None
+        if first:
+            self._failing_since = now
+        if not (first or unexpected or now - self._warned_at >= RELOAD_WARNING_EVERY_S):
+            return
+        self._warned_at = now
+        failing = "" if first else f" (failing for {now - self._failing_since:.0f} s)"
+        if unexpected:
+            LOG.error("reload check failed unexpectedly%s, retrying at the next poll", failing, exc_info=exc)
+        else:
+            LOG.warning("reload check failed%s, retrying at the next poll: %s", failing, exc)
 
     def _serving_changed(self, model: Any) -> None:
         self.metrics.serving_version(model.version)
@@ -549,7 +583,11 @@ class ModelServer:
     async def model_status(self, request: Any) -> Any:
         """``GET /v1/models/<name>[/versions/<v>]``: TF Serving's GetModelStatusResponse."""
         self._check_name(request)
-        return _json(self.status_document(_version_of(request)))
+        version = _version_of(request)
+        if version is None:
+            return _json(self.status_document(None))
+        loop = asyncio.get_running_loop()  # a version not in memory is looked up in the registry: off the loop
+        return _json(await loop.run_in_executor(None, self.status_document, version))
 
     def status_document(self, version: int | None) -> dict[str, Any]:
         """TF Serving's GetModelStatusResponse (as JSON) of one version, or of every known one for None.
@@ -572,7 +610,11 @@ class ModelServer:
     async def metadata(self, request: Any) -> Any:
         """``GET /v1/models/<name>[/versions/<v>]/metadata``: signature and feature contract."""
         self._check_name(request)
-        return _json(self.metadata_for(_version_of(request)))
+        version = _version_of(request)
+        if version is None:
+            return _json(self.metadata_for(None))
+        loop = asyncio.get_running_loop()  # a version not in memory is read from the registry: off the loop
+        return _json(await loop.run_in_executor(None, self.metadata_for, version))
 
     def metadata_for(self, version: int | None) -> dict[str, Any]:
         """TF Serving's GetModelMetadataResponse (as JSON) of a version (None: the serving one).
@@ -587,9 +629,12 @@ class ModelServer:
             spec, number, compilation = serving.spec, serving.version, serving.compilation
         else:
             number = version
-            spec = read_spec(self.store.registry, self.config.model, number)
             loaded = self.store.loaded(number)
-            compilation = loaded.compilation if loaded is not None else {"reason": "not loaded: chosen at load"}
+            if loaded is not None:
+                spec, compilation = loaded.spec, loaded.compilation
+            else:
+                spec = read_spec(self.store.registry, self.config.model, number)
+                compilation = {"reason": "not loaded: chosen at load"}
         return metadata_document(self.config.model, number, spec, xla=compilation)
 
     async def logs(self, request: Any) -> Any:

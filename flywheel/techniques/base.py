@@ -16,103 +16,15 @@ gives that suite a tiny problem through its ``_contract_case()`` classmethod.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
-import math
 import pkgutil
 from typing import Any, ClassVar
 
+# The rules live with the DSL (components declare them in their signatures too); techniques
+# import them from here as before.
+from flywheel.dsl.constraints import Interval, Options, validate_parameter  # noqa: F401 - re-exported
 from flywheel.errors import ParameterError
-
-
-@dataclasses.dataclass(frozen=True)
-class Interval:
-    """A numeric range rule: ``Interval(float, 0, 1, closed="neither")`` is (0, 1)."""
-
-    kind: type  # int or float
-    low: float | None
-    high: float | None
-    closed: str = "both"  # "both" | "left" | "right" | "neither"
-
-    def accepts(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if self.kind is int and not isinstance(value, int):
-            return False
-        if isinstance(value, float) and math.isnan(value):
-            return False
-        if self.low is not None:
-            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
-                return False
-        if self.high is not None:
-            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
-                return False
-        return True
-
-    def __str__(self) -> str:
-        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
-        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'an int' if self.kind is int else 'a float'} in {left}{low}, {high}{right}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """A choice rule: ``Options({"entropy", "margin"})``."""
-
-    values: frozenset[Any]
-
-    def __init__(self, values: Any) -> None:
-        object.__setattr__(self, "values", frozenset(values))
-
-    def accepts(self, value: Any) -> bool:
-        try:
-            return value in self.values
-        except TypeError:
-            return False
-
-    def __str__(self) -> str:
-        return "one of " + ", ".join(repr(v) for v in sorted(self.values, key=str))
-
-
-def _describe(rule: Any) -> str:
-    if rule is None:
-        return "None"
-    if isinstance(rule, type):
-        return {bool: "a bool", int: "an int", float: "a float", str: "a str"}.get(rule, f"a {rule.__name__}")
-    if rule == "random_state":
-        return "an int >= 0 or None"
-    if callable(rule) and not isinstance(rule, (Interval, Options)):
-        return getattr(rule, "__doc__", None) or rule.__name__
-    return str(rule)
-
-
-def _accepts(rule: Any, value: Any) -> bool:
-    if rule is None:
-        return value is None
-    if rule == "random_state":
-        return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
-    if isinstance(rule, (Interval, Options)):
-        return rule.accepts(value)
-    if isinstance(rule, type):
-        if rule is float:
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-        if rule is int:
-            return isinstance(value, int) and not isinstance(value, bool)
-        return isinstance(value, rule)
-    if callable(rule):
-        return bool(rule(value))
-    raise TypeError(f"unsupported parameter rule {rule!r}")
-
-
-def validate_parameter(owner: str, name: str, value: Any, rules: list[Any]) -> None:
-    """Raises ParameterError with the uniform message unless one rule accepts ``value``."""
-    if any(_accepts(rule, value) for rule in rules):
-        return
-    wanted = " or ".join(_describe(r) for r in rules)
-    raise ParameterError(f"The '{name}' parameter of {owner} must be {wanted}. Got {value!r} instead.")
 
 
 class Technique:

@@ -180,16 +180,24 @@ def test_blessing_refuses_regression_against_the_served_model(trained, tmp_path)
     assert baseline["overall"]["accuracy"] == accepted["evaluation"].properties["accuracy"]  # same model
 
 
-def test_the_served_baseline_is_read_from_a_registry_on_an_object_store(trained, tmp_path, s3_bucket, monkeypatch):
+def test_the_baseline_loads_from_a_registry_on_s3(trained, tmp_path, s3_bucket, monkeypatch):
+    """A registry URI (moto's S3 API on loopback): model.json is read from the bucket, the Keras model from a local copy."""
     examples, good, poor = trained
     monkeypatch.setenv("FLYWHEEL_REGISTRY_CACHE", str(tmp_path / "cache"))
     store = ModelRegistry(f"{s3_bucket}/registry")
-    version, _ = store.push("penguins", good.uri)
-    store.set_serving("penguins", version)
+    store.publish("penguins", good.uri)
 
     refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, thresholds={})
+    accepted = _evaluate(tmp_path / "good", examples, good, registry=store.root)
+
+    assert refused["blessing"].properties["blessed"] is False
     assert refused["blessing"].properties["baseline_version"] == 1
     assert any("worse than the serving version 1" in r for r in refused["blessing"].properties["reasons"])
+    with open(accepted["evaluation"].path("evaluation.json")) as f:
+        baseline = json.load(f)["baseline"]
+    assert baseline["version"] == 1 and baseline["registry"] == store.root
+    assert baseline["overall"]["accuracy"] == accepted["evaluation"].properties["accuracy"]  # the same model
+    assert store.cached_versions("penguins") == [1]  # loaded through the one local copy
 
 
 def test_unknown_metric_names_are_rejected(trained, tmp_path):

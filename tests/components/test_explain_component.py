@@ -87,7 +87,7 @@ def test_bad_parameters_and_a_model_without_its_contract_are_refused(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     artifacts = {"examples": Examples(uri=str(tmp_path / "ex")), "model": Model(uri=str(model))}
-    with pytest.raises(ParameterError, match="The 'rows' parameter of explain must be an int >= 1. Got 0 instead."):
+    with pytest.raises(ParameterError, match="The 'rows' parameter of explain must be an int in \\[1, inf\\). Got 0 instead."):
         call_component(explain, artifacts, {"report": HTML(uri=str(tmp_path / "r"))}, {"rows": 0})
     with pytest.raises(FlywheelError, match="model.json"):
         call_component(

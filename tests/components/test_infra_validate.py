@@ -120,3 +120,117 @@ def test_out_of_range_parameters_are_refused_naming_the_parameter(penguin_model,
     with pytest.raises(ParameterError, match=f"{named} parameter of infra_validate must be"):
         _validate(examples, model, tmp_path, **params)
     assert not os.listdir(tmp_path / "infra")  # nothing written
+
+
+# Runs the executor with only the serving image's packages importable: every other module is not
+# found (an import raises ModuleNotFoundError, importlib.util.find_spec gives None), as in that image. Writes what was refused and what was loaded to argv[1].
+_ONLY_SERVING_IMAGE = r"""
+import json, runpy, sys
+
+allowed = set(json.loads(sys.argv[2]))
+report, sys.argv = sys.argv[1], [sys.argv[0], *sys.argv[3:]]
+refused = []
+
+
+def in_image(name):
+    top = name.split(".")[0]
+    if top in sys.stdlib_module_names or top == "flywheel":
+        return True
+    # a namespace package ("google") is importable when a package of the image lives under it
+    return any(name == a or name.startswith(a + ".") or a.startswith(name + ".") for a in allowed)
+
+
+class OnlyServingImage:
+    # Wraps a finder: a module outside the image is not found, as if not installed (find_spec gives None).
+
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if not in_image(name):
+            refused.append(name)
+            return None
+        find = getattr(self.finder, "find_spec", None)
+        return find(name, path, target) if find else None
+
+    def invalidate_caches(self):
+        getattr(self.finder, "invalidate_caches", lambda: None)()
+
+
+sys.meta_path[:] = [OnlyServingImage(finder) for finder in sys.meta_path]
+code = 0
+try:
+    runpy.run_module("flywheel.executor", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+with open(report, "w") as handle:
+    json.dump({"refused": sorted(set(refused)), "loaded": sorted({m.split(".")[0] for m in sys.modules})}, handle)
+sys.exit(code)
+"""
+
+
+def _serving_image_modules() -> list[str]:
+    """The importable names the serving image's pins install (``google.protobuf`` under a namespace)."""
+    import pathlib
+    from importlib.metadata import distribution
+
+    from flywheel import image_requirements as ir
+
+    lock = ir.parse_lock((pathlib.Path(__file__).resolve().parents[2] / "requirements.lock").read_text())
+    names = set()
+    for pin in ir.image_packages(lock, "serving"):
+        files = [f.parts for f in distribution(pin).files or []]
+        packages = {parts[0] for parts in files if len(parts) > 1 and parts[1] == "__init__.py"}
+        for parts in files:
+            if parts[0] == ".." or parts[0].endswith((".dist-info", ".data", ".pth")):
+                continue
+            if len(parts) == 1:
+                names.add(parts[0].split(".")[0])  # six.py, _cffi_backend.cpython-311-x86_64-linux-gnu.so
+            elif parts[0] in packages or len(parts) == 2:
+                names.add(parts[0])
+            else:
+                names.add(f"{parts[0]}.{parts[1]}")  # a namespace package: google/protobuf/...
+    return sorted(names)
+
+
+def test_the_executor_runs_infra_validate_with_only_the_serving_images_packages(penguin_model, tmp_path):
+    """The task as Kubeflow runs it in the serving image: ``python -m flywheel.executor``, and no pandas, kfp, MLMD."""
+    import subprocess
+    import sys
+
+    examples, model = penguin_model
+    allowed = _serving_image_modules()
+    assert "pandas" not in allowed and "tensorflow" in allowed and "google.protobuf" in allowed
+
+    def artifact(name, title, uri, metadata):
+        return {"artifacts": [{"name": name, "type": {"schemaTitle": title}, "uri": uri, "metadata": metadata}]}
+
+    output_file = tmp_path / "kfp_outputs" / "output_metadata.json"
+    executor_input = {
+        "inputs": {
+            "parameterValues": {"requests": 2, "rows_per_request": 3},
+            "artifacts": {
+                "model": artifact("model", "system.Model", model.uri, model.properties),
+                "examples": artifact("examples", "system.Dataset", examples.uri, examples.properties),
+            },
+        },
+        "outputs": {
+            "artifacts": {"infra_blessing": artifact("infra_blessing", "system.Artifact", str(tmp_path / "infra"), {})},
+            "outputFile": str(output_file),
+        },
+    }
+    command = [
+        sys.executable, "-c", _ONLY_SERVING_IMAGE, str(tmp_path / "imports.json"), json.dumps(allowed),
+        "--executor_input", json.dumps(executor_input),
+        "--component", "flywheel.components.infra_validate:infra_validate",
+    ]
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    imports = json.loads((tmp_path / "imports.json").read_text())
+    assert {"pandas", "sklearn", "kfp", "ml_metadata"}.isdisjoint(imports["loaded"])
+    assert {"tensorflow", "keras", "aiohttp", "pyarrow"} <= set(imports["loaded"])  # it really served the model
+    blessing = json.loads(output_file.read_text())["artifacts"]["infra_blessing"]["artifacts"][0]["metadata"]
+    assert blessing["blessed"] is True, blessing["reasons"]
+    assert len(blessing["latency_ms"]) == 2 and blessing["max_abs_difference"] <= 1e-4

@@ -195,7 +195,7 @@ def test_bad_parameters_fail_before_any_trial(penguins, tmp_path):
         _tune(penguins, tmp_path / "o", objective="accuracy")
     with pytest.raises(ParameterError, match="'fixed' parameter of tune"):
         _tune(penguins, tmp_path / "f", fixed={"mixup_alpha": 0.2})
-    with pytest.raises(ParameterError, match="'dropout' parameter of train must be in"):
+    with pytest.raises(ParameterError, match=r"'dropout' parameter of train must be a float in \[0, 1\)"):
         _tune(penguins, tmp_path / "d", search_space={"dropout": {"type": "float", "min": 0.5, "max": 1.5}})
 
 

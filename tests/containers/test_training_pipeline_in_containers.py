@@ -1,8 +1,8 @@
-"""The compiled training pipeline, run task by task in flywheel's image through kfp.local.
+"""The compiled training pipeline, run task by task in flywheel's images through kfp.local.
 
 kfp's own local orchestrator builds every task's executor input and runs it with its
-DockerRunner against podman's Docker API; each task runs in flywheel:<version> as uid 10001
-with a read-only root. Two runs share one registry: the first pushes version 1, the second
+DockerRunner against podman's Docker API; each task runs in flywheel:<version> (infra_validate
+in flywheel-serving:<version>, its image role) as uid 10001 with a read-only root. Two runs share one registry: the first pushes version 1, the second
 is evaluated against it and pushes version 2. Then the serving image serves the registry.
 """
 
@@ -34,11 +34,12 @@ PENGUIN = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5, "f
 
 @pytest.fixture(scope="module")
 def two_runs(docker_host, tmp_path_factory):
+    _require_image(SERVING_IMAGE)  # infra_validate runs in it
     work = tmp_path_factory.mktemp("container-run")
     ir = work / "training.yaml"
     # kfp.local cannot evaluate dsl.If: push runs unconditionally and checks the blessing itself.
     compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(ir), image=COMPONENT_IMAGE,
-                     conditions=False)
+                     serving_image=SERVING_IMAGE, conditions=False)
     registry = work / "registry"
     roots = []
     for run in (1, 2):
@@ -62,8 +63,12 @@ def test_every_task_ran_as_uid_10001_and_wrote_into_the_pipeline_root(two_runs):
     written = [p for p in roots[0].rglob("*") if p.is_file()]
     assert len(written) > 10
     assert {p.stat().st_uid for p in written} == {TASK_UID}, "outputs were written by another user than 10001"
-    for task in ("ingest", "validate", "transform", "train", "evaluate", "push"):
+    for task in ("ingest", "validate", "transform", "train", "infra-validate", "evaluate", "push"):  # KFP task names
         assert any(f"/{task}" in str(p) for p in written), f"no output of {task}"
+    # infra_validate ran in the serving image (no pandas there) and served the candidate.
+    for root in roots:
+        blessing = _outputs(root, "infra-validate")["infra_blessing"]["metadata"]
+        assert blessing["blessed"] is True, blessing["reasons"]
 
 
 def test_push_wrote_a_version_per_run_and_the_second_was_compared_with_the_first(two_runs):

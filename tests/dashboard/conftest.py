@@ -60,9 +60,9 @@ def page(browser):
 
 
 @contextlib.contextmanager
-def serving(home: Home, registry: str = "") -> Iterator[str]:
-    """Runs the dashboard for ``home`` on a free loopback port; yields its base URL."""
-    server = make_server(Sources(home, registry), port=0, quiet=True)
+def serving(home: Home, registry: str = "", kfp: object = None) -> Iterator[str]:
+    """Runs the dashboard for ``home`` (and a ``KfpReader``, if given) on a free loopback port; yields its base URL."""
+    server = make_server(Sources(home, registry, kfp=kfp), port=0, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -10,6 +10,8 @@ import pytest
 
 from flywheel import image_requirements as ir
 
+from .import_reach import ImportReach
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LOCK_TEXT = (REPO / "requirements.lock").read_text()
 LOCK = ir.parse_lock(LOCK_TEXT)
@@ -104,11 +106,57 @@ def test_serving_installs_every_distribution_flywheel_serving_imports():
 
 
 def test_the_component_image_carries_what_serving_imports_for_infra_validate():
-    # infra_validate starts flywheel's serving code inside the component image on Kubeflow.
+    # infra_validate runs in the serving image on Kubeflow, but a pipeline may move it to the component
+    # image (task.set_image("component")), where it still starts flywheel's serving code.
     needed = _serving_distributions()
     kept = ir.image_packages(LOCK, "component")
     assert {"prometheus-client", "aiohttp", "orjson"} <= needed
     assert needed <= kept, f"serving imports {sorted(needed - kept)}, which the component image would not carry"
+
+
+def _reach_from(*entries: tuple[str, ...]) -> dict[str, set[str]]:
+    """Third-party module -> where it is imported, reached statically from ``entries`` (import_reach)."""
+    reach = ImportReach({
+        "flywheel": REPO / "flywheel", "flywheel.components": REPO / "components", "flywheel.pipelines": REPO / "pipelines",
+    })
+    for module, *names in entries:
+        reach.add(module, *names)
+    return reach.third_party
+
+
+def _distributions_needed(modules: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Distribution (canonical) -> the imports that need it; a module no distribution installs fails the test."""
+    top_level = packages_distributions()
+    needed: dict[str, set[str]] = {}
+    for module, where in modules.items():
+        dists = _distributions_of(module, top_level)
+        assert dists, f"{module} (imported by {sorted(where)}) is not installed here: cannot tell which pin it needs"
+        for dist in dists:
+            needed.setdefault(ir.canonical(dist), set()).update(where)
+    return needed
+
+
+# The infra_validate task on Kubeflow: the executor entrypoint, then the component it loads by name.
+INFRA_VALIDATE_TASK = (("flywheel.executor",), ("flywheel.components.infra_validate", "infra_validate"))
+
+
+def test_the_serving_image_installs_everything_the_infra_validate_task_imports():
+    # infra_validate runs in the serving image on Kubeflow (@component(image="serving")).
+    modules = _reach_from(*INFRA_VALIDATE_TASK)
+    needed = _distributions_needed(modules)
+    kept = ir.image_packages(LOCK, "serving")
+    missing = {dist: sorted(where)[:3] for dist, where in needed.items() if dist not in kept}
+    assert not missing, f"the infra_validate task imports what the serving image lacks: {missing}"
+    # The reach sees the task's real work: the serving stack, Keras and pyarrow, and no pandas/kfp/MLMD.
+    assert {"tensorflow", "keras", "aiohttp", "pyarrow", "numpy"} <= set(needed)
+    assert {"pandas", "scikit-learn", "kfp", "ml-metadata", "apache-beam"}.isdisjoint(needed)
+
+
+def test_the_reach_sees_lazy_imports_of_what_a_task_calls():
+    # evaluate (a component-image task) imports pandas and scikit-learn inside the functions it calls.
+    needed = _distributions_needed(_reach_from(("flywheel.executor",), ("flywheel.components.evaluate", "evaluate")))
+    assert {"pandas", "scikit-learn", "keras"} <= set(needed)
+    assert not {"pandas", "scikit-learn"} <= ir.image_packages(LOCK, "serving")
 
 
 def test_an_unknown_image_is_rejected():

@@ -6,30 +6,34 @@ compiled training pipeline (with its ``dsl.If`` gate on the blessing) through kf
 task a ``python -m flywheel.executor`` process, as a pod would run it.
 
 1. v1 comes from a KFP run on span 1: its ``version.json`` names that run as its lineage.
-2. Two replicas log shifted traffic (span 2's world) for the serving version to the bucket.
+2. Two ``flywheel serve`` replicas serve the registry's alias from the bucket and log shifted
+   traffic (span 2's world, true labels as feedback) to the bucket.
 3. ``flywheel monitor --once`` in its own process, with a fresh home and no metadata store, only
    the bucket and the KFP endpoint: it detects drift against the reference v1 carries and submits
    a retraining run with ``data_path=s3://.../span-2``.
-4. The server runs it: v2 is trained on span 2, blessed, pushed, and serves.
-5. A bad v3 (v1 pushed again: it serves, its live labels disagree) is rolled back by the next
-   monitor pass, and the drift rule's cool-down starts no second run.
+4. The server runs it: v2 is trained on span 2, blessed, pushed, and the replicas serve it.
+5. A bad v3 (v1's model pushed again, stale in this world) is picked up by the replicas; its live
+   accuracy falls below v2's, so the next monitor pass rolls it back, and the drift it sees is
+   in the rule's cool-down: no second run.
+
+The replicas ship their logs to the bucket every 30 s and when they stop, so each phase of
+traffic ends by stopping them (SIGTERM drains and ships); the next phase starts them again.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 import yaml
 
 from flywheel import storage
-from flywheel.cli.drift_demo import penguins
+from flywheel.cli.drift_demo import Traffic, _free_port, penguins
 from flywheel.registry import ModelRegistry
 from tests.conftest import REPO
 from tests.kubeflow.executing_server import ExecutingKfpServer
@@ -43,42 +47,48 @@ TRAINING = {"model_name": MODEL, "epochs": 5, "hidden_units": [8, 4], "threshold
             "max_regression": 1.0}
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
 
-# One serving replica's request and feedback logs (serving/logs.py) for one version, written to the bucket.
-REPLICA = textwrap.dedent(
-    """
-    import json, sys, time
-    from flywheel.serving import logs
-    root, version, rows, wrong = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "1"
-    requests = logs.open_writer(logs.log_dir(root, "penguins", logs.REQUESTS))
-    feedback = logs.open_writer(logs.log_dir(root, "penguins", logs.FEEDBACK))
-    classes = ["Adelie", "Chinstrap", "Gentoo"]
-    for row in rows:
-        label = row.pop("species")
-        guess = classes[(classes.index(label) + 1) % 3] if wrong else label
-        rid = f"v{version}-{row.pop('id')}"
-        now = time.time()
-        requests.write([{"request_id": rid, "index": 0, "ts": now, "model": "penguins", "version": version,
-                         "features": row, "prediction": guess}])
-        feedback.write([{"request_id": rid, "index": 0, "ts": now, "label": label}])
-    requests.close()
-    feedback.close()
-    """
-)
+class Replicas:
+    """Two ``flywheel serve`` processes on the S3 registry, logging to the bucket (POD_NAME: serving-0, -1)."""
 
+    def __init__(self, tmp_path, registry: str, logs_root: str) -> None:
+        self.ports = [_free_port(), _free_port()]
+        self.logs = [open(tmp_path / f"replica-{n}.log", "ab") for n in range(2)]  # noqa: SIM115 - closed in stop()
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "flywheel", "--home", str(tmp_path / f"replica-{n}"), "serve",
+                 "--registry", registry, "--model", MODEL, "--port", str(port), "--no-grpc", "--xla", "off",
+                 "--poll-seconds", "0.5"],
+                env=dict(os.environ, POD_NAME=f"serving-{n}", FLYWHEEL_SERVING_LOG_URI=logs_root, PYTHONPATH=REPO,
+                         FLYWHEEL_REGISTRY_CACHE=str(tmp_path / f"replica-cache-{n}")),
+                cwd=REPO, stdout=self.logs[n], stderr=subprocess.STDOUT,
+            )
+            for n, port in enumerate(self.ports)
+        ]
+        self.traffic = [Traffic(port, MODEL) for port in self.ports]
 
-def _replicas(logs_root: str, version: int, frame, *, wrong: bool = False) -> None:
-    rows = [
-        {"id": f"{i}", "species": str(row["species"]),
-         **{f: (row[f] if isinstance(row[f], str) else (None if row[f] != row[f] else float(row[f]))) for f in FEATURES}}
-        for i, row in frame.iterrows()
-    ]
-    half = len(rows) // 2
-    procs = [
-        subprocess.Popen([sys.executable, "-c", REPLICA, logs_root, str(version), json.dumps(part), "1" if wrong else "0"],
-                         env=dict(os.environ, POD_NAME=f"serving-{n}", PYTHONPATH=REPO), cwd=REPO)
-        for n, part in enumerate((rows[:half], rows[half:]))
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    def serving(self, version: int, timeout_s: float = 120) -> None:
+        """Waits until both replicas answer with ``version``."""
+        deadline = time.monotonic() + timeout_s
+        while [t.serving_version() for t in self.traffic] != [version, version]:
+            assert all(p.poll() is None for p in self.procs), "a replica exited"
+            assert time.monotonic() < deadline, f"the replicas did not serve v{version} within {timeout_s:g}s"
+            time.sleep(0.3)
+
+    def replay(self, frame) -> tuple[float, int]:
+        """Half the rows to each replica, true labels as feedback; (accuracy over all rows, the version)."""
+        half = len(frame) // 2
+        (a, va), (b, vb) = self.traffic[0].replay(frame.iloc[:half]), self.traffic[1].replay(frame.iloc[half:])
+        assert va == vb
+        return (a * half + b * (len(frame) - half)) / len(frame), va
+
+    def stop(self) -> None:
+        """SIGTERM: in-flight requests finish and each replica ships its log file to the bucket."""
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=60) for p in self.procs]
+        for log in self.logs:
+            log.close()
+        assert codes == [0, 0]
 
 
 def _monitor(tmp_path, args: list[str]) -> subprocess.CompletedProcess:
@@ -93,7 +103,7 @@ def _monitor(tmp_path, args: list[str]) -> subprocess.CompletedProcess:
 def _finished(kfp: ExecutingKfpServer, run_id: str) -> dict:
     run = kfp.wait(run_id, timeout_s=600)
     assert run["state"] == "SUCCEEDED", kfp.log(run_id)[-6000:]
-    return {name: entry["state"] for name, entry in run["tasks"].items()}
+    return {task["name"]: task["state"] for task in run["tasks"]}
 
 
 def test_drift_on_serving_logs_retrains_on_kfp_pushes_v2_and_a_bad_v3_is_rolled_back(s3_bucket, tmp_path, monkeypatch):
@@ -120,8 +130,14 @@ def test_drift_on_serving_logs_retrains_on_kfp_pushes_v2_and_a_bad_v3_is_rolled_
         assert v1["lineage"] == {"kind": "kfp", "run_id": first, "host": kfp.url}
         assert v1["data"]["uri"] == f"{s3_bucket}/data/span-1/"
 
-        # 2. shifted traffic on v1, logged by two replicas to the bucket
-        _replicas(logs_root, 1, penguins(shifted=True, seed=4).head(240))
+        # 2. shifted traffic on v1, served and logged by two replicas
+        replicas = Replicas(tmp_path, registry.root, logs_root)
+        try:
+            replicas.serving(1)
+            stale_accuracy, served = replicas.replay(penguins(shifted=True, seed=4).head(200))
+        finally:
+            replicas.stop()
+        assert served == 1
 
         # 3. the monitor: only the bucket and the KFP endpoint
         rules = tmp_path / "rules.yaml"
@@ -152,19 +168,26 @@ def test_drift_on_serving_logs_retrains_on_kfp_pushes_v2_and_a_bad_v3_is_rolled_
         v2 = registry.version_info(MODEL, 2)
         assert v2["metadata"]["lineage"]["run_id"] == retrain["run_id"] and v2["metadata"]["data"]["uri"] == f"{s3_bucket}/data/span-2"
         assert v2["metadata"]["blessing"]["blessed"] is True
-        _replicas(logs_root, 2, penguins(shifted=True, seed=5).head(120))
+        replicas = Replicas(tmp_path, registry.root, logs_root)
+        try:
+            replicas.serving(2)
+            accuracy_v2, _ = replicas.replay(penguins(shifted=True, seed=5).head(120))
 
-        # 5. a bad v3 serves (v1's model and reference pushed again, stale for this world), its live labels
-        # disagree: the next pass rolls it back, and the drift it still sees is in the rule's cool-down
-        time.sleep(1.1)  # v3's alias time must follow v2's labels (one-second timestamps)
-        stale = registry.local_version_dir(MODEL, 1)
-        v3_dir = tmp_path / "v3"
-        shutil.copytree(stale, v3_dir, ignore=shutil.ignore_patterns("version.json", "reference"))
-        old = registry.version_info(MODEL, 1)
-        published = registry.publish(MODEL, str(v3_dir), metadata={"metrics": old["metrics"], **old["metadata"]},
-                                     extra_trees={"reference": os.path.join(stale, "reference")})
-        assert published.serving_version == 3
-        _replicas(logs_root, 3, penguins(shifted=True, seed=6).head(120), wrong=True)
+            # 5. a bad v3: v1's model pushed again (stale for this world); the replicas pick it up
+            stale = registry.local_version_dir(MODEL, 1)
+            v3_dir = tmp_path / "v3"
+            shutil.copytree(stale, v3_dir, ignore=shutil.ignore_patterns("version.json", "reference"))
+            old = registry.version_info(MODEL, 1)
+            published = registry.publish(MODEL, str(v3_dir), metadata={"metrics": old["metrics"], **old["metadata"]},
+                                         extra_trees={"reference": os.path.join(stale, "reference")})
+            assert published.serving_version == 3
+            replicas.serving(3)
+            accuracy_v3, _ = replicas.replay(penguins(shifted=True, seed=6).head(120))
+        finally:
+            replicas.stop()
+        assert accuracy_v3 < accuracy_v2 - 0.05 and abs(accuracy_v3 - stale_accuracy) < 0.2, (accuracy_v2, accuracy_v3)
+
+        # the next pass rolls v3 back on its live labels; the drift it still sees is in cool-down
         second = _monitor(tmp_path, args)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "in cool-down" in second.stderr, second.stdout + second.stderr

@@ -71,7 +71,7 @@ def test_everything_lives_in_the_flywheel_namespace(rendered, kustomization):
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_every_pod_runs_non_root_read_only_without_privileges(rendered, kustomization):
     specs = pod_specs(rendered[kustomization])
-    assert {name for name, _ in specs} == {"Deployment/flywheel-serving", "CronJob/flywheel-monitor"}
+    assert {name for name, _ in specs} == {"Deployment/flywheel-serving", "Deployment/flywheel-dashboard", "CronJob/flywheel-monitor"}
     for name, spec in specs:
         pod_ctx = spec["securityContext"]
         assert pod_ctx["runAsNonRoot"] is True, name
@@ -342,3 +342,68 @@ def test_the_cluster_retrain_data_is_a_uri_every_pod_can_read():
 
     config = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml"))
     assert config.retrain.parameters["data_path"].startswith(("newest:s3://", "newest:minio://", "newest:gs://"))
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_dashboard_reads_kfp_and_the_registry_from_the_config_without_cluster_api_access(rendered, kustomization):
+    objs = rendered[kustomization]
+    deployment = one(objs, "Deployment", "flywheel-dashboard")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:2] == ["flywheel", "ui"]
+    assert container["command"][container["command"].index("--host") + 1] == "0.0.0.0"
+    env = _env(container)
+    config = one(objs, "ConfigMap", "flywheel-config")["data"]
+    for variable, key in (("FLYWHEEL_KFP_HOST", "kfp-host"), ("FLYWHEEL_REGISTRY", "registry-uri"),
+                          ("FLYWHEEL_S3_ENDPOINT_URL", "s3-endpoint")):
+        ref = env[variable]["valueFrom"]["configMapKeyRef"]
+        assert ref["name"] == "flywheel-config" and ref["key"] == key and key in config, variable
+    assert config["kfp-host"].startswith("http://ml-pipeline.kubeflow")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == key and ref["name"].startswith("flywheel-object-store") and "value" not in env[key]
+    # Probes hit /healthz, which touches no store and no KFP API.
+    assert container["livenessProbe"]["httpGet"]["path"] == container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    port = container["ports"][0]
+    service = one(objs, "Service", "flywheel-dashboard")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "flywheel-dashboard"}
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    # The registry claim is mounted read-only; the only token is a projected one for the KFP API.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["data"]["persistentVolumeClaim"]["readOnly"] is True and mounts["data"]["readOnly"] is True
+    (source,) = volumes["kfp-token"]["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "pipelines.kubeflow.org"
+    token_path = container["command"][container["command"].index("--kfp-token-file") + 1]
+    assert token_path == f"{mounts['kfp-token']['mountPath']}/{source['serviceAccountToken']['path']}"
+    assert pod["serviceAccountName"] == "flywheel-dashboard" and pod["automountServiceAccountToken"] is False
+    assert one(objs, "ServiceAccount", "flywheel-dashboard")["automountServiceAccountToken"] is False
+    bound = {subject["name"] for binding in objects_of(objs, "RoleBinding") for subject in binding["subjects"]}
+    assert "flywheel-dashboard" not in bound
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_shared_volume_is_read_write_many_everywhere(rendered, kustomization):
+    """push (a KFP step), serving, the monitor and the dashboard mount flywheel-data at once, from any node."""
+    objs = rendered[kustomization]
+    claim = one(objs, "PersistentVolumeClaim", "flywheel-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    mounting = [name for name, spec in pod_specs(objs)
+                if any(v.get("persistentVolumeClaim", {}).get("claimName") == "flywheel-data" for v in spec["volumes"])]
+    assert sorted(mounting) == ["CronJob/flywheel-monitor", "Deployment/flywheel-dashboard", "Deployment/flywheel-serving"]
+
+
+def test_cluster_retraining_steps_get_the_object_store_serving_and_the_monitor_use(rendered):
+    """The compiled retraining run names the Secret literally: dev's must carry exactly that name."""
+    from flywheel.monitoring.rules import load_rules
+
+    retrain = load_rules(os.path.join(REPO, "k8s", "base", "alert-rules.yaml")).retrain
+    for kustomization in KUSTOMIZATIONS:
+        objs = rendered[kustomization]
+        config = one(objs, "ConfigMap", "flywheel-config")["data"]
+        assert retrain.object_store_endpoint == config["s3-endpoint"], kustomization
+        monitor = one(objs, "CronJob", "flywheel-monitor")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        ref = _env(monitor["containers"][0])["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == retrain.object_store_secret, kustomization
+    assert one(rendered["overlays/dev"], "Secret", retrain.object_store_secret)["type"] == "Opaque"

@@ -6,25 +6,26 @@ queues the submitted pipeline spec with its runtime parameters, and one backgrou
 runs the runs in order through ``flywheel.kubeflow.container_run`` (kfp.local with conditions;
 ``runner="subprocess"`` by default, ``"docker"`` where the images exist), as one KFP cluster
 would. The run goes PENDING -> RUNNING -> SUCCEEDED or FAILED, and ``GET /apis/v2beta1/runs/{id}``
-answers a ``V2beta1Run`` with ``run_details.task_details`` (one per task and condition group:
-state, start and end time, the reason of a skip or a failure in ``error``), as KFP's API does.
+answers (through the fake's own route) a ``V2beta1Run`` with ``run_details.task_details`` (one
+per task and condition group: state, start and end time, the reason of a skip or a failure in
+``error``), as KFP's API does.
 
-Each task gets ``KFP_RUN_ID`` and ``KFP_HOST`` (push records them as the version's lineage),
-and a scratch ``FLYWHEEL_HOME`` of its run; its output goes to the run's log (``log(run_id)``).
+KFP's run-id placeholder resolves to the server's run id (push records it as the version's
+lineage, with ``KFP_HOST`` from the task environment); each task gets a scratch ``FLYWHEEL_HOME``
+of its run; its output goes to the run's log (``log(run_id)``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import queue
 import threading
 import time
 from typing import Any
 
-from tests.kubeflow.conftest import PREFIX, FakeKfpServer, _Handler, _serialise
+from tests.kfp_fake import PREFIX, FakeKfpServer, _Handler
 
 FINAL_STATES = ("SUCCEEDED", "FAILED")
 
@@ -35,19 +36,12 @@ def _utc() -> datetime.datetime:
 
 class _ExecutingHandler(_Handler):
     def _route(self, api: Any, state: Any, method: str, path: str, query: dict, body: Any) -> None:
-        executor: ExecutingKfpServer = self.server.executor
         if path == PREFIX + "/runs" and method == "POST":
             before = len(state.runs)
             super()._route(api, state, method, path, query, body)
             if len(state.runs) > before:
-                executor._accept(state.runs[-1])
+                self.server.executor._accept(state.runs[-1])
             return None
-        if path.startswith(PREFIX + "/runs/") and method == "GET":
-            run_id = path[len(PREFIX + "/runs/"):]
-            found = [r for r in state.runs if r["run_id"] == run_id]
-            if not found:
-                return self._reply(404, json.dumps({"error": "not found", "message": f"run {run_id} not found"}).encode())
-            return self._reply(200, _serialise(executor._run_model(api, found[0])))
         return super()._route(api, state, method, path, query, body)
 
 
@@ -82,7 +76,7 @@ class ExecutingKfpServer(FakeKfpServer):
         super().__exit__(*exc)
 
     def _accept(self, run: dict) -> None:
-        run.update(tasks={}, created_at=_utc(), finished_at=None, error=None)
+        run.update(tasks=[], created_at=_utc(), finished_at=None, error="")  # the fields GET run reports
         self._queue.put(run)
 
     def log(self, run_id: str) -> str:
@@ -121,21 +115,25 @@ class ExecutingKfpServer(FakeKfpServer):
         with open(ir, "w", encoding="utf-8") as handle:
             yaml.safe_dump(spec, handle)
         parameters = (run.get("runtime_config") or {}).get("parameters") or {}
-        env = {**self.env, "KFP_RUN_ID": run["run_id"], "KFP_HOST": self.url, "FLYWHEEL_HOME": home}
+        env = {**self.env, "KFP_HOST": self.url, "FLYWHEEL_HOME": home}
         self._set(run, state="RUNNING")
 
         def on_task(task: str, state: str, detail: str) -> None:
             with self.state.lock:
-                entry = run["tasks"].setdefault(task, {"created": _utc()})
-                entry.update(state=state, detail=detail)
-                entry["start" if state == "RUNNING" else "end"] = _utc()
+                entry = next((t for t in run["tasks"] if t["name"] == task), None)
+                if entry is None:
+                    entry = {"name": task, "task_id": f"{run['run_id']}-{task}", "start": _utc()}
+                    run["tasks"].append(entry)
+                entry.update(state=state, error=detail)
+                if state != "RUNNING":
+                    entry["end"] = _utc()
 
         with open(os.path.join(run_dir, "run.log"), "w", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             try:
                 run_compiled_pipeline(
                     ir, pipeline_root=os.path.join(run_dir, "root"), arguments=parameters, runner=self.runner,
-                    options=TaskContainerOptions(env=env), on_task=on_task,
+                    options=TaskContainerOptions(env=env), on_task=on_task, run_id=run["run_id"],
                 )
             except Exception as exc:  # noqa: BLE001 - any failure is the run's FAILED state, as on KFP
                 print(f"run failed: {type(exc).__name__}: {exc}")
@@ -148,21 +146,3 @@ class ExecutingKfpServer(FakeKfpServer):
             run.update(changes)
             if changes.get("state") in FINAL_STATES:
                 run["finished_at"] = _utc()
-
-    def _run_model(self, api: Any, run: dict) -> Any:
-        tasks = [
-            api.V2beta1PipelineTaskDetail(
-                run_id=run["run_id"], task_id=f"{run['run_id']}-{name}", display_name=name, state=entry["state"],
-                create_time=entry["created"], start_time=entry.get("start"), end_time=entry.get("end"),
-                error=api.GooglerpcStatus(message=entry["detail"]) if entry.get("detail") else None,
-            )
-            for name, entry in run.get("tasks", {}).items()
-        ]
-        return api.V2beta1Run(
-            run_id=run["run_id"], display_name=run["display_name"], experiment_id=run.get("experiment_id"),
-            state=run["state"], created_at=run.get("created_at"), finished_at=run.get("finished_at"),
-            runtime_config=api.V2beta1RuntimeConfig(parameters=(run.get("runtime_config") or {}).get("parameters")),
-            error=api.GooglerpcStatus(message=run["error"]) if run.get("error") else None,
-            run_details=api.V2beta1RunDetails(task_details=tasks or None),
-        )
-

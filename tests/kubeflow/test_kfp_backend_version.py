@@ -24,8 +24,8 @@ def test_the_fan_in_pipeline_needs_the_documented_minimum_backend(tmp_path):
     from tests.kubeflow.test_kfp_tune import _pipeline
 
     training = _compile(tmp_path, load_pipeline(str(REPO / "pipelines" / "training.py")), registry_pvc="flywheel-data")
-    assert backend_version.features_used(training) == ["kfp-kubernetes mount_pvc"]
-    assert backend_version.minimum_backend(training) == "2.1.0"
+    assert backend_version.features_used(training) == ["kfp-kubernetes mount_pvc", "dsl.PIPELINE_JOB_ID_PLACEHOLDER"]
+    assert backend_version.minimum_backend(training) == "2.4.0"  # push's run id
     tuning = _compile(tmp_path, _pipeline("random"))
     assert backend_version.features_used(tuning) == ["dsl.ParallelFor", "dsl.Collected"]
     assert backend_version.minimum_backend(tuning) == backend_version.MINIMUM_BACKEND

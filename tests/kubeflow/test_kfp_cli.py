@@ -196,6 +196,8 @@ def test_submit_with_registry_pvc_sends_the_mount_for_evaluate_and_push(kfp_serv
     assert _run("submit", training, "--host", kfp_server.url, "--registry-pvc", "flywheel-data") == 0
     assert _run("submit", training, "--host", kfp_server.url) == 0
     with_pvc, without = (json.dumps(call.body) for call in kfp_server.state.calls("POST", "/runs"))
-    assert with_pvc.count('"mountPath": "/mnt/flywheel-data"') == 2  # evaluate and push
-    assert "FLYWHEEL_REGISTRY" in with_pvc
-    assert "flywheel-data" not in without and "FLYWHEEL_REGISTRY" not in without
+    # evaluate and push, and the registry reference that feeds validate the kept schema
+    assert with_pvc.count('"mountPath": "/mnt/flywheel-data"') == 3
+    # the env entry, not the name: component descriptions (registry_reference's) may mention it
+    assert '"name": "FLYWHEEL_REGISTRY"' in with_pvc
+    assert "flywheel-data" not in without and '"name": "FLYWHEEL_REGISTRY"' not in without

@@ -448,7 +448,12 @@ def test_every_pipeline_in_pipelines_dir_compiles(tmp_path):
         compile_pipeline(pipe, str(out))
         doc = yaml.safe_load(out.read_text())
         _pipeline_spec(doc)
-        assert len(doc["root"]["dag"]["tasks"]) == len(pipe.tasks), path
+        # one extra task per consumer of a latest() schema/statistics when the pipeline has a registry
+        references = [t for t in doc["root"]["dag"]["tasks"].values()
+                      if t["taskInfo"]["name"].endswith("-registry-reference")]
+        assert len(doc["root"]["dag"]["tasks"]) == len(pipe.tasks) + len(references), path
+        if path.endswith(os.sep + "training.py"):
+            assert [t["taskInfo"]["name"] for t in references] == ["validate-registry-reference"]
         for executor in doc["deploymentSpec"]["executors"].values():
             container = executor["container"]
             assert container["command"] == ["python", "-m", "flywheel.executor"], path
@@ -471,7 +476,8 @@ def test_registry_pvc_is_mounted_by_the_tasks_that_use_the_registry(tmp_path, mo
     tasks = _task_by_display_name(pipeline_doc)
     mounted = {name for name, (_, task) in tasks.items()
                if pipeline_doc["components"][task["componentRef"]["name"]]["executorLabel"] in executors}
-    assert mounted == {"evaluate", "push"}  # the tasks with a `registry` parameter, and only those
+    # the tasks with a `registry` parameter, and the registry reference feeding validate (registry_wiring)
+    assert mounted == {"evaluate", "push", "validate-registry-reference"}
     for name in mounted:
         label = pipeline_doc["components"][tasks[name][1]["componentRef"]["name"]]["executorLabel"]
         (mount,) = executors[label]["pvcMount"]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -80,3 +86,36 @@ def call(url: str, body=None, *, method: str | None = None, headers: dict | None
     if got.get("Content-Type", "").startswith("application/json"):
         return status, json.loads(text), got
     return status, text, got
+
+
+def start_serve_cli(
+    registry: str, home: str, *extra: str, env: dict[str, str] | None = None, drain: bool = False, timeout: float = 120
+) -> tuple[subprocess.Popen, int, list[str]]:
+    """``flywheel serve`` as a real subprocess on free loopback ports (REST and gRPC), once it says ``Ready:``.
+
+    Returns ``(process, REST port, output lines so far)``. With ``drain`` a
+    thread keeps appending the output to that list (a long test never fills the
+    pipe); without it the caller reads the rest (``communicate``).
+    """
+    command = [
+        sys.executable, "-m", "flywheel.cli.serve_commands", "--home", home, "serve",
+        "--registry", registry, "--port", "0", "--grpc-port", "0", *extra,
+    ]  # fmt: skip
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    lines: list[str] = []
+    port = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
+        port = int(found.group(1)) if found else port
+        if line.startswith("Ready:"):
+            if drain:
+                threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+            return process, port, lines
+    process.kill()
+    raise AssertionError("server did not become ready:\n" + "".join(lines))

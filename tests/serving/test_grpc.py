@@ -230,10 +230,10 @@ def test_flywheel_serve_answers_grpc_next_to_rest_and_exits_0_on_sigterm(registr
     import re
     import signal
 
-    from tests.serving.test_lifecycle import _start_cli
+    from tests.serving.conftest import start_serve_cli
 
     registry, home = registry_with_model
-    process, port, lines = _start_cli(registry, home)  # a fresh process: TensorFlow is imported by the server
+    process, port, lines = start_serve_cli(registry.root, home)  # a fresh process: TensorFlow is imported by the server
     try:
         grpc_port = int(re.search(r"gRPC API on 127\.0\.0\.1:(\d+)", "".join(lines)).group(1))
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:

@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,7 +16,7 @@ import pytest
 from flywheel.serving.errors import ServingError
 from flywheel.serving.background import BackgroundServer
 from flywheel.serving.server import ServeConfig
-from tests.serving.conftest import PENGUIN, call, push_copy
+from tests.serving.conftest import PENGUIN, call, push_copy, start_serve_cli
 
 
 def test_hot_reload_under_load_loses_no_request(registry_with_model, trained_model_dir):
@@ -112,32 +110,9 @@ def test_the_watch_thread_survives_a_damaged_alias_and_model_json(registry_with_
     assert re.search(r'flywheel_serving_reload_errors_total\{model="penguins"\} [2-9]', text)
 
 
-def _start_cli(registry, home, *extra):
-    command = [
-        sys.executable, "-m", "flywheel.cli.serve_commands", "--home", home, "serve",
-        "--registry", registry.root, "--port", "0", "--grpc-port", "0", *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
-    port = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
-        port = int(found.group(1)) if found else port
-        if line.startswith("Ready:"):
-            return process, port, lines
-    process.kill()
-    raise AssertionError("server did not become ready:\n" + "".join(lines))
-
-
 def test_sigterm_finishes_in_flight_requests_then_exits_0(registry_with_model):
     registry, home = registry_with_model
-    process, port, lines = _start_cli(registry, home)
+    process, port, lines = start_serve_cli(registry.root, home)
     body = json.dumps({"instances": [PENGUIN]}).encode()
     head = (
         f"POST /v1/models/penguins:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"

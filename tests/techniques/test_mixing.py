@@ -105,7 +105,7 @@ def test_train_randaugment_option_makes_training_harder(low_data, plain):
 
 
 def test_augmentation_parameters_are_checked(low_data):
-    with pytest.raises(ParameterError, match="The 'randaugment_m' parameter of train must be in \\[0, 10\\]. Got 11"):
+    with pytest.raises(ParameterError, match="The 'randaugment_m' parameter of train must be a float in \\[0, 10\\]. Got 11"):
         _train(low_data, "bad", randaugment_n=1, randaugment_m=11)
-    with pytest.raises(ParameterError, match="The 'mixup_alpha' parameter of train must be >= 0"):
+    with pytest.raises(ParameterError, match="The 'mixup_alpha' parameter of train must be a float in \\[0, inf\\)"):
         _train(low_data, "bad2", mixup_alpha=-0.5)
