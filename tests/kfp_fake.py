@@ -256,11 +256,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class FakeKfpServer:
-    """Runs the fake API on 127.0.0.1 at a random port in a daemon thread."""
+    """Runs the fake API on 127.0.0.1 at a random port in a daemon thread (``handler``: the request handler)."""
+
+    handler: type[http.server.BaseHTTPRequestHandler] = _Handler
 
     def __init__(self) -> None:
         self.state = FakeKfpState()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
         self._server.daemon_threads = True
         self._server.state = self.state  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

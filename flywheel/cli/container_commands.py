@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Runs Kubeflow Pipelines IR (from `flywheel compile`) with kfp's own local orchestrator and its "
             "DockerRunner against DOCKER_HOST (Docker, or podman's API: `podman system service`). Every task "
-            "runs in its image as uid 10001 with a read-only root filesystem, as on a cluster."
+            "runs in its image as uid 10001 with a read-only root filesystem, as on a cluster; --runner subprocess "
+            "runs the tasks as processes of this Python instead. dsl.If conditions are evaluated."
         ),
     )
     run.add_argument("ir_file", metavar="IR_YAML", help="compiled pipeline (flywheel compile -o ...)")
@@ -34,6 +35,10 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--registry", default=None, metavar="DIR",
         help="host directory of the model registry, mounted into the tasks (push writes versions there)",
+    )
+    run.add_argument(
+        "--runner", choices=("docker", "subprocess"), default="docker",
+        help="docker: each task in its image (default); subprocess: each task as a process of this Python, no image",
     )
     run.add_argument(
         "-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -61,7 +66,8 @@ def container_run_command(args: argparse.Namespace) -> int:
         raise ContainerRunError(f"IR_YAML must be a compiled pipeline file; '{args.ir_file}' does not exist.")
     arguments = {name: _json_or_text(value) for name, value in parse_params(args.param).items()}
     run_compiled_pipeline(
-        args.ir_file, pipeline_root=args.pipeline_root, arguments=arguments, registry_dir=args.registry
+        args.ir_file, pipeline_root=args.pipeline_root, arguments=arguments, registry_dir=args.registry,
+        runner=args.runner,
     )
     print(f"Pipeline finished; outputs under {os.path.abspath(args.pipeline_root)}")
     return 0

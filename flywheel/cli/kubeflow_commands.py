@@ -129,7 +129,7 @@ def register(subparsers: Any) -> None:
     )
     compile_parser.add_argument(
         "--no-conditions", action="store_true",
-        help="compile If blocks as plain tasks (for `flywheel container-run`: kfp.local cannot evaluate dsl.If)",
+        help="compile If blocks as plain tasks, for orchestrators that cannot evaluate dsl.If (kfp.local alone)",
     )
     _add_object_store_args(compile_parser)
     compile_parser.add_argument(

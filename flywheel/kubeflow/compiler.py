@@ -432,8 +432,9 @@ def build_kfp_pipeline(
 
     ``conditions=False`` compiles the tasks inside an ``If`` as plain tasks that run after the
     task the condition tests, for orchestrators that cannot evaluate ``dsl.If`` (kfp 2.13's
-    ``kfp.local``, so ``flywheel container-run``): the training pipeline's push then runs and
-    records ``pushed=False`` for an unblessed model, as push does when called directly.
+    ``kfp.local`` on its own; ``flywheel container-run`` evaluates them): the training pipeline's
+    push then runs and records ``pushed=False`` for an unblessed model, as push does when called
+    directly.
 
     With ``registry_pvc``, every task whose component takes a ``registry``
     parameter (evaluate, push, ...) mounts that PersistentVolumeClaim at
