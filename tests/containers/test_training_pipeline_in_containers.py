@@ -37,16 +37,28 @@ def two_runs(docker_host, tmp_path_factory):
     _require_image(SERVING_IMAGE)  # infra_validate runs in it
     work = tmp_path_factory.mktemp("container-run")
     ir = work / "training.yaml"
-    # kfp.local cannot evaluate dsl.If: push runs unconditionally and checks the blessing itself.
+    # The shipped IR as a cluster gets it: push under dsl.If(is_blessed), which container-run
+    # evaluates, and validate's kept schema read from the registry by the registry-reference task.
     compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(ir), image=COMPONENT_IMAGE,
-                     serving_image=SERVING_IMAGE, conditions=False)
+                     serving_image=SERVING_IMAGE)
     registry = work / "registry"
-    roots = []
+    roots, states = [], []
     for run in (1, 2):
         root = work / f"root-{run}"
-        run_compiled_pipeline(ir, pipeline_root=root, arguments=ARGUMENTS, registry_dir=registry)
+        seen: dict[str, str] = {}
+        run_compiled_pipeline(ir, pipeline_root=root, arguments=ARGUMENTS, registry_dir=registry,
+                              on_task=lambda name, state, detail, seen=seen: seen.__setitem__(name, state))
         roots.append(root)
-    return roots, registry
+        states.append(seen)
+    return roots, registry, states
+
+
+def test_the_gated_push_and_the_registry_reference_ran_in_each_run(two_runs):
+    _, _, states = two_runs
+    for seen in states:
+        assert seen.get("push") == "SUCCEEDED", seen
+        assert seen.get("registry-reference") == "SUCCEEDED", seen
+        assert not [name for name, state in seen.items() if state not in ("SUCCEEDED", "SKIPPED")], seen
 
 
 def _outputs(root, task):
@@ -59,7 +71,7 @@ def _outputs(root, task):
 
 
 def test_every_task_ran_as_uid_10001_and_wrote_into_the_pipeline_root(two_runs):
-    roots, _ = two_runs
+    roots, _, _ = two_runs
     written = [p for p in roots[0].rglob("*") if p.is_file()]
     assert len(written) > 10
     assert {p.stat().st_uid for p in written} == {TASK_UID}, "outputs were written by another user than 10001"
@@ -72,7 +84,7 @@ def test_every_task_ran_as_uid_10001_and_wrote_into_the_pipeline_root(two_runs):
 
 
 def test_push_wrote_a_version_per_run_and_the_second_was_compared_with_the_first(two_runs):
-    roots, registry = two_runs
+    roots, registry, _ = two_runs
     versions = sorted(p.name for p in (registry / "penguins").iterdir() if p.name.isdigit())
     assert versions == ["1", "2"]
     assert (registry / "penguins" / "2" / "saved_model.pb").is_file()
@@ -99,7 +111,7 @@ def _free_port() -> int:
 
 def test_serving_image_serves_the_pushed_model_read_only_as_non_root(two_runs):
     _require_image(SERVING_IMAGE)
-    _, registry = two_runs
+    _, registry, _ = two_runs
     port = _free_port()
     name = f"flywheel-serving-test-{os.getpid()}"
     subprocess.run(
