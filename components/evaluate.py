@@ -19,14 +19,32 @@ slices do not apply to images and are skipped with a note.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation
 from flywheel.dsl.component import Input, Output, component
-from flywheel.errors import DataSanityError, FlywheelError, ParameterError
+from flywheel.dsl.constraints import Interval, rule
+from flywheel.errors import DataSanityError, FlywheelError
 
 from flywheel.components import _data_sanity, _model_metrics, examples_io
 from flywheel.components import _model_features as features
+
+
+@rule
+def metric_thresholds(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        m in _model_metrics.SCALAR_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        for m, v in value.items()
+    )
+
+
+@rule
+def metric_names(value: Any) -> bool:
+    return isinstance(value, list) and all(m in _model_metrics.SCALAR_METRICS for m in value)
+
+
+metric_thresholds.__doc__ = f"a dict of metric name -> minimum number, names from {list(_model_metrics.SCALAR_METRICS)}"
+metric_names.__doc__ = f"a list of metric names from {list(_model_metrics.SCALAR_METRICS)}"
 
 
 @component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
@@ -38,11 +56,11 @@ def evaluate(
     metrics: Output[ClassificationMetrics],
     summary: Output[Markdown],
     slice_features: list = ["island", "sex"],  # noqa: B006 - component defaults are recorded, never mutated
-    thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
+    thresholds: Annotated[dict, metric_thresholds] = {"balanced_accuracy": 0.8},  # noqa: B006
     registry: str = "",
     model_name: str = "penguins",
-    max_regression: float = 0.02,
-    compare_metrics: list = ["balanced_accuracy", "accuracy"],  # noqa: B006
+    max_regression: Annotated[float, Interval(float, 0, None)] = 0.02,
+    compare_metrics: Annotated[list, metric_names] = ["balanced_accuracy", "accuracy"],  # noqa: B006
     label: str = "",
     split: str = "eval",
     allow_label_change: bool = False,
@@ -81,7 +99,6 @@ def evaluate(
         DataSanityError: the serving version predicts other classes than
             the model and ``allow_label_change`` is false.
     """
-    _check_parameters(thresholds, compare_metrics, max_regression)
     started = time.perf_counter()
     # "" (a pipeline run with its defaults, as a KFP run from the UI is): the data's name, as ingest recorded it
     model_name = model_name or str(examples.properties.get("dataset_name") or "")
@@ -175,28 +192,6 @@ def evaluate(
     _write_classification_metrics(metrics, overall, y_true, proba, class_names)
     with open(summary.path("summary.md"), "w", encoding="utf-8") as f:
         f.write(markdown_summary(report, decision))
-
-
-def _check_parameters(thresholds: dict, compare_metrics: list, max_regression: float) -> None:
-    known = _model_metrics.SCALAR_METRICS
-    unknown = [m for m in thresholds if m not in known]
-    if unknown:
-        raise ParameterError(
-            f"The 'thresholds' parameter of evaluate must map metric names in {list(known)} to minimum values. "
-            f"Got unknown metric(s) {unknown} instead."
-        )
-    bad = {m: v for m, v in thresholds.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
-    if bad:
-        raise ParameterError(f"The 'thresholds' parameter of evaluate must map metrics to numbers. Got {bad} instead.")
-    unknown = [m for m in compare_metrics if m not in known]
-    if unknown:
-        raise ParameterError(
-            f"The 'compare_metrics' parameter of evaluate must name metrics in {list(known)}. Got {unknown} instead."
-        )
-    if max_regression < 0:
-        raise ParameterError(
-            f"The 'max_regression' parameter of evaluate must be >= 0. Got {max_regression!r} instead."
-        )
 
 
 def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any], images: Any = None) -> Any:

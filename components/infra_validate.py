@@ -33,11 +33,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 from flywheel.dsl.artifacts import Examples, InfraBlessing, Model
 from flywheel.dsl.component import Input, Output, component
-from flywheel.errors import FlywheelError, ParameterError
+from flywheel.dsl.constraints import Interval
+from flywheel.errors import FlywheelError
 
 from flywheel.components import examples_io
 from flywheel.components import _model_features as features
@@ -52,11 +53,11 @@ def infra_validate(
     examples: Input[Examples],
     infra_blessing: Output[InfraBlessing],
     split: str = "eval",
-    requests: int = 3,
-    rows_per_request: int = 4,
-    tolerance: float = 1e-4,
-    max_latency_ms: float = 2000.0,
-    load_timeout_s: float = 300.0,
+    requests: Annotated[int, Interval(int, 1, None)] = 3,
+    rows_per_request: Annotated[int, Interval(int, 1, None)] = 4,
+    tolerance: Annotated[float, Interval(float, 0, 1, closed="left")] = 1e-4,
+    max_latency_ms: Annotated[float, Interval(float, 0, None, closed="neither")] = 2000.0,
+    load_timeout_s: Annotated[float, Interval(float, 0, None, closed="neither")] = 300.0,
 ) -> None:
     """Serves ``model`` with flywheel's serving code and checks its answers on rows of ``split``.
 
@@ -78,7 +79,6 @@ def infra_validate(
         ParameterError: a count, tolerance or bound is out of range.
         FlywheelError: the split is missing or lacks a feature the model takes.
     """
-    _check_parameters(requests, rows_per_request, tolerance, max_latency_ms, load_timeout_s)
     spec = features.read_json(model.path(features.MODEL_JSON))
     records, images = _request_rows(examples, split, spec, requests * rows_per_request)
     report: dict[str, Any] = {
@@ -118,21 +118,6 @@ def infra_validate(
             "latency_ms": report["latency_ms"],
         }
     )
-
-
-def _check_parameters(
-    requests: int, rows_per_request: int, tolerance: float, max_latency_ms: float, load_timeout_s: float
-) -> None:
-    rules = [
-        ("requests", requests, requests >= 1, ">= 1"),
-        ("rows_per_request", rows_per_request, rows_per_request >= 1, ">= 1"),
-        ("tolerance", tolerance, 0 <= tolerance < 1, "in [0, 1)"),
-        ("max_latency_ms", max_latency_ms, max_latency_ms > 0, "> 0"),
-        ("load_timeout_s", load_timeout_s, load_timeout_s > 0, "> 0"),
-    ]
-    for name, value, ok, rule in rules:
-        if not ok:
-            raise ParameterError(f"The '{name}' parameter of infra_validate must be {rule}. Got {value!r} instead.")
 
 
 def _request_rows(

@@ -118,3 +118,19 @@ def test_loop_items_meet_the_rules_at_build_for_literals_and_at_run_for_paramete
     assert not result.ok
     assert "item 1 of ParallelFor over pipeline parameter 'rates' for parameter 'rate' of 'fit': The 'rate' parameter of fit must be" \
         in result.errors["fit"]
+
+
+def test_the_shipped_evaluate_declares_its_metric_rules(tmp_path, flywheel_cmd):
+    from flywheel.components.evaluate import evaluate
+    from flywheel.components.infra_validate import infra_validate
+
+    with pytest.raises(ParameterError, match=r"The 'compare_metrics' parameter of evaluate must be a list of metric names from \['accuracy'"):
+        evaluate.check_parameters({"compare_metrics": ["accuracy", "auc"]})
+    with pytest.raises(ParameterError, match=r"The 'max_latency_ms' parameter of infra_validate must be a float in \(0, inf\)"):
+        infra_validate.check_parameters({"max_latency_ms": 0})
+    result = subprocess.run(
+        [*flywheel_cmd, "compile", "pipelines/training.py", "-o", str(tmp_path / "t.yaml"), "-p", 'thresholds={"acc": 0.5}'],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "The 'thresholds' parameter of evaluate must be a dict of metric name -> minimum number" in result.stderr
