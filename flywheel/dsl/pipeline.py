@@ -511,6 +511,8 @@ class Pipeline:
         and values that do not fit the type.
         """
         overrides = dict(overrides or {})
+        task_values = {f"{task_id}.{name}": value for (task_id, name), value in self.task_overrides(overrides).items()}
+        overrides = {name: value for name, value in overrides.items() if name not in task_values}
         unknown = sorted(set(overrides) - set(self.parameters))
         if unknown:
             known = ", ".join(f"{n} ({s.type.__name__})" for n, s in self.parameters.items())
@@ -533,7 +535,62 @@ class Pipeline:
             if values.get(name) in ("", None):
                 values[name] = derive(dict(values))
         self.check_task_parameters(values)
+        values.update(task_values)
         return values
+
+    def task_overrides(self, values: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+        """The ``TASK.PARAM`` entries of ``values`` (``-p train.epochs=50``), checked against the
+        component's own parameter (type and declared rules) and coerced: ``{(task, param): value}``.
+
+        Any parameter of any task can be set this way, whether or not the pipeline exposes it;
+        pipeline parameters (plain names) are left to ``resolve_parameters``.
+
+        Raises:
+            ParameterError: no such task or parameter, or a value that does not fit.
+        """
+        result: dict[tuple[str, str], Any] = {}
+        for key, raw in values.items():
+            if "." not in key:
+                continue
+            task_id, _, name = key.partition(".")
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise ParameterError(
+                    f"-p {key}: pipeline '{self.name}' has no task {task_id!r}. Its tasks are: {', '.join(self.tasks)}."
+                )
+            spec = task.component.parameters.get(name)
+            if spec is None or name == task.component.final_status_parameter:
+                known = [n for n in task.component.parameters if n != task.component.final_status_parameter]
+                raise ParameterError(
+                    f"-p {key}: task '{task_id}' ({task.component.name}) has no parameter {name!r}. "
+                    f"Its parameters are: {', '.join(known) or '(none)'}."
+                )
+            try:
+                value = coerce_parameter(self.name, spec, raw)
+                spec.check_rules(task.component.name, value)
+            except ParameterError as exc:
+                raise ParameterError(f"-p {key}: {exc}") from exc
+            result[(task_id, name)] = value
+        return result
+
+    def with_task_overrides(self, values: Mapping[str, Any]) -> Pipeline:
+        """A copy in which the ``TASK.PARAM`` entries of ``values`` are that task's parameter,
+        in place of whatever the pipeline passed it (a constant, a pipeline parameter or the
+        component's default). Other entries are ignored. Checked as ``task_overrides`` does."""
+        import copy
+
+        overrides = self.task_overrides(values)
+        if not overrides:
+            return self
+        tasks: dict[str, Task] = {}
+        for task_id, task in self.tasks.items():
+            mine = {name: value for (owner, name), value in overrides.items() if owner == task_id}
+            if mine:
+                task = copy.copy(task)
+                task.parameters = {**task.parameters, **mine}
+            tasks[task_id] = task
+        return Pipeline(self.name, self.parameters, tasks, self.description, self.source_file,
+                        self.derived_defaults, self.exit_scope)
 
     def check_task_parameters(self, values: Mapping[str, Any]) -> None:
         """Checks the pipeline parameter values in ``values`` against the rules of every task
@@ -567,6 +624,8 @@ class Pipeline:
 
         if not values:
             return self
+        if any("." in name for name in values):  # TASK.PARAM: that task's parameter becomes a constant
+            return self.with_task_overrides(values).bind({n: v for n, v in values.items() if "." not in n})
         unknown = sorted(set(values) - set(self.parameters))
         if unknown:
             self.resolve_parameters({name: values[name] for name in unknown})  # raises, naming them

@@ -27,7 +27,7 @@ import warnings
 from typing import Any, Iterator, Mapping
 
 from flywheel.dsl.pipeline import Pipeline
-from flywheel.errors import PipelineFileError
+from flywheel.errors import ParameterError, PipelineFileError
 from flywheel.kubeflow.cron import to_kfp_cron
 from flywheel.kubeflow.errors import KubeflowConnectionError, ScheduleError
 
@@ -194,6 +194,24 @@ def _resolve_params(pipeline: Pipeline | str, params: Mapping[str, Any] | None) 
     return {name: values[name] for name in params}
 
 
+def _bind_task_parameters(
+    pipeline: Pipeline | str, params: Mapping[str, Any] | None
+) -> tuple[Pipeline | str, dict[str, Any]]:
+    """``TASK.PARAM`` values become constants of the compiled pipeline (KFP run parameters are the
+    pipeline's own); the rest stay run parameters."""
+    params = dict(params or {})
+    task_values = {name: value for name, value in params.items() if "." in name}
+    if not task_values:
+        return pipeline, params
+    if not isinstance(pipeline, Pipeline):
+        raise ParameterError(
+            f"-p {next(iter(task_values))}: a task's parameter is set when compiling; a compiled package "
+            "takes only its pipeline parameters. Pass the pipeline file, or compile with that -p."
+        )
+    rest = {name: value for name, value in params.items() if name not in task_values}
+    return pipeline.bind(task_values), rest
+
+
 def _load(pipeline: Pipeline | str, pipeline_name: str | None) -> Pipeline | str:
     """A ``Pipeline`` for a pipeline file; a compiled package path stays a path."""
     from flywheel.pipeline_file import load_pipeline
@@ -286,7 +304,7 @@ def submit(
         KubeflowConnectionError: the API cannot be reached or refused the run.
     """
     # Cheap checks first (parameters, reachability), then the ~3 s compile.
-    pipe = _load(pipeline, pipeline_name)
+    pipe, params = _bind_task_parameters(_load(pipeline, pipeline_name), params)
     arguments = _resolve_params(pipe, params)
     client = connect(host, namespace=namespace, existing_token=existing_token)
     with _package(pipe, image, registry_pvc, object_store, serving_image) as path:
@@ -397,7 +415,7 @@ def create_schedule(
         raise ScheduleError(
             f"max_concurrency must be an int from 1 to 10 (KFP's limit); got {max_concurrency!r}."
         )
-    pipe = _load(pipeline, pipeline_name)
+    pipe, params = _bind_task_parameters(_load(pipeline, pipeline_name), params)
     arguments = _resolve_params(pipe, params)
     client = connect(host, namespace=namespace, existing_token=existing_token)
     experiment_id = _experiment_id(client, host, experiment, namespace)

@@ -173,6 +173,7 @@ class LocalRunner:
             ParameterError: a parameter is unknown, missing or mistyped.
         """
         values = pipeline.resolve_parameters(parameters)
+        pipeline = pipeline.with_task_overrides(values)  # -p TASK.PARAM=...; recorded with the run
         unknown = sorted(set(rerun) - set(pipeline.tasks))
         if unknown:
             raise ParameterError(
@@ -234,6 +235,7 @@ class LocalRunner:
         for task_id in rerun:
             nodes[task_id] = _Node(task_id)
         run = self.store.claim_run(run.run_id)
+        pipeline = pipeline.with_task_overrides(run.parameters)  # the run's own TASK.PARAM values
         return self._execute(pipeline, run, run.parameters, nodes, cache=cache, retries=retries)
 
     # -- the algorithm --------------------------------------------------------------
