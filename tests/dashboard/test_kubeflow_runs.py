@@ -38,14 +38,6 @@ def kfp():
         yield server
 
 
-@pytest.fixture
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
 
 @pytest.fixture
 def local_run(home) -> str:

@@ -1,4 +1,4 @@
-"""Fixtures: the fake KFP v2beta1 API server (tests/kfp_fake.py) and a closed port."""
+"""Fixtures: the fake KFP v2beta1 API server (tests/kfp_fake.py); closed_port_url is in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from tests.kfp_fake import PREFIX, FakeKfpServer, FakeKfpState, Recorded
 
-__all__ = ["PREFIX", "FakeKfpServer", "FakeKfpState", "Recorded", "closed_port_url", "kfp_server"]
+__all__ = ["PREFIX", "FakeKfpServer", "FakeKfpState", "Recorded", "kfp_server"]
 
 
 @pytest.fixture
@@ -20,13 +20,3 @@ def kfp_server(tmp_path, monkeypatch) -> Iterator[FakeKfpServer]:
     with FakeKfpServer() as server:
         yield server
 
-
-@pytest.fixture
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
