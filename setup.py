@@ -18,6 +18,7 @@ setup(
         "flywheel.serving",
         "flywheel.monitoring",
         "flywheel.techniques",
+        "flywheel.models",
         "flywheel.kubeflow",
         "flywheel.dashboard",
         "flywheel.components",

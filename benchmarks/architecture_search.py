@@ -46,8 +46,9 @@ def _quiet() -> None:
 
 def digits_data(root: str, seed: int) -> tuple[Any, Any, tuple, tuple]:
     """(spec, preprocess, (x_fit, y_fit, x_val, y_val), (x_eval, y_eval)) via ingest and transform."""
-    from flywheel.components import _image_models, examples_io
-    from flywheel.components import _model_features as features
+    from flywheel.components import examples_io
+    from flywheel.models import images as image_models
+    from flywheel.models import features
     from flywheel.components.ingest import ingest
     from flywheel.components.search_architecture import image_training_data
     from flywheel.components.transform import transform
@@ -60,7 +61,7 @@ def digits_data(root: str, seed: int) -> tuple[Any, Any, tuple, tuple]:
     call_component(transform, {"examples": examples}, {"transform_graph": graph}, {"normalize": False})
     spec, preprocess, data = image_training_data(examples, graph, 0.2, seed)
     pixels, frame = examples_io.read_images(examples, "eval")
-    eval_data = (_image_models.pixels(pixels), features.encode_labels(frame[spec["label"]], spec["label_vocabulary"]))
+    eval_data = (image_models.pixels(pixels), features.encode_labels(frame[spec["label"]], spec["label_vocabulary"]))
     return spec, preprocess, data, eval_data
 
 

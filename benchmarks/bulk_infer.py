@@ -51,12 +51,12 @@ def _scoring_child(method: str, model_uri: str, csv: str, out: str) -> dict:
     else:
         import pandas as pd
 
-        from flywheel.components import _model_features as features
-        from flywheel.components import _model_layers
+        from flywheel.models import features
+        from flywheel.models import layers as model_layers
         from flywheel.serving.models import compile_predict
 
         spec = features.read_json(os.path.join(model_uri, features.MODEL_JSON))
-        predict = compile_predict(_model_layers.load_model(os.path.join(model_uri, features.MODEL_FILE)), spec)
+        predict = compile_predict(model_layers.load_model(os.path.join(model_uri, features.MODEL_FILE)), spec)
         frame = pd.read_csv(csv)
         probabilities = predict(features.raw_inputs(frame, spec))
         for index, name in enumerate(spec["label_vocabulary"]):

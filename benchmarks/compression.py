@@ -92,8 +92,9 @@ def deep_compression(root: str) -> list[dict]:
 def distillation(root: str, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
     import numpy as np
 
-    from flywheel.components import _model_layers, examples_io
-    from flywheel.components import _model_features as features
+    from flywheel.components import examples_io
+    from flywheel.models import layers as model_layers
+    from flywheel.models import features
 
     examples, graph = _data(root, "digits", "digits-distill")
     base = {"epochs": 30, "learning_rate": 0.003, "dropout": 0.25, "early_stopping_patience": 0}
@@ -103,7 +104,7 @@ def distillation(root: str, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
 
     def accuracy(model: Model) -> float:
         spec = features.read_json(model.path(features.MODEL_JSON))
-        net = _model_layers.load_model(model.path(features.MODEL_FILE))
+        net = model_layers.load_model(model.path(features.MODEL_FILE))
         y = features.encode_labels(frame[spec["label"]], spec["label_vocabulary"])
         return float(np.mean(net.predict(np.asarray(images, "float32"), verbose=0).argmax(1) == y))
 

@@ -90,14 +90,15 @@ def time_components(root: str, runs: int = 2) -> list[dict[str, Any]]:
 
 def tfma_cost(root: str, calls: int = 2) -> dict[str, float]:
     """Seconds TFMA needs for the evaluation that ``evaluate`` does with scikit-learn."""
-    from flywheel.components import _model_features as features
-    from flywheel.components import _model_layers, _model_metrics, examples_io
+    from flywheel.models import features
+    from flywheel.components import _model_metrics, examples_io
+    from flywheel.models import layers as model_layers
 
     model_dir = os.path.join(root, "run0", "model")
     examples = _penguin_examples(os.path.join(root, "examples"))
     frame = examples_io.read_split(examples, "eval")
     spec = features.read_json(os.path.join(model_dir, features.MODEL_JSON))
-    proba = _model_layers.load_model(os.path.join(model_dir, features.MODEL_FILE)).predict(
+    proba = model_layers.load_model(os.path.join(model_dir, features.MODEL_FILE)).predict(
         features.raw_inputs(frame, spec), verbose=0
     )
     started = time.perf_counter()

@@ -7,7 +7,7 @@ on train), then ``train(architecture=...)`` with the same knobs for every
 family (``conv_widths=[16, 32]``, ``hidden_units=[64]``, dropout 0.25, Adam 3e-3,
 batch 32, at most ``--epochs`` epochs, early stopping on validation loss with
 patience 5, weights of the best epoch kept). Eval accuracy is measured on the
-eval split with the saved model reloaded through ``_model_layers.load_model``
+eval split with the saved model reloaded through ``flywheel.models.layers.load_model``
 (safe mode), and the serving SavedModel is checked to agree with it.
 ``--efficientnet-seeds`` limits B0 (4 M parameters, slow on a shared CPU) to
 the first N seeds. ``--flops`` adds each family's forward FLOPs per image
@@ -46,8 +46,9 @@ def run_family(examples: Any, graph: Any, root: str, family: str, seed: int, epo
     import numpy as np
     import tensorflow as tf
 
-    from flywheel.components import _model_layers, examples_io
-    from flywheel.components import _model_features as features
+    from flywheel.components import examples_io
+    from flywheel.models import layers as model_layers
+    from flywheel.models import features
     from flywheel.components.train import train
     from flywheel.dsl.artifacts import Model
     from flywheel.execution import call_component
@@ -61,7 +62,7 @@ def run_family(examples: Any, graph: Any, root: str, family: str, seed: int, epo
     component_seconds = time.perf_counter() - started
     pixels, frame = examples_io.read_images(examples, "eval")
     raw = pixels.astype("float32")
-    net = _model_layers.load_model(model.path(features.MODEL_FILE))
+    net = model_layers.load_model(model.path(features.MODEL_FILE))
     proba = np.asarray(net.predict(raw, batch_size=256, verbose=0))
     truth = features.encode_labels(frame[model.properties["label"]], model.properties["label_vocabulary"])
     serve = tf.saved_model.load(model.path(features.SERVING_DIR)).signatures["serving_default"]
@@ -92,12 +93,13 @@ def forward_flops(family: str, input_shape: tuple[int, int, int] = (8, 8, 1), n_
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from flywheel.components import _image_models, _model_families
+    from flywheel.models import images as image_models
+    from flywheel.models import families as model_families
 
     spec = {"image_shape": list(input_shape), "pixel_max": 255.0, "normalize": False, "image_input": "image"}
-    net = _model_families.build_image_classifier(
+    net = model_families.build_image_classifier(
         family, input_shape, n_classes, widths=KNOBS["conv_widths"], dense_units=KNOBS["hidden_units"],
-        dropout=KNOBS["dropout"], preprocess=_image_models.build_image_preprocess(spec),
+        dropout=KNOBS["dropout"], preprocess=image_models.build_image_preprocess(spec),
     )
     forward = tf.function(lambda x: net(x, training=False))
     concrete = forward.get_concrete_function(tf.TensorSpec((1, *input_shape), tf.float32))

@@ -37,8 +37,9 @@ class TrainObjective:
         self, examples: Examples, transform_graph: TransformGraph, *, fixed: Mapping[str, Any], seed: int,
         validation_fraction: float,
     ) -> None:
-        from flywheel.components import _image_models, _model_resample
-        from flywheel.components import _model_features as features
+        from flywheel.components import _model_resample
+        from flywheel.models import images as image_models
+        from flywheel.models import features
         from flywheel.components import train as train_module
 
         self._train = train_module
@@ -46,7 +47,7 @@ class TrainObjective:
         self.fixed = dict(fixed)
         self.seed = seed
         self.spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
-        self.image = _image_models.is_image_spec(self.spec)
+        self.image = image_models.is_image_spec(self.spec)
         source = _model_resample.resampled_examples(transform_graph) or examples
         self.data = train_module.training_data(source, self.spec, validation_fraction, seed)
 
@@ -62,15 +63,15 @@ class TrainObjective:
     def __call__(self, values: dict[str, Any], epochs: int) -> dict[str, float]:
         import keras
 
-        from flywheel.components import _model_layers
-        from flywheel.components import _model_features as features
+        from flywheel.models import layers as model_layers
+        from flywheel.models import features
 
         t = self._train
         p = self.parameters(values, epochs)
         keras.utils.set_random_seed(self.seed)
         x_train, y_train, x_val, y_val = self.data
         n_classes = len(self.spec["label_vocabulary"])
-        preprocess = _model_layers.load_model(self.transform_graph.path(features.PREPROCESS_FILE))
+        preprocess = model_layers.load_model(self.transform_graph.path(features.PREPROCESS_FILE))
         net = t.build_network(
             self.spec, preprocess, architecture=p["architecture"], hidden_units=p["hidden_units"],
             conv_widths=p["conv_widths"], dropout=p["dropout"],

@@ -26,7 +26,7 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components import examples_io
-from flywheel.components import _model_features as features
+from flywheel.models import features
 
 READERS = (".csv", ".parquet", ".jsonl", ".json")
 SHARD_PATTERN = "predictions-{:05d}.parquet"
@@ -131,12 +131,12 @@ def _scorer(model: Any, registry: str, model_name: str, version: str) -> dict[st
     Raises:
         FlywheelError: the registry has no such model, version or serving alias, or the model is an image model.
     """
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
     from flywheel.serving.models import compile_predict
 
     if model is not None:
         spec = features.read_json(model.path(features.MODEL_JSON))
-        net = _model_layers.load_model(model.path(features.MODEL_FILE))
+        net = model_layers.load_model(model.path(features.MODEL_FILE))
         name, number, uri = model_name or str(model.properties.get("model_name") or ""), None, model.uri
     else:
         from flywheel.home import Home

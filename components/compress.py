@@ -34,8 +34,9 @@ from flywheel.dsl.artifacts import HTML, Examples, Model, ModelBlessing
 from flywheel.dsl.component import Input, Output, component
 from flywheel.techniques.base import Interval, Options, validate_parameter
 
-from flywheel.components import _image_models, examples_io
-from flywheel.components import _model_features as features
+from flywheel.components import examples_io
+from flywheel.models import images as image_models
+from flywheel.models import features
 
 COMPRESSED_FILE = "model.fwz"
 REPORT_JSON = "report.json"
@@ -103,12 +104,12 @@ def compress(
     import keras
     import numpy as np
 
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
     from flywheel.techniques import compression as dc
 
     keras.utils.set_random_seed(seed)
     spec = features.read_json(model.path(features.MODEL_JSON))
-    original = _model_layers.load_model(model.path(features.MODEL_FILE))
+    original = model_layers.load_model(model.path(features.MODEL_FILE))
     x_train, y_train = _rows(examples, spec, "train")
     x_eval, y_eval = _rows(examples, spec, split)
     timing_batch = _fixed_batch(x_eval, latency_batch)
@@ -146,8 +147,8 @@ def compress(
 
     served.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     served.save(compressed.path(features.MODEL_FILE))
-    if _image_models.is_image_spec(spec):
-        _image_models.export_image_serving(served, spec, compressed.path(features.SERVING_DIR))
+    if image_models.is_image_spec(spec):
+        image_models.export_image_serving(served, spec, compressed.path(features.SERVING_DIR))
     else:
         from flywheel.components.train import export_serving
 
@@ -237,10 +238,10 @@ def gate_compression(
 def _rows(examples: Examples, spec: dict[str, Any], split: str) -> tuple[Any, Any]:
     """(model inputs, integer labels) of one split, without rows whose label is missing."""
     label, vocabulary = spec["label"], spec["label_vocabulary"]
-    if _image_models.is_image_spec(spec):
+    if image_models.is_image_spec(spec):
         pixels, frame = examples_io.read_images(examples, split)
         present = frame[label].notna().to_numpy()
-        return _image_models.pixels(pixels[present]), features.encode_labels(frame[label][present], vocabulary)
+        return image_models.pixels(pixels[present]), features.encode_labels(frame[label][present], vocabulary)
     frame = examples_io.read_split(examples, split)
     frame = frame[frame[label].notna()].reset_index(drop=True)
     return features.raw_inputs(frame, spec), features.encode_labels(frame[label], vocabulary)

@@ -27,7 +27,7 @@ from flywheel.dsl.constraints import Interval, rule
 from flywheel.errors import DataSanityError, FlywheelError
 
 from flywheel.components import _data_sanity, _model_metrics, examples_io
-from flywheel.components import _model_features as features
+from flywheel.models import features
 
 
 @rule
@@ -121,9 +121,9 @@ def evaluate(
     y_true = frame[label_name].astype(str).tolist()
     class_names = spec["label_vocabulary"]
 
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
-    candidate = _model_layers.load_model(model.path(features.MODEL_FILE))
+    candidate = model_layers.load_model(model.path(features.MODEL_FILE))
     proba = predict_proba(candidate, frame, spec, images=images)
     overall = _model_metrics.classification_metrics(y_true, proba, class_names)
     if image:
@@ -202,13 +202,13 @@ def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any], images: An
     """
     import numpy as np
 
-    from flywheel.components import _image_models
+    from flywheel.models import images as image_models
 
     if not len(frame):
         return np.zeros((0, len(spec["label_vocabulary"])), dtype="float32")
-    if _image_models.is_image_spec(spec) != (images is not None):
+    if image_models.is_image_spec(spec) != (images is not None):
         raise FlywheelError(
-            f"The model takes {'images' if _image_models.is_image_spec(spec) else 'table rows'} but the data holds "
+            f"The model takes {'images' if image_models.is_image_spec(spec) else 'table rows'} but the data holds "
             f"{'images' if images is not None else 'table rows'}; evaluate a model on the kind of data it was trained on."
         )
     if images is not None:
@@ -216,7 +216,7 @@ def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any], images: An
             raise FlywheelError(
                 f"The model takes images of shape {spec['image_shape']}; the data's are {list(images.shape[1:])}."
             )
-        return np.asarray(keras_model.predict(_image_models.pixels(images), batch_size=1024, verbose=0))
+        return np.asarray(keras_model.predict(image_models.pixels(images), batch_size=1024, verbose=0))
     return np.asarray(keras_model.predict(features.raw_inputs(frame, spec), batch_size=1024, verbose=0))
 
 

@@ -29,8 +29,9 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _explain_report, _image_models, examples_io
-from flywheel.components import _model_features as features
+from flywheel.components import _explain_report, examples_io
+from flywheel.models import images as image_models
+from flywheel.models import features
 
 
 @component
@@ -75,12 +76,12 @@ def explain(
         ParameterError: a parameter breaks its rule.
         FlywheelError: the split is missing or the model's features are not in the data.
     """
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
     spec = features.read_json(model.path(features.MODEL_JSON))
-    net = _model_layers.load_model(model.path(features.MODEL_FILE))
+    net = model_layers.load_model(model.path(features.MODEL_FILE))
     vocabulary = list(spec["label_vocabulary"])
-    if _image_models.is_image_spec(spec):
+    if image_models.is_image_spec(spec):
         threshold = ink_threshold if ink_threshold >= 0 else 0.25 * float(spec["pixel_max"])
         results = _explain_images(examples, split, net, rows=rows, lime_samples=lime_samples, patch_size=patch_size,
                                   threshold=threshold, hide_value=hide_value, steps=curve_steps, layer=grad_cam_layer,
@@ -239,7 +240,7 @@ def _explain_images(examples: Examples, split: str, net: Any, *, rows: int, lime
             f"explain got an image model but tabular Examples at {examples.uri}; explain the Examples the model was trained on."
         )
     images, _ = examples_io.read_images(examples, split)
-    images = _image_models.pixels(images[:rows])
+    images = image_models.pixels(images[:rows])
 
     def predict(batch: Any) -> Any:
         return np.asarray(net.predict(np.asarray(batch, dtype="float32"), batch_size=4096, verbose=0), dtype="float64")

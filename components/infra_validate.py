@@ -41,7 +41,7 @@ from flywheel.dsl.constraints import Interval
 from flywheel.errors import FlywheelError
 
 from flywheel.components import examples_io
-from flywheel.components import _model_features as features
+from flywheel.models import features
 
 SCRATCH_MODEL_NAME = "candidate"
 HTTP_TIMEOUT_S = 60.0
@@ -297,20 +297,21 @@ def _own_predictions(model: Model, records: list[dict[str, Any]], images: Any, s
     """
     import numpy as np
 
-    from flywheel.components import _image_models, _model_layers
+    from flywheel.models import images as image_models
+    from flywheel.models import layers as model_layers
 
-    if _image_models.is_image_spec(spec) != (images is not None):
+    if image_models.is_image_spec(spec) != (images is not None):
         raise FlywheelError(
-            f"The model takes {'images' if _image_models.is_image_spec(spec) else 'table rows'} but the Examples hold "
+            f"The model takes {'images' if image_models.is_image_spec(spec) else 'table rows'} but the Examples hold "
             f"{'images' if images is not None else 'table rows'}; infra-validate a model with the kind of data it was trained on."
         )
-    keras_model = _model_layers.load_model(model.path(features.MODEL_FILE))
+    keras_model = model_layers.load_model(model.path(features.MODEL_FILE))
     if images is not None:
         if list(images.shape[1:]) != list(spec["image_shape"]):
             raise FlywheelError(
                 f"The model takes images of shape {spec['image_shape']}; the Examples' are {list(images.shape[1:])}."
             )
-        inputs = _image_models.pixels(images)
+        inputs = image_models.pixels(images)
     else:
         inputs = features.raw_inputs_from_records(records, spec)
     return np.asarray(keras_model.predict(inputs, batch_size=1024, verbose=0))

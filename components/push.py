@@ -28,7 +28,7 @@ import tempfile
 from flywheel.dsl.artifacts import Examples, ExampleStatistics, InfraBlessing, Model, ModelBlessing, PushedModel, Schema
 from flywheel.dsl.component import Input, Output, component
 
-from flywheel.components import _model_features as features
+from flywheel.models import features
 
 
 @component(resources={"cpu": "250m", "memory": "512Mi", "memory_limit": "1Gi"})

@@ -28,7 +28,7 @@ from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import ParameterError
 
-from flywheel.components import _model_features as features
+from flywheel.models import features
 from flywheel.components.search_architecture import image_training_data, write_image_model
 
 REPORT_JSON = "scaling.json"
@@ -93,7 +93,7 @@ def scale_model(
         raise ParameterError(
             f"The 'early_stopping_patience' parameter of scale_model must be >= 0. Got {early_stopping_patience!r} instead."
         )
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
     from flywheel.techniques import nas, scaling
 
     spec, preprocess, data = image_training_data(examples, transform_graph, validation_fraction, seed)
@@ -112,7 +112,7 @@ def scale_model(
     arch = search.scaled(float(phi))
     shape, n_classes = spec["image_shape"], len(spec["label_vocabulary"])
     started = time.perf_counter()
-    net = nas.build_network(arch, shape, n_classes, preprocess=_model_layers.load_model(
+    net = nas.build_network(arch, shape, n_classes, preprocess=model_layers.load_model(
         transform_graph.path(features.PREPROCESS_FILE)), name="scaled")
     history = nas.train_network(
         net, *data, epochs=final_epochs, batch_size=batch_size, learning_rate=float(learning_rate), seed=seed,

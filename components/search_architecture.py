@@ -25,8 +25,9 @@ from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _image_models, _model_resample
-from flywheel.components import _model_features as features
+from flywheel.components import _model_resample
+from flywheel.models import images as image_models
+from flywheel.models import features
 
 CANDIDATES_FILE = "candidates.json"
 PLOT_FILE = "pareto.png"
@@ -86,7 +87,7 @@ def search_architecture(
         FlywheelError: the Examples are not images.
     """
     _check(final_epochs, early_stopping_patience, validation_fraction, max_params)
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
     from flywheel.techniques import nas
 
     spec, preprocess, (x_fit, y_fit, x_val, y_val) = image_training_data(examples, transform_graph, validation_fraction, seed)
@@ -99,7 +100,7 @@ def search_architecture(
 
     best = search.best_architecture_
     started = time.perf_counter()
-    net = nas.build_network(best, spec["image_shape"], len(spec["label_vocabulary"]), preprocess=_model_layers.load_model(
+    net = nas.build_network(best, spec["image_shape"], len(spec["label_vocabulary"]), preprocess=model_layers.load_model(
         transform_graph.path(features.PREPROCESS_FILE)), name="searched")
     history = nas.train_network(
         net, x_fit, y_fit, x_val, y_val, epochs=final_epochs, batch_size=batch_size,
@@ -138,10 +139,10 @@ def image_training_data(examples: Examples, transform_graph: TransformGraph, fra
     Raises:
         FlywheelError: the transform graph is not an image transform.
     """
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
-    if not _image_models.is_image_spec(spec):
+    if not image_models.is_image_spec(spec):
         raise FlywheelError(
             f"The transform graph at {transform_graph.uri} is for tables; architecture search and scaling need image "
             "Examples (ingest images, e.g. path='sklearn-digits')."
@@ -150,7 +151,7 @@ def image_training_data(examples: Examples, transform_graph: TransformGraph, fra
 
     source = _model_resample.resampled_examples(transform_graph) or examples
     data = training_data(source, spec, fraction, seed)
-    return spec, _model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE)), data
+    return spec, model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE)), data
 
 
 def write_image_model(

@@ -4,14 +4,14 @@ The model is ``raw feature dict -> preprocess (from transform) -> Dense layers
 -> softmax``, so it takes raw features everywhere. Written to ``model.uri``:
 
 * ``model.keras``: the Keras model (load with ``safe_mode=True`` through
-  ``flywheel.components._model_layers.load_model``);
+  ``flywheel.models.layers.load_model``);
 * ``serving/``: a SavedModel for TF Serving whose ``serving_default`` signature
   takes one 1-D tensor per raw feature and returns ``probabilities``;
 * ``model.json``: the feature contract (``transform.json``) plus the output name;
 * ``history.json``, ``learning_curve.png`` and a one-line diagnosis
   (``_model_diagnosis`` holds the rule).
 
-Image Examples train a small CNN (``_image_models.build_cnn``) on raw pixels
+Image Examples train a small CNN (``flywheel.models.images.build_cnn``) on raw pixels
 with the fitted pixel scaling inside; the serving signature takes ``image``.
 Options for images: mixup and RandAugment (Keras 3's layers, in the input
 pipeline only). Options for both: class weights, focal loss, co-teaching
@@ -32,8 +32,9 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options, nonempty_positive_int_list, positive_int_list
 from flywheel.errors import ParameterError
 
-from flywheel.components import _data_sanity, _image_models, _model_diagnosis, _model_resample, _tune_space, examples_io
-from flywheel.components import _model_features as features
+from flywheel.components import _data_sanity, _model_diagnosis, _model_resample, _tune_space, examples_io
+from flywheel.models import images as image_models
+from flywheel.models import features
 
 OUTPUT_NAME = "probabilities"
 LOSSES = ("crossentropy", "focal")
@@ -97,7 +98,7 @@ def train(
             ``validation`` split.
         seed: Seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
         architecture: ``"auto"`` (mlp for tables, cnn for images), ``"mlp"``, or for images only
-            ``"cnn"``, ``"resnet"``, ``"efficientnet_b0"``, ``"vit"`` (``_model_families``).
+            ``"cnn"``, ``"resnet"``, ``"efficientnet_b0"``, ``"vit"`` (``flywheel.models.families``).
         conv_widths: Images only: filters of the CNN's Conv2D blocks (ResNet: of its stages;
             ViT: ``len`` encoder blocks of width ``conv_widths[-1]``).
         mixup_alpha: Images only: mixup with Beta(alpha, alpha) weights; 0 disables it.
@@ -137,7 +138,7 @@ def train(
         return
     import keras
 
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
     keras.utils.set_random_seed(seed)
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
@@ -147,7 +148,7 @@ def train(
         minimum=min_class_examples,
         where=examples.uri,
     )
-    image = _image_models.is_image_spec(spec)
+    image = image_models.is_image_spec(spec)
     _check_options(image, coteaching, class_weights, loss, mixup_alpha, randaugment_n)
     if teacher is not None:
         _check_teacher(teacher, spec, coteaching, class_weights, loss, mixup_alpha)
@@ -155,11 +156,11 @@ def train(
     source = _model_resample.resampled_examples(transform_graph) or examples
     x_train, y_train, x_val, y_val = training_data(source, spec, validation_fraction, seed)
 
-    preprocess = _model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
+    preprocess = model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
 
-    from flywheel.components import _model_families
+    from flywheel.models import families as model_families
 
-    family = _model_families.resolve_family(architecture, image)
+    family = model_families.resolve_family(architecture, image)
 
     def build() -> Any:
         return build_network(
@@ -185,7 +186,7 @@ def train(
         if teacher is not None:
             from flywheel.techniques import distillation
 
-            teacher_net = _model_layers.load_model(teacher.path(features.MODEL_FILE))
+            teacher_net = model_layers.load_model(teacher.path(features.MODEL_FILE))
             fit_train = distillation.distillation_targets(y_train, teacher_net.predict(x_train, batch_size=1024, verbose=0))
             fit_val = distillation.distillation_targets(y_val, teacher_net.predict(x_val, batch_size=1024, verbose=0))
             net.compile(
@@ -265,7 +266,7 @@ def write_trained_model(
     """
     import keras
 
-    image = _image_models.is_image_spec(spec)
+    image = image_models.is_image_spec(spec)
     epochs_run = len(history["loss"])
     diagnosis = _model_diagnosis.diagnose(history)
     if best_epoch < epochs_run:
@@ -274,7 +275,7 @@ def write_trained_model(
         )
     net.save(model.path(features.MODEL_FILE))
     if image:
-        _image_models.export_image_serving(net, spec, model.path(features.SERVING_DIR))
+        image_models.export_image_serving(net, spec, model.path(features.SERVING_DIR))
     else:
         export_serving(net, spec, model.path(features.SERVING_DIR))
     contract = {**spec, "output": OUTPUT_NAME, "signature": "serving_default"}
@@ -366,12 +367,12 @@ def training_data(source: Examples, spec: dict[str, Any], fraction: float, seed:
     The data ``train`` fits on; ``tune`` trials and ``search_architecture`` read theirs here too.
     """
     label, vocabulary = spec["label"], spec["label_vocabulary"]
-    image = _image_models.is_image_spec(spec)
+    image = image_models.is_image_spec(spec)
 
     def read(split: str) -> tuple[Any, Any]:
         if image:
             pixels, frame = examples_io.read_images(source, split)
-            return _image_models.pixels(pixels), features.encode_labels(frame[label], vocabulary)
+            return image_models.pixels(pixels), features.encode_labels(frame[label], vocabulary)
         frame = examples_io.read_split(source, split)
         return frame, features.encode_labels(frame[label], vocabulary)
 
@@ -430,13 +431,13 @@ def _dataset(
 def _loss(name: str, gamma: float, *, one_hot: bool = False) -> Any:
     import keras
 
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
     if name == "focal":
         # alpha=1: class balancing is the job of class_weights; focal only down-weights easy examples.
         if one_hot:
             return keras.losses.CategoricalFocalCrossentropy(gamma=gamma, alpha=1.0)
-        return _model_layers.layer("SparseCategoricalFocalCrossentropy", gamma=gamma, alpha=1.0)
+        return model_layers.layer("SparseCategoricalFocalCrossentropy", gamma=gamma, alpha=1.0)
     return keras.losses.CategoricalCrossentropy() if one_hot else keras.losses.SparseCategoricalCrossentropy()
 
 
@@ -464,13 +465,13 @@ def build_network(
 
     ``tune``'s trials build theirs here too, so a trial trains what ``train`` will.
     """
-    from flywheel.components import _model_families
+    from flywheel.models import families as model_families
 
-    image = _image_models.is_image_spec(spec)
-    family = _model_families.resolve_family(architecture, image)
+    image = image_models.is_image_spec(spec)
+    family = model_families.resolve_family(architecture, image)
     n_classes = len(spec["label_vocabulary"])
     if image:
-        return _model_families.build_image_classifier(
+        return model_families.build_image_classifier(
             family, spec["image_shape"], n_classes, widths=[int(w) for w in conv_widths],
             dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
         )

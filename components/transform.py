@@ -15,7 +15,7 @@ fitted constants, run in training, evaluation and serving.
 Only the train split is read: statistics of eval must never leak into the model.
 
 Image Examples (``examples_io.is_image``) get a pixel preprocessing instead
-(``_image_models``): rescaling by the pixel range and, with ``normalize``,
+(``flywheel.models.images``): rescaling by the pixel range and, with ``normalize``,
 per-channel standardisation, both fitted on the train split.
 
 ``resample="smote"|"undersample"`` also writes a class-rebalanced copy of the
@@ -32,7 +32,7 @@ from flywheel.dsl.artifacts import Examples, Schema, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _model_features as features
+from flywheel.models import features
 from flywheel.components import _model_resample, examples_io
 
 
@@ -159,7 +159,7 @@ def _transform_images(
     seed: int,
 ) -> None:
     """The image branch: pixel scaling fitted on train, written as ``preprocess.keras``."""
-    from flywheel.components import _image_models
+    from flywheel.models import images as image_models
 
     label_name = examples_io.label_of(examples, label)
     images, frame = examples_io.read_images(examples, "train")
@@ -169,8 +169,8 @@ def _transform_images(
             f"(columns: {list(frame.columns)}); pass label=... naming one of them."
         )
     class_names = list(examples.properties.get("class_names") or sorted(frame[label_name].astype(str).unique()))
-    spec = _image_models.fit_image_spec(images, class_names, label_name, normalize=normalize)
-    model = _image_models.build_image_preprocess(spec)
+    spec = image_models.fit_image_spec(images, class_names, label_name, normalize=normalize)
+    model = image_models.build_image_preprocess(spec)
     model.save(transform_graph.path(features.PREPROCESS_FILE))
     features.write_json(transform_graph.path(features.TRANSFORM_JSON), spec)
     transform_graph.properties.update(
@@ -237,7 +237,7 @@ def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: i
     """Computes the preprocessing constants from the train split only.
 
     Returns:
-        The ``transform.json`` document (see ``_model_features``).
+        The ``transform.json`` document (see ``features``).
     """
     import pandas as pd
 
@@ -284,7 +284,7 @@ def build_preprocess_model(spec: dict[str, Any]) -> Any:
     """The Keras model from raw feature dict to feature vector, with fitted constants."""
     import keras
 
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
     inputs = {}
     parts = []
@@ -292,12 +292,12 @@ def build_preprocess_model(spec: dict[str, Any]) -> Any:
         info = spec["features"][name]
         tensor = keras.Input(shape=(), dtype="float32", name=name)
         inputs[name] = tensor
-        imputed = _model_layers.layer("ImputeMissing", fill_value=info["mean"], name=f"{name}_impute")(tensor)
+        imputed = model_layers.layer("ImputeMissing", fill_value=info["mean"], name=f"{name}_impute")(tensor)
         normalized = keras.layers.Normalization(
             mean=[info["mean"]], variance=[info["variance"]], name=f"{name}_normalize"
         )(imputed)
         parts.append(normalized)
-        parts.append(_model_layers.layer("MissingIndicator", name=f"{name}_missing")(tensor))
+        parts.append(model_layers.layer("MissingIndicator", name=f"{name}_missing")(tensor))
     for name in spec["categorical_features"]:
         info = spec["features"][name]
         tensor = keras.Input(shape=(), dtype="string", name=name)

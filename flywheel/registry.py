@@ -458,9 +458,9 @@ class ModelRegistry:
         if not os.path.isfile(path):
             raise FlywheelError(f"Version {version} of model '{name}' has no {KERAS_FILE} (looked for {path}).")
         # Registers flywheel's Keras classes (imputation layers, focal loss) before loading.
-        from flywheel.components import _model_layers
+        from flywheel.models import layers as model_layers
 
-        return _model_layers.load_model(path)
+        return model_layers.load_model(path)
 
     # -- writing -------------------------------------------------------------
 

@@ -10,7 +10,7 @@ invalidate ``ingest``'s cache too. This module hashes the code a component runs 
   (nothing is imported to compute it), and followed transitively;
 * but only *project* modules: those in the component's own top-level package (or, for a loose
   ``pipeline.py``-style file, the modules beside it) and flywheel's technique library
-  (``flywheel.techniques``), which components call into. Installed libraries (TensorFlow, TFDV)
+  (``flywheel.techniques``) and the models layer (``flywheel.models``), which components call into. Installed libraries (TensorFlow, TFDV)
   and flywheel's orchestration core are versioned by the package pins, not here.
 
 The closure is computed on first use and kept per process: building a pipeline or compiling it
@@ -27,8 +27,9 @@ import os
 import sys
 from typing import Iterator
 
-# Libraries inside flywheel whose code runs inside components (and so belongs in their key).
-SHARED_PROJECT_PACKAGES = ("flywheel.techniques",)
+# Layers inside flywheel whose code runs inside components (and so belongs in their key): the technique
+# library and the models layer.
+SHARED_PROJECT_PACKAGES = ("flywheel.techniques", "flywheel.models")
 
 
 def module_fingerprint(module_name: str) -> str:

@@ -45,6 +45,7 @@ import numpy as np
 from flywheel import storage
 from flywheel.errors import FlywheelError
 from flywheel.home import Home
+from flywheel.models.features import MODEL_JSON
 from flywheel.monitoring import drift
 
 STATISTICS_FILE = os.path.join("Split-train", "FeatureStats.pb")
@@ -137,7 +138,7 @@ def lineage_outputs(home: Home, source_uri: str) -> dict[str, str]:
 
 
 def _contract(registry: Any, model: str, version: int) -> dict[str, Any]:
-    path = registry.version_file(model, version, "model.json")
+    path = registry.version_file(model, version, MODEL_JSON)
     try:
         return storage.read_json(path)
     except storage.StorageError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flywheel.models.features import MODEL_JSON
 from flywheel.serving.errors import RequestError
 from flywheel.serving.inputs import SIGNATURE
 
@@ -73,7 +74,7 @@ def read_spec(registry: Any, name: str, version: int) -> dict[str, Any]:
             raise RequestError(
                 f"Model '{name}' has no version {version}; versions in the registry: {versions or 'none'}.", status=404
             )
-        spec = registry.read_version_json(name, version, "model.json")
+        spec = registry.read_version_json(name, version, MODEL_JSON)
     except RequestError:
         raise
     except FlywheelError as exc:

@@ -1,7 +1,7 @@
 """Checking predict requests against the model's feature contract before the model sees them.
 
 The contract is the version's ``model.json`` (written by transform and train,
-see ``flywheel.components._model_features``). Rules, applied to every instance:
+see ``flywheel.models.features``). Rules, applied to every instance:
 
 * every feature of the model must be present (a missing key is an error);
 * a numeric feature takes a JSON number (not a bool, not a string); ``null``

@@ -1,7 +1,7 @@
 """Model versions in memory: loading from the registry, and hot reload.
 
 Models are loaded only from a ``flywheel.registry.ModelRegistry`` through
-``_model_layers.load_model`` (Keras ``safe_mode=True``); nothing is unpickled.
+``flywheel.models.layers.load_model`` (Keras ``safe_mode=True``); nothing is unpickled.
 A loaded version is called through one ``tf.function`` with a fixed input
 signature (one 1-D tensor per raw feature): on this model that costs ~0.5 ms
 per call at any batch size, where calling the Keras model eagerly costs
@@ -36,13 +36,13 @@ import time
 from typing import Any, Callable
 
 from flywheel.errors import FlywheelError
+from flywheel.models.features import MODEL_JSON
 from flywheel.registry import is_unreachable
 from flywheel.serving.errors import RequestError, ServingError
 from flywheel.serving.inputs import FeatureSchema
 from flywheel.storage import StorageError
 
 LOG = logging.getLogger("flywheel.serving")
-MODEL_JSON = "model.json"
 XLA_MODES = ("auto", "on", "off")
 XLA_PROBE_BATCH = 64  # the default --max-batch-size: the batch a busy server calls the model with
 XLA_PROBE_CALLS = 15

@@ -252,7 +252,7 @@ def read_compressed(path: str) -> Any:
     """
     import keras
 
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
     with open(path, "rb") as handle:
         data = handle.read()
@@ -261,7 +261,7 @@ def read_compressed(path: str) -> Any:
     (length,) = struct.unpack_from("<I", data, 4)
     header = json.loads(zlib.decompress(data[8 : 8 + length]))
     huffman = header["stage"] == "huffman"
-    _model_layers.custom_objects()
+    model_layers.custom_objects()
     model = keras.saving.deserialize_keras_object(header["config"], safe_mode=True)
     offset, values = 8 + length, []
     for entry in header["weights"]:

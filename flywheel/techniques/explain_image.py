@@ -327,7 +327,7 @@ def _tiny_cnn_case() -> tuple[Any, np.ndarray]:
     """A seeded, untrained 8x8 CNN and four images (the contract suite's problem)."""
     import keras
 
-    from flywheel.components._image_models import build_cnn
+    from flywheel.models.images import build_cnn
 
     keras.utils.set_random_seed(0)
     model = build_cnn((8, 8, 1), 3, widths=(4, 8), dense_units=(8,), dropout=0.0)

@@ -9,7 +9,7 @@ file, recorded in lineage and rebuilt later::
 
 A CNN stage is a list of Conv2D widths (one per layer, ``same`` padding, ReLU)
 followed by a 2x2 max-pool while the map is at least 4 pixels wide (the rule of
-``_image_models.build_cnn``). ``skip`` adds a residual connection around every
+``flywheel.models.images.build_cnn``). ``skip`` adds a residual connection around every
 layer whose input already has its output's shape (layers after the first in a
 stage; MLP layers of the same width as the one before). ``resolution`` resizes
 the input inside the model (a Keras ``Resizing`` layer), so serving still takes

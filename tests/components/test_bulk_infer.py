@@ -24,14 +24,14 @@ from flywheel.registry import ModelRegistry
 @pytest.fixture(scope="module")
 def penguin_model(tmp_path_factory):
     """(examples, model, own eval probabilities) of a small penguins model, trained once for this module."""
-    from flywheel.components import _model_layers
-    from flywheel.components import _model_features as features
+    from flywheel.models import layers as model_layers
+    from flywheel.models import features
 
     root = tmp_path_factory.mktemp("bulk")
     examples, model = small_penguin_model(str(root / "examples"), str(root / "train"))
     spec = features.read_json(model.path(features.MODEL_JSON))
     frame = examples_io.read_split(examples, "eval")
-    own = predict_proba(_model_layers.load_model(model.path(features.MODEL_FILE)), frame, spec)
+    own = predict_proba(model_layers.load_model(model.path(features.MODEL_FILE)), frame, spec)
     return examples, model, own, spec["label_vocabulary"]
 
 

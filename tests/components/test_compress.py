@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from flywheel.components import _model_layers
-from flywheel.components import _model_features as features
+from flywheel.models import layers as model_layers
+from flywheel.models import features
 from flywheel.components.compress import compress, gate_compression
 from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
@@ -64,7 +64,7 @@ def _gate(root, examples, compressed, name, max_accuracy_drop, threshold=0.5):
 def test_compressed_digits_model_decodes_to_the_served_model_and_reports_every_stage(digits):
     root, examples, model = digits
     out, report = _compress(root, examples, model, "c", sparsity=0.8, bits=4, quantize_int8=False)
-    served = _model_layers.load_model(out.path(features.MODEL_FILE))
+    served = model_layers.load_model(out.path(features.MODEL_FILE))
     decoded = read_compressed(out.path("model.fwz"))
     pixels = np.random.RandomState(0).uniform(0, 16, size=(20, 8, 8, 1)).astype("float32")
     assert np.array_equal(decoded.predict(pixels, verbose=0), served.predict(pixels, verbose=0))
@@ -108,7 +108,7 @@ def test_a_compressed_model_that_loses_too_much_accuracy_is_not_blessed_nor_push
 def test_int8_option_serves_a_quantized_model_that_loads_safely(digits):
     root, examples, model = digits
     out, _ = _compress(root, examples, model, "int8", sparsity=0.5, quantize_int8=True)
-    served = _model_layers.load_model(out.path(features.MODEL_FILE))
+    served = model_layers.load_model(out.path(features.MODEL_FILE))
     assert any(str(w.dtype) == "int8" for w in served.weights)
     stages = [row["stage"] for row in json.loads(open(out.path("report.json")).read())["stages"]]
     assert stages[-1] == "int8"
@@ -122,7 +122,7 @@ def test_penguin_mlp_round_trips_through_the_compressed_file(tmp_path):
     out, _ = _compress(tmp_path, examples, model, "c", sparsity=0.5, bits=3)
     spec = features.read_json(out.path(features.MODEL_JSON))
     rows = features.raw_inputs(__import__("flywheel.components.examples_io", fromlist=["x"]).read_split(examples, "eval"), spec)
-    served = _model_layers.load_model(out.path(features.MODEL_FILE))
+    served = model_layers.load_model(out.path(features.MODEL_FILE))
     decoded = read_compressed(out.path("model.fwz"))
     assert np.array_equal(decoded.predict(rows, verbose=0), served.predict(rows, verbose=0))
 

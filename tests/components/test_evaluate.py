@@ -12,8 +12,9 @@ try:
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
     from model_fixtures import penguin_examples, run, transform_and_train
 
-from flywheel.components import _model_features as features
-from flywheel.components import _model_layers, _model_metrics, examples_io
+from flywheel.models import features
+from flywheel.components import _model_metrics, examples_io
+from flywheel.models import layers as model_layers
 from flywheel.components.evaluate import decide, evaluate
 from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, ModelBlessing, ModelEvaluation
 from flywheel.errors import ParameterError
@@ -111,7 +112,7 @@ def test_evaluation_overall_and_per_slice(trained, tmp_path):
         report = json.load(f)
     frame = examples_io.read_split(examples, "eval")
     spec = features.read_json(good.path(features.MODEL_JSON))
-    net = _model_layers.load_model(good.path(features.MODEL_FILE))
+    net = model_layers.load_model(good.path(features.MODEL_FILE))
     proba = net.predict(features.raw_inputs(frame, spec), verbose=0)
     predicted = np.asarray(spec["label_vocabulary"])[np.asarray(proba).argmax(1)]
     assert report["overall"]["accuracy"] == pytest.approx(skm.accuracy_score(frame["species"], predicted))

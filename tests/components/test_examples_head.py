@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.components import _model_features as features
+from flywheel.models import features
 from flywheel.components import examples_io
 from flywheel.dsl.artifacts import Examples
 from flywheel.errors import FlywheelError

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flywheel.components import _model_features as features
-from flywheel.components import _model_layers, examples_io
+from flywheel.models import features
+from flywheel.components import examples_io
+from flywheel.models import layers as model_layers
 from flywheel.components._ingest_images import ImageReadError
 from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
@@ -140,7 +141,7 @@ def test_transform_fits_pixel_scaling_on_train_only(digits):
     assert spec["channel_variance"] == pytest.approx([scaled.var()], rel=1e-6)
     both = np.concatenate([train_pixels, examples_io.read_images(examples, "eval")[0]]) / 255.0
     assert spec["channel_mean"][0] != pytest.approx(both.mean(), rel=1e-9)  # eval did not leak in
-    preprocess = _model_layers.load_model(graph.path(features.PREPROCESS_FILE))
+    preprocess = model_layers.load_model(graph.path(features.PREPROCESS_FILE))
     out = np.asarray(preprocess(train_pixels[:4].astype("float32")))
     assert np.allclose(out, (scaled[:4] - scaled.mean()) / np.sqrt(scaled.var()), atol=1e-4)
 
@@ -151,7 +152,7 @@ def test_cnn_on_raw_pixels_loads_safely_and_serves_raw_pixels(digits):
 
     _, examples, _, model = digits
     pixels, frame = examples_io.read_images(examples, "eval")
-    _model_layers.custom_objects()
+    model_layers.custom_objects()
     net = keras.saving.load_model(model.path(features.MODEL_FILE), safe_mode=True)
     proba = np.asarray(net.predict(pixels.astype("float32"), verbose=0))
     truth = np.asarray([int(v) for v in frame["label"]])

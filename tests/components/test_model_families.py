@@ -10,8 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from flywheel.components import _image_models, _model_families, _model_layers, examples_io
-from flywheel.components import _model_features as features
+from flywheel.components import examples_io
+from flywheel.models import images as image_models
+from flywheel.models import families as model_families
+from flywheel.models import layers as model_layers
+from flywheel.models import features
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
@@ -62,7 +65,7 @@ def _reloaded_and_served(examples, model, rows: int = 16) -> tuple[np.ndarray, n
 
     pixels, _ = examples_io.read_images(examples, "eval")
     raw = pixels[:rows].astype("float32")
-    net = _model_layers.load_model(model.path(features.MODEL_FILE))
+    net = model_layers.load_model(model.path(features.MODEL_FILE))
     reloaded = np.asarray(net.predict(raw, verbose=0))
     serve = tf.saved_model.load(model.path(features.SERVING_DIR)).signatures["serving_default"]
     served = serve(image=tf.constant(raw))["probabilities"].numpy()
@@ -100,14 +103,14 @@ def test_builder_reload_predicts_identical_probabilities(tmp_path, family):
     keras.utils.set_random_seed(0)
     images, labels = digits_arrays()
     spec = {"image_shape": [8, 8, 1], "pixel_max": 255.0, "normalize": False, "image_input": "image"}
-    net = _model_families.build_image_classifier(
-        family, (8, 8, 1), 10, widths=(8, 16), dense_units=(), preprocess=_image_models.build_image_preprocess(spec)
+    net = model_families.build_image_classifier(
+        family, (8, 8, 1), 10, widths=(8, 16), dense_units=(), preprocess=image_models.build_image_preprocess(spec)
     )
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     net.fit(images[:64].astype("float32"), labels[:64], epochs=1, batch_size=32, verbose=0)
     net.save(str(tmp_path / "m.keras"))
 
-    again = _model_layers.load_model(str(tmp_path / "m.keras"))
+    again = model_layers.load_model(str(tmp_path / "m.keras"))
     batch = images[64:80].astype("float32")
     assert np.array_equal(np.asarray(again.predict(batch, verbose=0)), np.asarray(net.predict(batch, verbose=0)))
 
@@ -115,7 +118,7 @@ def test_builder_reload_predicts_identical_probabilities(tmp_path, family):
 def test_resnet_blocks_have_projection_shortcuts_and_gradcam_finds_the_last_block_conv():
     import keras
 
-    net = _model_families.build_resnet((8, 8, 1), 10, widths=(8, 16), blocks_per_stage=2)
+    net = model_families.build_resnet((8, 8, 1), 10, widths=(8, 16), blocks_per_stage=2)
     convs = [layer.name for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
 
     assert convs[-1] == "res1_1_conv2"
@@ -126,12 +129,12 @@ def test_resnet_blocks_have_projection_shortcuts_and_gradcam_finds_the_last_bloc
 
 
 def test_vit_tokens_positions_and_patch_size(tmp_path):
-    net = _model_families.build_vit((8, 8, 1), 10, width=12, depth=3, heads=3)
+    net = model_families.build_vit((8, 8, 1), 10, width=12, depth=3, heads=3)
     assert net.get_layer("tokens").output.shape[1:] == (16, 12)  # 2x2 patches of an 8x8 image
     assert net.get_layer("position_embedding").get_weights()[0].shape == (16, 12)
     assert sum(1 for layer in net.layers if type(layer).__name__ == "MultiHeadAttention") == 3
     with pytest.raises(FlywheelError, match="patch_size <= 8"):
-        _model_families.build_vit((8, 8, 1), 10, patch_size=9)
+        model_families.build_vit((8, 8, 1), 10, patch_size=9)
 
 
 def test_efficientnet_b0_resizes_repeats_channels_scales_once_trains_reloads_and_serves(tmp_path):
@@ -142,9 +145,9 @@ def test_efficientnet_b0_resizes_repeats_channels_scales_once_trains_reloads_and
     keras.utils.set_random_seed(0)
     images, labels = digits_arrays()
     spec = {"image_shape": [8, 8, 1], "pixel_max": 255.0, "normalize": False, "image_input": "image"}
-    net = _model_families.build_image_classifier(
+    net = model_families.build_image_classifier(
         "efficientnet_b0", (8, 8, 1), 10, dense_units=(), dropout=0.0,
-        preprocess=_image_models.build_image_preprocess(spec),
+        preprocess=image_models.build_image_preprocess(spec),
     )
     raw = images[48:56].astype("float32")
 
@@ -161,12 +164,12 @@ def test_efficientnet_b0_resizes_repeats_channels_scales_once_trains_reloads_and
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
     net.fit(images[:48].astype("float32"), labels[:48], epochs=1, batch_size=16, verbose=0)
     net.save(str(tmp_path / "b0.keras"))
-    _image_models.export_image_serving(net, spec, str(tmp_path / "serving"))
-    again = _model_layers.load_model(str(tmp_path / "b0.keras"))
+    image_models.export_image_serving(net, spec, str(tmp_path / "serving"))
+    again = model_layers.load_model(str(tmp_path / "b0.keras"))
     expected = np.asarray(net(raw, training=False))
 
     assert np.array_equal(np.asarray(again(raw, training=False)), expected)
-    assert all(layer.momentum == _model_families.BN_MOMENTUM
+    assert all(layer.momentum == model_families.BN_MOMENTUM
                for layer in again.layers if isinstance(layer, keras.layers.BatchNormalization))
     serve = tf.saved_model.load(str(tmp_path / "serving")).signatures["serving_default"]
     assert np.allclose(serve(image=tf.constant(raw))["probabilities"].numpy(), expected, atol=1e-5)
@@ -183,8 +186,8 @@ def test_unknown_family_and_image_family_on_tables_are_clear_errors(tmp_path):
     valid = r"must be one of \('auto', 'mlp', 'cnn', 'resnet', 'efficientnet_b0', 'vit'\)"
     with pytest.raises(ParameterError, match=valid):
         _train(examples, graph, tmp_path / "m2", architecture="transformer")
-    assert _model_families.resolve_family("auto", image=False) == "mlp"
-    assert _model_families.resolve_family("auto", image=True) == "cnn"
+    assert model_families.resolve_family("auto", image=False) == "mlp"
+    assert model_families.resolve_family("auto", image=True) == "cnn"
 
 
 def test_digits_pipeline_with_resnet_runs_end_to_end(tmp_path):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from flywheel.components import examples_io
-from flywheel.components import _model_features as features
-from flywheel.components import _model_layers
+from flywheel.models import features
+from flywheel.models import layers as model_layers
 from flywheel.components.search_architecture import search_architecture
 from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.errors import FlywheelError, ParameterError
@@ -51,7 +51,7 @@ def test_pipeline_searches_trains_evaluates_and_pushes_the_best_architecture(hom
 
     model = result.outputs["search_architecture"]["model"]
     assert model.properties["architecture"] == summary["best_architecture"]
-    net = _model_layers.load_model(os.path.join(model.uri, features.MODEL_FILE))  # safe_mode=True
+    net = model_layers.load_model(os.path.join(model.uri, features.MODEL_FILE))  # safe_mode=True
     assert net.count_params() == model.properties["parameters"]
     examples = Examples(uri=result.outputs["ingest"]["examples"].uri, properties=result.outputs["ingest"]["examples"].properties)
     pixels, frame = examples_io.read_images(examples, "eval")
@@ -112,7 +112,7 @@ def test_compound_scaling_pipeline_writes_a_scaled_model_that_serves_raw_pixels(
 
     model = result.outputs["scale_model"]["model"]
     assert model.properties["architecture"] == chosen["architecture"]
-    net = _model_layers.load_model(os.path.join(model.uri, features.MODEL_FILE))  # safe_mode=True
+    net = model_layers.load_model(os.path.join(model.uri, features.MODEL_FILE))  # safe_mode=True
     assert net.input_shape == (None, 8, 8, 1)
     assert net.count_params() - model.properties["parameters"] == 0
     resized = [layer for layer in net.layers if layer.__class__.__name__ == "Resizing"]

@@ -13,8 +13,9 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import imbalanced_examples, penguin_examples, transform_and_train
 
 from flywheel.components import _model_diagnosis as diagnosis
-from flywheel.components import _model_features as features
-from flywheel.components import _model_layers, examples_io
+from flywheel.models import features
+from flywheel.components import examples_io
+from flywheel.models import layers as model_layers
 from flywheel.components.train import balanced_class_weights
 from flywheel.errors import ParameterError
 
@@ -39,7 +40,7 @@ def test_defaults_reach_095_on_penguins_eval(penguins_model):
     examples, _, model = penguins_model
     spec = features.read_json(model.path(features.MODEL_JSON))
     frame, inputs = _eval_inputs(examples, spec)
-    net = _model_layers.load_model(model.path(features.MODEL_FILE))
+    net = model_layers.load_model(model.path(features.MODEL_FILE))
 
     predicted = np.asarray(net.predict(inputs, verbose=0)).argmax(axis=1)
     truth = features.encode_labels(frame["species"], spec["label_vocabulary"])
@@ -58,7 +59,7 @@ def test_model_loads_with_safe_mode(penguins_model):
     import keras
 
     examples, _, model = penguins_model
-    _model_layers.custom_objects()  # registration is all a safe_mode load needs
+    model_layers.custom_objects()  # registration is all a safe_mode load needs
     net = keras.saving.load_model(model.path(features.MODEL_FILE), safe_mode=True)
     spec = features.read_json(model.path(features.MODEL_JSON))
     _, inputs = _eval_inputs(examples, spec, rows=5)
@@ -76,8 +77,8 @@ def test_raw_feature_predictions_equal_separate_preprocessing_then_model(penguin
     _, inputs = _eval_inputs(examples, spec)
     inputs["bill_length_mm"][0] = np.nan  # missing values take the same path too
     inputs["island"][1] = ""
-    net = _model_layers.load_model(model.path(features.MODEL_FILE))
-    preprocess = _model_layers.load_model(graph.path(features.PREPROCESS_FILE))
+    net = model_layers.load_model(model.path(features.MODEL_FILE))
+    preprocess = model_layers.load_model(graph.path(features.PREPROCESS_FILE))
 
     end_to_end = np.asarray(net.predict(inputs, verbose=0))
     x = preprocess(inputs)
@@ -101,7 +102,7 @@ def test_saved_model_signature_takes_raw_features(penguins_model):
 
     assert set(serve.structured_input_signature[1]) == set(features.feature_names(spec))
     served = serve(**{name: tf.constant(value) for name, value in inputs.items()})["probabilities"].numpy()
-    keras_side = np.asarray(_model_layers.load_model(model.path(features.MODEL_FILE)).predict(inputs, verbose=0))
+    keras_side = np.asarray(model_layers.load_model(model.path(features.MODEL_FILE)).predict(inputs, verbose=0))
 
     assert np.all(np.isfinite(served))
     assert np.allclose(served, keras_side, atol=1e-5)
@@ -149,7 +150,7 @@ def test_diagnosis_rule_on_synthetic_histories():
 def test_focal_loss_matches_its_formula_and_round_trips():
     import keras
 
-    loss = _model_layers.layer("SparseCategoricalFocalCrossentropy", gamma=2.0, alpha=1.0)
+    loss = model_layers.layer("SparseCategoricalFocalCrossentropy", gamma=2.0, alpha=1.0)
     labels = np.array([0, 2, 1])
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], dtype="float32")
     p_true = probs[np.arange(3), labels]
@@ -183,7 +184,7 @@ def _minority_recall(examples, root, **params):
     )
     spec = features.read_json(model.path(features.MODEL_JSON))
     frame = examples_io.read_split(examples, "eval")
-    net = _model_layers.load_model(model.path(features.MODEL_FILE))
+    net = model_layers.load_model(model.path(features.MODEL_FILE))
     probabilities = np.asarray(net.predict(features.raw_inputs(frame, spec), verbose=0))
     predicted = np.asarray(spec["label_vocabulary"])[probabilities.argmax(1)]
     rare = frame["y"].to_numpy() == "rare"
@@ -203,7 +204,7 @@ def test_class_weights_and_focal_loss_change_training(imbalanced, tmp_path):
     assert np.abs(focal_proba - balanced_proba).max() > 1e-2  # same data and seed, other loss: other model
     assert focal_model.properties["loss"] == "focal"
     # A model compiled with the custom loss still loads in safe mode.
-    _model_layers.load_model(focal_model.path(features.MODEL_FILE))
+    model_layers.load_model(focal_model.path(features.MODEL_FILE))
 
 
 def test_parameters_are_checked(penguins_model, tmp_path):

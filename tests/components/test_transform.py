@@ -13,8 +13,8 @@ try:
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
     from model_fixtures import penguins_frame, run, write_examples
 
-from flywheel.components import _model_features as features
-from flywheel.components import _model_layers
+from flywheel.models import features
+from flywheel.models import layers as model_layers
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import Schema, TransformGraph
 from flywheel.errors import FlywheelError, ParameterError
@@ -47,7 +47,7 @@ def test_fits_on_the_train_split_only(shifted_examples, tmp_path):
     assert "Atlantis" not in spec["features"]["island"]["vocabulary"]
     assert set(spec["features"]["island"]["vocabulary"]) == set(train["island"].dropna())
     # The saved Normalization layer carries the same train constants.
-    preprocess = _model_layers.load_model(graph.path(features.PREPROCESS_FILE))
+    preprocess = model_layers.load_model(graph.path(features.PREPROCESS_FILE))
     layer = preprocess.get_layer("bill_length_mm_normalize")
     assert float(np.ravel(layer.mean)[0]) == pytest.approx(train["bill_length_mm"].mean(), rel=1e-5)
     assert spec["fitted_on"] == {"split": "train", "rows": len(train)}
@@ -71,7 +71,7 @@ def test_properties_and_label_vocabulary(shifted_examples, tmp_path):
 def test_missing_values_are_imputed_flagged_and_sent_to_oov(shifted_examples, tmp_path):
     examples, train = shifted_examples
     graph, spec = _transform(examples, tmp_path)
-    preprocess = _model_layers.load_model(graph.path(features.PREPROCESS_FILE))
+    preprocess = model_layers.load_model(graph.path(features.PREPROCESS_FILE))
     rows = train.head(2).copy()
     rows.loc[rows.index[0], "bill_length_mm"] = np.nan
     rows.loc[rows.index[0], "island"] = None

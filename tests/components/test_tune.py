@@ -210,9 +210,9 @@ def test_train_takes_tuned_values_and_rejects_unknown_names(penguins, tmp_path):
                 {"model": Model(uri=str(tmp_path / "model"))}, epochs=2, hidden_units=[64])["model"]
     assert model.properties["tuned_hyperparameters"] == values
     assert model.properties["epochs_run"] == 2
-    from flywheel.components import _model_layers
+    from flywheel.models import layers as model_layers
 
-    net = _model_layers.load_model(model.path("model.keras"))
+    net = model_layers.load_model(model.path("model.keras"))
     assert net.get_layer("hidden_0").units == 5 and "hidden_1" not in [layer.name for layer in net.layers]
 
     with open(tuned.path("best_hyperparameters.json"), "w", encoding="utf-8") as handle:

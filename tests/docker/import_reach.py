@@ -1,6 +1,6 @@
 """What a task can import, read statically from the source: the third-party modules it reaches.
 
-A module's whole import list overstates what one task imports (``_model_features`` imports
+A module's whole import list overstates what one task imports (``features`` imports
 pandas inside ``raw_inputs``, which ``infra_validate`` never calls), and its top-level imports
 understate it (most heavy imports are lazy, inside functions). This walks by definition:
 

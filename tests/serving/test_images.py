@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flywheel.components import examples_io
-from flywheel.components._model_layers import load_model
+from flywheel.models.layers import load_model
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform

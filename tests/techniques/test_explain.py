@@ -42,7 +42,7 @@ def digits_cnn():
     import keras
     from sklearn.datasets import load_digits
 
-    from flywheel.components._image_models import build_cnn, build_image_preprocess, fit_image_spec
+    from flywheel.models.images import build_cnn, build_image_preprocess, fit_image_spec
 
     digits = load_digits()
     images = digits.images[..., None].astype("float32")

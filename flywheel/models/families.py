@@ -8,7 +8,7 @@ family. Every builder takes raw pixels (``image``), applies the fitted
 and ``push`` treat all families alike.
 
 * ``mlp``: Flatten -> Dense head (tables use ``train.build_model`` instead).
-* ``cnn``: ``_image_models.build_cnn``.
+* ``cnn``: ``flywheel.models.images.build_cnn``.
 * ``resnet``: a stem convolution, then one stage of residual blocks per width
   (He et al. 2016: Conv-BN-ReLU-Conv-BN plus an identity or 1x1 projection
   shortcut), stride 2 between stages while the map is at least 4 pixels.
@@ -25,7 +25,7 @@ and ``push`` treat all families alike.
   tokens instead of a class token (as in Beyer et al. 2022's plain ViT), head.
 
 Only built-in Keras layers and ``keras.ops`` nodes are used (no Lambda, no
-custom class), so ``_model_layers.load_model`` loads every family with
+custom class), so ``flywheel.models.layers.load_model`` loads every family with
 ``safe_mode=True``.
 """
 
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _image_models
+from flywheel.models import images as image_models
 
 TABLE_FAMILIES = ("mlp",)
 IMAGE_FAMILIES = ("mlp", "cnn", "resnet", "efficientnet_b0", "vit")
@@ -99,7 +99,7 @@ def build_image_classifier(
     """
     common = {"dense_units": dense_units, "dropout": dropout, "preprocess": preprocess}
     if family == "cnn":
-        return _image_models.build_cnn(input_shape, n_classes, widths=widths, **common)
+        return image_models.build_cnn(input_shape, n_classes, widths=widths, **common)
     if family == "mlp":
         return build_image_mlp(input_shape, n_classes, **common)
     if family == "resnet":
@@ -126,7 +126,7 @@ def _stem(input_shape: Sequence[int], preprocess: Any) -> tuple[Any, Any]:
     """(raw pixel input, preprocessed tensor)."""
     import keras
 
-    pixels = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="float32", name=_image_models.IMAGE_INPUT)
+    pixels = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="float32", name=image_models.IMAGE_INPUT)
     x = pixels
     if preprocess is not None:
         preprocess.trainable = False
@@ -144,7 +144,7 @@ def _head(x: Any, n_classes: int, dense_units: Sequence[int], dropout: float) ->
         x = keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}")(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="head_dropout_out")(x)
-    return keras.layers.Dense(n_classes, activation="softmax", name=_image_models.OUTPUT_NAME)(x)
+    return keras.layers.Dense(n_classes, activation="softmax", name=image_models.OUTPUT_NAME)(x)
 
 
 def build_image_mlp(

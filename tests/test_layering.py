@@ -1,0 +1,59 @@
+"""The layers of docs/architecture.md, checked on the imports of every module (lazy ones included)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _imports(path: pathlib.Path) -> list[str]:
+    """Absolute names every import statement of ``path`` names (relative ones resolved)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*parts, base] if base else parts)
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def _modules(folder: str) -> list[pathlib.Path]:
+    return sorted((REPO / folder).rglob("*.py"))
+
+
+def test_nothing_in_flywheel_imports_a_private_component_module():
+    offenders = {
+        str(path.relative_to(REPO)): name
+        for path in _modules("flywheel")
+        for name in _imports(path)
+        if name.startswith("flywheel.components._")
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("flywheel/models", ("flywheel.components", "flywheel.serving", "flywheel.monitoring", "flywheel.kubeflow",
+                             "flywheel.runner", "flywheel.metadata", "flywheel.dashboard", "flywheel.cli")),
+        ("flywheel/dsl", ("flywheel.runner", "flywheel.metadata", "flywheel.kubeflow", "flywheel.cli",
+                          "flywheel.components")),
+    ],
+)
+def test_a_lower_layer_imports_nothing_above_it(layer, forbidden):
+    offenders = {
+        str(path.relative_to(REPO)): name
+        for path in _modules(layer)
+        for name in _imports(path)
+        if name.startswith(forbidden)
+    }
+    assert offenders == {}
