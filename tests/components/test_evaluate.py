@@ -203,7 +203,8 @@ def test_the_baseline_loads_from_a_registry_on_s3(trained, tmp_path, s3_bucket, 
 
 def test_unknown_metric_names_are_rejected(trained, tmp_path):
     examples, good, _ = trained
-    with pytest.raises(ParameterError, match="unknown metric"):
+    with pytest.raises(ParameterError, match=r"The 'thresholds' parameter of evaluate must be a dict of metric name -> "
+                       r"minimum number, names from \['accuracy', .*\]\. Got \{'acuracy': 0\.9\} instead\."):
         _evaluate(tmp_path, examples, good, thresholds={"acuracy": 0.9})
-    with pytest.raises(ParameterError, match="max_regression"):
+    with pytest.raises(ParameterError, match=r"The 'max_regression' parameter of evaluate must be a float in \[0, inf\)"):
         _evaluate(tmp_path, examples, good, max_regression=-0.1)
