@@ -129,7 +129,7 @@ class ExecutingKfpServer(FakeKfpServer):
                     entry["end"] = _utc()
 
         with open(os.path.join(run_dir, "run.log"), "w", encoding="utf-8") as log, \
-                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                _this_thread_writes_to(log):
             try:
                 run_compiled_pipeline(
                     ir, pipeline_root=os.path.join(run_dir, "root"), arguments=parameters, runner=self.runner,
@@ -146,3 +146,41 @@ class ExecutingKfpServer(FakeKfpServer):
             run.update(changes)
             if changes.get("state") in FINAL_STATES:
                 run["finished_at"] = _utc()
+
+
+class _ThreadRouted:
+    """A stand-in for ``sys.stdout``/``sys.stderr`` that sends one thread's writes to ``log`` and
+    every other thread's to the stream it replaced (``contextlib.redirect_stdout`` would swap the
+    process's stream, and the test's own output printed meanwhile would land in the run's log)."""
+
+    def __init__(self, original: Any, log: Any, thread: int) -> None:
+        self._original, self._log, self._thread = original, log, thread
+
+    def _target(self) -> Any:
+        return self._log if threading.get_ident() == self._thread else self._original
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
+@contextlib.contextmanager
+def _this_thread_writes_to(log: Any) -> Any:
+    import sys
+
+    thread = threading.get_ident()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ThreadRouted(saved[0], log, thread), _ThreadRouted(saved[1], log, thread)
+    try:
+        yield
+    finally:
+        # Restore only what this block installed (a test may have swapped the streams meanwhile).
+        if isinstance(sys.stdout, _ThreadRouted) and sys.stdout._log is log:  # noqa: SLF001
+            sys.stdout = saved[0]
+        if isinstance(sys.stderr, _ThreadRouted) and sys.stderr._log is log:  # noqa: SLF001
+            sys.stderr = saved[1]
