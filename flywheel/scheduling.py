@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from flywheel.dsl.pipeline import param_argument
+from flywheel.dsl.parameters import param_argument
 from flywheel.errors import FlywheelError, ScheduleError
 from flywheel.names import check_name
 from flywheel import localdb

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 from flywheel import storage
 from flywheel.data_sources import DataSourceError, is_pattern, resolve_pattern
-from flywheel.dsl.pipeline import param_argument
+from flywheel.dsl.parameters import param_argument
 from flywheel.errors import FlywheelError, PipelineFileError, RunError, RunNotFoundError
 from flywheel.home import Home
 from flywheel.monitoring.rules import RetrainSettings

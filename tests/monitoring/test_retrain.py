@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flywheel.dsl.pipeline import param_argument
+from flywheel.dsl.parameters import param_argument
 from flywheel.errors import RunNotFoundError
 from flywheel.metadata import MetadataStore
 from flywheel.monitoring import retrain
