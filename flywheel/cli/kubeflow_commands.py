@@ -187,7 +187,7 @@ def compile_command(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
 
     pipeline = load_pipeline(args.pipeline_file, args.pipeline)
-    fixed: dict[str, Any] = parse_params(args.param)
+    fixed: dict[str, Any] = pipeline.expand_names(parse_params(args.param))
     if args.fix_defaults:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)

@@ -21,7 +21,14 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("pipeline_file", nargs="?", help="Python file that defines a @pipeline")
     run.add_argument("--pipeline", dest="pipeline_name", help="which pipeline, if the file defines several")
-    run.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help="pipeline parameter (repeatable)")
+    run.add_argument(
+        "--param", "-p", action="append", default=[], metavar="K=V",
+        help="a pipeline parameter, TASK.PARAM for a task's parameter, or PARAM that one task has (repeatable)",
+    )
+    run.add_argument(
+        "--list-params", action="store_true",
+        help="print the pipeline's parameters and every task's, with the value it gets and from where; run nothing",
+    )
     run.add_argument("--no-cache", action="store_true", help="run every node even if an identical execution exists")
     run.add_argument(
         "--rerun", action="append", default=[], metavar="NODE", help="run NODE even if it could be cached (repeatable)"
@@ -67,8 +74,10 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
     from flywheel.runner import LocalRunner
 
-    home = home_of(args)
     params = parse_params(args.param)
+    if args.list_params:
+        return list_params(args, params)
+    home = home_of(args)
     if args.workers is not None and args.workers < 0:
         raise ParameterError(f"--workers must be >= 0; got {args.workers}.")
     runner_args: dict[str, Any] = {"max_workers": args.workers}
@@ -106,6 +115,23 @@ def run_pipeline(args: argparse.Namespace) -> int:
             )
     _print_outcome(result)
     return 0 if result.ok else 1
+
+
+def list_params(args: argparse.Namespace, params: dict[str, str]) -> int:
+    """``run --list-params``: the pipeline's parameters, then each task's (value and source), with -p applied."""
+    from flywheel.dsl.addressing import parameter_rows
+    from flywheel.errors import PipelineFileError
+    from flywheel.pipeline_file import load_pipeline
+
+    if not args.pipeline_file:
+        raise PipelineFileError("flywheel run --list-params needs a pipeline file.")
+    pipe = load_pipeline(args.pipeline_file, args.pipeline_name)
+    rows = parameter_rows(pipe, params)
+    print(f"Pipeline '{pipe.name}' parameters (-p NAME=VALUE):")
+    print(table(["NAME", "TYPE", "VALUE", "SOURCE"], rows["pipeline"]) if rows["pipeline"] else "  (none)")
+    print("\nTask parameters (-p TASK.PARAM=VALUE; -p PARAM=VALUE where one task has PARAM):")
+    print(table(["TASK", "PARAM", "TYPE", "VALUE", "SOURCE"], rows["tasks"]))
+    return 0
 
 
 def _print_outcome(result: Any) -> None:

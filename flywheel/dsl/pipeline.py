@@ -23,6 +23,7 @@ import json
 import typing
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from flywheel.dsl import addressing
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import (
     _NO_DEFAULT,
@@ -508,19 +509,17 @@ class Pipeline:
         """Pipeline parameter values: defaults, then overrides.
 
         String overrides (from ``--param k=v``) are converted to the declared
-        type. Raises ParameterError on unknown names, missing required values
-        and values that do not fit the type.
+        type. ``TASK.PARAM`` overrides, and plain names that only one task has
+        (``expand_names``), come back as ``TASK.PARAM`` entries. Raises
+        ParameterError on unknown names, missing required values and values
+        that do not fit the type.
         """
-        overrides = dict(overrides or {})
+        overrides = self.expand_names(overrides or {})
         task_values = {f"{task_id}.{name}": value for (task_id, name), value in self.task_overrides(overrides).items()}
         overrides = {name: value for name, value in overrides.items() if name not in task_values}
         unknown = sorted(set(overrides) - set(self.parameters))
         if unknown:
-            known = ", ".join(f"{n} ({s.type.__name__})" for n, s in self.parameters.items())
-            raise ParameterError(
-                f"Pipeline '{self.name}' has no parameter {', '.join(repr(u) for u in unknown)}. "
-                f"Its parameters are: {known or '(none)'}."
-            )
+            raise ParameterError(addressing.unknown_message(self, unknown))
         values: dict[str, Any] = {}
         for name, spec in self.parameters.items():
             if name in overrides:
@@ -539,18 +538,29 @@ class Pipeline:
         values.update(task_values)
         return values
 
+    def expand_names(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with each plain name that is not a pipeline parameter but the parameter of
+        exactly one task renamed ``TASK.NAME`` (``-p epochs=5`` -> ``train.epochs``).
+
+        Raises:
+            ParameterError: several tasks have that name (the error lists the ``-p TASK.NAME=`` forms).
+        """
+        return addressing.expand_names(self, values)
+
     def task_overrides(self, values: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
         """The ``TASK.PARAM`` entries of ``values`` (``-p train.epochs=50``), checked against the
         component's own parameter (type and declared rules) and coerced: ``{(task, param): value}``.
 
-        Any parameter of any task can be set this way, whether or not the pipeline exposes it;
-        pipeline parameters (plain names) are left to ``resolve_parameters``.
+        Any parameter of any task can be set this way, whether or not the pipeline exposes it,
+        and so can a plain name that is no pipeline parameter but one task's (``expand_names``);
+        pipeline parameters are left to ``resolve_parameters``. A parameter a ParallelFor feeds
+        (its item, a Collected list) is refused: the loop's items decide it.
 
         Raises:
             ParameterError: no such task or parameter, or a value that does not fit.
         """
         result: dict[tuple[str, str], Any] = {}
-        for key, raw in values.items():
+        for key, raw in self.expand_names(values).items():
             if "." not in key:
                 continue
             task_id, _, name = key.partition(".")
@@ -560,8 +570,13 @@ class Pipeline:
                     f"-p {key}: pipeline '{self.name}' has no task {task_id!r}. Its tasks are: {', '.join(self.tasks)}."
                 )
             spec = task.component.parameters.get(name)
+            if spec is not None and addressing.loop_fed(task, name):
+                raise ParameterError(
+                    f"-p {key}: task '{task_id}' gets {name!r} from its ParallelFor ({task.parameters[name]}); "
+                    "change the loop's items instead."
+                )
             if spec is None or name == task.component.final_status_parameter:
-                known = [n for n in task.component.parameters if n != task.component.final_status_parameter]
+                known = addressing.addressable(task)
                 raise ParameterError(
                     f"-p {key}: task '{task_id}' ({task.component.name}) has no parameter {name!r}. "
                     f"Its parameters are: {', '.join(known) or '(none)'}."
@@ -625,6 +640,7 @@ class Pipeline:
 
         if not values:
             return self
+        values = self.expand_names(values)
         if any("." in name for name in values):  # TASK.PARAM: that task's parameter becomes a constant
             return self.with_task_overrides(values).bind({n: v for n, v in values.items() if "." not in n})
         unknown = sorted(set(values) - set(self.parameters))

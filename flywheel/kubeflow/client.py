@@ -200,6 +200,8 @@ def _bind_task_parameters(
     """``TASK.PARAM`` values become constants of the compiled pipeline (KFP run parameters are the
     pipeline's own); the rest stay run parameters."""
     params = dict(params or {})
+    if isinstance(pipeline, Pipeline):
+        params = pipeline.expand_names(params)  # -p epochs=5 -> train.epochs when only train has it
     task_values = {name: value for name, value in params.items() if "." in name}
     if not task_values:
         return pipeline, params
