@@ -24,13 +24,16 @@ def build(rounds: int = ROUNDS):
     def active_learning(
         strategy: str = "entropy",
         batch_size: int = 20,
-        initial_per_class: int = 2,
         committee_size: int = 5,
         seed: int = 0,
     ) -> None:
-        """Simulated active learning on scikit-learn's digits (pool = train split, oracle = its labels)."""
+        """Simulated active learning on scikit-learn's digits (pool = train split, oracle = its labels).
+
+        ``strategy``, ``batch_size`` and ``committee_size`` go to every round's query, ``seed`` to every
+        task that draws; ``-p initial_per_class=5`` is split_pool's.
+        """
         source = digits_examples(eval_ratio=0.3, seed=seed)
-        start = split_pool(examples=source.outputs["examples"], initial_per_class=initial_per_class, seed=seed)
+        start = split_pool(examples=source.outputs["examples"], seed=seed)
         labeled, pool = start.outputs["labeled"], start.outputs["pool"]
         for _ in range(rounds):
             picked = query(

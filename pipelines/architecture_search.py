@@ -37,48 +37,27 @@ SEARCH_SPACE = {
 @pipeline(name="architecture-search")
 def architecture_search(
     data_path: str = "sklearn-digits",
-    eval_ratio: float = 0.2,
-    normalize: bool = False,
-    search_space: dict = SEARCH_SPACE,  # noqa: B006 - pipeline defaults are recorded, never mutated
-    strategy: str = "evolution",
-    n_trials: int = 12,
-    time_budget_s: float = 300.0,
-    population_size: int = 6,
-    sample_size: int = 3,
-    param_penalty: float = 0.01,
-    max_params: int = 0,
-    search_epochs: int = 5,
-    final_epochs: int = 30,
-    learning_rate: float = 0.003,
     seed: int = 0,
-    thresholds: dict = {"accuracy": 0.9},  # noqa: B006
-    max_regression: float = 0.02,
     registry: str = "",
     model_name: str = "digits-nas",
 ) -> None:
     """Searches an image classifier's architecture, then evaluates and (if blessed) pushes the best one.
 
+    ``seed`` goes to transform and search_architecture; the search's own values
+    are its parameters (``-p n_trials=20``, ``-p strategy=random``).
     ``registry`` "" means ``<flywheel home>/registry``.
     """
-    rows = ingest(path=data_path, eval_ratio=eval_ratio)
-    features = transform(examples=rows.outputs["examples"], normalize=normalize, seed=seed)
+    rows = ingest(path=data_path)
+    features = transform(examples=rows.outputs["examples"], seed=seed)
     searched = search_architecture(
         examples=rows.outputs["examples"],
         transform_graph=features.outputs["transform_graph"],
-        search_space=search_space,
-        strategy=strategy,
-        n_trials=n_trials,
-        time_budget_s=time_budget_s,
-        population_size=population_size,
-        sample_size=sample_size,
-        param_penalty=param_penalty,
-        max_params=max_params,
-        search_epochs=search_epochs,
-        final_epochs=final_epochs,
-        learning_rate=learning_rate,
+        search_space=SEARCH_SPACE,
+        n_trials=12,
+        time_budget_s=300.0,
         seed=seed,
     )
     evaluate_and_push(
         rows.outputs["examples"], searched.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds=thresholds, max_regression=max_regression,
+        slice_features=[], thresholds={"accuracy": 0.9},
     )

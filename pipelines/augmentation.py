@@ -19,20 +19,17 @@ from flywheel.components.search_augmentation import search_augmentation
 
 @pipeline(name="augmentation")
 def augmentation(
-    per_class: int = 20,
-    n_candidates: int = 16,
-    n_mutations: int = 8,
     n_copies: int = 4,
-    target_per_class: int = 60,
-    gan_steps: int = 3000,
-    child_model: str = "logreg",
     seed: int = 0,
 ) -> None:
-    """Searches and applies an augmentation policy, and GAN-augments, a digits split with per_class images per class."""
-    source = digits_examples(per_class=per_class, seed=seed)
-    searched = search_augmentation(
-        examples=source.outputs["examples"], n_candidates=n_candidates, n_mutations=n_mutations, n_copies=n_copies,
-        child_model=child_model, seed=seed,
-    )
+    """Searches and applies an augmentation policy, and GAN-augments, a digits split with 20 images per class.
+
+    ``n_copies`` goes to the policy search and to the policy's augment (task
+    ``augment``); ``seed`` to every task. The GAN's augment is task
+    ``augment-2`` (``-p augment-2.gan_steps=500``); ``-p per_class=10`` is
+    digits_examples'.
+    """
+    source = digits_examples(per_class=20, seed=seed)
+    searched = search_augmentation(examples=source.outputs["examples"], n_copies=n_copies, seed=seed)
     augment(examples=source.outputs["examples"], policy=searched.outputs["policy"], method="policy", n_copies=n_copies, seed=seed)
-    augment(examples=source.outputs["examples"], method="gan", target_per_class=target_per_class, gan_steps=gan_steps, seed=seed)
+    augment(examples=source.outputs["examples"], method="gan", target_per_class=60, seed=seed)

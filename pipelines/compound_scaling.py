@@ -25,42 +25,25 @@ BASELINE = {"kind": "cnn", "stages": [[8, 8], [16, 16]], "kernel_size": 3, "skip
 @pipeline(name="compound-scaling")
 def compound_scaling(
     data_path: str = "sklearn-digits",
-    eval_ratio: float = 0.2,
-    normalize: bool = False,
-    base: dict = BASELINE,  # noqa: B006 - pipeline defaults are recorded, never mutated
-    phi: float = 1.0,
-    grid_values: list = [1.0, 1.2, 1.4, 1.6, 1.8, 2.0],  # noqa: B006
-    tolerance: float = 0.1,
-    compare: bool = True,
-    search_epochs: int = 10,
-    final_epochs: int = 30,
-    learning_rate: float = 0.003,
     seed: int = 0,
-    thresholds: dict = {"accuracy": 0.9},  # noqa: B006
-    max_regression: float = 0.02,
     registry: str = "",
     model_name: str = "digits-scaled",
 ) -> None:
     """Compound-scales a baseline CNN by phi, then evaluates and (if blessed) pushes it.
 
+    ``seed`` goes to transform and scale_model; the scaling's own values are
+    its parameters (``-p phi=2``, ``-p compare=false``).
     ``registry`` "" means ``<flywheel home>/registry``.
     """
-    rows = ingest(path=data_path, eval_ratio=eval_ratio)
-    features = transform(examples=rows.outputs["examples"], normalize=normalize, seed=seed)
+    rows = ingest(path=data_path)
+    features = transform(examples=rows.outputs["examples"], seed=seed)
     scaled = scale_model(
         examples=rows.outputs["examples"],
         transform_graph=features.outputs["transform_graph"],
-        base=base,
-        phi=phi,
-        grid_values=grid_values,
-        tolerance=tolerance,
-        compare=compare,
-        search_epochs=search_epochs,
-        final_epochs=final_epochs,
-        learning_rate=learning_rate,
+        base=BASELINE,
         seed=seed,
     )
     evaluate_and_push(
         rows.outputs["examples"], scaled.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds=thresholds, max_regression=max_regression,
+        slice_features=[], thresholds={"accuracy": 0.9},
     )

@@ -27,60 +27,29 @@ from flywheel.pipelines import evaluate_and_push
 @pipeline(name="digits")
 def digits(
     data_path: str = "sklearn-digits",
-    eval_ratio: float = 0.2,
-    image_size: list = [],  # noqa: B006 - pipeline defaults are recorded, never mutated
-    normalize: bool = False,
-    resample: str = "none",
-    architecture: str = "auto",
-    conv_widths: list = [16, 32],  # noqa: B006
-    hidden_units: list = [64],  # noqa: B006
-    dropout: float = 0.25,
-    learning_rate: float = 0.003,
-    epochs: int = 30,
-    batch_size: int = 32,
-    class_weights: str = "none",
-    loss: str = "crossentropy",
-    mixup_alpha: float = 0.0,
-    randaugment_n: int = 0,
-    randaugment_m: float = 5.0,
-    coteaching: bool = False,
-    forget_rate: float = 0.2,
-    num_gradual: int = 10,
     seed: int = 0,
-    thresholds: dict = {"accuracy": 0.9},  # noqa: B006
-    max_regression: float = 0.02,
     registry: str = "",
     model_name: str = "digits",
 ) -> None:
     """Trains, evaluates and (if blessed) pushes an image classifier (a small CNN by default).
 
-    ``architecture`` picks the model family (``train``'s parameter).
-
-    ``registry`` "" means ``<flywheel home>/registry``.
+    ``seed`` goes to transform (its validation split) and train. ``registry`` ""
+    means ``<flywheel home>/registry``. The training values below suit 8x8
+    digits; each is train's parameter and is overridden with ``-p`` (``-p
+    epochs=5``, ``-p train.architecture=resnet``).
     """
-    rows = ingest(path=data_path, eval_ratio=eval_ratio, image_size=image_size)
-    features = transform(examples=rows.outputs["examples"], normalize=normalize, resample=resample, seed=seed)
+    rows = ingest(path=data_path)
+    features = transform(examples=rows.outputs["examples"], seed=seed)
     trained = train(
         examples=rows.outputs["examples"],
         transform_graph=features.outputs["transform_graph"],
-        architecture=architecture,
-        conv_widths=conv_widths,
-        hidden_units=hidden_units,
-        dropout=dropout,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        class_weights=class_weights,
-        loss=loss,
-        mixup_alpha=mixup_alpha,
-        randaugment_n=randaugment_n,
-        randaugment_m=randaugment_m,
-        coteaching=coteaching,
-        forget_rate=forget_rate,
-        num_gradual=num_gradual,
+        hidden_units=[64],
+        dropout=0.25,
+        learning_rate=0.003,
+        epochs=30,
         seed=seed,
     )
     evaluate_and_push(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds=thresholds, max_regression=max_regression,
+        slice_features=[], thresholds={"accuracy": 0.9},
     )

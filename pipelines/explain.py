@@ -21,33 +21,13 @@ from flywheel.components.transform import transform
 def explain_penguins(
     data_path: str = "",
     label: str = "species",
-    eval_ratio: float = 0.2,
-    hidden_units: list = [16, 8],  # noqa: B006 - pipeline defaults are recorded, never mutated
-    epochs: int = 100,
     seed: int = 0,
-    rows: int = 20,
-    background_size: int = 20,
-    shap_nsamples: int = 200,
-    lime_samples: int = 500,
-    top_k: int = 2,
 ) -> None:
-    """Trains the penguins classifier and explains ``rows`` eval predictions with SHAP and LIME."""
-    rows_ = ingest(path=data_path, label=label, eval_ratio=eval_ratio)
-    features = transform(examples=rows_.outputs["examples"], label=label)
-    trained = train(
-        examples=rows_.outputs["examples"],
-        transform_graph=features.outputs["transform_graph"],
-        hidden_units=hidden_units,
-        epochs=epochs,
-        seed=seed,
-    )
-    explain(
-        examples=rows_.outputs["examples"],
-        model=trained.outputs["model"],
-        rows=rows,
-        background_size=background_size,
-        shap_nsamples=shap_nsamples,
-        lime_samples=lime_samples,
-        top_k=top_k,
-        seed=seed,
-    )
+    """Trains the penguins classifier and explains 20 eval predictions with SHAP and LIME.
+
+    ``seed`` goes to train and explain; how many rows: ``-p rows=50`` (explain's).
+    """
+    examples = ingest(path=data_path, label=label).outputs["examples"]
+    features = transform(examples=examples, label=label)
+    trained = train(examples=examples, transform_graph=features.outputs["transform_graph"], seed=seed)
+    explain(examples=examples, model=trained.outputs["model"], rows=20, lime_samples=500, seed=seed)

@@ -19,35 +19,17 @@ from flywheel.components.transform import transform
 @pipeline(name="explain-digits")
 def explain_digits(
     data_path: str = "sklearn-digits",
-    eval_ratio: float = 0.2,
-    conv_widths: list = [16, 32],  # noqa: B006 - pipeline defaults are recorded, never mutated
-    hidden_units: list = [64],  # noqa: B006
-    learning_rate: float = 0.003,
-    epochs: int = 30,
     seed: int = 0,
-    rows: int = 20,
-    lime_samples: int = 300,
-    patch_size: int = 2,
-    grad_cam_layer: str = "",
 ) -> None:
-    """Trains the digits CNN and explains ``rows`` eval images with Grad-CAM and LIME."""
-    rows_ = ingest(path=data_path, eval_ratio=eval_ratio)
-    features = transform(examples=rows_.outputs["examples"], seed=seed)
+    """Trains the digits CNN and explains 20 eval images with Grad-CAM and LIME.
+
+    ``seed`` goes to transform, train and explain; ``-p rows=50``,
+    ``-p grad_cam_layer=conv_1`` are explain's.
+    """
+    examples = ingest(path=data_path).outputs["examples"]
+    features = transform(examples=examples, seed=seed)
     trained = train(
-        examples=rows_.outputs["examples"],
-        transform_graph=features.outputs["transform_graph"],
-        conv_widths=conv_widths,
-        hidden_units=hidden_units,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        seed=seed,
+        examples=examples, transform_graph=features.outputs["transform_graph"],
+        hidden_units=[64], learning_rate=0.003, epochs=30, seed=seed,
     )
-    explain(
-        examples=rows_.outputs["examples"],
-        model=trained.outputs["model"],
-        rows=rows,
-        lime_samples=lime_samples,
-        patch_size=patch_size,
-        grad_cam_layer=grad_cam_layer,
-        seed=seed,
-    )
+    explain(examples=examples, model=trained.outputs["model"], rows=20, seed=seed)

@@ -5,6 +5,8 @@ package, the dataset of TFX's own penguin tutorial, so results compare with it.
 
     flywheel run pipelines/training.py                       # penguins
     flywheel run pipelines/training.py -p data_path=data/ -p label=target
+    flywheel run pipelines/training.py -p epochs=20          # train's parameter (-p train.epochs=20)
+    flywheel run pipelines/training.py --list-params         # every parameter, its value and source
     flywheel compile pipelines/training.py -o training.yaml  # Kubeflow Pipelines v2
 
 ``validate`` takes the previous schema (kept, so later data is checked against
@@ -34,69 +36,37 @@ def _model_name_of_data(values: dict) -> str:
 def training(
     data_path: str = "",
     label: str = "",
-    eval_ratio: float = 0.2,
-    fail_on_anomalies: bool = True,
-    drift_threshold: float = 0.1,
-    severity: dict = {},  # noqa: B006
-    hidden_units: list = [16, 8],  # noqa: B006 - pipeline defaults are recorded, never mutated
-    dropout: float = 0.1,
-    learning_rate: float = 0.01,
-    epochs: int = 100,
-    batch_size: int = 32,
-    class_weights: str = "none",
-    loss: str = "crossentropy",
-    seed: int = 0,
-    slice_features: list = [],  # noqa: B006
-    thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
-    max_regression: float = 0.02,
     registry: str = "",
     model_name: str = "",
-    span_count: int = 1,
-    rename_columns: bool = False,
-    beam_args: list = [],  # noqa: B006
 ) -> None:
     """Trains, evaluates and (if blessed) pushes a tabular classifier.
 
-    ``label`` "" infers the label column (label, target, class, y or species).
-    ``registry`` "" means ``<flywheel home>/registry``; ``data_path`` "" means the
-    penguins CSV of the palmerpenguins package, and may name spans
-    (``data/span-{SPAN}/``, resolved when the run starts). ``model_name`` ""
-    means the data's file or folder stem (``own.csv`` -> ``own``); schema,
-    statistics and the evaluation baseline come from earlier runs of that model.
-    ``rename_columns`` lets ingest rename columns whose names cannot be model
-    inputs (else it refuses them). ``beam_args`` are Apache Beam options for
-    validate's statistics (``["--runner=FlinkRunner", ...]``, passed unchanged,
-    as TFX's ``beam_pipeline_args``); [] uses Beam's DirectRunner for large splits only.
+    ``data_path`` "" means the penguins CSV of the palmerpenguins package, and
+    may name spans (``data/span-{SPAN}/``, resolved when the run starts; how
+    many: ``-p span_count=3``). ``label`` "" infers the label column (label,
+    target, class, y or species); ingest, transform and evaluate all get it.
+    ``registry`` "" means ``<flywheel home>/registry``; ``model_name`` "" means
+    the data's file or folder stem (``own.csv`` -> ``own``); schema, statistics
+    and the evaluation baseline come from earlier runs of that model.
+
+    Every task's own parameters are set with ``-p TASK.PARAM=VALUE``, or
+    ``-p PARAM=VALUE`` where one task has it (``-p epochs=5``,
+    ``-p beam_args='["--runner=FlinkRunner"]'``, ``-p rename_columns=true``);
+    ``flywheel run pipelines/training.py --list-params`` lists them.
     """
-    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio, span_count=span_count,
-                  rename_columns=rename_columns)
+    rows = ingest(path=data_path, label=label)
     checked = validate(
         examples=rows.outputs["examples"],
         curated_schema=latest(Schema, task="validate", output="schema"),
         previous_statistics=latest(ExampleStatistics, task="validate", output="statistics"),
-        fail_on_anomalies=fail_on_anomalies,
-        drift_threshold=drift_threshold,
-        severity=severity,
-        beam_args=beam_args,
     )
     features = transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label)
-    trained = train(
-        examples=rows.outputs["examples"],
-        transform_graph=features.outputs["transform_graph"],
-        hidden_units=hidden_units,
-        dropout=dropout,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        class_weights=class_weights,
-        loss=loss,
-        seed=seed,
-    )
+    trained = train(examples=rows.outputs["examples"], transform_graph=features.outputs["transform_graph"])
     served = infra_validate(model=trained.outputs["model"], examples=rows.outputs["examples"])
     evaluate_and_push(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
         statistics=checked.outputs["statistics"], schema=checked.outputs["schema"],
         infra_blessing=served.outputs["infra_blessing"],
-        slice_features=slice_features, thresholds=thresholds, max_regression=max_regression, label=label,
-        skip_push_unless_blessed=True,
+        slice_features=[],  # evaluate's default slices (island, sex) are penguins' columns; own data has others
+        label=label, skip_push_unless_blessed=True,
     )

@@ -5,14 +5,15 @@ train split, never eval) and its best values override train's parameters:
 
     flywheel run pipelines/tuning.py                              # random search, 12 trials x 30 epochs
     flywheel run pipelines/tuning.py -p strategy=bayesian -p max_trials=20
-    flywheel run pipelines/tuning.py -p strategy=hyperband -p trial_epochs=27
+    flywheel run pipelines/tuning.py -p strategy=hyperband -p tune.epochs=27
     flywheel compile pipelines/tuning.py -o tuning.yaml           # Kubeflow Pipelines v2
 
-Compiled for Kubeflow, ``tune`` here stays one task: its strategy and trial
-count are pipeline parameters, known only when a run starts. A pipeline that
-calls ``tune`` with a constant random or grid search (strategy, space,
-max_trials, seed) gets its trials as a ``ParallelFor`` of parallel tasks
-(``components/_tune_kfp.py``; see ``tests/kubeflow/test_kfp_tune.py``).
+Compiled for Kubeflow, ``tune`` here stays one task: its seed is a pipeline
+parameter, known only when a run starts. Compiled with a constant seed
+(``flywheel compile pipelines/tuning.py -p seed=0``), the random search is
+constant (strategy, space, max_trials, seed) and its trials become a
+``ParallelFor`` of parallel tasks (``components/_tune_kfp.py``; see
+``tests/kubeflow/test_kfp_tune.py``).
 
 The objective is validation loss: on penguins most configurations reach 100%
 validation accuracy, so accuracy cannot rank them. Train's model properties
@@ -39,46 +40,35 @@ SEARCH_SPACE = {
 def tuning(
     data_path: str = "",
     label: str = "species",
-    eval_ratio: float = 0.2,
-    search_space: dict = SEARCH_SPACE,  # noqa: B006 - pipeline defaults are recorded, never mutated
-    strategy: str = "random",
-    max_trials: int = 12,
-    max_seconds: float = 600.0,
-    trial_epochs: int = 30,
-    objective: str = "val_loss",
-    epochs: int = 100,
     seed: int = 0,
-    thresholds: dict = {"balanced_accuracy": 0.8},  # noqa: B006
-    max_regression: float = 0.02,
     registry: str = "",
     model_name: str = "penguins-tuned",
 ) -> None:
     """Tunes, trains with the best values, evaluates and (if blessed) pushes.
 
     ``data_path`` "" means the penguins CSV of the palmerpenguins package;
-    ``registry`` "" means ``<flywheel home>/registry``.
+    ``registry`` "" means ``<flywheel home>/registry``. ``seed`` goes to tune
+    and train. Both tune and train have ``epochs``: say which (``-p
+    tune.epochs=27``, ``-p train.epochs=50``).
     """
-    rows = ingest(path=data_path, label=label, eval_ratio=eval_ratio)
+    rows = ingest(path=data_path, label=label)
     features = transform(examples=rows.outputs["examples"], label=label)
     tuned = tune(
         examples=rows.outputs["examples"],
         transform_graph=features.outputs["transform_graph"],
-        search_space=search_space,
-        strategy=strategy,
-        max_trials=max_trials,
-        max_seconds=max_seconds,
-        epochs=trial_epochs,
-        objective=objective,
+        search_space=SEARCH_SPACE,
+        max_trials=12,
+        max_seconds=600.0,
+        epochs=30,
+        objective="val_loss",
         seed=seed,
     )
     trained = train(
         examples=rows.outputs["examples"],
         transform_graph=features.outputs["transform_graph"],
         hyperparameters=tuned.outputs["hyperparameters"],
-        epochs=epochs,
         seed=seed,
     )
     evaluate_and_push(
-        rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
-        thresholds=thresholds, max_regression=max_regression, label=label,
+        rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name, label=label,
     )

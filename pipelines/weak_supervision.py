@@ -44,18 +44,13 @@ BREAST_CANCER_LFS = [
 
 @pipeline(name="weak-supervision")
 def weak_supervision(
-    label_model: str = "generative",
-    dependency_threshold: float = 0.8,
-    labeling_functions: list = BREAST_CANCER_LFS,  # noqa: B006 - pipeline defaults are recorded, never mutated
-    clean: bool = True,
     seed: int = 0,
 ) -> None:
-    """Weakly labels breast-cancer train rows, then prunes likely label errors."""
+    """Weakly labels breast-cancer train rows, then prunes likely label errors.
+
+    ``seed`` goes to the data split and find_label_issues; ``-p label_model=majority``
+    is weak_label's, ``-p prune=false`` find_label_issues'.
+    """
     source = table_examples(dataset="breast_cancer", eval_ratio=0.3, seed=seed)
-    labeled = weak_label(
-        examples=source.outputs["examples"],
-        labeling_functions=labeling_functions,
-        label_model=label_model,
-        dependency_threshold=dependency_threshold,
-    )
-    find_label_issues(examples=labeled.outputs["weak"], prune=clean, seed=seed)
+    labeled = weak_label(examples=source.outputs["examples"], labeling_functions=BREAST_CANCER_LFS)
+    find_label_issues(examples=labeled.outputs["weak"], seed=seed)

@@ -54,7 +54,7 @@ def test_active_learning_pipeline_unrolls_rounds_and_writes_the_curve(home):
 
 def test_weak_supervision_pipeline_beats_majority_vote_and_prunes(home):
     generative = _run(home, "weak_supervision.py", {})
-    majority = _run(home, "weak_supervision.py", {"label_model": "majority", "clean": False})
+    majority = _run(home, "weak_supervision.py", {"label_model": "majority", "prune": False})
     summary = generative.outputs["weak_label"]["summary"].properties
     assert summary["label_accuracy"] > summary["majority_vote_accuracy"] + 0.05
     assert majority.outputs["weak_label"]["summary"].properties["label_accuracy"] == summary["majority_vote_accuracy"]
@@ -71,7 +71,7 @@ def test_weak_supervision_pipeline_beats_majority_vote_and_prunes(home):
 
 
 def test_augmentation_pipeline_adds_policy_copies_and_gan_samples(home):
-    result = _run(home, "augmentation.py", {"per_class": 10, "n_candidates": 2, "n_mutations": 1, "n_copies": 2, "gan_steps": 300, "target_per_class": 25})
+    result = _run(home, "augmentation.py", {"per_class": 10, "n_candidates": 2, "n_mutations": 1, "n_copies": 2, "augment-2.gan_steps": 300, "augment-2.target_per_class": 25})
     policy = result.outputs["search_augmentation"]["policy"]
     with open(os.path.join(policy.uri, "policy.json"), encoding="utf-8") as handle:
         document = json.load(handle)
