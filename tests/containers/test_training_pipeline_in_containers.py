@@ -39,14 +39,15 @@ def two_runs(docker_host, tmp_path_factory):
     ir = work / "training.yaml"
     # The shipped IR as a cluster gets it: push under dsl.If(is_blessed), which container-run
     # evaluates, and validate's kept schema read from the registry by the registry-reference task.
-    compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")), str(ir), image=COMPONENT_IMAGE,
-                     serving_image=SERVING_IMAGE)
+    # ARGUMENTS are train's and evaluate's own parameters: compiled in as those tasks' constants.
+    compile_pipeline(load_pipeline(str(REPO / "pipelines" / "training.py")).bind(ARGUMENTS), str(ir),
+                     image=COMPONENT_IMAGE, serving_image=SERVING_IMAGE)
     registry = work / "registry"
     roots, states = [], []
     for run in (1, 2):
         root = work / f"root-{run}"
         seen: dict[str, str] = {}
-        run_compiled_pipeline(ir, pipeline_root=root, arguments=ARGUMENTS, registry_dir=registry,
+        run_compiled_pipeline(ir, pipeline_root=root, registry_dir=registry,
                               on_task=lambda name, state, detail, seen=seen: seen.__setitem__(name, state))
         roots.append(root)
         states.append(seen)

@@ -153,7 +153,7 @@ def test_the_training_pipeline_with_its_condition_is_accepted_and_no_conditions_
 
 def test_unknown_parameters_are_rejected_before_any_engine_is_contacted(training_ir, tmp_path, monkeypatch):
     monkeypatch.setattr("flywheel.images.connect", lambda **_: pytest.fail("engine contacted"))
-    with pytest.raises(ContainerRunError, match=r"has no parameters \['epoch'\]; it takes \[.*'epochs'"):
+    with pytest.raises(ContainerRunError, match=r"has no parameters \['epoch'\]; it takes \[.*'data_path'"):
         run_compiled_pipeline(training_ir, pipeline_root=tmp_path / "root", arguments={"epoch": 3})
 
 

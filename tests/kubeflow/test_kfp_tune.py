@@ -106,7 +106,7 @@ def test_adaptive_strategies_and_run_time_plans_stay_one_task(tmp_path):
     for strategy in ("bayesian", "hyperband"):
         tasks = _compile(tmp_path, _pipeline(strategy))["root"]["dag"]["tasks"]
         assert "tune" in tasks and not any("parameterIterator" in t for t in tasks.values())
-    # pipelines/tuning.py takes its strategy as a pipeline parameter: only known when the run starts.
+    # pipelines/tuning.py takes tune's seed as a pipeline parameter: only known when the run starts.
     tasks = _compile(tmp_path, load_pipeline(os.path.join(REPO, "pipelines", "tuning.py")))["root"]["dag"]["tasks"]
     assert "tune" in tasks and not any("parameterIterator" in t for t in tasks.values())
 
@@ -130,8 +130,8 @@ def test_compile_time_parameters_let_the_tuning_pipeline_fan_out(tmp_path, capsy
     out_partly = tmp_path / "partly.yaml"
     assert main(["compile", os.path.join(REPO, "pipelines", "tuning.py"), "-o", str(out_partly), "-p", "max_trials=4"]) == 0
     partly = yaml.safe_load(out_partly.read_text())
-    assert "max_trials" not in partly["root"]["inputDefinitions"]["parameters"]
-    assert "strategy" in partly["root"]["inputDefinitions"]["parameters"]  # still a run-time input: one tune task
+    # max_trials is tune's own parameter, never a run-time input; seed still is: one tune task
+    assert set(partly["root"]["inputDefinitions"]["parameters"]) == {"data_path", "label", "seed", "registry", "model_name"}
     assert "tune" in partly["root"]["dag"]["tasks"]
 
     pipe = load_pipeline(os.path.join(REPO, "pipelines", "tuning.py"))
@@ -140,7 +140,7 @@ def test_compile_time_parameters_let_the_tuning_pipeline_fan_out(tmp_path, capsy
     with pytest.raises(ParameterError, match="max_trials"):
         pipe.bind({"max_trials": "many"})
     assert pipe.bind({"max_trials": "4"}).tasks["tune"].parameters["max_trials"] == 4
-    assert "max_trials" in pipe.parameters  # the original is untouched
+    assert pipe.tasks["tune"].parameters["max_trials"] == 12  # the original is untouched
 
 
 def _artifact(name: str, schema_title: str, uri: str, metadata: dict | None = None) -> dict:
