@@ -89,7 +89,8 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
         help="PersistentVolumeClaim with the model registry (k8s/: flywheel-data); evaluate and push mount it",
     )
     parser.add_argument(
-        "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter (repeatable)"
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a pipeline parameter, or TASK.PARAM (or PARAM that one task has): compiled in as that task's constant",
     )
     _add_object_store_args(parser)
 
@@ -120,7 +121,8 @@ def register(subparsers: Any) -> None:
     )
     compile_parser.add_argument(
         "-p", "--param", action="append", metavar="NAME=VALUE",
-        help="fix a pipeline parameter at compile time (it leaves the compiled pipeline's run-time parameters)",
+        help="fix a pipeline parameter at compile time (it leaves the compiled pipeline's run-time parameters), "
+        "or a task's: TASK.PARAM, or PARAM that one task has",
     )
     compile_parser.add_argument(
         "--fix-defaults", action="store_true",

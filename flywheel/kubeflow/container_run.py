@@ -305,7 +305,8 @@ def run_compiled_pipeline(
     unknown = sorted(set(args) - set(pipeline.component_spec.inputs or {}))
     if unknown:
         raise ContainerRunError(
-            f"The pipeline '{pipeline.name}' has no parameters {unknown}; it takes {sorted(pipeline.component_spec.inputs or {})}."
+            f"The pipeline '{pipeline.name}' has no parameters {unknown}; it takes {sorted(pipeline.component_spec.inputs or {})}. "
+            "A task's own parameter is fixed when compiling: flywheel compile PIPELINE.py -p TASK.PARAM=VALUE."
         )
     root = os.path.abspath(os.fspath(pipeline_root))
     mounts = dict(options.mounts)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from flywheel import Examples, Output, component, pipeline
+from flywheel import Examples, Input, Output, component, pipeline
 from flywheel.errors import ParameterError
 from flywheel.kubeflow import client
 from flywheel.kubeflow.compiler import compile_pipeline
@@ -26,6 +26,16 @@ def emit(examples: Output[Examples], rows: int = 1, label: str = "y") -> None:
 @pipeline(name="contract")
 def contract(rows: int = 2, label: str = "species") -> None:
     emit(rows=rows, label=label)
+
+
+@component
+def tally(examples: Input[Examples], scale: float = 1.0, label: str = "") -> None:
+    """A second task: ``label`` is emit's too, ``scale`` only its own."""
+
+
+@pipeline(name="tallied")
+def tallied(rows: int = 2) -> None:
+    tally(examples=emit(rows=rows).outputs["examples"])
 
 
 class _Body:
@@ -81,6 +91,35 @@ def test_submit_reuses_an_existing_experiment_and_accepts_compiled_yaml(kfp_serv
 def test_submit_rejects_unknown_parameters_before_sending(kfp_server):
     with pytest.raises(ParameterError, match="has no parameter 'epochs'"):
         client.submit(contract, kfp_server.url, params={"epochs": "3"})
+    assert kfp_server.state.requests == []
+
+
+def _constant(spec: dict, task: str, name: str):
+    return spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+@pytest.mark.parametrize("send", ["submit", "schedule"])
+def test_task_parameters_by_name_or_shorthand_become_constants_of_the_sent_pipeline(kfp_server, send):
+    params = {"rows": "7", "scale": "2.5", "emit.label": "z"}  # scale: only tally has it
+    if send == "submit":
+        client.submit(tallied, kfp_server.url, params=params)
+        (create,) = kfp_server.state.calls("POST", "/runs")
+        sent = _as_model(create.body, "V2beta1Run")
+    else:
+        client.create_schedule("nightly", "30 2 * * *", tallied, kfp_server.url, params=params)
+        (create,) = kfp_server.state.calls("POST", "/recurringruns")
+        sent = _as_model(create.body, "V2beta1RecurringRun")
+    assert sent.runtime_config.parameters == {"rows": 7}  # the run parameters are the pipeline's own
+    assert _constant(sent.pipeline_spec, "tally", "scale") == 2.5
+    assert _constant(sent.pipeline_spec, "emit", "label") == "z"
+    assert set(sent.pipeline_spec["root"]["inputDefinitions"]["parameters"]) == {"rows"}
+
+
+def test_a_name_several_tasks_have_is_refused_before_sending(kfp_server):
+    with pytest.raises(ParameterError, match=r"say which: -p emit.label=, -p tally.label="):
+        client.submit(tallied, kfp_server.url, params={"label": "y"})
+    with pytest.raises(ParameterError, match=r"say which: -p emit.label=, -p tally.label="):
+        client.create_schedule("nightly", "30 2 * * *", tallied, kfp_server.url, params={"label": "y"})
     assert kfp_server.state.requests == []
 
 

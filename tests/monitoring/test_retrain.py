@@ -68,9 +68,10 @@ def test_parameters_are_passed_as_json_not_python_repr(value, text):
     assert param_argument("k", value) == text
 
 
-def test_list_and_dict_parameters_reach_the_run_unchanged(home, pipeline_file):
+def test_list_and_dict_parameters_and_task_parameters_reach_the_run_unchanged(home, pipeline_file):
     store = MonitorStore(home)
-    parameters = {"slice_features": ["island", "sex"], "options": {"depth": 2}, "epochs": 3, "rate": 0.1, "flag": True}
+    pipeline_values = {"slice_features": ["island", "sex"], "options": {"depth": 2}, "epochs": 3, "rate": 0.1, "flag": True}
+    parameters = {**pipeline_values, "sleep_s": 0.01}  # produce's own parameter, no pipeline parameter
     settings = RetrainSettings(pipeline=pipeline_file, parameters=parameters, max_runs=2)
     alert = _alert(store, time.time())
 
@@ -79,7 +80,8 @@ def test_list_and_dict_parameters_reach_the_run_unchanged(home, pipeline_file):
     run_id = outcome["started"]
     assert _wait_for_end(home, run_id) == "COMPLETE"
     run = MetadataStore(home).get_run(run_id)
-    assert run.parameters == {**parameters, "text": "x"}
+    assert run.parameters == {**pipeline_values, "text": "x", "produce.sleep_s": 0.01}
+    assert MetadataStore(home).latest_nodes(run)["produce"].parameters["sleep_s"] == 0.01
     assert store.alerts(model="m")[0].run_id == run_id
 
 

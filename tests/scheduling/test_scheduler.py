@@ -101,9 +101,11 @@ def test_scheduler_starts_real_runs_recorded_as_scheduled(home, tmp_path, flywhe
     def env_cli(*args):
         return subprocess.run([*flywheel_cmd, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
-    created = env_cli("schedule", "create", "nightly", "--cron", "* * * * *", str(path), "--param", "text=cron")
+    created = env_cli("schedule", "create", "nightly", "--cron", "* * * * *", str(path), "--param", "text=cron",
+                      "--param", "sleep_s=0.01")  # produce's own parameter: stored as produce.sleep_s
     assert created.returncode == 0, created.stderr
     store = ScheduleStore(home)
+    assert store.get("nightly").parameters == {"text": "cron", "produce.sleep_s": "0.01"}
     # Pretend the schedule was created two minutes ago so a slot is due now.
     store.skip_slots("nightly", 0)
     with store._db() as db:
@@ -123,9 +125,24 @@ def test_scheduler_starts_real_runs_recorded_as_scheduled(home, tmp_path, flywhe
         time.sleep(0.2)
     assert state == "COMPLETE"
     assert run.trigger == "schedule" and "nightly" in run.trigger_reason
-    assert run.parameters == {"text": "cron"}
+    assert run.parameters == {"text": "cron", "produce.sleep_s": 0.01}
     listing = env_cli("schedule", "list")
     assert "nightly" in listing.stdout and run_id in listing.stdout
+
+
+def test_a_task_parameter_several_tasks_have_is_refused_when_the_schedule_is_created(home, tmp_path, capsys, monkeypatch):
+    from flywheel.cli.main import main
+
+    monkeypatch.chdir(REPO)  # the pipeline imports tests.runner.toy
+    path = tmp_path / "pair.py"
+    path.write_text(PIPELINE.replace("    produce(text=text)", "    consume(data=produce(text=text).output)")
+                    .replace("import produce", "import consume, produce"))
+    argv = ["--home", str(home.root), "schedule", "create", "pair", "--cron", "* * * * *", str(path)]
+    assert main([*argv, "--param", "sleep_s=1"]) == 1
+    assert "say which: -p produce.sleep_s=, -p consume.sleep_s=" in capsys.readouterr().err
+    assert ScheduleStore(home).list() == []
+    assert main([*argv, "--param", "consume.sleep_s=1"]) == 0
+    assert ScheduleStore(home).get("pair").parameters == {"consume.sleep_s": "1"}
 
 
 def test_a_slot_whose_run_name_is_taken_fires_under_a_fresh_name(home, tmp_path):
