@@ -149,8 +149,8 @@ def test_compression_pipeline_runs_end_to_end_in_a_small_config(home, tmp_path):
 
 def test_distillation_pipeline_trains_a_student_from_the_teacher_in_a_small_config(home, tmp_path):
     pipe = load_pipeline(os.path.join(REPO, "pipelines", "distillation.py"))
-    params = {"teacher_conv_widths": [8, 16], "teacher_hidden_units": [32], "student_conv_widths": [2, 4],
-              "student_hidden_units": [8], "epochs": 3, "thresholds": {"accuracy": 0.0},
+    params = {"train.conv_widths": [8, 16], "train.hidden_units": [32], "train-2.conv_widths": [2, 4],  # teacher, student
+              "train-2.hidden_units": [8], "epochs": 3, "thresholds": {"accuracy": 0.0},
               "registry": str(tmp_path / "registry")}
     result = LocalRunner(home, max_workers=0).run(pipe, params)
     assert result.ok, result.errors

@@ -225,7 +225,7 @@ def test_train_takes_tuned_values_and_rejects_unknown_names(penguins, tmp_path):
 def test_tuning_pipeline_runs_end_to_end_and_train_uses_the_tuned_values(home):
     pipe = load_pipeline(os.path.join(REPO, "pipelines", "tuning.py"))
     result = LocalRunner(home, max_workers=0).run(
-        pipe, {"max_trials": 2, "trial_epochs": 2, "epochs": 3, "strategy": "random", "thresholds": {}},
+        pipe, {"max_trials": 2, "tune.epochs": 2, "train.epochs": 3, "strategy": "random", "thresholds": {}},
     )
     assert result.ok, result.errors
     tuned = result.outputs["tune"]["hyperparameters"]

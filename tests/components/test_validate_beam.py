@@ -111,7 +111,7 @@ def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeyp
     assert "count" in outputs["schema"].properties["features"]
 
 
-def test_beam_args_are_a_run_parameter_of_the_compiled_kubeflow_pipeline(tmp_path):
+def test_beam_args_are_validates_own_parameter_compiled_in_as_its_constant(tmp_path):
     import yaml
 
     from flywheel.kubeflow.compiler import compile_pipeline
@@ -119,8 +119,8 @@ def test_beam_args_are_a_run_parameter_of_the_compiled_kubeflow_pipeline(tmp_pat
 
     training = load_pipeline(os.path.join(os.path.dirname(__file__), "..", "..", "pipelines", "training.py"))
     out = tmp_path / "training.yaml"
-    compile_pipeline(training, str(out))
+    compile_pipeline(training.bind({"beam_args": '["--runner=FlinkRunner"]'}), str(out))  # -p beam_args=...: validate's
     doc = yaml.safe_load(out.read_text())
     tasks = {t["taskInfo"]["name"]: t for t in doc["root"]["dag"]["tasks"].values()}
-    assert tasks["validate"]["inputs"]["parameters"]["beam_args"] == {"componentInputParameter": "beam_args"}
-    assert doc["root"]["inputDefinitions"]["parameters"]["beam_args"]["parameterType"] == "LIST"
+    assert tasks["validate"]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == ["--runner=FlinkRunner"]
+    assert "beam_args" not in doc["root"]["inputDefinitions"]["parameters"]

@@ -37,7 +37,7 @@ def _train(home: Home, run_id: str, *extra: str) -> None:
 def trained(tmp_path_factory):
     home = Home(str(tmp_path_factory.mktemp("dash-training") / "home")).ensure()
     _train(home, "train-1")
-    _train(home, "train-2", "-p", "seed=1", "-p", "max_regression=1.0", "--trigger", "alert", "--trigger-reason", REASON)
+    _train(home, "train-2", "-p", "train.seed=1", "-p", "max_regression=1.0", "--trigger", "alert", "--trigger-reason", REASON)
     registry = ModelRegistry(home.registry)
     assert registry.versions("penguins") == [1, 2]
     loop = fill_monitoring(home, "penguins", retrain_run="train-2")
