@@ -25,6 +25,11 @@ only inside its block (and, for a literal list, fits the parameter's type);
 ``Collected`` takes an output of a task inside a loop and is used outside that
 loop; a task outside a loop takes nothing else from a task inside it
 (``.after()`` may wait for all iterations). Loops do not nest yet.
+
+From the command line a task inside a loop is addressed like any other (``-p fit.rate=0.2``, or
+``-p rate=0.2`` when only that task has ``rate``): every iteration gets the value. The parameter the
+loop feeds (its item, or a ``Collected`` list) cannot be set that way; change the items instead
+(``flywheel/dsl/addressing.py``).
 """
 
 from __future__ import annotations
