@@ -234,8 +234,14 @@ class LocalRunner:
             rerun.add(pipeline.exit_scope.exit_task)  # it reports the state of the resumed run
         for task_id in rerun:
             nodes[task_id] = _Node(task_id)
+        try:
+            pipeline = pipeline.with_task_overrides(run.parameters)  # the run's own TASK.PARAM values
+        except ParameterError as exc:  # recorded before the pipeline changed which parameters it declares
+            raise RunError(
+                f"Run {run.run_id} cannot be resumed with this pipeline file: its recorded parameters no longer "
+                f"fit it ({exc}). Start a new run."
+            ) from exc
         run = self.store.claim_run(run.run_id)
-        pipeline = pipeline.with_task_overrides(run.parameters)  # the run's own TASK.PARAM values
         return self._execute(pipeline, run, run.parameters, nodes, cache=cache, retries=retries)
 
     # -- the algorithm --------------------------------------------------------------

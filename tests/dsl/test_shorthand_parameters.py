@@ -147,3 +147,27 @@ def test_compile_takes_a_shorthand_as_that_tasks_constant(tmp_path):
     train = next(d["tasks"]["train"] for d in dags if "train" in d.get("tasks", {}))
     assert train["inputs"]["parameters"]["epochs"]["runtimeValue"]["constant"] == 7
     assert spec["root"].get("inputDefinitions", {}).get("parameters", {}) == {}  # --fix-defaults: nothing left
+
+
+def test_resuming_a_run_whose_recorded_parameters_no_longer_fit_the_pipeline_says_so(home, tmp_path):
+    from flywheel.errors import RunError
+
+    @pipeline(name="evolving")
+    def before(sleep_s: float = 0.0, fail_if_exists: str = ""):
+        data = produce(sleep_s=sleep_s)
+        consume(data=data.output, fail_if_exists=fail_if_exists)
+
+    @pipeline(name="evolving")
+    def after():  # sleep_s is no pipeline parameter any more, and both tasks have one
+        consume(data=produce().output)
+
+    flag = tmp_path / "fail"
+    flag.write_text("")
+    runner = LocalRunner(home, max_workers=0)
+    failed = runner.run(before, {"fail_if_exists": str(flag)})
+    assert not failed.ok
+    with pytest.raises(RunError, match=r"cannot be resumed with this pipeline file: .*say which: -p produce.sleep_s="):
+        runner.resume(after, failed.run.run_id)
+    assert MetadataStore(home).get_run(failed.run.run_id).state == "FAILED"  # not claimed
+    resumed = runner.resume(before, failed.run.run_id)  # the run's own pipeline still resumes
+    assert not resumed.ok and "flag file" in resumed.errors["consume"]
