@@ -128,9 +128,9 @@ def list_params(args: argparse.Namespace, params: dict[str, str]) -> int:
     pipe = load_pipeline(args.pipeline_file, args.pipeline_name)
     rows = parameter_rows(pipe, params)
     print(f"Pipeline '{pipe.name}' parameters (-p NAME=VALUE):")
-    print(table(["NAME", "TYPE", "VALUE", "SOURCE"], rows["pipeline"]) if rows["pipeline"] else "  (none)")
+    print(table(["NAME", "TYPE", "SOURCE", "VALUE"], rows["pipeline"]) if rows["pipeline"] else "  (none)")
     print("\nTask parameters (-p TASK.PARAM=VALUE; -p PARAM=VALUE where one task has PARAM):")
-    print(table(["TASK", "PARAM", "TYPE", "VALUE", "SOURCE"], rows["tasks"]))
+    print(table(["TASK", "PARAM", "TYPE", "SOURCE", "VALUE"], rows["tasks"]))
     return 0
 
 

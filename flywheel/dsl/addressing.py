@@ -91,7 +91,7 @@ def unknown_message(pipeline: Pipeline, unknown: list[str]) -> str:
 
 def parameter_rows(pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> dict[str, list[list[str]]]:
     """What ``flywheel run PIPELINE --list-params`` prints: the pipeline parameters (name, type,
-    value) and every task parameter (task, name, type, value, source), with ``overrides`` (``-p``
+    source, value) and every task parameter (task, name, type, source, value), with ``overrides`` (``-p``
     values) applied. A source is "component default", "pipeline constant", "pipeline parameter
     NAME", "-p", "loop item" or "collected".
     """
@@ -108,7 +108,7 @@ def parameter_rows(pipeline: Pipeline, overrides: Mapping[str, Any] | None = Non
         return value if isinstance(value, str) and value else json.dumps(value)
 
     pipeline_rows = [
-        [name, spec.type.__name__, show(values[name]), COMMAND_LINE if name in given else "pipeline default"]
+        [name, spec.type.__name__, COMMAND_LINE if name in given else "pipeline default", show(values[name])]
         for name, spec in pipeline.parameters.items()
     ]
     task_rows = []
@@ -131,5 +131,5 @@ def parameter_rows(pipeline: Pipeline, overrides: Mapping[str, Any] | None = Non
                 source = PIPELINE_CONSTANT
             else:
                 source = COMPONENT_DEFAULT
-            task_rows.append([task_id, name, spec.type.__name__, show(value), source])
+            task_rows.append([task_id, name, spec.type.__name__, source, show(value)])
     return {"pipeline": pipeline_rows, "tasks": task_rows}

@@ -124,14 +124,14 @@ def test_list_params_shows_each_task_value_and_where_it_comes_from(capsys):
     assert main(["run", os.path.join(REPO, "pipelines", "digits.py"), "--list-params", "-p", "epochs=3",
                  "-p", "transform.normalize=true"]) == 0
     out = capsys.readouterr().out
-    rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines() if line.strip()}
-    assert rows[("data_path", "str")] == ["sklearn-digits", "pipeline", "default"]
-    assert rows[("train", "epochs")] == ["int", "3", "-p"]
-    assert rows[("train", "dropout")] == ["float", "0.25", "pipeline", "constant"]
-    assert rows[("train", "batch_size")] == ["int", "32", "component", "default"]
-    assert rows[("train", "seed")] == ["int", "0", "pipeline", "parameter", "seed"]
-    assert rows[("transform", "normalize")] == ["bool", "true", "-p"]
-    assert rows[("ingest", "path")] == ["str", "sklearn-digits", "pipeline", "parameter", "data_path"]
+    rows = {tuple(line.split()[:2]): " ".join(line.split()[2:]) for line in out.splitlines() if line.strip()}
+    assert rows[("data_path", "str")] == "pipeline default sklearn-digits"
+    assert rows[("train", "epochs")] == "int -p 3"
+    assert rows[("train", "dropout")] == "float pipeline constant 0.25"
+    assert rows[("train", "batch_size")] == "int component default 32"
+    assert rows[("train", "seed")] == "int pipeline parameter seed 0"
+    assert rows[("transform", "normalize")] == "bool -p true"
+    assert rows[("ingest", "path")] == "str pipeline parameter data_path sklearn-digits"
     assert main(["run", os.path.join(REPO, "pipelines", "digits.py"), "--list-params", "-p", "validation_fraction=0.1"]) == 1
     assert "say which: -p transform.validation_fraction=, -p train.validation_fraction=" in capsys.readouterr().err
 
