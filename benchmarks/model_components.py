@@ -48,7 +48,7 @@ def time_components(root: str, runs: int = 2) -> list[dict[str, Any]]:
         PushedModel,
         TransformGraph,
     )
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = _penguin_examples(os.path.join(root, "examples"))
     registry = os.path.join(root, "registry")

@@ -56,7 +56,7 @@ def run_components(examples: Any, root: str, transform_params: dict, train_param
     from flywheel.components.train import train
     from flywheel.components.transform import transform
     from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     graph = TransformGraph(uri=os.path.join(root, "tg"))
     call_component(transform, {"examples": examples}, {"transform_graph": graph}, transform_params)
@@ -82,7 +82,7 @@ def run_components(examples: Any, root: str, transform_params: dict, train_param
 def _ingest(path: str, root: str, **params: Any) -> Any:
     from flywheel.components.ingest import ingest
     from flywheel.dsl.artifacts import Examples
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = Examples(uri=os.path.join(root, "examples"))
     call_component(ingest, {}, {"examples": examples}, {"path": path, **params})
@@ -275,7 +275,7 @@ def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[A
     from flywheel.components.augment import augment as augment_component
     from flywheel.components.search_augmentation import AugmentationPolicy, search_augmentation
     from flywheel.dsl.artifacts import Examples
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     inputs: dict[str, Any] = {"examples": subset}
     info: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 
 
 def _tree(root, sizes: dict[str, list[tuple[int, int]]], mode: str = "L") -> str:

@@ -91,7 +91,7 @@ def test_beam_args_that_are_not_a_list_of_options_are_refused(bad):
 def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeypatch):
     from flywheel.components.validate import validate
     from flywheel.dsl.artifacts import HTML, ExampleAnomalies, ExampleStatistics, Schema
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = _sharded(tmp_path, monkeypatch, rows=300)
     examples.properties["label"] = "label"
