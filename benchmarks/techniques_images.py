@@ -224,7 +224,8 @@ def low_data_copy(examples: Any, uri: str, per_class: int, seed: int, validation
     """
     import numpy as np
 
-    from flywheel.components import _model_resample, examples_io
+    from flywheel.components import examples_io
+    from flywheel.components.data import resampling
     from flywheel.dsl.artifacts import Examples
 
     rng = np.random.RandomState(seed)
@@ -235,7 +236,7 @@ def low_data_copy(examples: Any, uri: str, per_class: int, seed: int, validation
         for c in examples.properties["class_names"]
     ]))
     images, frame = images[keep], frame.iloc[keep].reset_index(drop=True)
-    fit, val = _model_resample.holdout_indices(frame["label"].to_numpy(), validation_fraction, seed)
+    fit, val = resampling.holdout_indices(frame["label"].to_numpy(), validation_fraction, seed)
     examples_io.write_images(target, "train", images[fit], frame.iloc[fit].reset_index(drop=True))
     examples_io.write_images(target, "validation", images[val], frame.iloc[val].reset_index(drop=True))
     examples_io.write_images(target, "eval", *examples_io.read_images(examples, "eval"))

@@ -12,7 +12,7 @@ from PIL import Image
 from flywheel.models import features
 from flywheel.components import examples_io
 from flywheel.models import layers as model_layers
-from flywheel.components._ingest_images import ImageReadError
+from flywheel.components.ingest.images import ImageReadError
 from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train

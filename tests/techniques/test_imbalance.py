@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flywheel.components import examples_io
-from flywheel.components._model_resample import RESAMPLED_DIR
+from flywheel.components.data.resampling import RESAMPLED_DIR
 from flywheel.components.evaluate import evaluate
 from flywheel.components.train import train
 from flywheel.components.transform import transform
