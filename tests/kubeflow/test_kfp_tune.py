@@ -249,7 +249,7 @@ def test_the_fan_out_is_declared_on_the_component_and_imported_only_when_compili
 
     code = (
         "import sys; from flywheel.components.tune import tune; "
-        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.components._tune_kfp'))))); "
+        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.components._tune_kfp')))); "
         "print(tune.kfp_expansion.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
