@@ -129,7 +129,6 @@ def test_an_edit_to_validates_severity_module_changes_validates_key_and_not_inge
     """validate reaches its package's modules by lazy relative imports (``from . import severity``):
     they are validate's code. validate's modules are read from a copy of components/validate/ here,
     whose severity.py the test edits."""
-    import flywheel.components.ingest  # noqa: F401 - registers the module
     import flywheel.components.validate as validate_package
 
     validate_modules = code_fingerprint.project_modules("flywheel.components.validate")
