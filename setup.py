@@ -1,6 +1,6 @@
 """flywheel: ML pipelines that run on one machine and compile to Kubeflow Pipelines v2."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="flywheel-ml",
@@ -9,19 +9,12 @@ setup(
     python_requires=">=3.11,<3.12",
     # components/ and pipelines/ live at the top of the repository but install as
     # flywheel.components and flywheel.pipelines, so nothing generic lands in site-packages.
+    # Subpackages are found, not listed: components/ is packages by job (components/validate/, ...).
     packages=[
         "flywheel",
-        "flywheel.dsl",
-        "flywheel.metadata",
-        "flywheel.runner",
-        "flywheel.cli",
-        "flywheel.serving",
-        "flywheel.monitoring",
-        "flywheel.techniques",
-        "flywheel.models",
-        "flywheel.kubeflow",
-        "flywheel.dashboard",
+        *(f"flywheel.{name}" for name in find_packages("flywheel")),
         "flywheel.components",
+        *(f"flywheel.components.{name}" for name in find_packages("components")),
         "flywheel.pipelines",
     ],
     package_dir={

@@ -53,7 +53,7 @@ def digits_data(root: str, seed: int) -> tuple[Any, Any, tuple, tuple]:
     from flywheel.components.search_architecture import image_training_data
     from flywheel.components.transform import transform
     from flywheel.dsl.artifacts import Examples, TransformGraph
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = Examples(uri=os.path.join(root, "ex"))
     call_component(ingest, {}, {"examples": examples}, {"path": "sklearn-digits"})

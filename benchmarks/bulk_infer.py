@@ -38,7 +38,7 @@ def _scoring_child(method: str, model_uri: str, csv: str, out: str) -> dict:
 
     from flywheel.components.bulk_infer import bulk_infer
     from flywheel.dsl.artifacts import InferenceResult, Model
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak RSS (VmHWM) so it measures the scoring, not TensorFlow's import
@@ -101,7 +101,7 @@ def _infra_vs_evaluate(examples, model, root: str, repeat: int) -> dict[str, lis
     from flywheel.components.evaluate import evaluate
     from flywheel.components.infra_validate import infra_validate
     from flywheel.dsl.artifacts import ClassificationMetrics, InfraBlessing, Markdown, ModelBlessing, ModelEvaluation
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     times: dict[str, list[float]] = {"evaluate": [], "infra_validate": []}
     for run in range(repeat):

@@ -25,7 +25,7 @@ from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 
 DEEP = [
     # name, data, train params, compress params

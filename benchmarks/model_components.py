@@ -48,7 +48,7 @@ def time_components(root: str, runs: int = 2) -> list[dict[str, Any]]:
         PushedModel,
         TransformGraph,
     )
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = _penguin_examples(os.path.join(root, "examples"))
     registry = os.path.join(root, "registry")
@@ -91,7 +91,8 @@ def time_components(root: str, runs: int = 2) -> list[dict[str, Any]]:
 def tfma_cost(root: str, calls: int = 2) -> dict[str, float]:
     """Seconds TFMA needs for the evaluation that ``evaluate`` does with scikit-learn."""
     from flywheel.models import features
-    from flywheel.components import _model_metrics, examples_io
+    from flywheel.components import examples_io
+    from flywheel.components.evaluate import classification
     from flywheel.models import layers as model_layers
 
     model_dir = os.path.join(root, "run0", "model")
@@ -102,8 +103,8 @@ def tfma_cost(root: str, calls: int = 2) -> dict[str, float]:
         features.raw_inputs(frame, spec), verbose=0
     )
     started = time.perf_counter()
-    _model_metrics.classification_metrics(frame["species"], proba, spec["label_vocabulary"])
-    _model_metrics.sliced_metrics(frame, frame["species"], proba, spec["label_vocabulary"], ["island", "sex"])
+    classification.classification_metrics(frame["species"], proba, spec["label_vocabulary"])
+    classification.sliced_metrics(frame, frame["species"], proba, spec["label_vocabulary"], ["island", "sex"])
     result = {"sklearn_seconds": round(time.perf_counter() - started, 4)}
 
     started = time.perf_counter()

@@ -32,7 +32,7 @@ def _prepare(root: str) -> tuple[Any, Any]:
     from flywheel.components.ingest import ingest
     from flywheel.components.transform import transform
     from flywheel.dsl.artifacts import Examples, TransformGraph
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = Examples(uri=os.path.join(root, "examples"))
     call_component(ingest, {}, {"examples": examples}, {"path": "sklearn-digits", "eval_ratio": 0.2})
@@ -51,7 +51,7 @@ def run_family(examples: Any, graph: Any, root: str, family: str, seed: int, epo
     from flywheel.models import features
     from flywheel.components.train import train
     from flywheel.dsl.artifacts import Model
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     model = Model(uri=os.path.join(root, f"{family}-{seed}"))
     started = time.perf_counter()

@@ -103,7 +103,7 @@ def _artifacts(work: str) -> dict:
 
 def run_step(step: str, work: str, csv_path: str) -> None:
     """Runs one step in this process (the child side of the benchmark)."""
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     a = _artifacts(work)
     if step == "ingest":

@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from flywheel.components._technique_data import digits_arrays, table_frame, tabular_features  # noqa: E402
+from flywheel.components.data.bundled import digits_arrays, table_frame  # noqa: E402
+from flywheel.components.data.features import tabular_features  # noqa: E402
 from flywheel.techniques.active_learning import UncertaintySampler  # noqa: E402
 
 warnings.filterwarnings("ignore")

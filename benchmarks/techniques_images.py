@@ -56,7 +56,7 @@ def run_components(examples: Any, root: str, transform_params: dict, train_param
     from flywheel.components.train import train
     from flywheel.components.transform import transform
     from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     graph = TransformGraph(uri=os.path.join(root, "tg"))
     call_component(transform, {"examples": examples}, {"transform_graph": graph}, transform_params)
@@ -82,7 +82,7 @@ def run_components(examples: Any, root: str, transform_params: dict, train_param
 def _ingest(path: str, root: str, **params: Any) -> Any:
     from flywheel.components.ingest import ingest
     from flywheel.dsl.artifacts import Examples
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = Examples(uri=os.path.join(root, "examples"))
     call_component(ingest, {}, {"examples": examples}, {"path": path, **params})
@@ -224,7 +224,8 @@ def low_data_copy(examples: Any, uri: str, per_class: int, seed: int, validation
     """
     import numpy as np
 
-    from flywheel.components import _model_resample, examples_io
+    from flywheel.components import examples_io
+    from flywheel.components.data import resampling
     from flywheel.dsl.artifacts import Examples
 
     rng = np.random.RandomState(seed)
@@ -235,7 +236,7 @@ def low_data_copy(examples: Any, uri: str, per_class: int, seed: int, validation
         for c in examples.properties["class_names"]
     ]))
     images, frame = images[keep], frame.iloc[keep].reset_index(drop=True)
-    fit, val = _model_resample.holdout_indices(frame["label"].to_numpy(), validation_fraction, seed)
+    fit, val = resampling.holdout_indices(frame["label"].to_numpy(), validation_fraction, seed)
     examples_io.write_images(target, "train", images[fit], frame.iloc[fit].reset_index(drop=True))
     examples_io.write_images(target, "validation", images[val], frame.iloc[val].reset_index(drop=True))
     examples_io.write_images(target, "eval", *examples_io.read_images(examples, "eval"))
@@ -275,7 +276,7 @@ def offline_augmented(subset: Any, root: str, method: str, seed: int) -> tuple[A
     from flywheel.components.augment import augment as augment_component
     from flywheel.components.search_augmentation import AugmentationPolicy, search_augmentation
     from flywheel.dsl.artifacts import Examples
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     inputs: dict[str, Any] = {"examples": subset}
     info: dict[str, Any] = {}

@@ -13,7 +13,7 @@ with its own CRDs and no local equivalent, while ``ParallelFor`` is plain KFP.
 
 ``tune_select`` receives the collected trial artifacts: the executor folds a
 fan-in into one input artifact whose property ``collected`` lists every
-trial's location and metadata (``flywheel.executor.COLLECTED_PROPERTY``).
+trial's location and metadata (``flywheel.kubeflow.entrypoint.COLLECTED_PROPERTY``).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def tune_select(
     from flywheel.kubeflow.uris import local_path
 
     started = time.perf_counter()
-    from flywheel.executor import COLLECTED_PROPERTY
+    from flywheel.kubeflow.entrypoint import COLLECTED_PROPERTY
 
     entries = trials.properties.get(COLLECTED_PROPERTY) or [{"uri": trials.uri, "metadata": {}}]
     records = []

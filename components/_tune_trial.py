@@ -37,7 +37,7 @@ class TrainObjective:
         self, examples: Examples, transform_graph: TransformGraph, *, fixed: Mapping[str, Any], seed: int,
         validation_fraction: float,
     ) -> None:
-        from flywheel.components import _model_resample
+        from flywheel.components.data import resampling
         from flywheel.models import images as image_models
         from flywheel.models import features
         from flywheel.components import train as train_module
@@ -48,7 +48,7 @@ class TrainObjective:
         self.seed = seed
         self.spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
         self.image = image_models.is_image_spec(self.spec)
-        source = _model_resample.resampled_examples(transform_graph) or examples
+        source = resampling.resampled_examples(transform_graph) or examples
         self.data = train_module.training_data(source, self.spec, validation_fraction, seed)
 
     def parameters(self, values: Mapping[str, Any], epochs: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _technique_data as data
+from flywheel.components.data import features as data
 from flywheel.components import examples_io
 from flywheel.components.search_augmentation import AugmentationPolicy, image_split, read_policy
 

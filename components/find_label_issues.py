@@ -10,7 +10,7 @@ from __future__ import annotations
 from flywheel.dsl.artifacts import Examples, Metrics
 from flywheel.dsl.component import Input, Output, component
 
-from flywheel.components import _technique_data as data
+from flywheel.components.data import features as data
 from flywheel.components import examples_io
 
 

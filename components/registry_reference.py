@@ -12,7 +12,7 @@ The model is named as ``push`` names it: ``model_name``, else (``""``) the name 
 which is the ``dataset_name`` ingest recorded on the examples.
 
 When no version serves yet (the first run), or the version predates the reference bundle, the
-outputs are written empty and marked absent (``flywheel.execution.ABSENT_PROPERTY``): the
+outputs are written empty and marked absent (``flywheel.component_call.ABSENT_PROPERTY``): the
 consuming input then receives None, so validate infers a schema exactly as on a first local run.
 """
 
@@ -22,7 +22,7 @@ import os
 
 from flywheel.dsl.artifacts import Examples, ExampleStatistics, Schema
 from flywheel.dsl.component import Input, Output, component
-from flywheel.execution import ABSENT_PROPERTY, ABSENT_REASON_PROPERTY
+from flywheel.component_call import ABSENT_PROPERTY, ABSENT_REASON_PROPERTY
 
 # Where push keeps the parts (flywheel.monitoring.reference.write_bundle) and where validate reads them.
 SCHEMA_PART = "schema"

@@ -25,7 +25,7 @@ from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _model_resample
+from flywheel.components.data import resampling
 from flywheel.models import images as image_models
 from flywheel.models import features
 
@@ -149,7 +149,7 @@ def image_training_data(examples: Examples, transform_graph: TransformGraph, fra
         )
     from flywheel.components.train import training_data
 
-    source = _model_resample.resampled_examples(transform_graph) or examples
+    source = resampling.resampled_examples(transform_graph) or examples
     data = training_data(source, spec, fraction, seed)
     return spec, model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE)), data
 

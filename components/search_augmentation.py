@@ -15,7 +15,7 @@ from flywheel.dsl.artifacts import Artifact, Examples
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError
 
-from flywheel.components import _technique_data as data
+from flywheel.components.data import features as data
 from flywheel.components import examples_io
 
 POLICY_FILE = "policy.json"

@@ -32,7 +32,8 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options, nonempty_positive_int_list, positive_int_list
 from flywheel.errors import ParameterError
 
-from flywheel.components import _data_sanity, _model_diagnosis, _model_resample, _tune_space, examples_io
+from flywheel.components import _model_diagnosis, _tune_space, examples_io
+from flywheel.components.data import resampling, sanity
 from flywheel.models import images as image_models
 from flywheel.models import features
 
@@ -77,7 +78,7 @@ def train(
     ``validation`` split when the Examples have one, else a stratified
     ``validation_fraction`` of the train split; the ``eval`` split is never
     touched (it belongs to ``evaluate``). Rows come from the transform graph's
-    resampled split when ``transform`` resampled (``_model_resample``).
+    resampled split when ``transform`` resampled (``data/resampling.py``).
 
     Args:
         examples: Examples with a ``train`` split (and optionally ``validation``).
@@ -119,7 +120,7 @@ def train(
             (recorded in the model property ``tuned_hyperparameters``).
         min_class_examples: Fewest rows each label class needs in every split of
             ``examples``; checked before training, with at least two classes per
-            split (``_data_sanity``).
+            split (``data/sanity.py``).
 
     Raises:
         ParameterError: a parameter is out of range, or options that do not
@@ -142,8 +143,8 @@ def train(
 
     keras.utils.set_random_seed(seed)
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
-    _data_sanity.check_label_classes(
-        _data_sanity.label_counts(examples, spec["label"]),
+    sanity.check_label_classes(
+        sanity.label_counts(examples, spec["label"]),
         label=spec["label"],
         minimum=min_class_examples,
         where=examples.uri,
@@ -153,7 +154,7 @@ def train(
     if teacher is not None:
         _check_teacher(teacher, spec, coteaching, class_weights, loss, mixup_alpha)
     vocabulary = spec["label_vocabulary"]
-    source = _model_resample.resampled_examples(transform_graph) or examples
+    source = resampling.resampled_examples(transform_graph) or examples
     x_train, y_train, x_val, y_val = training_data(source, spec, validation_fraction, seed)
 
     preprocess = model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
@@ -381,7 +382,7 @@ def training_data(source: Examples, spec: dict[str, Any], fraction: float, seed:
         x_val, y_val = read("validation")
         fit_index = val_index = None
     else:
-        fit_index, val_index = _model_resample.holdout_indices(y_all, fraction, seed)
+        fit_index, val_index = resampling.holdout_indices(y_all, fraction, seed)
         x_val, y_val = (x_all[val_index] if image else x_all.iloc[val_index]), y_all[val_index]
         x_all, y_all = (x_all[fit_index] if image else x_all.iloc[fit_index]), y_all[fit_index]
     if image:

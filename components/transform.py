@@ -19,7 +19,7 @@ Image Examples (``examples_io.is_image``) get a pixel preprocessing instead
 per-channel standardisation, both fitted on the train split.
 
 ``resample="smote"|"undersample"`` also writes a class-rebalanced copy of the
-train split into the transform graph for ``train`` (``_model_resample``: the
+train split into the transform graph for ``train`` (``data/resampling.py``: the
 validation hold-out is taken first and never resampled; eval never is).
 """
 
@@ -33,7 +33,8 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.models import features
-from flywheel.components import _model_resample, examples_io
+from flywheel.components import examples_io
+from flywheel.components.data import resampling
 
 
 @component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
@@ -65,7 +66,7 @@ def transform(
             and variance after rescaling to [0, 1].
         resample: "none", "smote" (SMOTE over-sampling; SMOTE-NC when there are
             string features) or "undersample" (random under-sampling) of the
-            train split's fit part (see ``_model_resample``).
+            train split's fit part (see ``data/resampling.py``).
         resample_params: Extra arguments of the resampler
             (``SMOTEOversampler``: ``k_neighbors``, ``sampling_strategy``;
             ``RandomUndersampler``: ``sampling_strategy``).
@@ -122,17 +123,17 @@ def transform(
     )
     if resample != "none":
         transform_graph.properties.update(
-            _model_resample.resample_table(
+            resampling.resample_table(
                 train, spec, resample, dict(resample_params), fraction=validation_fraction, seed=seed,
-                out=transform_graph.path(_model_resample.RESAMPLED_DIR),
+                out=transform_graph.path(resampling.RESAMPLED_DIR),
             )
         )
 
 
 def _check_resample(resample: str, resample_params: dict, validation_fraction: float) -> None:
-    if resample not in _model_resample.METHODS:
+    if resample not in resampling.METHODS:
         raise ParameterError(
-            f"The 'resample' parameter of transform must be one of {', '.join(map(repr, _model_resample.METHODS))}. "
+            f"The 'resample' parameter of transform must be one of {', '.join(map(repr, resampling.METHODS))}. "
             f"Got {resample!r} instead."
         )
     allowed = {"smote": {"k_neighbors", "sampling_strategy"}, "undersample": {"sampling_strategy"}}.get(resample, set())
@@ -186,9 +187,9 @@ def _transform_images(
     )
     if resample != "none":
         transform_graph.properties.update(
-            _model_resample.resample_images(
+            resampling.resample_images(
                 images, frame, spec, resample, resample_params, fraction=validation_fraction, seed=seed,
-                out=transform_graph.path(_model_resample.RESAMPLED_DIR),
+                out=transform_graph.path(resampling.RESAMPLED_DIR),
             )
         )
 

@@ -13,7 +13,7 @@ from flywheel.dsl.artifacts import Examples, Metrics
 from flywheel.dsl.component import Input, Output, component
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _technique_data as data
+from flywheel.components.data import features as data
 from flywheel.components import examples_io
 
 LABEL_MODELS = ("generative", "majority")

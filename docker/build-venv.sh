@@ -40,7 +40,7 @@ if [ "$step" = deps ]; then
   done
 elif [ "$step" = project ]; then
   /opt/venv/bin/pip install --no-deps --no-build-isolation /src
-  /opt/venv/bin/python -c "import flywheel.cli, flywheel.executor"
+  /opt/venv/bin/python -c "import flywheel.cli, flywheel.kubeflow.entrypoint"
 else
   echo "usage: build-venv.sh deps IMAGE | project" >&2
   exit 2

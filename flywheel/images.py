@@ -3,7 +3,7 @@
 Two images come out of one build context (the repository root):
 
 * ``flywheel`` from ``docker/Dockerfile``: the image every Kubeflow Pipelines task
-  runs (the compiled IR sets ``command: [python, -m, flywheel.executor, ...]``);
+  runs (the compiled IR sets ``command: [python, -m, flywheel.kubeflow.entrypoint, ...]``);
 * ``flywheel-serving`` from ``docker/Dockerfile.serving``: ``flywheel serve`` on 8501.
 
 Engines: Docker (the SDK, through ``DOCKER_HOST``) or, without any daemon, buildah or

@@ -11,7 +11,7 @@ refits round by round and writes the accuracy-vs-labels curve (curve.png).
 """
 
 from flywheel import pipeline
-from flywheel.components._technique_data import digits_examples
+from flywheel.components.data.bundled import digits_examples
 from flywheel.components.query import annotate, learning_curve, query, split_pool
 
 ROUNDS = 10

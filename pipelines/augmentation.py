@@ -12,7 +12,7 @@ a second ``augment`` adds conditional-GAN samples to the classes below
 """
 
 from flywheel import pipeline
-from flywheel.components._technique_data import digits_examples
+from flywheel.components.data.bundled import digits_examples
 from flywheel.components.augment import augment
 from flywheel.components.search_augmentation import search_augmentation
 

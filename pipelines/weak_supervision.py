@@ -18,7 +18,7 @@ removes the weak labels that cross-validation disagrees with most.
 """
 
 from flywheel import pipeline
-from flywheel.components._technique_data import table_examples
+from flywheel.components.data.bundled import table_examples
 from flywheel.components.find_label_issues import find_label_issues
 from flywheel.components.weak_label import weak_label
 

@@ -1,7 +1,7 @@
 """Kubeflow Pipelines v2: compile flywheel pipelines to IR YAML, submit and schedule runs.
 
 * ``compiler.compile_pipeline`` writes KFP v2 IR with the kfp SDK's compiler;
-  every task runs ``python -m flywheel.executor`` (``flywheel/executor.py``)
+  every task runs ``python -m flywheel.kubeflow.entrypoint`` (``flywheel/kubeflow/entrypoint.py``)
   in the flywheel image.
 * ``client`` submits runs, lists them and manages recurring runs through
   ``kfp.Client``.

@@ -6,7 +6,7 @@ over a function whose signature mirrors the component's interface), and a
 ``@kfp.dsl.pipeline`` function built from the flywheel graph calls them. Each
 task runs the flywheel image with one entrypoint::
 
-    python -m flywheel.executor --executor_input {{$}} --component MODULE:NAME
+    python -m flywheel.kubeflow.entrypoint --executor_input {{$}} --component MODULE:NAME
         [--component-source-b64 SOURCE] --code-fingerprint SHA256
 
 Each task runs the image of its image role (``ComponentOptions.image``, overridable
@@ -52,7 +52,7 @@ from flywheel.kubeflow.task_env import ObjectStoreEnv, apply_object_store, run_i
 
 DEFAULT_IMAGE = f"flywheel:{__version__}"
 DEFAULT_SERVING_IMAGE = f"flywheel-serving:{__version__}"
-EXECUTOR_COMMAND = ("python", "-m", "flywheel.executor")
+EXECUTOR_COMMAND = ("python", "-m", "flywheel.kubeflow.entrypoint")
 DEFAULT_IMAGE_PACKAGES = ("flywheel",)
 # Where a task that reads or writes the model registry mounts the registry PVC (``registry_pvc``); the
 # registry is the ``registry`` folder on it, as k8s/ lays it out (serving mounts that sub-path).
@@ -226,7 +226,7 @@ def container_component(
             pipeline parameter feeds them (flywheel allows int -> float, kfp's
             type check does not; the executor converts the value back to float).
         collected_inputs: Inputs declared as a list of artifacts (fed by ``dsl.Collected``);
-            the executor folds such a list into one input (``executor.COLLECTED_PROPERTY``).
+            the executor folds such a list into one input (``entrypoint.COLLECTED_PROPERTY``).
         run_id: Declare the extra parameter ``executor.RUN_ID_PARAMETER`` (``task_env``).
     """
     from typing import List
@@ -262,7 +262,7 @@ def container_component(
             annotation = _parameter_annotation(ptype, spec.default)
             optional.append(inspect.Parameter(name, kind, annotation=annotation, default=spec.default))
     if run_id:
-        from flywheel.executor import RUN_ID_PARAMETER
+        from flywheel.kubeflow.entrypoint import RUN_ID_PARAMETER
 
         optional.append(inspect.Parameter(RUN_ID_PARAMETER, kind, annotation=str, default=""))
 

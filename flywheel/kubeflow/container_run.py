@@ -13,7 +13,7 @@ reads the executor output back. Two runners (``runner=``):
   engine's own name resolution (podman names a local build ``localhost/flywheel:<tag>``); a
   missing image is an error, never a pull. The engine is whatever ``DOCKER_HOST`` points at:
   Docker, or podman's Docker-compatible API (``podman system service``).
-* ``"subprocess"``: each task's command (``python -m flywheel.executor ...``) as a
+* ``"subprocess"``: each task's command (``python -m flywheel.kubeflow.entrypoint ...``) as a
   subprocess of this interpreter on the host, no image, no engine (kfp.local's own
   ``SubprocessRunner`` only runs kfp's lightweight components, so its handler is replaced).
 
@@ -387,7 +387,7 @@ def _host_task_handler(options: TaskContainerOptions) -> type:
     """kfp.local's task handler for ``runner="subprocess"``: the task's command on the host.
 
     kfp's own ``SubprocessTaskHandler`` refuses any command but its lightweight components'
-    (``kfp.dsl.executor_main``); a flywheel task is ``python -m flywheel.executor ...``, run
+    (``kfp.dsl.executor_main``); a flywheel task is ``python -m flywheel.kubeflow.entrypoint ...``, run
     here with this interpreter and ``options.env`` added to the environment.
     """
     from kfp.local import status
@@ -396,7 +396,7 @@ def _host_task_handler(options: TaskContainerOptions) -> type:
         def __init__(self, image: str, full_command: list, pipeline_root: str, runner: Any) -> None:
             if not full_command or os.path.basename(full_command[0]) not in ("python", "python3"):
                 raise ContainerRunError(
-                    f"The subprocess runner runs Python tasks (python -m flywheel.executor ...); this task runs "
+                    f"The subprocess runner runs Python tasks (python -m flywheel.kubeflow.entrypoint ...); this task runs "
                     f"{full_command[:1]} in image {image}. Use runner='docker' for it."
                 )
             self.command = [sys.executable, *full_command[1:]]

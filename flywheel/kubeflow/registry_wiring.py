@@ -6,7 +6,7 @@ runner from its metadata store. A KFP run has none, so when a pipeline is compil
 constant) each such input is fed by a ``registry_reference`` task
 (``flywheel.components.registry_reference``) that reads the serving version's kept schema and
 statistics from the registry when the run executes. With no served version it marks its outputs
-absent (``flywheel.execution.ABSENT_PROPERTY``) and the consumer gets None: a first run.
+absent (``flywheel.component_call.ABSENT_PROPERTY``) and the consumer gets None: a first run.
 
 The registry and model name are the ones the pushing task gets (a component with a ``PushedModel``
 output and ``registry`` / ``model_name`` parameters, e.g. push), else the pipeline's own

@@ -6,7 +6,7 @@
   write ``s3://`` / ``minio://`` data, registries and logs through ``flywheel.storage``.
 * **Run id**: a task whose component writes the registry (a ``PushedModel`` output: push) gets
   KFP's run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``) in the extra input parameter
-  ``flywheel.executor.RUN_ID_PARAMETER``; the executor exports it as ``KFP_RUN_ID``, and push
+  ``flywheel.kubeflow.entrypoint.RUN_ID_PARAMETER``; the executor exports it as ``KFP_RUN_ID``, and push
   records ``{"kind": "kfp", "run_id": ...}`` as the version's lineage. The id differs every run, so
   KFP never serves such a task from its cache (push is idempotent: the same model gives the same version).
 
@@ -98,6 +98,6 @@ def run_id_argument() -> dict[str, str]:
     """The extra argument of such a task: KFP's run-id placeholder, resolved by the backend (2.4+)."""
     from kfp import dsl
 
-    from flywheel.executor import RUN_ID_PARAMETER
+    from flywheel.kubeflow.entrypoint import RUN_ID_PARAMETER
 
     return {RUN_ID_PARAMETER: dsl.PIPELINE_JOB_ID_PLACEHOLDER}

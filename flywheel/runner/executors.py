@@ -26,7 +26,7 @@ from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.pipeline import Pipeline
 from flywheel.errors import FlywheelError, UserCodeError
 from flywheel.dsl.component import OutputValue
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 
 
 @dataclasses.dataclass

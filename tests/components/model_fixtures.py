@@ -66,7 +66,7 @@ def imbalanced_examples(uri: str, *, seed: int = 0, minority: int = 24, majority
 
 def run(comp, inputs: dict, outputs: dict, **params):
     """Runs a component the way the runner does; returns the filled-in output artifacts."""
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     call_component(comp, inputs, outputs, params)
     return outputs

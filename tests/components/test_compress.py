@@ -18,7 +18,7 @@ from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import HTML, ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, PushedModel, TransformGraph
 from flywheel.errors import ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.pipeline_file import load_pipeline
 from flywheel.runner import LocalRunner
 from flywheel.techniques.compression import read_compressed

@@ -15,7 +15,7 @@ try:
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
     from model_fixtures import penguin_examples, penguins_frame, run, transform_and_train, write_examples
 
-from flywheel.components._data_sanity import check_label_classes, check_same_vocabulary
+from flywheel.components.data.sanity import check_label_classes, check_same_vocabulary
 from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import DataSanityError, ParameterError
 from flywheel.registry import ModelRegistry

@@ -13,7 +13,8 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import penguin_examples, run, transform_and_train
 
 from flywheel.models import features
-from flywheel.components import _model_metrics, examples_io
+from flywheel.components import examples_io
+from flywheel.components.evaluate import classification
 from flywheel.models import layers as model_layers
 from flywheel.components.evaluate import decide, evaluate
 from flywheel.dsl.artifacts import ClassificationMetrics, Markdown, ModelBlessing, ModelEvaluation
@@ -33,7 +34,7 @@ def test_metrics_equal_scikit_learn_on_a_known_set():
     proba /= proba.sum(axis=1, keepdims=True)
     y_pred = np.asarray(classes)[proba.argmax(1)]
 
-    ours = _model_metrics.classification_metrics(y, proba, classes)
+    ours = classification.classification_metrics(y, proba, classes)
 
     assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, y_pred))
     assert ours["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, y_pred))
@@ -52,12 +53,12 @@ def test_metrics_equal_scikit_learn_on_a_known_set():
 
 def test_kfp_shapes():
     confusion = {"labels": ["x", "y"], "matrix": [[3, 1], [0, 4]]}
-    assert _model_metrics.kfp_confusion_matrix(confusion) == {
+    assert classification.kfp_confusion_matrix(confusion) == {
         "annotationSpecs": [{"displayName": "x"}, {"displayName": "y"}],
         "rows": [{"row": [3, 1]}, {"row": [0, 4]}],
     }
     proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
-    micro, per_class = _model_metrics.kfp_roc_curves(["x", "y", "y"], proba, ["x", "y"])
+    micro, per_class = classification.kfp_roc_curves(["x", "y", "y"], proba, ["x", "y"])
     assert micro[0]["falsePositiveRate"] == 0.0 and micro[-1]["recall"] == 1.0
     assert set(per_class) == {"x", "y"}
     assert all(set(p) == {"confidenceThreshold", "recall", "falsePositiveRate"} for p in micro)

@@ -11,7 +11,7 @@ import pytest
 from flywheel.components.explain import TableCodec, explain
 from flywheel.dsl.artifacts import HTML
 from flywheel.errors import FlywheelError, ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.pipeline_file import load_pipeline
 from flywheel.runner import LocalRunner
 from tests.conftest import REPO

@@ -12,14 +12,14 @@ from PIL import Image
 from flywheel.models import features
 from flywheel.components import examples_io
 from flywheel.models import layers as model_layers
-from flywheel.components._ingest_images import ImageReadError
+from flywheel.components.ingest.images import ImageReadError
 from flywheel.components.evaluate import evaluate
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 
 
 def _tree(root, sizes: dict[str, list[tuple[int, int]]], mode: str = "L") -> str:

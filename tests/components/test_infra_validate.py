@@ -160,7 +160,7 @@ class OnlyServingImage:
 sys.meta_path[:] = [OnlyServingImage(finder) for finder in sys.meta_path]
 code = 0
 try:
-    runpy.run_module("flywheel.executor", run_name="__main__", alter_sys=True)
+    runpy.run_module("flywheel.kubeflow.entrypoint", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     code = exc.code
 with open(report, "w") as handle:
@@ -194,7 +194,7 @@ def _serving_image_modules() -> list[str]:
 
 
 def test_the_executor_runs_infra_validate_with_only_the_serving_images_packages(penguin_model, tmp_path):
-    """The task as Kubeflow runs it in the serving image: ``python -m flywheel.executor``, and no pandas, kfp, MLMD."""
+    """The task as Kubeflow runs it in the serving image: ``python -m flywheel.kubeflow.entrypoint``, and no pandas, kfp, MLMD."""
     import subprocess
     import sys
 

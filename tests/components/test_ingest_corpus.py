@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flywheel.components import _ingest_columns
+from flywheel.components.ingest import columns as ingest_columns
 from flywheel.components.examples_io import read_split
 from flywheel.components.ingest import ingest
 from flywheel.dsl.artifacts import Examples
@@ -258,7 +258,7 @@ def test_bad_input_fails_clearly_or_is_handled(case_id, tmp_path):
     assert list(train.columns) == list(evaluate.columns) == examples.properties["columns"]
     if case.columns is not None:
         assert tuple(train.columns) == case.columns
-    assert all(_ingest_columns.COLUMN_RULE.match(c) for c in train.columns)
+    assert all(ingest_columns.COLUMN_RULE.match(c) for c in train.columns)
     assert examples.properties["label"] in train.columns
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.components import _ingest_stream, examples_io
+from flywheel.components import examples_io
+from flywheel.components.ingest import stream as ingest_stream
 from flywheel.components.examples_io import read_split, shard_paths
 from flywheel.components.ingest import DataReadError, ingest
 from flywheel.dsl.artifacts import Examples
@@ -43,9 +44,9 @@ def _ingest(tmp_path, name: str, path: str, **params) -> Examples:
 
 
 def _small_batches(monkeypatch) -> None:
-    monkeypatch.setattr(_ingest_stream, "CSV_BLOCK_BYTES", 1024)
-    monkeypatch.setattr(_ingest_stream, "JSONL_BATCH_LINES", 7)
-    monkeypatch.setattr(_ingest_stream, "PARQUET_BATCH_ROWS", 9)
+    monkeypatch.setattr(ingest_stream, "CSV_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(ingest_stream, "JSONL_BATCH_LINES", 7)
+    monkeypatch.setattr(ingest_stream, "PARQUET_BATCH_ROWS", 9)
     monkeypatch.setattr(examples_io, "SHARD_ROWS", 60)
 
 
@@ -102,7 +103,7 @@ def test_a_ragged_line_in_a_late_block_is_named_by_its_line(tmp_path, monkeypatc
 
 
 def test_an_undecodable_byte_in_a_late_chunk_names_offset_and_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(_ingest_stream, "READ_CHUNK_BYTES", 64)
+    monkeypatch.setattr(ingest_stream, "READ_CHUNK_BYTES", 64)
     text = "x,label\n" + "".join(f"{i},a\n" for i in range(100))
     raw = text.encode() + b"7,r\xe9d\n"
     (tmp_path / "d.csv").write_bytes(raw)

@@ -21,7 +21,7 @@ from flywheel.components.transform import transform
 from flywheel.datasets import digits_arrays
 from flywheel.dsl.artifacts import Examples, Model, TransformGraph
 from flywheel.errors import FlywheelError, ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.home import Home
 from flywheel.metadata import MetadataStore
 from flywheel.techniques.explain_image import GradCam

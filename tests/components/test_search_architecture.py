@@ -14,7 +14,7 @@ from flywheel.models import layers as model_layers
 from flywheel.components.search_architecture import search_architecture
 from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.errors import FlywheelError, ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.pipeline_file import load_pipeline
 from flywheel.runner import LocalRunner
 from tests.conftest import REPO

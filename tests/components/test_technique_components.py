@@ -14,7 +14,7 @@ from flywheel.components.augment import augment
 from flywheel.components.find_label_issues import find_label_issues
 from flywheel.dsl.artifacts import Examples, Metrics
 from flywheel.errors import ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.pipeline_file import load_pipeline
 from flywheel.runner import LocalRunner
 from tests.conftest import REPO

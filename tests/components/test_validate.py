@@ -199,7 +199,7 @@ def test_tfdv_is_imported_without_beams_cloud_clients_which_stay_importable():
 
     script = (
         "import sys\n"
-        "from flywheel.components._validate_tfdv import tfdv_module\n"
+        "from flywheel.components.validate.tfdv import tfdv_module\n"
         "tfdv = tfdv_module()\n"
         "assert tfdv.generate_statistics_from_dataframe is not None\n"
         "assert 'apache_beam.io.gcp.bigquery' not in sys.modules, 'BigQuery IO was imported'\n"
@@ -256,7 +256,7 @@ def test_unseen_rare_categories_and_a_column_empty_in_eval_are_recorded_not_bloc
 
 
 def test_a_column_missing_blocks_but_one_present_and_empty_in_a_split_is_recorded():
-    from flywheel.components._validate_severity import classify
+    from flywheel.components.validate.severity import classify
 
     kinds = {"eval": {"notes": ["SCHEMA_MISSING_COLUMN"], "island": ["SCHEMA_MISSING_COLUMN"]},
              "train": {"mass": ["FLOAT_TYPE_STRING_NOT_FLOAT"]}, "skew": {"mass": ["COMPARATOR_L_INFTY_HIGH"]}}

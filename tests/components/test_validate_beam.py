@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.components import _validate_beam, _validate_tfdv, examples_io
+from flywheel.components import examples_io
+from flywheel.components.validate import beam as validate_beam
+from flywheel.components.validate import tfdv as validate_tfdv
 from flywheel.dsl.artifacts import Examples
 from flywheel.errors import ParameterError
 
@@ -38,8 +40,8 @@ def _by_name(stats) -> dict:
 
 def test_beam_statistics_over_shards_equal_the_in_memory_ones(tmp_path, monkeypatch):
     examples = _sharded(tmp_path, monkeypatch)
-    in_memory = _validate_tfdv.compute_statistics(examples_io.read_split(examples, "train"), "train")
-    on_beam = _validate_beam.compute_statistics(examples, "train", [])
+    in_memory = validate_tfdv.compute_statistics(examples_io.read_split(examples, "train"), "train")
+    on_beam = validate_beam.compute_statistics(examples, "train", [])
 
     assert on_beam.datasets[0].num_examples == in_memory.datasets[0].num_examples == 900
     assert on_beam.datasets[0].name == "train"
@@ -75,7 +77,7 @@ def test_user_beam_args_reach_the_pipeline_options_unchanged(tmp_path, monkeypat
 
     monkeypatch.setattr(beam, "Pipeline", recording_pipeline)
     args = ["--runner=DirectRunner", "--direct_num_workers=1", "--experiments=flywheel_marker", "--job_name=taxi-stats"]
-    _validate_beam.compute_statistics(examples, "train", args)
+    validate_beam.compute_statistics(examples, "train", args)
 
     options = seen[0].get_all_options()
     assert options["runner"] == "DirectRunner" and options["direct_num_workers"] == 1
@@ -85,19 +87,19 @@ def test_user_beam_args_reach_the_pipeline_options_unchanged(tmp_path, monkeypat
 @pytest.mark.parametrize("bad", ["--runner=DirectRunner", ["runner=DirectRunner"], [3]])
 def test_beam_args_that_are_not_a_list_of_options_are_refused(bad):
     with pytest.raises(ParameterError, match="'beam_args' parameter of validate must be a list of Beam options"):
-        _validate_beam.check_beam_args(bad)
+        validate_beam.check_beam_args(bad)
 
 
 def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeypatch):
     from flywheel.components.validate import validate
     from flywheel.dsl.artifacts import HTML, ExampleAnomalies, ExampleStatistics, Schema
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     examples = _sharded(tmp_path, monkeypatch, rows=300)
     examples.properties["label"] = "label"
     calls = []
-    real = _validate_beam.compute_statistics
-    monkeypatch.setattr(_validate_beam, "compute_statistics", lambda *a: calls.append(a[1:]) or real(*a))
+    real = validate_beam.compute_statistics
+    monkeypatch.setattr(validate_beam, "compute_statistics", lambda *a: calls.append(a[1:]) or real(*a))
     outputs = {
         name: kind(uri=str(tmp_path / name))
         for name, kind in (("statistics", ExampleStatistics), ("schema", Schema), ("anomalies", ExampleAnomalies), ("report", HTML))
@@ -106,7 +108,7 @@ def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeyp
         os.makedirs(artifact.uri)
     call_component(validate, {"examples": examples}, outputs, {"beam_args": ["--direct_num_workers=1"]})
     assert calls == [("train", ["--direct_num_workers=1"])]
-    stats = _validate_tfdv.load_statistics(outputs["statistics"], "train")
+    stats = validate_tfdv.load_statistics(outputs["statistics"], "train")
     assert stats.datasets[0].num_examples == 300
     assert "count" in outputs["schema"].properties["features"]
 

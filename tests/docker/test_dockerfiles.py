@@ -180,7 +180,7 @@ def test_writable_paths_are_volumes_for_a_read_only_root(dockerfile):
 def test_component_image_leaves_the_command_to_kubeflow():
     _, stages = parse_stages((REPO / "docker/Dockerfile").read_text())
     final = stages[-1]
-    # KFP's compiled IR sets command: [python, -m, flywheel.executor]; an ENTRYPOINT would
+    # KFP's compiled IR sets command: [python, -m, flywheel.kubeflow.entrypoint]; an ENTRYPOINT would
     # be prepended to nothing useful, and PATH must make `python` the venv's python.
     assert not final.all("ENTRYPOINT")
     assert env_of(final)["PATH"].split(":")[0] == "/opt/venv/bin"

@@ -137,7 +137,7 @@ def _distributions_needed(modules: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 # The infra_validate task on Kubeflow: the executor entrypoint, then the component it loads by name.
-INFRA_VALIDATE_TASK = (("flywheel.executor",), ("flywheel.components.infra_validate", "infra_validate"))
+INFRA_VALIDATE_TASK = (("flywheel.kubeflow.entrypoint",), ("flywheel.components.infra_validate", "infra_validate"))
 
 
 def test_the_serving_image_installs_everything_the_infra_validate_task_imports():
@@ -154,7 +154,7 @@ def test_the_serving_image_installs_everything_the_infra_validate_task_imports()
 
 def test_the_reach_sees_lazy_imports_of_what_a_task_calls():
     # evaluate (a component-image task) imports pandas and scikit-learn inside the functions it calls.
-    needed = _distributions_needed(_reach_from(("flywheel.executor",), ("flywheel.components.evaluate", "evaluate")))
+    needed = _distributions_needed(_reach_from(("flywheel.kubeflow.entrypoint",), ("flywheel.components.evaluate", "evaluate")))
     assert {"pandas", "scikit-learn", "keras"} <= set(needed)
     assert not {"pandas", "scikit-learn"} <= ir.image_packages(LOCK, "serving")
 

@@ -4,6 +4,8 @@ imports (also lazily, also relatively), and nothing else of its folder."""
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -116,11 +118,40 @@ def test_the_shipped_components_are_keyed_by_their_own_code():
 
     ingest_modules = code_fingerprint.project_modules("flywheel.components.ingest")
     train_modules = code_fingerprint.project_modules("flywheel.components.train")
-    assert "flywheel.components.ingest" in ingest_modules and "flywheel.components._ingest_stream" in ingest_modules
+    assert "flywheel.components.ingest" in ingest_modules and "flywheel.components.ingest.stream" in ingest_modules
     assert not [m for m in ingest_modules if "tune" in m or "train" in m]
     assert "flywheel.models.layers" in train_modules
     assert any(m.startswith("flywheel.techniques.") for m in train_modules)
     assert not [m for m in train_modules if m.startswith("flywheel.") and m.split(".")[1] not in ("components", "techniques", "models")]
+
+
+def test_an_edit_to_validates_severity_module_changes_validates_key_and_not_ingests(tmp_path, monkeypatch):
+    """validate reaches its package's modules by lazy relative imports (``from . import severity``):
+    they are validate's code. validate's modules are read from a copy of components/validate/ here,
+    whose severity.py the test edits."""
+    import flywheel.components.validate as validate_package
+
+    validate_modules = code_fingerprint.project_modules("flywheel.components.validate")
+    assert {"flywheel.components.validate.severity", "flywheel.components.validate.tfdv",
+            "flywheel.components.validate.beam", "flywheel.components.validate.report"} <= set(validate_modules)
+    assert not [m for m in code_fingerprint.project_modules("flywheel.components.ingest") if ".validate" in m]
+
+    copy = tmp_path / "validate"
+    shutil.copytree(os.path.dirname(validate_package.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(validate_package, "__path__", [str(copy)])
+    for loaded in [m for m in sys.modules if m.startswith("flywheel.components.validate.")]:
+        monkeypatch.delitem(sys.modules, loaded)
+    try:
+        _forget()
+        validate_before = code_fingerprint.module_fingerprint("flywheel.components.validate")
+        ingest_before = code_fingerprint.module_fingerprint("flywheel.components.ingest")
+        with open(copy / "severity.py", "a", encoding="utf-8") as handle:
+            handle.write("\nEDITED = True\n")
+        _forget()
+        assert code_fingerprint.module_fingerprint("flywheel.components.validate") != validate_before
+        assert code_fingerprint.module_fingerprint("flywheel.components.ingest") == ingest_before
+    finally:
+        _forget()
 
 
 def test_taking_a_fingerprint_imports_nothing_heavy():

@@ -150,7 +150,7 @@ def test_kfp_executor_writes_output_parameters(tmp_path):
                                    "score": {"outputFile": str(tmp_path / "outputs" / "score")}},
                     "outputFile": str(tmp_path / "out" / "executor_output.json")},
     }
-    command = [sys.executable, "-m", "flywheel.executor", "--executor_input", json.dumps(executor_input),
+    command = [sys.executable, "-m", "flywheel.kubeflow.entrypoint", "--executor_input", json.dumps(executor_input),
                "--component", "tests.runner.toy:decide", "--component-source-b64", source]
     result = subprocess.run(command, env=dict(os.environ, FLYWHEEL_ARTIFACT_MOUNT_ROOT=str(tmp_path)),
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -158,7 +158,7 @@ def test_kfp_executor_hands_the_final_status_to_notify(tmp_path, webhook):
         "inputs": {"parameterValues": {"status": status, "webhook_url": url, "message": "m", "timeout_s": 5.0}},
         "outputs": {"outputFile": str(tmp_path / "out" / "output_metadata.json")},
     }
-    command = [sys.executable, "-m", "flywheel.executor", "--executor_input", json.dumps(executor_input),
+    command = [sys.executable, "-m", "flywheel.kubeflow.entrypoint", "--executor_input", json.dumps(executor_input),
                "--component", "flywheel.components.notify:notify"]
     result = subprocess.run(command, env=dict(os.environ, FLYWHEEL_ARTIFACT_MOUNT_ROOT=str(tmp_path)),
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)

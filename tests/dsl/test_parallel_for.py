@@ -395,7 +395,7 @@ def test_kfp_executor_hands_a_collected_list_to_the_component(tmp_path):
         "outputs": {"artifacts": {"total": {"artifacts": [{"name": "total", "uri": str(tmp_path / "total")}]}},
                     "outputFile": str(tmp_path / "out" / "executor_output.json")},
     }
-    command = [sys.executable, "-m", "flywheel.executor", "--executor_input", json.dumps(executor_input),
+    command = [sys.executable, "-m", "flywheel.kubeflow.entrypoint", "--executor_input", json.dumps(executor_input),
                "--component", "tests.dsl.loop_toy:count_models", "--component-source-b64", source]
     result = subprocess.run(command, env=dict(os.environ, FLYWHEEL_ARTIFACT_MOUNT_ROOT=str(tmp_path)),
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -13,7 +13,7 @@ from flywheel import Dataset, Output, component, pipeline
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.constraints import Interval, Options, positive_int_list
 from flywheel.errors import ComponentDefinitionError, ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 
 
 @component

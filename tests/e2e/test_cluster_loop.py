@@ -3,7 +3,7 @@
 Everything lives on S3 (moto on loopback): the data spans, the model registry and the serving
 logs. The KFP API is ``ExecutingKfpServer`` on loopback, which runs each submitted run's
 compiled training pipeline (with its ``dsl.If`` gate on the blessing) through kfp.local, every
-task a ``python -m flywheel.executor`` process, as a pod would run it.
+task a ``python -m flywheel.kubeflow.entrypoint`` process, as a pod would run it.
 
 1. v1 comes from a KFP run on span 1: its ``version.json`` names that run as its lineage.
 2. Two ``flywheel serve`` replicas serve the registry's alias from the bucket and log shifted

@@ -33,7 +33,7 @@ from flywheel import (
     latest,
     pipeline,
 )
-from flywheel.executor import load_component
+from flywheel.kubeflow.entrypoint import load_component
 from flywheel.kubeflow.compiler import DEFAULT_IMAGE, compile_pipeline
 from flywheel.kubeflow.errors import KubeflowCompileError
 from flywheel.pipeline_file import load_pipeline
@@ -204,7 +204,7 @@ def test_image_command_and_executor_args(tmp_path):
     for display, (_, task) in _task_by_display_name(doc).items():
         container = _container(doc, task)
         assert container["image"] == "registry.example/flywheel:1.2.3"
-        assert container["command"] == ["python", "-m", "flywheel.executor"]
+        assert container["command"] == ["python", "-m", "flywheel.kubeflow.entrypoint"]
         args = container["args"]
         assert args[:2] == ["--executor_input", "{{$}}"]
         assert args[args.index("--component") + 1] == f"{__name__}:{display}"
@@ -351,7 +351,7 @@ def test_compiled_tasks_run_through_the_executor(tmp_path):
     compile_pipeline(tiny, str(compiled))
 
     command, output_file = _launch_task(str(compiled), "make_rows", {"rows": 4}, str(tmp_path / "root" / "make"))
-    assert command[:3] == ["python", "-m", "flywheel.executor"]
+    assert command[:3] == ["python", "-m", "flywheel.kubeflow.entrypoint"]
     result = _run(command)
     assert result.returncode == 0, result.stderr
     made = json.loads(open(output_file).read())["artifacts"]["examples"]["artifacts"][0]
@@ -456,7 +456,7 @@ def test_every_pipeline_in_pipelines_dir_compiles(tmp_path):
             assert [t["taskInfo"]["name"] for t in references] == ["validate-registry-reference"]
         for executor in doc["deploymentSpec"]["executors"].values():
             container = executor["container"]
-            assert container["command"] == ["python", "-m", "flywheel.executor"], path
+            assert container["command"] == ["python", "-m", "flywheel.kubeflow.entrypoint"], path
             args = container["args"]
             if "--component-source-b64" not in args:
                 load_component(args[args.index("--component") + 1])

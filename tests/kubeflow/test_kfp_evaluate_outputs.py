@@ -12,7 +12,7 @@ except ImportError:  # tests/ is not a package: pytest put the directory on sys.
     from components.model_fixtures import small_penguin_model
 
 from flywheel.components.evaluate import evaluate
-from flywheel.executor import execute
+from flywheel.kubeflow.entrypoint import execute
 from flywheel.kubeflow.compiler import kfp_artifact_class
 
 RUN = "minio://mlpipeline/v2/artifacts/training/run-1"

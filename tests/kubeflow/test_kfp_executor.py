@@ -1,4 +1,4 @@
-"""``python -m flywheel.executor`` against executor inputs shaped like the KFP launcher's.
+"""``python -m flywheel.kubeflow.entrypoint`` against executor inputs shaped like the KFP launcher's.
 
 The executor input below has the shape the KFP v2 launcher passes for
 ``{{$}}`` (see kfp/dsl/executor_test.py and kfp/local/executor_input_utils.py):
@@ -21,7 +21,7 @@ import sys
 import pytest
 
 from flywheel import HTML, Examples, ExampleStatistics, Input, Output, component
-from flywheel.executor import REPORT_FILE_PROPERTY, ExecutorError, execute, load_component
+from flywheel.kubeflow.entrypoint import REPORT_FILE_PROPERTY, ExecutorError, execute, load_component
 from flywheel.kubeflow.uris import local_path, remote_uri
 
 
@@ -93,7 +93,7 @@ def _executor_input(tmp_path, parameter_values: dict) -> dict:
 def _run_executor(tmp_path, executor_input: dict, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, FLYWHEEL_ARTIFACT_MOUNT_ROOT=str(tmp_path))
     command = [
-        sys.executable, "-m", "flywheel.executor",
+        sys.executable, "-m", "flywheel.kubeflow.entrypoint",
         "--executor_input", json.dumps(executor_input),
         "--component", f"{__name__}:count_lines",
         "--component-source-b64", SOURCE_B64,
@@ -156,7 +156,7 @@ def test_bad_parameter_type_is_reported(tmp_path):
 def test_unknown_component_reference_fails_cleanly(tmp_path):
     env = dict(os.environ)
     command = [
-        sys.executable, "-m", "flywheel.executor",
+        sys.executable, "-m", "flywheel.kubeflow.entrypoint",
         "--executor_input", json.dumps(_executor_input(tmp_path, {})),
         "--component", "flywheel.no_such_module:thing",
     ]
@@ -175,9 +175,9 @@ def test_fingerprint_mismatch_warns(tmp_path):
 
 def test_load_component_rejects_non_components():
     with pytest.raises(ExecutorError, match="is not a flywheel component"):
-        load_component("flywheel.executor:main")
+        load_component("flywheel.kubeflow.entrypoint:main")
     with pytest.raises(ExecutorError, match="MODULE:NAME"):
-        load_component("flywheel.executor")
+        load_component("flywheel.kubeflow.entrypoint")
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_random_and_grid_compile_to_a_parallel_for_and_a_collected_select(tmp_pa
     ((_, trial),) = trial_tasks.items()
     assert trial["inputs"]["parameters"]["config"]["componentInputParameter"] == loop["parameterIterator"]["itemInput"]
     trial_container = _container(doc, trial["componentRef"]["name"])
-    assert trial_container["command"] == ["python", "-m", "flywheel.executor"]
+    assert trial_container["command"] == ["python", "-m", "flywheel.kubeflow.entrypoint"]
     assert "flywheel.components._tune_kfp:tune_trial" in trial_container["args"]
 
     select_key, select = next((k, t) for k, t in tasks.items() if t["taskInfo"]["name"] == "tune-select")
@@ -94,7 +94,7 @@ def test_random_and_grid_compile_to_a_parallel_for_and_a_collected_select(tmp_pa
     assert doc["components"][loops[0].replace("for-loop", "comp-for-loop")]["outputDefinitions"]["artifacts"]
     select_inputs = doc["components"][select["componentRef"]["name"]]["inputDefinitions"]["artifacts"]
     assert select_inputs["trials"].get("isArtifactList") is True
-    assert _container(doc, select["componentRef"]["name"])["command"] == ["python", "-m", "flywheel.executor"]
+    assert _container(doc, select["componentRef"]["name"])["command"] == ["python", "-m", "flywheel.kubeflow.entrypoint"]
     train_wiring = tasks["train"]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
     assert train_wiring == {"outputArtifactKey": "hyperparameters", "producerTask": select_key}
 
@@ -159,7 +159,7 @@ def _command(container: dict, executor_input: dict) -> list[str]:
 
 def test_trial_and_select_run_through_the_executor_contract(tmp_path):
     from flywheel.dsl.artifacts import TransformGraph
-    from flywheel.execution import call_component
+    from flywheel.component_call import call_component
 
     try:
         from tests.components.model_fixtures import penguin_examples
@@ -224,7 +224,7 @@ def test_trial_and_select_run_through_the_executor_contract(tmp_path):
 
 
 def test_the_executor_folds_a_collected_input_and_keeps_every_trial():
-    from flywheel.executor import COLLECTED_PROPERTY, ExecutorError, _runtime_artifact
+    from flywheel.kubeflow.entrypoint import COLLECTED_PROPERTY, ExecutorError, _runtime_artifact
 
     entry = {"artifacts": [
         _artifact("a", "system.Artifact", "gs://b/a", {"score": 0.5}),
@@ -249,8 +249,7 @@ def test_the_fan_out_is_declared_on_the_component_and_imported_only_when_compili
 
     code = (
         "import sys; from flywheel.components.tune import tune; "
-        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.executor', "
-        "'flywheel.components._tune_kfp')))); "
+        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.components._tune_kfp')))); "
         "print(tune.kfp_expansion.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

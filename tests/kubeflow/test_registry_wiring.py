@@ -18,7 +18,7 @@ import yaml
 from flywheel import ExampleStatistics, Examples, Input, Output, Schema, component, latest, pipeline
 from flywheel.dsl.artifacts import HTML, ExampleAnomalies, Model, ModelBlessing, PushedModel
 from flywheel.errors import FlywheelError, ParameterError
-from flywheel.execution import ABSENT_PROPERTY, call_component
+from flywheel.component_call import ABSENT_PROPERTY, call_component
 from flywheel.kubeflow.compiler import REGISTRY_MOUNT, compile_pipeline
 from flywheel.kubeflow.errors import KubeflowCompileError
 from flywheel.kubeflow.task_env import ENDPOINT_ENV, SECRET_KEYS, ObjectStoreEnv
@@ -224,7 +224,7 @@ def _executor_input(tmp_path, schema_metadata: dict, parameters: dict) -> dict:
 
 
 def test_the_executor_hands_an_absent_artifact_over_as_none_and_exports_the_run_id(tmp_path, monkeypatch):
-    from flywheel.executor import execute
+    from flywheel.kubeflow.entrypoint import execute
 
     monkeypatch.setenv("KFP_RUN_ID", "")  # recorded first, so teardown removes what the executor exports
     monkeypatch.delenv("KFP_RUN_ID")
@@ -244,7 +244,7 @@ def test_the_executor_hands_an_absent_artifact_over_as_none_and_exports_the_run_
 
 def test_push_run_through_the_executor_records_the_kfp_run_as_lineage(tmp_path, monkeypatch):
     from flywheel.components.push import push
-    from flywheel.executor import execute
+    from flywheel.kubeflow.entrypoint import execute
     from flywheel.registry import ModelRegistry
 
     from tests.test_registry import fake_model

@@ -11,7 +11,7 @@ from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import Examples, Model, TransformGraph
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.serving.background import BackgroundServer
 from flywheel.serving.errors import RequestError
 from flywheel.serving.inputs import FeatureSchema, parse_predict

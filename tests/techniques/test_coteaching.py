@@ -13,7 +13,7 @@ from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.techniques.coteaching import forget_rate_schedule
 
 

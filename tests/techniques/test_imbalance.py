@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from flywheel.components import examples_io
-from flywheel.components._model_resample import RESAMPLED_DIR
+from flywheel.components.data.resampling import RESAMPLED_DIR
 from flywheel.components.evaluate import evaluate
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation, TransformGraph
 from flywheel.errors import ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.techniques._checks import TechniqueInputError
 from flywheel.techniques.imbalance import RandomUndersampler, SMOTEOversampler
 from tests.components.model_fixtures import imbalanced_examples

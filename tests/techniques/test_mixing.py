@@ -13,7 +13,7 @@ from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.dsl.artifacts import Examples, Model, TransformGraph
 from flywheel.errors import ParameterError
-from flywheel.execution import call_component
+from flywheel.component_call import call_component
 from flywheel.techniques.mixing import MixUp, RandAugment
 
 

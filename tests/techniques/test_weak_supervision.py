@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.components._technique_data import table_frame, tabular_features
+from flywheel.components.data.bundled import table_frame
+from flywheel.components.data.features import tabular_features
 from flywheel.errors import FlywheelError, ParameterError
 from flywheel.pipelines.weak_supervision import BREAST_CANCER_LFS
 from flywheel.techniques.weak_supervision import (

@@ -29,7 +29,9 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _explain_report, examples_io
+from flywheel.components import examples_io
+
+from . import report as report_pages
 from flywheel.models import images as image_models
 from flywheel.models import features
 
@@ -86,11 +88,11 @@ def explain(
         results = _explain_images(examples, split, net, rows=rows, lime_samples=lime_samples, patch_size=patch_size,
                                   threshold=threshold, hide_value=hide_value, steps=curve_steps, layer=grad_cam_layer,
                                   seed=seed)
-        page = _explain_report.image_report(report.uri, results, vocabulary)
+        page = report_pages.image_report(report.uri, results, vocabulary)
     else:
         results = _explain_table(examples, split, net, spec, rows=rows, background_size=background_size,
                                  shap_nsamples=shap_nsamples, lime_samples=lime_samples, top_k=top_k, seed=seed)
-        page = _explain_report.table_report(report.uri, results, vocabulary)
+        page = report_pages.table_report(report.uri, results, vocabulary)
     summary = results["summary"]
     features.write_json(report.path("explanations.json"), {"summary": summary, "rows": results["rows_json"]})
     with open(report.path("index.html"), "w", encoding="utf-8") as handle:

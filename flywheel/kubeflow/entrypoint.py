@@ -2,14 +2,14 @@
 
 ::
 
-    python -m flywheel.executor --executor_input JSON --component MODULE:NAME
+    python -m flywheel.kubeflow.entrypoint --executor_input JSON --component MODULE:NAME
         [--component-source-b64 SOURCE] [--code-fingerprint SHA256]
 
 Reads KFP's executor input (``inputs.parameterValues``, ``inputs.artifacts``,
 ``outputs.artifacts`` with uri and metadata, ``outputs.outputFile``), maps
 artifact URIs to the local paths where the KFP launcher puts them (``gs://`` ->
 ``/gcs/``, ``minio://`` -> ``/minio/``, ``s3://`` -> ``/s3/``), runs the component
-through ``flywheel.execution.call_component`` (the very function the local
+through ``flywheel.component_call.call_component`` (the very function the local
 runner calls) and writes the executor output JSON (artifacts with their
 metadata = the flywheel properties) to ``outputs.outputFile``, as
 ``kfp/dsl/executor.py`` does. Exit status: 0 on success, 1 when the component
@@ -34,10 +34,10 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+from flywheel.component_call import call_component
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.component import Component, OutputValue
 from flywheel.errors import FlywheelError, UserCodeError
-from flywheel.execution import call_component
 from flywheel.kubeflow.uris import REMOTE_PREFIXES, local_path, remote_uri
 
 # The KFP UI renders an HTML/Markdown artifact by reading its URI as ONE file,
@@ -327,7 +327,7 @@ def _portable_uris(value: Any) -> Any:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flywheel.executor", description="Runs one flywheel component as a Kubeflow Pipelines task."
+        prog="python -m flywheel.kubeflow.entrypoint", description="Runs one flywheel component as a Kubeflow Pipelines task."
     )
     parser.add_argument("--executor_input", required=True, help="KFP executor input JSON (the {{$}} placeholder).")
     parser.add_argument("--component", required=True, help="MODULE:NAME of the component.")

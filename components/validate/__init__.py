@@ -77,7 +77,7 @@ def validate(
         drift_threshold: Drift limit against ``previous_statistics``, same
             measures; 0 turns it off. Comparators set in a curated schema win.
         severity: Anomaly kind -> "error" (blocks) or "warning" (recorded), over
-            the defaults of ``_validate_severity``: a missing or retyped column,
+            the defaults of ``validate/severity.py``: a missing or retyped column,
             and values outside a ``schema_path`` domain, block; unseen rare
             categories, a column empty in one split, skew and drift are recorded.
             Kinds are TFDV ``AnomalyInfo.Type`` names, or "skew" / "drift".
@@ -85,7 +85,7 @@ def validate(
             ``PipelineOptions`` unchanged (as TFX's ``beam_pipeline_args``), e.g.
             ``["--runner=FlinkRunner", "--flink_master=host:8081"]``. Given, every
             split's statistics run on Beam (TFDV's ``GenerateStatistics`` over the
-            Parquet shards); [] runs splits above ``_validate_beam.BEAM_MIN_ROWS``
+            Parquet shards); [] runs splits above ``validate.beam.BEAM_MIN_ROWS``
             rows on the DirectRunner in this process and smaller ones in memory.
 
     Raises:
@@ -93,13 +93,13 @@ def validate(
             ``schema_path`` are given, or ``beam_args`` is not a list of ``--`` options.
         DataValidationError: blocking anomalies were found and ``fail_on_anomalies`` is set.
     """
-    from flywheel.components import _validate_beam
-    from flywheel.components import _validate_report as html_report
-    from flywheel.components import _validate_severity as severities
-    from flywheel.components import _validate_tfdv as tfdv_io
+    from . import beam
+    from . import report as html_report
+    from . import severity as severities
+    from . import tfdv as tfdv_io
 
     overrides = severities.check_overrides(dict(severity))
-    beam_args = _validate_beam.check_beam_args(beam_args)
+    beam_args = beam.check_beam_args(beam_args)
     for name, value in (("skew_threshold", skew_threshold), ("drift_threshold", drift_threshold)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ParameterError(
@@ -121,8 +121,8 @@ def validate(
     row_counts = examples.properties.get("row_counts") or {}
     for split in splits:
         split_columns[split] = set(split_columns_of(examples, split))
-        if beam_args or int(row_counts.get(split, 0)) > _validate_beam.BEAM_MIN_ROWS:
-            split_stats[split] = _validate_beam.compute_statistics(examples, split, beam_args)
+        if beam_args or int(row_counts.get(split, 0)) > beam.BEAM_MIN_ROWS:
+            split_stats[split] = beam.compute_statistics(examples, split, beam_args)
         else:
             split_stats[split] = tfdv_io.compute_statistics(read_split(examples, split), split)
         tfdv_io.write_statistics(statistics, split, split_stats[split])

@@ -4,7 +4,7 @@ TFDV (and the protos it brings) is imported inside the functions, so importing
 this module stays cheap. Statistics of small splits are computed in memory
 (``tfdv.generate_statistics_from_dataframe``), not with a Beam pipeline: on
 data of pipeline-demo size that is milliseconds instead of seconds. Large
-splits, or any when ``beam_args`` are given, go through ``_validate_beam``.
+splits, or any when ``beam_args`` are given, go through ``beam.py``.
 
 TFDV imports Apache Beam, whose ``apache_beam.io`` imports the BigQuery,
 Pub/Sub and GCS clients whenever they are installed (``apache-beam[gcp]`` is a

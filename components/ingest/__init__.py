@@ -8,14 +8,14 @@ when none is given, and splits rows into train and eval by a hash of their
 content (pandas' stable 64-bit row hash, bucket < eval_ratio), so a row lands
 in the same split on every run, whatever the batch size or file order.
 
-Files are streamed, never held whole (``_ingest_stream``): a first pass checks
+Files are streamed, never held whole (``ingest/stream.py``): a first pass checks
 them and settles one type per column, a second splits each bounded batch and
 writes Parquet shards per split (``examples_io.SplitWriter``), published only
 once both splits are complete. Peak memory is independent of the file size.
 Plain pandas/pyarrow, no Beam: this step must take well under a second on small data.
 
 Images (a class-folder tree of PNG/JPEG, or an ``.npz`` of arrays; see
-``_ingest_images``) become image Examples (``examples_io``'s contract): pixels
+``ingest/images.py``) become image Examples (``examples_io``'s contract): pixels
 in ``images.npy`` per split, a frame with the ``label`` column beside them.
 """
 
@@ -35,7 +35,8 @@ from flywheel.dsl.component import Output, component
 from flywheel.dsl.constraints import Interval, Options, rule
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _ingest_columns, _ingest_stream
+from . import columns as column_rules
+from . import stream
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,7 +121,7 @@ def ingest(
         image_size: ``[height, width]`` to resize every image to; [] requires
             all images to share one size (images only).
         rename_columns: Rename columns whose names cannot be model inputs
-            (see ``_ingest_columns``) instead of refusing them; the mapping is
+            (see ``ingest/columns.py``) instead of refusing them; the mapping is
             the ``renamed_columns`` property.
         span_count: With a span pattern, how many of the newest spans to read
             together (a rolling range); 1 reads the newest only.
@@ -144,7 +145,7 @@ def ingest(
         source = path
     where = files[0][0] if len(files) == 1 else f"{source} ({len(files)} files)"
     columns, types = _scan(files, encoding, files[0][0] if len(files) == 1 else source)
-    header, label, renamed = _ingest_columns.model_ready_columns(
+    header, label, renamed = column_rules.model_ready_columns(
         _empty_frame(columns), label, where, rename=rename_columns, error=DataReadError
     )
     label_column = resolve_label(header, label, where)
@@ -180,7 +181,7 @@ def ingest(
 class _SplitPlan:
     """What the second pass over the files does with each batch."""
 
-    types: dict[str, str]  # original column -> settled kind (_ingest_stream.column_types), in column order
+    types: dict[str, str]  # original column -> settled kind (stream.column_types), in column order
     names: list[str]  # model-ready column names, in the same order
     label: str
     split_key: str
@@ -208,12 +209,12 @@ def _scan(files: list[tuple[str, str]], encoding: str, where: str) -> tuple[list
         file_columns: list[str] = []
         file_kinds: dict[str, set[str]] = {}
         rows, rows_with = 0, Counter()
-        for batch in _ingest_stream.raw_batches(path, fmt, encoding, DataReadError):
+        for batch in stream.raw_batches(path, fmt, encoding, DataReadError):
             if fmt != "csv":
                 batch = _normalize_columns(batch, where)
-            found = _ingest_stream.batch_kinds(batch, fmt, file_kinds)
+            found = stream.batch_kinds(batch, fmt, file_kinds)
             file_columns += [name for name in found if name not in file_columns]
-            _ingest_stream.merge_kinds(file_kinds, found)
+            stream.merge_kinds(file_kinds, found)
             rows += len(batch)
             rows_with.update({name: len(batch) for name in found})
         for name in file_columns:
@@ -228,8 +229,8 @@ def _scan(files: list[tuple[str, str]], encoding: str, where: str) -> tuple[list
                 f"{path} has different columns than {files[0][0]}: missing {missing or 'none'}, "
                 f"extra {extra or 'none'}. All files of one input must share their columns."
             )
-        _ingest_stream.merge_kinds(kinds, file_kinds)
-    types = _ingest_stream.column_types(kinds)
+        stream.merge_kinds(kinds, file_kinds)
+    types = stream.column_types(kinds)
     return columns, {name: types[name] for name in columns}
 
 
@@ -253,12 +254,12 @@ def _write_splits(
     rows_read, dtypes = 0, None
     try:
         for path, fmt in files:
-            for batch in _ingest_stream.raw_batches(path, fmt, encoding, DataReadError):
+            for batch in stream.raw_batches(path, fmt, encoding, DataReadError):
                 if fmt != "csv":
                     batch = _normalize_columns(batch, plan.where)
-                frame = _ingest_stream.coerce(batch, plan.types, fmt)
+                frame = stream.coerce(batch, plan.types, fmt)
                 frame.columns = plan.names
-                frame = _ingest_columns.model_ready_values(frame, plan.where, error=DataReadError, first_row=rows_read)
+                frame = column_rules.model_ready_values(frame, plan.where, error=DataReadError, first_row=rows_read)
                 rows_read += len(frame)
                 if plan.drop_label_missing:
                     frame = frame[frame[plan.label].notna()].reset_index(drop=True)
@@ -313,18 +314,18 @@ def _arrow_types(plan: _SplitPlan) -> dict[str, Any]:
 
 
 def _is_image_input(path: str, format: str) -> bool:  # noqa: A002
-    from flywheel.components import _ingest_images
+    from . import images as images_io
 
     if format in IMAGE_FORMATS or path == DIGITS:
         return True
-    return format == "auto" and bool(path) and _ingest_images.is_image_source(os.path.expanduser(path))
+    return format == "auto" and bool(path) and images_io.is_image_source(os.path.expanduser(path))
 
 
 def _ingest_images(examples: Examples, path: str, *, eval_ratio: float, image_size: list[int], npz: bool) -> None:
     """The image branch of ingest: arrays in, image Examples (``examples_io`` contract) out."""
     import pandas as pd
 
-    from flywheel.components import _ingest_images as images_io
+    from . import images as images_io
     from flywheel.components import examples_io
 
     if path == DIGITS:
@@ -440,7 +441,7 @@ def _format_of(path: str, format: str, *, strict: bool) -> str:  # noqa: A002
 def _normalize_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """Turns categorical columns into their values and datetimes into ISO-8601 strings; refuses nested values.
 
-    (Columns of mixed scalar types become strings later, in ``_ingest_stream.coerce``,
+    (Columns of mixed scalar types become strings later, in ``stream.coerce``,
     once every batch of every file has been seen.)
     """
     import pandas as pd

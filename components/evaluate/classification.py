@@ -6,7 +6,7 @@ Why scikit-learn and not TensorFlow Model Analysis: measured on this stack
 warm per call, because it builds and runs a Beam pipeline even for 86 rows;
 evaluate needs two calls (candidate and served model), ~6 s of a 15 s budget
 for the whole six-step pipeline. The same metrics from scikit-learn take
-milliseconds. ``python -m flywheel.components._model_tfma_probe`` re-measures.
+milliseconds. ``benchmarks/model_components.py --tfma`` re-measures.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def compute_statistics(examples: Artifact, split: str, beam_args: list[str]) -> 
     """
     import apache_beam as beam
 
-    from flywheel.components._validate_tfdv import tfdv_module
+    from .tfdv import tfdv_module
 
     tfdv = tfdv_module()
     pattern = _shard_pattern(examples, split)

@@ -1,7 +1,7 @@
 """Calling a component's function with concrete artifacts and parameters.
 
 This is the one boundary where user code runs: the local runner's workers and
-the Kubeflow executor (``python -m flywheel.executor``) both call
+the Kubeflow executor (``python -m flywheel.kubeflow.entrypoint``) both call
 ``call_component``, so a component behaves the same everywhere. Errors raised
 by the component are wrapped in ``UserCodeError`` and chained.
 """

@@ -3,7 +3,7 @@
 Metrics come from scikit-learn, not TensorFlow Model Analysis: TFMA runs a
 Beam pipeline per call (~3.5 s cold, ~2.2 s warm, +0.95 s import, measured on
 this stack), too slow for a six-step pipeline that must finish in 15 s; see
-``_model_metrics`` for the numbers and how to re-measure them.
+``evaluate/classification.py`` for the numbers and how to re-measure them.
 
 A model is blessed when both hold:
 
@@ -26,25 +26,28 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, rule
 from flywheel.errors import DataSanityError, FlywheelError
 
-from flywheel.components import _data_sanity, _model_metrics, examples_io
+from flywheel.components import examples_io
+from flywheel.components.data import sanity
+
+from . import classification
 from flywheel.models import features
 
 
 @rule
 def metric_thresholds(value: Any) -> bool:
     return isinstance(value, dict) and all(
-        m in _model_metrics.SCALAR_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        m in classification.SCALAR_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
         for m, v in value.items()
     )
 
 
 @rule
 def metric_names(value: Any) -> bool:
-    return isinstance(value, list) and all(m in _model_metrics.SCALAR_METRICS for m in value)
+    return isinstance(value, list) and all(m in classification.SCALAR_METRICS for m in value)
 
 
-metric_thresholds.__doc__ = f"a dict of metric name -> minimum number, names from {list(_model_metrics.SCALAR_METRICS)}"
-metric_names.__doc__ = f"a list of metric names from {list(_model_metrics.SCALAR_METRICS)}"
+metric_thresholds.__doc__ = f"a dict of metric name -> minimum number, names from {list(classification.SCALAR_METRICS)}"
+metric_names.__doc__ = f"a list of metric names from {list(classification.SCALAR_METRICS)}"
 
 
 @component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
@@ -80,7 +83,7 @@ def evaluate(
             the baseline and the slices, which the KFP UI renders as Markdown.
         slice_features: Columns to slice by; one that the data lacks is
             skipped and the skip noted in ``evaluation.json``.
-        thresholds: Minimum value per metric (one of ``_model_metrics.SCALAR_METRICS``).
+        thresholds: Minimum value per metric (one of ``evaluate.classification.SCALAR_METRICS``).
         registry: Registry directory; "" means the flywheel home's registry.
         model_name: Registry name whose serving version is the baseline; ""
             means the Examples' ``dataset_name`` (recorded on the blessing).
@@ -125,17 +128,17 @@ def evaluate(
 
     candidate = model_layers.load_model(model.path(features.MODEL_FILE))
     proba = predict_proba(candidate, frame, spec, images=images)
-    overall = _model_metrics.classification_metrics(y_true, proba, class_names)
+    overall = classification.classification_metrics(y_true, proba, class_names)
     if image:
         slices, notes = {}, [f"slices do not apply to image Examples; slice_features {list(slice_features)} skipped"]
     else:
-        slices, notes = _model_metrics.sliced_metrics(frame, y_true, proba, class_names, slice_features)
+        slices, notes = classification.sliced_metrics(frame, y_true, proba, class_names, slice_features)
     baseline = _baseline(
         registry, model_name, frame, y_true, images=images, class_names=class_names, allow_label_change=allow_label_change
     )
 
     reasons, blessed = decide(
-        _model_metrics.headline(overall),
+        classification.headline(overall),
         thresholds,
         baseline_metrics=None if baseline is None or "overall" not in baseline else baseline["overall"],
         baseline_version=None if baseline is None else baseline["version"],
@@ -166,14 +169,14 @@ def evaluate(
     # (kfp's Metrics.log_metric); slices, baseline and blessing live in evaluation.json and the blessing.
     evaluation.properties.update(
         {
-            **{k: float(v) for k, v in _model_metrics.headline(overall).items() if v is not None},
+            **{k: float(v) for k, v in classification.headline(overall).items() if v is not None},
             "eval_rows": int(overall["count"]),
         }
     )
     decision = {
         "blessed": blessed,
         "reasons": reasons,
-        "metrics": _model_metrics.headline(overall),
+        "metrics": classification.headline(overall),
         "thresholds": thresholds,
         "baseline_version": None if baseline is None else baseline["version"],
         "model_uri": model.uri,
@@ -245,7 +248,7 @@ def _baseline(
         return None
     spec = store.read_version_json(model_name, version, features.MODEL_JSON)  # a directory or an object store
     try:
-        _data_sanity.check_same_vocabulary(class_names, spec["label_vocabulary"], version=version, model_name=model_name)
+        sanity.check_same_vocabulary(class_names, spec["label_vocabulary"], version=version, model_name=model_name)
     except DataSanityError as exc:
         if not allow_label_change:
             raise
@@ -255,8 +258,8 @@ def _baseline(
     except FlywheelError as exc:
         # A served model trained on other features cannot score this data; the comparison is then moot.
         return {"version": version, "registry": store.root, "error": f"served version {version}: {exc}"}
-    scored = _model_metrics.classification_metrics(y_true, proba, spec["label_vocabulary"])
-    return {"version": version, "registry": store.root, "overall": _model_metrics.headline(scored)}
+    scored = classification.classification_metrics(y_true, proba, spec["label_vocabulary"])
+    return {"version": version, "registry": store.root, "overall": classification.headline(scored)}
 
 
 def decide(
@@ -310,8 +313,8 @@ def _write_classification_metrics(
     """KFP's ClassificationMetrics: confusion matrix and ROC points, in ``metrics.json`` and properties."""
     document: dict[str, Any] = {"confusionMatrix": None, "confidenceMetrics": [], "rocCurves": {}}
     if overall["confusion_matrix"] is not None:
-        document["confusionMatrix"] = _model_metrics.kfp_confusion_matrix(overall["confusion_matrix"])
-        micro, per_class = _model_metrics.kfp_roc_curves(y_true, proba, class_names)
+        document["confusionMatrix"] = classification.kfp_confusion_matrix(overall["confusion_matrix"])
+        micro, per_class = classification.kfp_roc_curves(y_true, proba, class_names)
         document["confidenceMetrics"] = micro
         document["rocCurves"] = per_class
     features.write_json(artifact.path("metrics.json"), document)
@@ -322,7 +325,7 @@ def _write_classification_metrics(
 
 def markdown_summary(report: dict[str, Any], decision: dict[str, Any]) -> str:
     """The evaluation as Markdown (KFP renders a ``system.Markdown`` artifact): metrics, blessing, baseline, slices."""
-    shown = _model_metrics.SCALAR_METRICS
+    shown = classification.SCALAR_METRICS
     overall = report["overall"]
     lines = [
         f"# Evaluation of {report['model_uri']}",
