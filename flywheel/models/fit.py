@@ -15,8 +15,8 @@ frozen dataclasses, checked when made (``ParameterError`` in the uniform message
 Data is either in-memory ``(features, labels)`` (an array or a dict of 1-D arrays, and integer
 labels), batched here by ``dataset`` with a seeded shuffle, or an already batched
 ``tf.data.Dataset`` yielding ``(features, labels)`` (a streaming reader), which is used as it comes
-(its order is the reader's business). Co-teaching, distillation and ``Schedule(shuffle="keras")``
-need in-memory arrays.
+(its order is the reader's business; balanced class weights take one extra pass over it to count
+the labels). Co-teaching, distillation and ``Schedule(shuffle="keras")`` need in-memory arrays.
 
 ``fit`` seeds Python, NumPy and TensorFlow with ``schedule.seed`` (``keras.utils.set_random_seed``),
 builds the network, compiles it (Adam; the objective's loss, or the distillation loss) and fits
