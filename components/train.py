@@ -19,6 +19,11 @@ pipeline only). Options for both: class weights, focal loss, co-teaching
 knowledge distillation from a ``teacher`` Model (Hinton et al.,
 ``flywheel.techniques.distillation``). When ``transform`` resampled the train
 split, the rows come from there.
+
+The body is checks -> data (``training_data``) -> options (``fit_options``) -> the
+models layer's fit loop (``flywheel.models.fit.fit``, which ``tune``'s trials and NAS
+use too) -> ``write_trained_model``. Tuned ``hyperparameters`` are merged into the
+parameter values before the options are made.
 """
 
 from __future__ import annotations

@@ -246,9 +246,7 @@ class FitResult:
                                  return_dict=True)
 
 
-def fit(
-    build_network: Callable[[], Any], train_data: Any, validation_data: Any = None, options: FitOptions | None = None,
-) -> FitResult:
+def fit(build_network: Callable[[], Any], train_data: Any, validation_data: Any, options: FitOptions) -> FitResult:
     """Builds a network with ``build_network()`` and fits it on ``train_data``.
 
     Args:
@@ -256,7 +254,7 @@ def fit(
             under co-teaching).
         train_data: ``(features, labels)`` in memory, or a batched ``tf.data.Dataset`` of them.
         validation_data: The same kinds, or None (no per-epoch validation; then no early stopping).
-        options: ``FitOptions``; None is ``FitOptions(Schedule(epochs=1))``.
+        options: ``FitOptions``.
 
     Raises:
         ParameterError: options that need in-memory data with a Dataset, early stopping without
@@ -264,7 +262,6 @@ def fit(
     """
     import keras
 
-    options = FitOptions(Schedule(epochs=1)) if options is None else options
     if not isinstance(options, FitOptions):
         raise ParameterError(f"The 'options' parameter of fit must be a FitOptions. Got {options!r} instead.")
     streamed = _is_dataset(train_data)
