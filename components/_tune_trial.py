@@ -1,13 +1,12 @@
 """One ``tune`` trial: train's network with the trial's values, scored on the validation split.
 
-``TrainObjective`` reads the data once and, per trial, builds and fits the
-same network ``train`` builds (``flywheel.models.families.build_classifier``: the dense model for
-tables, the ``architecture`` family for images, itself tunable) and fits it through train's fit loop
-(``flywheel.models.fit.fit`` with ``train.fit_options``: Adam, loss, class weights, input pipeline
-and early stopping). The score comes from the
-``validation`` split, or train's stratified hold-out of the train split when
-there is none; the ``eval`` split is never read (it belongs to ``evaluate``).
-Train's co-teaching, distillation and augmentation options are not tunable.
+``TrainObjective`` reads the data once (``train.training_data``) and, per trial, builds the
+same network ``train`` builds (``flywheel.models.families.build_classifier``: the dense model
+for tables, the ``architecture`` family for images, itself tunable) and fits it through train's
+fit loop (``flywheel.models.fit.fit`` with ``train.fit_options``: Adam, loss, class weights,
+input pipeline and early stopping). The score comes from the ``validation`` split, or train's
+stratified hold-out of the train split when there is none; the ``eval`` split is never read
+(it belongs to ``evaluate``). Train's co-teaching, distillation and augmentation options are not tunable.
 """
 
 from __future__ import annotations
