@@ -1,12 +1,12 @@
 """One ``tune`` trial: train's network with the trial's values, scored on the validation split.
 
-``TrainObjective`` reads the data once and, per trial, builds and fits the
-same network ``train`` builds (``train.build_network``: the dense model for
-tables, the ``architecture`` family for images, itself tunable) with train's optimiser (Adam), loss,
-class weights, input pipeline and early stopping. The score comes from the
-``validation`` split, or train's stratified hold-out of the train split when
-there is none; the ``eval`` split is never read (it belongs to ``evaluate``).
-Train's co-teaching, distillation and augmentation options are not tunable.
+``TrainObjective`` reads the data once (``train.training_data``) and, per trial, builds the
+same network ``train`` builds (``flywheel.models.families.build_classifier``: the dense model
+for tables, the ``architecture`` family for images, itself tunable) and fits it through train's
+fit loop (``flywheel.models.fit.fit`` with ``train.fit_options``: Adam, loss, class weights,
+input pipeline and early stopping). The score comes from the ``validation`` split, or train's
+stratified hold-out of the train split when there is none; the ``eval`` split is never read
+(it belongs to ``evaluate``). Train's co-teaching, distillation and augmentation options are not tunable.
 """
 
 from __future__ import annotations
@@ -61,38 +61,24 @@ class TrainObjective:
         return params
 
     def __call__(self, values: dict[str, Any], epochs: int) -> dict[str, float]:
-        import keras
-
-        from flywheel.models import layers as model_layers
+        from flywheel.models import families as model_families
         from flywheel.models import features
+        from flywheel.models import fit as fit_loop
+        from flywheel.models import layers as model_layers
 
-        t = self._train
-        p = self.parameters(values, epochs)
-        keras.utils.set_random_seed(self.seed)
+        p = {**self.parameters(values, epochs), "seed": self.seed, "coteaching": False, "mixup_alpha": 0.0,
+             "randaugment_n": 0}  # train's co-teaching, distillation and augmentation options are not tunable
         x_train, y_train, x_val, y_val = self.data
-        n_classes = len(self.spec["label_vocabulary"])
         preprocess = model_layers.load_model(self.transform_graph.path(features.PREPROCESS_FILE))
-        net = t.build_network(
-            self.spec, preprocess, architecture=p["architecture"], hidden_units=p["hidden_units"],
-            conv_widths=p["conv_widths"], dropout=p["dropout"],
-        )
-        net.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=p["learning_rate"]),
-            loss=t._loss(p["loss"], p["focal_gamma"]),  # noqa: SLF001
-            metrics=[t._accuracy(False)],  # noqa: SLF001
-        )
-        callbacks = []
-        if p["early_stopping_patience"] > 0:  # as train does
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=p["early_stopping_patience"], min_delta=1e-3, restore_best_weights=True,
-            ))
-        weights = t.balanced_class_weights(y_train, n_classes) if p["class_weights"] == "balanced" else None
-        fitted = net.fit(
-            t._dataset(x_train, y_train, p["batch_size"], shuffle_seed=self.seed),  # noqa: SLF001
-            validation_data=t._dataset(x_val, y_val, p["batch_size"]),  # noqa: SLF001
-            epochs=p["epochs"], class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0,
-        )
-        val = net.evaluate(t._dataset(x_val, y_val, 256), verbose=0, return_dict=True)  # noqa: SLF001
+
+        def build() -> Any:
+            return model_families.build_classifier(
+                self.spec, preprocess, architecture=p["architecture"], hidden_units=p["hidden_units"],
+                conv_widths=p["conv_widths"], dropout=p["dropout"],
+            )
+
+        fitted = fit_loop.fit(build, (x_train, y_train), (x_val, y_val), self._train.fit_options(p, self.spec))
+        val = fitted.evaluate((x_val, y_val))
         return {
             "val_accuracy": float(val["accuracy"]),
             "val_loss": float(val["loss"]),

@@ -19,27 +19,30 @@ pipeline only). Options for both: class weights, focal loss, co-teaching
 knowledge distillation from a ``teacher`` Model (Hinton et al.,
 ``flywheel.techniques.distillation``). When ``transform`` resampled the train
 split, the rows come from there.
+
+The body is checks -> data (``training_data``) -> options (``fit_options``) -> the
+models layer's fit loop (``flywheel.models.fit.fit``, which ``tune``'s trials and NAS
+use too) -> ``write_trained_model``. Tuned ``hyperparameters`` are merged into the
+parameter values before the options are made.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import Examples, HyperParameters, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options, nonempty_positive_int_list, positive_int_list
-from flywheel.errors import ParameterError
+from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components import _model_diagnosis, _tune_space, examples_io
 from flywheel.components.data import resampling, sanity
 from flywheel.models import images as image_models
 from flywheel.models import features
+from flywheel.models.fit import CLASS_WEIGHTS, LOSSES
 
 OUTPUT_NAME = "probabilities"
-LOSSES = ("crossentropy", "focal")
-CLASS_WEIGHTS = ("none", "balanced")
 
 
 @component(resources={"cpu": "2", "memory": "4Gi", "cpu_limit": "4", "memory_limit": "8Gi"})
@@ -130,125 +133,102 @@ def train(
             has fewer than ``min_class_examples`` rows in a split, or a split
             holds a class the train split lacks.
     """
-    if hyperparameters is not None:  # tuned values override the ones given; then train as usual
-        given = {name: value for name, value in locals().items() if name in train.parameters}
+    given = {
+        "hidden_units": hidden_units, "dropout": dropout, "learning_rate": learning_rate, "epochs": epochs,
+        "batch_size": batch_size, "early_stopping_patience": early_stopping_patience, "class_weights": class_weights,
+        "loss": loss, "focal_gamma": focal_gamma, "validation_fraction": validation_fraction, "seed": seed,
+        "architecture": architecture, "conv_widths": conv_widths, "mixup_alpha": mixup_alpha,
+        "randaugment_n": randaugment_n, "randaugment_m": randaugment_m, "coteaching": coteaching,
+        "forget_rate": forget_rate, "num_gradual": num_gradual, "distill_temperature": distill_temperature,
+        "distill_alpha": distill_alpha, "min_class_examples": min_class_examples,
+    }
+    if set(given) != set(train.parameters):  # a parameter added to the signature must be added above too
+        raise FlywheelError(f"train's settings miss parameter(s) {sorted(set(train.parameters) - set(given))}.")
+    tuned = {}
+    if hyperparameters is not None:  # tuned values override the ones given
         tuned = _tune_space.overrides(hyperparameters, train.parameters)
         train.check_parameters(tuned)
-        train.fn(examples=examples, transform_graph=transform_graph, model=model, teacher=teacher, **{**given, **tuned})
-        model.properties.update({"tuned_hyperparameters": tuned, "hyperparameters_uri": hyperparameters.uri})
-        return
+    p = {**given, **tuned}
+
     import keras
 
+    from flywheel.models import families as model_families
+    from flywheel.models import fit as fit_loop
     from flywheel.models import layers as model_layers
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(p["seed"])
     spec = features.read_json(transform_graph.path(features.TRANSFORM_JSON))
     sanity.check_label_classes(
         sanity.label_counts(examples, spec["label"]),
         label=spec["label"],
-        minimum=min_class_examples,
+        minimum=p["min_class_examples"],
         where=examples.uri,
     )
     image = image_models.is_image_spec(spec)
-    _check_options(image, coteaching, class_weights, loss, mixup_alpha, randaugment_n)
+    _check_options(image, p["coteaching"], p["class_weights"], p["loss"], p["mixup_alpha"], p["randaugment_n"])
     if teacher is not None:
-        _check_teacher(teacher, spec, coteaching, class_weights, loss, mixup_alpha)
-    vocabulary = spec["label_vocabulary"]
+        _check_teacher(teacher, spec, p["coteaching"], p["class_weights"], p["loss"], p["mixup_alpha"])
     source = resampling.resampled_examples(transform_graph) or examples
-    x_train, y_train, x_val, y_val = training_data(source, spec, validation_fraction, seed)
-
+    x_train, y_train, x_val, y_val = training_data(source, spec, p["validation_fraction"], p["seed"])
     preprocess = model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
-
-    from flywheel.models import families as model_families
-
-    family = model_families.resolve_family(architecture, image)
+    family = model_families.resolve_family(p["architecture"], image)
+    options = fit_options(p, spec, teacher)
 
     def build() -> Any:
-        return build_network(
-            spec, preprocess, architecture=family, hidden_units=hidden_units, conv_widths=conv_widths, dropout=dropout
+        return model_families.build_classifier(
+            spec, preprocess, architecture=family, hidden_units=p["hidden_units"], conv_widths=p["conv_widths"],
+            dropout=p["dropout"],
         )
 
-    one_hot = mixup_alpha > 0
-    stopper = None
-    started = time.perf_counter()
-    if coteaching:
-        from flywheel.techniques.coteaching import CoTeaching
-
-        coteacher = CoTeaching(
-            build_network=build, forget_rate=forget_rate, num_gradual=num_gradual, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate, random_state=seed,
-        ).fit(x_train, y_train, validation_data=(x_val, y_val))
-        net = coteacher.networks_[coteacher.best_index_]
-        net.compile(loss=_loss(loss, focal_gamma, one_hot=False), metrics=[_accuracy(False)])
-        history = {key: list(values) for key, values in coteacher.history_.items()}
-    else:
-        net = build()
-        fit_train, fit_val = y_train, y_val
-        if teacher is not None:
-            from flywheel.techniques import distillation
-
-            teacher_net = model_layers.load_model(teacher.path(features.MODEL_FILE))
-            fit_train = distillation.distillation_targets(y_train, teacher_net.predict(x_train, batch_size=1024, verbose=0))
-            fit_val = distillation.distillation_targets(y_val, teacher_net.predict(x_val, batch_size=1024, verbose=0))
-            net.compile(
-                optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                loss=distillation.distillation_loss(float(distill_temperature), float(distill_alpha)),
-                metrics=[keras.metrics.MeanMetricWrapper(distillation.hard_label_accuracy, name="accuracy")],
-            )
-        else:
-            net.compile(
-                optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                loss=_loss(loss, focal_gamma, one_hot=one_hot),
-                metrics=[_accuracy(one_hot)],
-            )
-        callbacks = []
-        if early_stopping_patience > 0:
-            stopper = keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=early_stopping_patience,
-                min_delta=1e-3,  # gains below this are noise on a near-zero loss; they should not extend training
-                restore_best_weights=True,
-            )
-            callbacks.append(stopper)
-        weights = balanced_class_weights(y_train, len(vocabulary)) if class_weights == "balanced" else None
-        augment = _augmentations(spec, mixup_alpha, randaugment_n, randaugment_m, seed) if image else []
-        fitted = net.fit(
-            _dataset(x_train, fit_train, batch_size, shuffle_seed=seed, augment=augment,
-                     n_classes=len(vocabulary) if one_hot else 0),
-            validation_data=_dataset(x_val, fit_val, batch_size, n_classes=len(vocabulary) if one_hot else 0),
-            epochs=epochs,
-            class_weight=weights,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset shuffles itself, with the seed
-            verbose=0,
-        )
-        history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
-        if teacher is not None:  # the distillation loss is a closure; save the student with a plain loss
-            net.compile(loss=_loss("crossentropy", focal_gamma), metrics=[_accuracy(False)])
-    fit_seconds = time.perf_counter() - started
-    epochs_run = len(history["loss"])
-    # The epoch whose weights were kept: EarlyStopping restores its best epoch (counted from 0) at the end.
-    best_epoch = epochs_run if stopper is None else int(stopper.best_epoch) + 1
-    classes = len(vocabulary) if one_hot and not coteaching else 0
+    fitted = fit_loop.fit(build, (x_train, y_train), (x_val, y_val), options)
     write_trained_model(
-        model, net, spec, history, best_epoch=best_epoch,
-        final_train=net.evaluate(_dataset(x_train, y_train, 256, n_classes=classes), verbose=0, return_dict=True),
-        final_val=net.evaluate(_dataset(x_val, y_val, 256, n_classes=classes), verbose=0, return_dict=True),
-        fit_seconds=fit_seconds, train_rows=int(len(y_train)), validation_rows=int(len(y_val)),
+        model, fitted.net, spec, fitted.history, best_epoch=fitted.best_epoch,
+        final_train=fitted.evaluate((x_train, y_train)), final_val=fitted.evaluate((x_val, y_val)),
+        fit_seconds=fitted.fit_seconds, train_rows=int(len(y_train)), validation_rows=int(len(y_val)),
         properties={
             **_data_identity(examples),
-            "loss": loss,
-            "class_weights": class_weights,
+            "loss": p["loss"],
+            "class_weights": p["class_weights"],
             "architecture": family,
             "resampled": source is not examples,
-            "mixup_alpha": mixup_alpha,
-            "randaugment": [randaugment_n, randaugment_m] if randaugment_n else None,
-            "coteaching": {"forget_rate": forget_rate, "num_gradual": num_gradual} if coteaching else None,
+            "mixup_alpha": p["mixup_alpha"],
+            "randaugment": [p["randaugment_n"], p["randaugment_m"]] if p["randaugment_n"] else None,
+            "coteaching": {"forget_rate": p["forget_rate"], "num_gradual": p["num_gradual"]} if p["coteaching"] else None,
             "distillation": (
-                {"teacher_uri": teacher.uri, "temperature": distill_temperature, "alpha": distill_alpha}
+                {"teacher_uri": teacher.uri, "temperature": p["distill_temperature"], "alpha": p["distill_alpha"]}
                 if teacher is not None else None
             ),
         },
+    )
+    if hyperparameters is not None:
+        model.properties.update({"tuned_hyperparameters": tuned, "hyperparameters_uri": hyperparameters.uri})
+
+
+def fit_options(p: dict[str, Any], spec: dict[str, Any], teacher: Model | None = None) -> Any:
+    """The ``flywheel.models.fit.FitOptions`` of train's parameter values ``p`` (all of them, by name)."""
+    from flywheel.models import fit as fit_loop
+    from flywheel.models import layers as model_layers
+
+    distillation = None
+    if teacher is not None:
+        distillation = fit_loop.Distillation(
+            model_layers.load_model(teacher.path(features.MODEL_FILE)), p["distill_temperature"], p["distill_alpha"]
+        )
+    augmentation = fit_loop.Augmentation()
+    if image_models.is_image_spec(spec):
+        augmentation = fit_loop.Augmentation(
+            p["mixup_alpha"], p["randaugment_n"], p["randaugment_m"], value_range=(0.0, spec["pixel_max"])
+        )
+    return fit_loop.FitOptions(
+        schedule=fit_loop.Schedule(
+            epochs=p["epochs"], batch_size=p["batch_size"], early_stopping_patience=p["early_stopping_patience"],
+            seed=p["seed"],
+        ),
+        optimizer=fit_loop.Optimizer(p["learning_rate"]),
+        objective=fit_loop.Objective(p["loss"], p["focal_gamma"], p["class_weights"]),
+        augmentation=augmentation,
+        coteaching=fit_loop.CoTeachingOptions(p["forget_rate"], p["num_gradual"]) if p["coteaching"] else None,
+        distillation=distillation,
     )
 
 
@@ -388,115 +368,6 @@ def training_data(source: Examples, spec: dict[str, Any], fraction: float, seed:
     if image:
         return x_all, y_all, x_val, y_val
     return features.raw_inputs(x_all, spec), y_all, features.raw_inputs(x_val, spec), y_val
-
-
-def _augmentations(spec: dict[str, Any], mixup_alpha: float, randaugment_n: int, randaugment_m: float, seed: int) -> list[Any]:
-    """The batch functions of the requested augmentations (RandAugment first, then mixup)."""
-    from flywheel.techniques.mixing import MixUp, RandAugment
-
-    steps = []
-    if randaugment_n > 0:
-        steps.append(
-            RandAugment(
-                num_ops=randaugment_n, magnitude=float(randaugment_m), value_range=[0.0, spec["pixel_max"]], random_state=seed
-            ).batch_fn()
-        )
-    if mixup_alpha > 0:
-        steps.append(MixUp(alpha=float(mixup_alpha), random_state=seed).batch_fn())
-    return steps
-
-
-def _dataset(
-    inputs: Any,
-    labels: Any,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    *,
-    augment: list[Any] = (),
-    n_classes: int = 0,
-) -> Any:
-    """A batched ``tf.data`` stream; ``n_classes`` > 0 one-hot encodes labels (mixup needs soft labels)."""
-    import tensorflow as tf
-
-    if n_classes:
-        labels = tf.one_hot(labels, n_classes)
-    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    for step in augment:
-        dataset = dataset.map(step)
-    return dataset
-
-
-def _loss(name: str, gamma: float, *, one_hot: bool = False) -> Any:
-    import keras
-
-    from flywheel.models import layers as model_layers
-
-    if name == "focal":
-        # alpha=1: class balancing is the job of class_weights; focal only down-weights easy examples.
-        if one_hot:
-            return keras.losses.CategoricalFocalCrossentropy(gamma=gamma, alpha=1.0)
-        return model_layers.layer("SparseCategoricalFocalCrossentropy", gamma=gamma, alpha=1.0)
-    return keras.losses.CategoricalCrossentropy() if one_hot else keras.losses.SparseCategoricalCrossentropy()
-
-
-def _accuracy(one_hot: bool) -> Any:
-    import keras
-
-    if one_hot:
-        return keras.metrics.CategoricalAccuracy(name="accuracy")
-    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-
-
-def balanced_class_weights(labels: Any, n_classes: int) -> dict[int, float]:
-    """sklearn's "balanced" weights: n_samples / (n_classes * count); absent classes get 1.0."""
-    import numpy as np
-
-    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
-    total = counts.sum()
-    return {c: float(total / (n_classes * counts[c])) if counts[c] else 1.0 for c in range(n_classes)}
-
-
-def build_network(
-    spec: dict[str, Any], preprocess: Any, *, architecture: str, hidden_units: list, conv_widths: list, dropout: float
-) -> Any:
-    """The untrained network ``train`` fits: the ``architecture`` family for images, the dense model for tables.
-
-    ``tune``'s trials build theirs here too, so a trial trains what ``train`` will.
-    """
-    from flywheel.models import families as model_families
-
-    image = image_models.is_image_spec(spec)
-    family = model_families.resolve_family(architecture, image)
-    n_classes = len(spec["label_vocabulary"])
-    if image:
-        return model_families.build_image_classifier(
-            family, spec["image_shape"], n_classes, widths=[int(w) for w in conv_widths],
-            dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
-        )
-    return build_model(spec, preprocess, hidden_units=[int(u) for u in hidden_units], dropout=dropout, n_classes=n_classes)
-
-
-def build_model(
-    spec: dict[str, Any], preprocess: Any, *, hidden_units: list[int], dropout: float, n_classes: int
-) -> Any:
-    """Raw feature inputs -> the fitted preprocessing -> Dense layers -> softmax over classes."""
-    import keras
-
-    preprocess.trainable = False
-    inputs = {
-        name: keras.Input(shape=(), dtype=spec["features"][name]["dtype"], name=name)
-        for name in features.feature_names(spec)
-    }
-    x = preprocess(inputs)
-    for i, units in enumerate(hidden_units):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    output = keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    return keras.Model(inputs=inputs, outputs=output, name="classifier")
 
 
 def export_serving(net: Any, spec: dict[str, Any], path: str) -> None:

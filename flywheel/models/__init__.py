@@ -5,7 +5,8 @@
 * ``layers``: flywheel's Keras custom objects and ``load_model`` (``safe_mode=True``).
 * ``images``: image preprocessing, the small CNN and the image serving signature.
 * ``families``: the network families ``train`` builds (mlp, cnn, resnet, efficientnet_b0, vit).
+* ``fit``: the one Keras fit loop (``train``, ``tune``'s trials and NAS candidates train through it).
 
 Components (train, evaluate, compress, ...), serving, monitoring and the techniques import these;
-nothing here imports a component.
+nothing here imports a component (``fit`` uses the techniques: co-teaching, distillation, mixing).
 """

@@ -7,7 +7,10 @@ family. Every builder takes raw pixels (``image``), applies the fitted
 ``probabilities``, so saving, safe loading, the serving export, ``evaluate``
 and ``push`` treat all families alike.
 
-* ``mlp``: Flatten -> Dense head (tables use ``train.build_model`` instead).
+* ``mlp``: Flatten -> Dense head (tables: ``build_table_classifier``, raw feature columns).
+
+``build_classifier`` builds what ``train`` fits (and ``tune``'s trials, so a trial trains what
+``train`` will): the family for images, the dense table classifier for tables.
 * ``cnn``: ``flywheel.models.images.build_cnn``.
 * ``resnet``: a stem convolution, then one stage of residual blocks per width
   (He et al. 2016: Conv-BN-ReLU-Conv-BN plus an identity or 1x1 projection
@@ -35,6 +38,7 @@ from typing import Any, Sequence
 
 from flywheel.errors import FlywheelError, ParameterError
 
+from flywheel.models import features
 from flywheel.models import images as image_models
 
 TABLE_FAMILIES = ("mlp",)
@@ -316,3 +320,41 @@ def build_vit(
     x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     return keras.Model(pixels, _head(x, n_classes, dense_units, dropout), name="vit")
+
+
+def build_classifier(
+    spec: dict[str, Any], preprocess: Any, *, architecture: str, hidden_units: Sequence[int], conv_widths: Sequence[int],
+    dropout: float,
+) -> Any:
+    """The untrained network ``train`` fits: the ``architecture`` family for images, the dense model for tables."""
+    image = image_models.is_image_spec(spec)
+    family = resolve_family(architecture, image)
+    n_classes = len(spec["label_vocabulary"])
+    if image:
+        return build_image_classifier(
+            family, spec["image_shape"], n_classes, widths=[int(w) for w in conv_widths],
+            dense_units=[int(u) for u in hidden_units], dropout=dropout, preprocess=preprocess,
+        )
+    return build_table_classifier(
+        spec, preprocess, hidden_units=[int(u) for u in hidden_units], dropout=dropout, n_classes=n_classes
+    )
+
+
+def build_table_classifier(
+    spec: dict[str, Any], preprocess: Any, *, hidden_units: Sequence[int], dropout: float, n_classes: int
+) -> Any:
+    """Raw feature inputs -> the fitted preprocessing (frozen) -> Dense layers (ReLU) -> softmax over classes."""
+    import keras
+
+    preprocess.trainable = False
+    inputs = {
+        name: keras.Input(shape=(), dtype=spec["features"][name]["dtype"], name=name)
+        for name in features.feature_names(spec)
+    }
+    x = preprocess(inputs)
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    output = keras.layers.Dense(n_classes, activation="softmax", name=image_models.OUTPUT_NAME)(x)
+    return keras.Model(inputs=inputs, outputs=output, name="classifier")

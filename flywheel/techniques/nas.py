@@ -375,6 +375,8 @@ def train_network(
 ) -> dict[str, list[float]]:
     """Compiles (Adam, sparse cross-entropy) and fits ``net``; returns the Keras history.
 
+    Trains through the models layer's fit loop (``flywheel.models.fit.fit``) with Keras's own
+    shuffling of the arrays (``Schedule(shuffle="keras")``), after seeding with ``seed``.
     ``deadline`` (a ``time.perf_counter()`` value) stops training after the
     batch during which it passes, so a time budget holds within one batch.
     ``patience`` > 0 stops early on validation loss and keeps the best epoch's
@@ -382,33 +384,18 @@ def train_network(
     validation pass (and its graph tracing) when only the final model is scored;
     it cannot be combined with ``patience``.
     """
-    import keras
+    from flywheel.models import fit as fit_loop
 
-    keras.utils.set_random_seed(seed)
-    net.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    callbacks = []
-    if deadline is not None:
-
-        class _Deadline(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                if time.perf_counter() >= deadline:
-                    self.model.stop_training = True
-
-        callbacks.append(_Deadline())
-    if patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, min_delta=1e-3, restore_best_weights=True)
-        )
     validation = (np.asarray(x_val, dtype="float32"), np.asarray(y_val)) if validate or patience > 0 else None
-    fitted = net.fit(
-        np.asarray(x_train, dtype="float32"), np.asarray(y_train), validation_data=validation,
-        epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=0,
+    options = fit_loop.FitOptions(
+        schedule=fit_loop.Schedule(
+            epochs=epochs, batch_size=batch_size, early_stopping_patience=patience, seed=seed, shuffle="keras",
+            deadline=deadline,
+        ),
+        optimizer=fit_loop.Optimizer(learning_rate),
     )
-    return {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    fitted = fit_loop.fit(lambda: net, (np.asarray(x_train, dtype="float32"), np.asarray(y_train)), validation, options)
+    return fitted.history
 
 
 def predict_proba(net: Any, x: Any, *, batch: int = 1024) -> np.ndarray:

@@ -16,7 +16,7 @@ from flywheel.components import _model_diagnosis as diagnosis
 from flywheel.models import features
 from flywheel.components import examples_io
 from flywheel.models import layers as model_layers
-from flywheel.components.train import balanced_class_weights
+from flywheel.models.fit import balanced_class_weights
 from flywheel.errors import ParameterError
 
 
