@@ -30,7 +30,7 @@ def main(out: str) -> None:
     from model_fixtures import penguin_examples, run
 
     from flywheel.components import examples_io
-    from flywheel.components._tune_trial import TrainObjective
+    from flywheel.components.tune.objective import TrainObjective
     from flywheel.components.ingest import ingest
     from flywheel.components.train import train
     from flywheel.components.transform import transform

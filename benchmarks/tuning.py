@@ -2,7 +2,7 @@
 
 Two problems with 2 important and 4 unimportant hyperparameters (Bergstra &
 Bengio 2012; Snoek et al. 2012), both searched through ``tune``'s own search
-loop (``flywheel.components._tune_search``):
+loop (``flywheel.components.tune.search``):
 
 * ``synthetic``: a response surface on [0, 1]^6 whose value depends on two
   dimensions (a Gaussian bump at a random optimum) and barely on four (+-1%);
@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from flywheel.components import _tune_search  # noqa: E402
+from flywheel.components.tune import search as tune_search  # noqa: E402
 
 warnings.filterwarnings("ignore")
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
@@ -100,12 +100,12 @@ def run_one(problem: str, strategy: str, seed: int, trials: int, initial_points:
     space, objective = PROBLEMS[problem](seed)
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()
-        records = _tune_search.search(
+        records = tune_search.search(
             objective, space, strategy=strategy, objective="val_accuracy", max_trials=trials, max_seconds=0,
             epochs=MAX_EPOCHS if problem == "synthetic" else 20, seed=seed, directory=directory, grid_points=2,
             initial_points=initial_points,
         )
-    curve = _tune_search.best_so_far(records, "val_accuracy")
+    curve = tune_search.best_so_far(records, "val_accuracy")
     curve += [curve[-1]] * (trials - len(curve))  # a search that stopped early keeps its best
     return {"curve": curve, "epochs": sum(r["epochs"] for r in records), "seconds": time.perf_counter() - started,
             "trials": len(records)}

@@ -12,7 +12,7 @@ Compiled for Kubeflow, ``tune`` here stays one task: its seed is a pipeline
 parameter, known only when a run starts. Compiled with a constant seed
 (``flywheel compile pipelines/tuning.py -p seed=0``), the random search is
 constant (strategy, space, max_trials, seed) and its trials become a
-``ParallelFor`` of parallel tasks (``components/_tune_kfp.py``; see
+``ParallelFor`` of parallel tasks (``components/tune/fanout.py``; see
 ``tests/kubeflow/test_kfp_tune.py``).
 
 The objective is validation loss: on penguins most configurations reach 100%

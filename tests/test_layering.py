@@ -69,11 +69,6 @@ def _defines_a_component(path: pathlib.Path) -> bool:
     return False
 
 
-# tune's trial and select components fan a search out on Kubeflow; they move into the tune/ package
-# once train's rewrite has merged (issue 16).
-NOT_YET_PUBLIC = ["components/_tune_kfp.py"]
-
-
 def test_components_live_in_public_modules():
     """The IR names a component by its module (``--component MODULE:NAME``) and pipelines import it:
     no ``@component`` in a private (``_``) module of components/."""
@@ -83,4 +78,4 @@ def test_components_live_in_public_modules():
         if any(part.startswith("_") and part != "__init__.py" for part in path.relative_to(REPO).parts)
         and _defines_a_component(path)
     ]
-    assert private == NOT_YET_PUBLIC
+    assert private == []

@@ -1,7 +1,7 @@
 """The code version of a component: its module and the project modules that module imports.
 
 A component's outputs are cached under a key that includes the code that produced them. Hashing
-the component's whole folder (what flywheel did before) made an edit to ``components/tune.py``
+the component's whole folder (what flywheel did before) made an edit to ``components/tune/``
 invalidate ``ingest``'s cache too. This module hashes the code a component runs instead:
 
 * its own module's source;

@@ -280,7 +280,7 @@ class Component:
         if kfp_expansion is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", kfp_expansion):
             raise ComponentDefinitionError(
                 f"The 'kfp_expansion' option of component '{self.name}' must be 'MODULE:FUNCTION' (e.g. "
-                f"'flywheel.components._tune_kfp:expansion'). Got {kfp_expansion!r} instead."
+                f"'flywheel.components.tune.fanout:expansion'). Got {kfp_expansion!r} instead."
             )
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__

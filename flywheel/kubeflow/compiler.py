@@ -27,7 +27,7 @@ A component may declare a KFP expansion (``@component(kfp_expansion="MODULE:FUNC
 function of the task returning a ``ParallelExpansion`` or None): the task then
 compiles to ``ParallelFor`` over items known at compile time -> a trial
 component, and a select component fed ``dsl.Collected`` of the trials' outputs
-(``tune``'s random and grid search do this; see ``components/_tune_kfp.py``).
+(``tune``'s random and grid search do this; see ``components/tune/fanout.py``).
 
 kfp is imported inside the functions, so importing this module is cheap.
 """

@@ -10,7 +10,7 @@ separates them).
 
 ``distillation_targets`` packs the one-hot hard labels and the teacher's
 log-probabilities side by side, and ``distillation_loss`` unpacks them, so a
-plain ``model.fit`` trains the student (``components/train.py`` does that with
+plain ``model.fit`` trains the student (``flywheel/models/fit.py`` does that with
 its own early stopping). ``Distiller`` is the estimator form.
 """
 

@@ -12,7 +12,7 @@ try:
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
     from model_fixtures import imbalanced_examples, penguin_examples, transform_and_train
 
-from flywheel.components import _model_diagnosis as diagnosis
+from flywheel.components.train import diagnosis
 from flywheel.models import features
 from flywheel.components import examples_io
 from flywheel.models import layers as model_layers

@@ -14,7 +14,8 @@ try:
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
     from model_fixtures import penguin_examples, run
 
-from flywheel.components import _tune_search, _tune_space
+from flywheel.components.tune import search as tune_search
+from flywheel.components.tune import space as tune_space
 from flywheel.components.train import train
 from flywheel.components.transform import transform
 from flywheel.components.tune import tune
@@ -88,7 +89,7 @@ def test_grid_walks_the_grid_in_order(penguins, tmp_path):
 
 def test_hyperband_promotes_trials_to_more_epochs():
     space = {"x": {"type": "float", "min": 0.0, "max": 1.0}, "y": {"type": "float", "min": 0.0, "max": 1.0}}
-    trials = _tune_search.search(
+    trials = tune_search.search(
         lambda v, e: {"val_accuracy": e - (v["x"] - 0.5) ** 2}, space, strategy="hyperband", objective="val_accuracy",
         max_trials=30, max_seconds=0, epochs=9, seed=0, directory=_tmp(),
     )
@@ -116,14 +117,14 @@ def test_time_budget_stops_starting_trials():
     for strategy in ("random", "bayesian"):
         now[0] = 0.0
         lines = []
-        trials = _tune_search.search(slow, space, strategy=strategy, objective="val_accuracy", max_trials=50,
+        trials = tune_search.search(slow, space, strategy=strategy, objective="val_accuracy", max_trials=50,
                                      max_seconds=0.5, epochs=1, seed=0, directory=_tmp(), initial_points=10,
                                      clock=lambda: now[0], progress=lines.append)
         # trials start at 0.0, 0.2 and 0.4; at 0.6 the budget is spent and no fourth one starts
         assert len(trials) == 3, (strategy, len(trials))
         assert [line.split(":")[0] for line in lines] == [f"trial {i}/50 (id {t['trial_id']})" for i, t in
                                                           enumerate(trials, 1)]
-        best = _tune_search.best_trial(trials, "val_accuracy")
+        best = tune_search.best_trial(trials, "val_accuracy")
         assert f"best {best['score']:.4f} (id {best['trial_id']})" in lines[-1]
 
 
@@ -154,14 +155,14 @@ def test_same_seed_same_trials_for_the_adaptive_oracles(strategy):
         return {"val_loss": (values["x"] - 0.3) ** 2 + abs(math.log2(values["n"]) - 3) / epochs}
 
     def once(seed, trials):
-        return _tune_search.search(objective, space, strategy=strategy, objective="val_loss", max_trials=trials,
+        return tune_search.search(objective, space, strategy=strategy, objective="val_loss", max_trials=trials,
                                    max_seconds=0, epochs=9, seed=seed, directory=_tmp(), initial_points=2)
 
     # Bayesian: trials 3-4 come from the GP (about 2 s each on a shared CPU); seed 1 differs from the start.
     first, again, other = once(0, 4), once(0, 4), once(1, 2)
     strip = lambda trials: [(t["hyperparameters"], t["epochs"], t["score"]) for t in trials]  # noqa: E731
     assert strip(first) == strip(again) and strip(first)[:2] != strip(other)
-    assert _tune_search.best_trial(first, "val_loss")["score"] == min(t["score"] for t in first)  # minimised
+    assert tune_search.best_trial(first, "val_loss")["score"] == min(t["score"] for t in first)  # minimised
 
 
 @pytest.mark.parametrize(
@@ -181,10 +182,10 @@ def test_same_seed_same_trials_for_the_adaptive_oracles(strategy):
     ],
 )
 def test_bad_search_spaces_get_clear_errors(space, fragment):
-    from flywheel.components._tune_trial import TUNABLE
+    from flywheel.components.tune.objective import TUNABLE
 
     with pytest.raises(ParameterError) as caught:
-        _tune_space.check_space(space, allowed=TUNABLE)
+        tune_space.check_space(space, allowed=TUNABLE)
     assert fragment in str(caught.value) and "Got" in str(caught.value)
 
 

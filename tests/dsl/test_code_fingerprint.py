@@ -123,6 +123,12 @@ def test_the_shipped_components_are_keyed_by_their_own_code():
     assert "flywheel.models.layers" in train_modules
     assert any(m.startswith("flywheel.techniques.") for m in train_modules)
     assert not [m for m in train_modules if m.startswith("flywheel.") and m.split(".")[1] not in ("components", "techniques", "models")]
+    # train reads tune's output through hyperparameters_io, not tune/: an edit to the search keeps
+    # every trained model cached; tune itself runs train's data code, so train is in tune's key.
+    assert "flywheel.components.hyperparameters_io" in train_modules
+    assert not [m for m in train_modules if m.startswith("flywheel.components.tune")]
+    tune_modules = code_fingerprint.project_modules("flywheel.components.tune")
+    assert {"flywheel.components.tune.search", "flywheel.components.tune.objective"} <= set(tune_modules)
 
 
 def test_an_edit_to_validates_severity_module_changes_validates_key_and_not_ingests(tmp_path, monkeypatch):

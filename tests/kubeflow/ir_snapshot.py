@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # The value after --code-fingerprint in a container's args (a YAML list item on the next line).
 FINGERPRINT = re.compile(r"(- --code-fingerprint\n\s*- )[0-9a-f]{64}")
 # Extra compilations of a file with other flags: (file stem, snapshot suffix, compile arguments). A
-# constant random search fans tune's trials out as tasks (components/_tune_kfp.py), a path no
+# constant random search fans tune's trials out as tasks (components/tune/fanout.py), a path no
 # default compile takes.
 VARIANTS = (("tuning", "fanout", ["-p", "strategy=random", "--fix-defaults"]),)
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from flywheel import pipeline
-from flywheel.components import _tune_kfp, _tune_space
+from flywheel.components.tune import space as tune_space
 from flywheel.components.ingest import ingest
 from flywheel.components.train import train
 from flywheel.components.transform import transform
@@ -76,8 +76,8 @@ def test_random_and_grid_compile_to_a_parallel_for_and_a_collected_select(tmp_pa
     loop = tasks[loops[0]]
     assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
     items = json.loads(loop["parameterIterator"]["items"]["raw"])
-    expected = (_tune_space.random_configs(SPACE, 3, 5) if strategy == "random"
-                else _tune_space.grid_configs(SPACE, 3, 3))
+    expected = (tune_space.random_configs(SPACE, 3, 5) if strategy == "random"
+                else tune_space.grid_configs(SPACE, 3, 3))
     assert [i["hyperparameters"] for i in items] == expected  # the very trials the local search runs
     assert [i["trial_id"] for i in items] == ["0", "1", "2"]
 
@@ -86,7 +86,7 @@ def test_random_and_grid_compile_to_a_parallel_for_and_a_collected_select(tmp_pa
     assert trial["inputs"]["parameters"]["config"]["componentInputParameter"] == loop["parameterIterator"]["itemInput"]
     trial_container = _container(doc, trial["componentRef"]["name"])
     assert trial_container["command"] == ["python", "-m", "flywheel.kubeflow.entrypoint"]
-    assert "flywheel.components._tune_kfp:tune_trial" in trial_container["args"]
+    assert "flywheel.components.tune.fanout:tune_trial" in trial_container["args"]
 
     select_key, select = next((k, t) for k, t in tasks.items() if t["taskInfo"]["name"] == "tune-select")
     wiring = select["inputs"]["artifacts"]["trials"]["taskOutputArtifact"]
@@ -249,12 +249,12 @@ def test_the_fan_out_is_declared_on_the_component_and_imported_only_when_compili
 
     code = (
         "import sys; from flywheel.components.tune import tune; "
-        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.components._tune_kfp')))); "
+        "print(sorted(m for m in sys.modules if m.startswith(('flywheel.kubeflow', 'flywheel.components.tune.fanout')))); "
         "print(tune.kfp_expansion.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     before, module = out.stdout.strip().splitlines()
-    assert before == "[]" and module == "flywheel.components._tune_kfp"
+    assert before == "[]" and module == "flywheel.components.tune.fanout"
     with pytest.raises(ComponentDefinitionError, match="'kfp_expansion' option of component 'spread' must be 'MODULE:FUNCTION'"):
         @component(kfp_expansion="not a reference")
         def spread() -> None:

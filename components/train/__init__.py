@@ -9,7 +9,7 @@ The model is ``raw feature dict -> preprocess (from transform) -> Dense layers
   takes one 1-D tensor per raw feature and returns ``probabilities``;
 * ``model.json``: the feature contract (``transform.json``) plus the output name;
 * ``history.json``, ``learning_curve.png`` and a one-line diagnosis
-  (``_model_diagnosis`` holds the rule).
+  (``train/diagnosis.py`` holds the rule).
 
 Image Examples train a small CNN (``flywheel.models.images.build_cnn``) on raw pixels
 with the fitted pixel scaling inside; the serving signature takes ``image``.
@@ -36,7 +36,8 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options, nonempty_positive_int_list, positive_int_list
 from flywheel.errors import FlywheelError, ParameterError
 
-from flywheel.components import _model_diagnosis, _tune_space, examples_io
+from flywheel.components import examples_io, hyperparameters_io
+from flywheel.components.train import diagnosis as learning_curve
 from flywheel.components.data import resampling, sanity
 from flywheel.models import images as image_models
 from flywheel.models import features
@@ -146,7 +147,7 @@ def train(
         raise FlywheelError(f"train's settings miss parameter(s) {sorted(set(train.parameters) - set(given))}.")
     tuned = {}
     if hyperparameters is not None:  # tuned values override the ones given
-        tuned = _tune_space.overrides(hyperparameters, train.parameters)
+        tuned = hyperparameters_io.overrides(hyperparameters, train.parameters)
         train.check_parameters(tuned)
     p = {**given, **tuned}
 
@@ -249,10 +250,10 @@ def write_trained_model(
 
     image = image_models.is_image_spec(spec)
     epochs_run = len(history["loss"])
-    diagnosis = _model_diagnosis.diagnose(history)
+    found = learning_curve.diagnose(history)
     if best_epoch < epochs_run:
-        diagnosis = _model_diagnosis.Diagnosis(
-            diagnosis.verdict, f"{diagnosis.detail} (early stopping kept epoch {best_epoch} of {epochs_run})"
+        found = learning_curve.Diagnosis(
+            found.verdict, f"{found.detail} (early stopping kept epoch {best_epoch} of {epochs_run})"
         )
     net.save(model.path(features.MODEL_FILE))
     if image:
@@ -263,18 +264,18 @@ def write_trained_model(
     features.write_json(model.path(features.MODEL_JSON), contract)
     features.write_json(
         model.path("history.json"),
-        {"history": history, "best_epoch": best_epoch, "diagnosis": diagnosis.verdict, "detail": diagnosis.detail},
+        {"history": history, "best_epoch": best_epoch, "diagnosis": found.verdict, "detail": found.detail},
     )
-    _model_diagnosis.plot_learning_curve(
+    learning_curve.plot_learning_curve(
         history,
         model.path("learning_curve.png"),
-        title=f"diagnosis: {diagnosis.verdict} (kept epoch {best_epoch} of {epochs_run})",
+        title=f"diagnosis: {found.verdict} (kept epoch {best_epoch} of {epochs_run})",
         best_epoch=best_epoch,
     )
     model.properties.update(
         {
-            "diagnosis": diagnosis.verdict,
-            "diagnosis_detail": diagnosis.detail,
+            "diagnosis": found.verdict,
+            "diagnosis_detail": found.detail,
             "final_train_accuracy": float(final_train["accuracy"]),
             "final_val_accuracy": float(final_val["accuracy"]),
             "final_train_loss": float(final_train["loss"]),

@@ -2,7 +2,7 @@
 
 ``search`` runs trials one after another and returns one record per trial.
 Random and grid search draw their configurations up front
-(``_tune_space.random_configs`` / ``grid_configs``, the very lists the Kubeflow
+(``tune_space.random_configs`` / ``grid_configs``, the very lists the Kubeflow
 ``ParallelFor`` fans out); Bayesian optimisation (a Gaussian-process surrogate
 with an upper-confidence-bound acquisition, Snoek et al. 2012) and Hyperband
 (Li et al. 2017) ask KerasTuner's oracles for each next trial, because each
@@ -22,7 +22,7 @@ import time
 import warnings
 from typing import Any, Callable, Mapping
 
-from flywheel.components import _tune_space
+from flywheel.components.tune import space as tune_space
 from flywheel.errors import ParameterError
 
 STRATEGIES = ("random", "grid", "bayesian", "hyperband")
@@ -55,7 +55,7 @@ def search(
 
     Args:
         objective_fn: ``(values, epochs) -> metrics``; ``metrics[objective]`` is the score.
-        space: A checked search space (``_tune_space.check_space``).
+        space: A checked search space (``tune_space.check_space``).
         strategy: One of ``STRATEGIES``.
         objective: The metric to optimise; its direction comes from its name.
         max_trials: Most trials to run.
@@ -91,9 +91,9 @@ def search(
 
     if strategy in ("random", "grid"):
         configs = (
-            _tune_space.iter_random_configs(space, max_trials, seed)
+            tune_space.iter_random_configs(space, max_trials, seed)
             if strategy == "random"
-            else _tune_space.grid_configs(space, max_trials, grid_points)
+            else tune_space.grid_configs(space, max_trials, grid_points)
         )
         for i, values in enumerate(configs):
             if out_of_time():
@@ -112,7 +112,7 @@ def search(
             break
         kt_values = trial.hyperparameters.values
         trial_epochs = int(kt_values.get("tuner/epochs", epochs))
-        record = run_trial(objective_fn, _tune_space.decode(space, kt_values), trial_epochs, objective,
+        record = run_trial(objective_fn, tune_space.decode(space, kt_values), trial_epochs, objective,
                            trial_id=trial.trial_id)
         if strategy == "hyperband":
             record["bracket"], record["round"] = int(kt_values["tuner/bracket"]), int(kt_values["tuner/round"])
@@ -185,8 +185,8 @@ def _oracle(
 
     common = {
         "objective": kt.Objective(objective, direction(objective)),
-        "hyperparameters": _tune_space.keras_tuner_space(space),
-        "seed": _tune_space.oracle_seed(seed),
+        "hyperparameters": tune_space.keras_tuner_space(space),
+        "seed": tune_space.oracle_seed(seed),
         "tune_new_entries": False,
         "allow_new_entries": False,
         "max_consecutive_failed_trials": max_trials + 1,  # failed trials are recorded, not fatal

@@ -26,7 +26,9 @@ from typing import Any, Mapping
 from flywheel.dsl.artifacts import Examples, HyperParameters, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 
-from flywheel.components import _tune_search, _tune_space, _tune_trial
+from flywheel.components.tune import objective as train_objective
+from flywheel.components.tune import search as tune_search
+from flywheel.components.tune import space as tune_space
 
 TRIAL_FILE = "trial.json"
 # Parameters the configurations depend on: they must be constants for a compile-time fan-out.
@@ -50,10 +52,10 @@ def tune_trial(
     Writes ``trial.json`` (the trial record ``tune`` keeps in ``trials.json``)
     and sets the same fields as properties.
     """
-    objective_fn = _tune_trial.TrainObjective(
+    objective_fn = train_objective.TrainObjective(
         examples, transform_graph, fixed=fixed, seed=seed, validation_fraction=validation_fraction
     )
-    record = _tune_search.run_trial(
+    record = tune_search.run_trial(
         objective_fn, dict(config["hyperparameters"]), epochs, objective, trial_id=str(config["trial_id"])
     )
     with open(result.path(TRIAL_FILE), "w", encoding="utf-8") as handle:
@@ -95,12 +97,12 @@ def trial_configs(parameters: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """
     if parameters["strategy"] not in ("random", "grid"):
         return None
-    space = _tune_space.check_space(parameters["search_space"], allowed=_tune_trial.TUNABLE)
+    space = tune_space.check_space(parameters["search_space"], allowed=train_objective.TUNABLE)
     count = int(parameters["max_trials"])
     if parameters["strategy"] == "random":
-        values = _tune_space.random_configs(space, count, int(parameters["seed"]))
+        values = tune_space.random_configs(space, count, int(parameters["seed"]))
     else:
-        values = _tune_space.grid_configs(space, count, int(parameters["grid_points"]))
+        values = tune_space.grid_configs(space, count, int(parameters["grid_points"]))
     width = len(str(count))
     return [{"trial_id": f"{i:0{width}d}", "hyperparameters": v} for i, v in enumerate(values)]
 

@@ -25,8 +25,6 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from flywheel.errors import ParameterError
 
-BEST_FILE = "best_hyperparameters.json"
-TRIALS_FILE = "trials.json"
 TYPES = ("float", "int", "choice")
 _KEYS = {
     "float": ({"type", "min", "max"}, {"log", "step"}),
@@ -202,34 +200,3 @@ def grid_configs(space: Mapping[str, Mapping[str, Any]], count: int, points: int
 def oracle_seed(seed: int) -> int:
     """KerasTuner reads seed 0 as "no seed" (``seed or random.randint``): shift every seed by one."""
     return int(seed) + 1
-
-
-def read_best(path: str) -> dict[str, Any]:
-    """Reads ``best_hyperparameters.json`` (train parameter name -> value)."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def overrides(hyperparameters: Any, valid: Iterable[str], *, owner: str = "train") -> dict[str, Any]:
-    """The tuned values of a HyperParameters artifact, checked against ``owner``'s parameters.
-
-    Raises:
-        ParameterError: the file is missing or names a parameter ``owner`` does not have.
-    """
-    import os
-
-    path = hyperparameters.path(BEST_FILE)
-    if not os.path.isfile(path):
-        raise ParameterError(
-            f"The 'hyperparameters' input of {owner} must hold {BEST_FILE} (written by tune). "
-            f"Got an artifact at {hyperparameters.uri!r} without it instead."
-        )
-    values = read_best(path)
-    names = sorted(valid)
-    unknown = sorted(set(values) - set(names)) if isinstance(values, dict) else [values]
-    if unknown:
-        raise ParameterError(
-            f"The 'hyperparameters' input of {owner} may only set its parameters {names}. Got unknown "
-            f"name(s) {unknown} in {path} instead; tune only parameters {owner} has."
-        )
-    return values

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from flywheel.components import _tune_search
+from flywheel.components.tune import search as tune_search
 
 PLOT_FILE = "trials.png"
 REPORT_FILE = "index.html"
@@ -44,7 +44,7 @@ def plot_trials(trials: list[dict[str, Any]], objective: str, path: str, *, titl
     xs = [i + 1 for i, t in enumerate(trials) if t["status"] == "COMPLETED"]
     ys = [t["score"] for t in trials if t["status"] == "COMPLETED"]
     axes.scatter(xs, ys, s=18, color="#4c72b0", label="trial")
-    curve = _tune_search.best_so_far(trials, objective)
+    curve = tune_search.best_so_far(trials, objective)
     steps = [(i + 1, v) for i, v in enumerate(curve) if v is not None]
     if steps:
         axes.step([s[0] for s in steps], [s[1] for s in steps], where="post", color="#dd8452", label="best so far")

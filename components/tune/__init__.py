@@ -2,14 +2,14 @@
 
 Strategies: random search, grid search (for comparison), Bayesian
 optimisation with a Gaussian-process surrogate, and Hyperband, all from
-KerasTuner's oracles driven directly (``_tune_search``), so a trial can be any
+KerasTuner's oracles driven directly (``tune/search.py``), so a trial can be any
 objective. KerasTuner rather than Optuna: it has all four strategies in one
 library that depends only on Keras (already in the stack), and its Bayesian
 oracle is a real GP (scikit-learn's ``GaussianProcessRegressor``, Matérn 5/2);
 Optuna's GP sampler needs torch and its default TPE is not a GP.
 
 A trial trains the network ``train`` would build with the trial's values
-(``_tune_trial``) and is scored on the validation split, never on eval.
+(``tune/objective.py``) and is scored on the validation split, never on eval.
 Written to ``hyperparameters.uri``:
 
 * ``best_hyperparameters.json``: train parameter name -> value of the best
@@ -36,19 +36,23 @@ from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options
 from flywheel.errors import ParameterError
 
-from flywheel.components import _tune_report, _tune_search, _tune_space, _tune_trial
+from flywheel.components import hyperparameters_io
+from flywheel.components.tune import objective as train_objective
+from flywheel.components.tune import report as tune_report
+from flywheel.components.tune import search as tune_search
+from flywheel.components.tune import space as tune_space
 
 OBJECTIVES = ("val_accuracy", "val_loss")
 
 
-# On Kubeflow, random and grid search compile to a ParallelFor of trials (_tune_kfp.expansion).
-@component(kfp_expansion="flywheel.components._tune_kfp:expansion")
+# On Kubeflow, random and grid search compile to a ParallelFor of trials (tune/fanout.py: expansion).
+@component(kfp_expansion="flywheel.components.tune.fanout:expansion")
 def tune(
     examples: Input[Examples],
     transform_graph: Input[TransformGraph],
     hyperparameters: Output[HyperParameters],
     search_space: dict,
-    strategy: Annotated[str, Options(_tune_search.STRATEGIES)] = "random",
+    strategy: Annotated[str, Options(tune_search.STRATEGIES)] = "random",
     max_trials: Annotated[int, Interval(int, 1, None)] = 10,
     max_seconds: Annotated[float, Interval(float, 0, None)] = 0.0,
     epochs: Annotated[int, Interval(int, 1, None)] = 20,
@@ -67,8 +71,8 @@ def tune(
         examples: Examples with a ``train`` split (and optionally ``validation``).
         transform_graph: Output of ``transform``.
         hyperparameters: Receives the files listed in the module docstring.
-        search_space: Name -> range or choice (``_tune_space``); names are
-            train parameters from ``_tune_trial.TUNABLE``.
+        search_space: Name -> range or choice (``tune/space.py``); names are
+            train parameters from ``train_objective.TUNABLE``.
         strategy: ``"random"``, ``"grid"``, ``"bayesian"`` or ``"hyperband"``.
         max_trials: Most trials to run.
         max_seconds: Time budget in seconds: no trial starts once it is spent
@@ -93,12 +97,12 @@ def tune(
     """
     space = _check_search(search_space, fixed)
     started = time.perf_counter()
-    trial_objective = _tune_trial.TrainObjective(
+    trial_objective = train_objective.TrainObjective(
         examples, transform_graph, fixed=fixed, seed=seed, validation_fraction=validation_fraction
     )
     trial_objective.parameters({}, epochs)  # fixed values break train's rules -> fail before any trial
     with tempfile.TemporaryDirectory(prefix="flywheel-tune-") as project:
-        trials = _tune_search.search(
+        trials = tune_search.search(
             trial_objective, space, strategy=strategy, objective=objective, max_trials=max_trials,
             max_seconds=max_seconds, epochs=epochs, seed=seed, directory=project, grid_points=grid_points,
             initial_points=initial_points, hyperband_factor=hyperband_factor,
@@ -117,7 +121,7 @@ def record_results(
     Raises:
         ParameterError: no trial completed (nothing to recommend).
     """
-    best = _tune_search.best_trial(trials, objective)
+    best = tune_search.best_trial(trials, objective)
     if best is None:
         raise ParameterError(
             f"tune must finish at least one trial with a finite {objective}. Got {len(trials)} trial(s) "
@@ -133,11 +137,11 @@ def record_results(
         "seconds": round(seconds, 3),
         "best_hyperparameters": values,
     }
-    with open(hyperparameters.path(_tune_space.BEST_FILE), "w", encoding="utf-8") as handle:
+    with open(hyperparameters.path(hyperparameters_io.BEST_FILE), "w", encoding="utf-8") as handle:
         json.dump(values, handle, indent=2, sort_keys=True)
-    with open(hyperparameters.path(_tune_space.TRIALS_FILE), "w", encoding="utf-8") as handle:
+    with open(hyperparameters.path(hyperparameters_io.TRIALS_FILE), "w", encoding="utf-8") as handle:
         json.dump({"objective": objective, "strategy": strategy, "trials": trials}, handle, indent=2)
-    _tune_report.write_report(hyperparameters.uri, trials, summary)
+    tune_report.write_report(hyperparameters.uri, trials, summary)
     hyperparameters.properties.update(summary)
     # Every trial in lineage: compact rows (id, score, status, seconds) in the MLMD properties.
     hyperparameters.properties["trials"] = [
@@ -148,10 +152,10 @@ def record_results(
 def _check_search(search_space: dict, fixed: dict) -> dict[str, dict[str, Any]]:
     """The parsed search space; ``fixed`` may name only tunable train parameters. (The other
     parameters' rules are declared in the signature.)"""
-    unknown = sorted(set(fixed) - set(_tune_trial.TUNABLE))
+    unknown = sorted(set(fixed) - set(train_objective.TUNABLE))
     if unknown:
         raise ParameterError(
-            f"The 'fixed' parameter of tune must be a dict of train parameters from {list(_tune_trial.TUNABLE)} "
+            f"The 'fixed' parameter of tune must be a dict of train parameters from {list(train_objective.TUNABLE)} "
             f"(unknown {unknown}). Got {fixed!r} instead."
         )
-    return _tune_space.check_space(search_space, allowed=_tune_trial.TUNABLE)
+    return tune_space.check_space(search_space, allowed=train_objective.TUNABLE)
