@@ -126,7 +126,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8501
     batching: bool = True
-    max_batch_size: int = 64
+    max_batch_size: int = 256
     max_wait_ms: float = 1.0
     predict_threads: int = 2
     max_body_bytes: int = 1024 * 1024
@@ -217,7 +217,7 @@ class ModelServer:
             registry,
             config.model,
             max_loaded=config.max_loaded_versions,
-            loader=functools.partial(load_version, xla=config.xla),
+            loader=functools.partial(load_version, xla=config.xla, max_batch=config.max_batch_size),
             on_change=self._serving_changed,
         )
         if config.batching:
