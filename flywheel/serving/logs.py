@@ -138,14 +138,14 @@ class JsonlWriter:
             # the replica id keeps pods sharing a ReadWriteMany mount (all pid 1) out of each other's files
             path = os.path.join(self.directory, f"{stamp}-{replica_id()}-{os.getpid():07d}-{n:04d}.jsonl")
             if not os.path.exists(path):
-                return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
+                return open(path, "ab")  # noqa: SIM115 - kept open across writes; lines are UTF-8 bytes already
             n += 1  # noqa: SIM115 - kept open across writes, closed in close()
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Appends records, each as one line, and flushes them."""
         if not records:
             return
-        data = b"".join(_line(r) for r in records).decode()
+        data = b"".join([_line(r) for r in records])
         with self._lock:
             if self._handle is None or self._handle.tell() >= self.max_bytes:
                 if self._handle is not None:

@@ -430,7 +430,7 @@ class ModelServer:
 
         started = time.perf_counter()
         route = request.match_info.route.name or "other"
-        gauge = self.metrics.in_flight.labels(self.config.model)
+        gauge = self.metrics.in_flight_now
         gauge.inc()
         self._in_flight += 1
         try:
@@ -544,7 +544,7 @@ class ModelServer:
         _check_finite(probabilities, parsed)
         if self.log.sampled():
             self.log.predictions(request_id, received, model.version, parsed, probabilities, model.class_names)
-        self.metrics.instances.labels(self.config.model, str(model.version)).inc(parsed.size)
+        self.metrics.count_instances(model.version, parsed.size)
         return Prediction(model, parsed, probabilities, request_id)
 
     async def predict(self, request: Any) -> Any:
