@@ -247,3 +247,29 @@ def test_the_flat_call_feeds_each_feature_to_its_own_input_whatever_the_order_of
     np.testing.assert_allclose(predict(columns), expected, rtol=1e-5, atol=1e-6)
     swapped = {**columns, "z": columns["a"], "a": columns["z"]}  # a wrong order would answer this instead
     assert not np.allclose(predict(swapped), expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [{"x": 1.5, "y": None, "c": "red"}, {"x": -2.0, "y": 3.25, "c": "é blue \"q\""}]},
+        {"inputs": {"x": [0.1, 7.0, None], "y": [1.0, 2.0, 3.0], "c": ["blue", "", "red"]}},
+        {"instances": [{"x": 2**70, "y": 1.0, "c": "red"}]},  # beyond 64 bits: orjson refuses, the fallback writes it
+    ],
+)
+def test_request_log_lines_are_byte_for_byte_those_of_the_record_path(body):
+    from flywheel.serving.logs import line
+    from flywheel.serving.requestlog import _request_records, request_lines
+
+    schema = FeatureSchema(
+        numeric=("x", "y"), categorical=("c",), vocabularies={"c": ("red", "blue", 'é blue "q"')},
+        label_vocabulary=("no", "yes"),
+    )
+    parsed = parse_predict(body, schema)
+    probabilities = np.random.default_rng(3).random((parsed.size, 2)).astype(np.float32)
+    args = ("m", "rid-1", 1764300000.123456, 7, parsed, probabilities, ("no", "yes"))
+    data, count = request_lines(*args)
+    records = _request_records(*args)
+    assert count == parsed.size == len(records)
+    assert data == b"".join(line(r) for r in records)
+    assert [json.loads(text)["index"] for text in data.decode().splitlines()] == list(range(parsed.size))
