@@ -361,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         limit = raw[f"tf.function batch {BULK_ROWS}"]
         gc.collect()
         gc.freeze()  # TensorFlow is loaded here too: keep full collections from stalling the load generator
+        # and keep the load generator's own collections rare (its stalls would count as server latency),
+        # as the server does for itself (flywheel.serving.server.GC_THRESHOLD)
+        gc.set_threshold(50_000, 20, 100)
         bodies = [json.dumps({"instances": [row]}).encode() for row in penguin_rows(333)]
         rows = penguin_rows(BULK_ROWS * 8)
         bulk = [json.dumps({"instances": rows[i * BULK_ROWS : (i + 1) * BULK_ROWS]}).encode() for i in range(8)]
