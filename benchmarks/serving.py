@@ -6,8 +6,8 @@
 Measured in one run:
 
 * raw: the served version's model called in this process through the same
-  ``tf.function`` the server uses, on batches of 1 and of ``--max-batch-size``
-  (instances/s), and Keras ``model.predict`` on full batches for reference;
+  ``tf.function`` the server uses, on batches of 1 and of 64 (the rows of one
+  bulk request; instances/s), and Keras ``model.predict`` on batches of 64 for reference;
 * the server (``flywheel serve`` in a subprocess, batching on, request log on
   at sample rate 1.0) under closed-loop load at fixed concurrency levels (each
   client sends its next request when the last one is answered) and open-loop
@@ -15,13 +15,17 @@ Measured in one run:
   counts from the scheduled send time, so a stalled server cannot hide its
   queue). One instance per request: real rows of the penguins data, missing
   values as null; then 64 instances per request over REST and over TF
-  Serving's gRPC API (``PredictionService/Predict`` with the
-  ``tensorflow-serving-api`` stubs), 4 clients, the same rows as the raw
-  batch-64 call. ``--no-batching-too`` adds the REST phases with ``--no-batching``.
+  Serving's gRPC API (``PredictionService/Predict``: ``PredictRequest`` protos
+  built with ``tensorflow-serving-api`` and serialised once, before the phase,
+  sent as bytes on the method's path, the response bytes read but not parsed,
+  so the client, which shares the cores, spends no time re-encoding the same
+  request), 4 clients, the same rows as the raw batch-64 call. The server runs
+  with its default ``--max-batch-size`` unless ``--max-batch-size`` is given.
+  ``--no-batching-too`` adds the REST phases with ``--no-batching``.
 
 Columns: ``batch`` is the mean instances per model call the server formed;
 ``÷raw b1`` and ``÷raw b64`` divide the instances/s served by the raw
-in-process throughput at batch 1 and at the largest batch.
+in-process throughput at batch 1 and at batch 64.
 
 Goals (issue 20), each phase that measures one run ``--repeats`` times (3) and
 reported as the median; each 64-row phase is divided by a 1 s raw batch-64
@@ -59,6 +63,7 @@ GOALS = {  # name: (what, goal, higher is better)
     "grpc_x64_ratio": ("gRPC 64-row requests ÷ raw batch-64 inst/s", 0.50, True),
 }
 PHASE_CAP_S = 60.0
+BULK_ROWS = 64  # rows of one bulk request, and the raw batch the goals divide by
 
 
 def train_registry(home: str) -> str:
@@ -257,16 +262,30 @@ def predict_requests(rows: list[dict], per_request: int) -> list:
     return requests
 
 
-async def grpc_closed_loop(target: str, requests: list, concurrency: int, total: int) -> dict:
-    """Like ``closed_loop``, over gRPC: ``concurrency`` clients on one channel, ``total`` Predict calls."""
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
+
+async def grpc_closed_loop(target: str, requests: list, concurrency: int, total: int) -> dict:
+    """Like ``closed_loop``, over gRPC: ``concurrency`` clients on one channel, ``total`` Predict calls.
+
+    ``requests`` are ``PredictRequest`` protos; each is serialised once here, and the calls send
+    those bytes and take the response's bytes unparsed (the warm-up parses its answers and checks
+    them), so that the load generator's protobuf work does not take CPU from the server.
+    """
+    import grpc
+    from tensorflow_serving.apis import predict_pb2
+
+    bodies = [request.SerializeToString() for request in requests]
     latencies: list[float] = []
     errors = 0
     async with grpc.aio.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        await asyncio.gather(*[stub.Predict(requests[i % len(requests)], timeout=60) for i in range(20)])
+        predict = channel.unary_unary(PREDICT_METHOD)  # bytes in, bytes out
+        answers = await asyncio.gather(*[predict(bodies[i % len(bodies)], timeout=60) for i in range(20)])
+        for i, answer in enumerate(answers):
+            response = predict_pb2.PredictResponse.FromString(answer)
+            shape = [dim.size for dim in response.outputs["probabilities"].tensor_shape.dim]
+            rows = requests[i % len(requests)].inputs
+            assert shape[0] == next(iter(rows.values())).tensor_shape.dim[0].size, shape
         numbers = iter(range(total))
         deadline = time.perf_counter() + PHASE_CAP_S
 
@@ -277,7 +296,7 @@ async def grpc_closed_loop(target: str, requests: list, concurrency: int, total:
                     return
                 began = time.perf_counter()
                 try:
-                    await stub.Predict(requests[i % len(requests)], timeout=60)
+                    await predict(bodies[i % len(bodies)], timeout=60)
                 except grpc.aio.AioRpcError:
                     errors += 1
                 latencies.append(time.perf_counter() - began)
@@ -317,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
     parser.add_argument("--rate", type=float, default=500.0, help="offered requests/s of the open-loop phase")
     parser.add_argument("--rate-seconds", type=float, default=6.0, help="length of the open-loop phase")
-    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument(
+        "--max-batch-size", type=int, default=None, help="the server's --max-batch-size (default: the server's own)"
+    )
     parser.add_argument("--max-wait-ms", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs of the gRPC phase and raw batch calls (median)")
     parser.add_argument("--only-grpc", action="store_true", help="skip the REST phases (raw and gRPC only)")
@@ -332,25 +353,27 @@ def main(argv: list[str] | None = None) -> int:
             registry = train_registry(home)
             print(f"trained and pushed a penguins model in {time.perf_counter() - began:.1f} s")
         load_before = os.getloadavg()[0]
-        raw, model = raw_throughput(registry, [1, args.max_batch_size], repeats=args.repeats)
+        raw, model = raw_throughput(registry, [1, BULK_ROWS], repeats=args.repeats)
         print(f"machine: {os.cpu_count()} cores, load average {load_before:.2f}")
         print("raw in-process throughput (instances/s):")
         for name, value in raw.items():
             print(f"  {name:28s} {value:12,.0f}")
-        limit = raw[f"tf.function batch {args.max_batch_size}"]
+        limit = raw[f"tf.function batch {BULK_ROWS}"]
         gc.collect()
         gc.freeze()  # TensorFlow is loaded here too: keep full collections from stalling the load generator
+        # and keep the load generator's own collections rare (its stalls would count as server latency),
+        # as the server does for itself (flywheel.serving.server.GC_THRESHOLD)
+        gc.set_threshold(50_000, 20, 100)
         bodies = [json.dumps({"instances": [row]}).encode() for row in penguin_rows(333)]
-        rows = penguin_rows(64 * 8)
-        bulk = [json.dumps({"instances": rows[i * 64 : (i + 1) * 64]}).encode() for i in range(8)]
-        grpc_bulk = predict_requests(rows, 64)
-        modes = {
-            "batching": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)],
-        }
+        rows = penguin_rows(BULK_ROWS * 8)
+        bulk = [json.dumps({"instances": rows[i * BULK_ROWS : (i + 1) * BULK_ROWS]}).encode() for i in range(8)]
+        grpc_bulk = predict_requests(rows, BULK_ROWS)
+        batch_size = [] if args.max_batch_size is None else ["--max-batch-size", str(args.max_batch_size)]
+        modes = {"batching": [*batch_size, "--max-wait-ms", str(args.max_wait_ms)]}
         if args.no_batching_too:
             modes["no batching"] = ["--no-batching"]
         print()
-        largest = f"÷raw b{args.max_batch_size}"
+        largest = f"÷raw b{BULK_ROWS}"
         print(
             f"{'mode':12s} {'load':>16s} {'requests':>8s} {'errors':>6s} {'req/s':>7s} {'inst/s':>8s} {'p50 ms':>7s} "
             f"{'p99 ms':>7s} {'max ms':>7s} {'batch':>6s} {'÷raw b1':>8s} {largest:>9s}"
@@ -375,19 +398,20 @@ def main(argv: list[str] | None = None) -> int:
                     for _ in range(repeats)
                 ]
                 phases += [
-                    ("c=4 x64 rows", 64, "rest_x64_ratio", lambda: closed_loop(url, bulk, 4, args.requests // 4))
+                    (f"c=4 x{BULK_ROWS} rows", BULK_ROWS, "rest_x64_ratio",
+                     lambda: closed_loop(url, bulk, 4, args.requests // 4))
                     for _ in range(repeats)
                 ]
                 if args.only_grpc:
                     phases = []
                 if mode == "batching":
                     phases += [
-                        ("gRPC c=4 x64", 64, "grpc_x64_ratio",
+                        (f"gRPC c=4 x{BULK_ROWS}", BULK_ROWS, "grpc_x64_ratio",
                          lambda: grpc_closed_loop(target, grpc_bulk, 4, args.requests // 4))
                         for _ in range(args.repeats)
                     ]
                 for label, per_request, goal, phase in phases:
-                    beside = raw_once(model, args.max_batch_size) if goal.endswith("ratio") else limit
+                    beside = raw_once(model, BULK_ROWS) if goal.endswith("ratio") else limit
                     calls0, rows0 = batch_stats(port)
                     result = asyncio.run(phase())
                     calls1, rows1 = batch_stats(port)
@@ -405,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{mode:12s} {label:>16s} {result['requests']:8d} {result['errors']:6d} {result['rps']:7.0f} "
                         f"{instances:8.0f} {result['p50_ms']:7.2f} {result['p99_ms']:7.2f} {result['max_ms']:7.1f} "
                         f"{mean_batch:6.2f} {instances / raw['tf.function batch 1']:8.2f} {instances / beside:9.3f}"
-                        + (f"  (raw b{args.max_batch_size} beside it: {beside:,.0f}/s)" if beside != limit else ""),
+                        + (f"  (raw b{BULK_ROWS} beside it: {beside:,.0f}/s)" if beside != limit else ""),
                         flush=True,
                     )
             finally:
@@ -414,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             f"goals (issue 20), medians of {args.repeats} runs; each ratio divides by the raw tf.function at "
-            f"batch {args.max_batch_size} measured for 1 s just before its phase (the load changes within a run); "
+            f"batch {BULK_ROWS} measured for 1 s just before its phase (the load changes within a run); "
             f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after:"
         )
         for name, (text, goal, higher_is_better) in GOALS.items():

@@ -34,7 +34,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-grpc", action="store_true", help="serve REST only (default: gRPC too)")
     batching = parser.add_argument_group("batching")
     batching.add_argument("--no-batching", action="store_true", help="one model call per request (for comparison)")
-    batching.add_argument("--max-batch-size", type=int, default=64, help="most instances per model call (default 64)")
+    batching.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=256,
+        help="most instances per model call: concurrent requests merge up to it (default 256)",
+    )
     batching.add_argument(
         "--max-wait-ms", type=float, default=1.0, help="longest a batch waits for more requests (default 1.0)"
     )

@@ -55,12 +55,22 @@ def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -
         future.set_result(result)
 
 
-def _deliver(item: _Item, result: Any, error: BaseException | None) -> None:
-    """Hands a result to the request's event loop; a loop that has closed meanwhile has nobody left to tell."""
-    try:
-        item.loop.call_soon_threadsafe(_resolve, item.future, result, error)
-    except RuntimeError:  # "Event loop is closed": the caller is gone; the worker must live on
-        LOG.debug("dropped a result for a request whose event loop has closed")
+def _resolve_all(outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        _resolve(future, result, error)
+
+
+def _deliver(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
+    """Hands a batch's results to their requests' event loops: one wake-up of each loop for the whole
+    batch (not one per request); a loop that has closed meanwhile has nobody left to tell."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for item, result, error in outcomes:
+        by_loop.setdefault(item.loop, []).append((item.future, result, error))
+    for loop, resolved in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_all, resolved)
+        except RuntimeError:  # "Event loop is closed": the callers are gone; the worker must live on
+            LOG.debug("dropped results for %d request(s) whose event loop has closed", len(resolved))
 
 
 class Batcher:
@@ -175,19 +185,18 @@ class Batcher:
             probabilities = batch[0].model.predict(columns)
         except Exception as exc:  # noqa: BLE001 - a model failure must reach every waiting request, not kill the worker
             LOG.exception("model call failed for a batch of %d instances", size)
-            for item in batch:
-                _deliver(item, None, exc)
+            _deliver([(item, None, exc) for item in batch])
             return
         if self._on_batch is not None:
             try:
                 self._on_batch(size, time.perf_counter() - started)
             except Exception:  # noqa: BLE001 - a metrics hook must not kill the worker every request waits on
                 LOG.exception("the on_batch hook failed")
-        offset = 0
+        outcomes, offset = [], 0
         for item in batch:
-            part = probabilities[offset : offset + item.size]
+            outcomes.append((item, probabilities[offset : offset + item.size], None))
             offset += item.size
-            _deliver(item, part, None)
+        _deliver(outcomes)
 
 
 class DirectPredictor:

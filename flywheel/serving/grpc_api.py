@@ -118,7 +118,7 @@ class TFServingAPI:
         """Runs one call with the REST middleware's bookkeeping; a refusal aborts with its gRPC code."""
         server = self.server
         started = time.perf_counter()
-        gauge = server.metrics.in_flight.labels(server.config.model)
+        gauge = server.metrics.in_flight_now
         gauge.inc()
         server._in_flight += 1  # noqa: SLF001 - shutdown drains REST and gRPC calls alike
         status, message = 200, ""

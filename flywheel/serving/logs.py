@@ -138,14 +138,18 @@ class JsonlWriter:
             # the replica id keeps pods sharing a ReadWriteMany mount (all pid 1) out of each other's files
             path = os.path.join(self.directory, f"{stamp}-{replica_id()}-{os.getpid():07d}-{n:04d}.jsonl")
             if not os.path.exists(path):
-                return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
+                return open(path, "ab")  # noqa: SIM115 - kept open across writes; lines are UTF-8 bytes already
             n += 1  # noqa: SIM115 - kept open across writes, closed in close()
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Appends records, each as one line, and flushes them."""
-        if not records:
+        if records:
+            self.write_lines(b"".join([_line(r) for r in records]))
+
+    def write_lines(self, data: bytes) -> None:
+        """Appends JSON lines already encoded (UTF-8, each ending in a newline) and flushes them."""
+        if not data:
             return
-        data = b"".join(_line(r) for r in records).decode()
         with self._lock:
             if self._handle is None or self._handle.tell() >= self.max_bytes:
                 if self._handle is not None:
@@ -160,6 +164,11 @@ class JsonlWriter:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+
+
+def line(record: dict[str, Any]) -> bytes:
+    """One record as a JSON line (bytes, newline-terminated), as the writers write it."""
+    return _line(record)
 
 
 def _line(record: dict[str, Any]) -> bytes:
@@ -224,9 +233,13 @@ class ReplicaLogWriter:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Appends records to this hour's spool file; ships it when the interval has passed."""
-        if not records:
+        if records:
+            self.write_lines(b"".join([_line(r) for r in records]))
+
+    def write_lines(self, data: bytes) -> None:
+        """Appends JSON lines already encoded (UTF-8, each ending in a newline); ships as ``write``."""
+        if not data:
             return
-        data = b"".join(_line(r) for r in records)
         with self._lock:
             name = f"{time.strftime('%Y%m%d-%H', time.gmtime(self.clock()))}-{self.replica}.jsonl"
             if name != self._name:

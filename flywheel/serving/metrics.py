@@ -104,6 +104,10 @@ class ServingMetrics:
         self.reload_errors.labels(model)  # exported as 0 from the start, so a rate() sees the first error
         self._batch = self.batch_size.labels(model)
         self._model_seconds = self.model_seconds.labels(model)
+        self.in_flight_now = self.in_flight.labels(model)
+        # the labelled children of the per-request series, looked up once each (labels() takes a lock)
+        self._per_request: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self._per_version: dict[int, Any] = {}
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """Records one model call (called by the batcher's worker)."""
@@ -111,11 +115,26 @@ class ServingMetrics:
         self._model_seconds.observe(seconds)
 
     def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        self.requests.labels(self.model, endpoint, str(code)).inc()
-        self.latency.labels(self.model, endpoint).observe(seconds)
-        kind = _error_kind(code)
-        if kind:
-            self.errors.labels(self.model, kind).inc()
+        children = self._per_request.get((endpoint, code))
+        if children is None:
+            kind = _error_kind(code)
+            children = self._per_request[(endpoint, code)] = (
+                self.requests.labels(self.model, endpoint, str(code)),
+                self.latency.labels(self.model, endpoint),
+                self.errors.labels(self.model, kind) if kind else None,
+            )
+        count, latency, errors = children
+        count.inc()
+        latency.observe(seconds)
+        if errors is not None:
+            errors.inc()
+
+    def count_instances(self, version: int, instances: int) -> None:
+        """Adds the instances one predict request answered with ``version``."""
+        child = self._per_version.get(version)
+        if child is None:
+            child = self._per_version[version] = self.instances.labels(self.model, str(version))
+        child.inc(instances)
 
     def serving_version(self, version: int) -> None:
         self.version.labels(self.model).set(version)

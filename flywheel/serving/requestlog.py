@@ -1,11 +1,12 @@
 """Writing the request and feedback logs off the request path.
 
 Handlers only put a tuple on a queue (never blocks, never touches the disk);
-one writer thread drains the queue, builds the records in the format of
-``flywheel.serving.logs`` (the contract the monitor reads) and appends them
+one writer thread drains the queue, encodes the lines in the format of
+``flywheel.serving.logs`` (the contract the monitor reads; ``request_lines``
+writes a request's lines without a record dict per instance) and appends them
 with ``JsonlWriter`` in batches (after a first item it gathers for ``GATHER_S``,
-so a busy server wakes the writer ~20 times a second, not once per request). ``close`` writes what is queued, then stops:
-nothing queued is lost on a clean shutdown.
+so a busy server wakes the writer ~20 times a second, not once per request).
+``close`` writes what is queued, then stops: nothing queued is lost on a clean shutdown.
 
 The queue is bounded at ``max_queued_requests`` predict requests (a disk slower
 than the traffic must not grow the server's memory without end). When it is
@@ -24,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from flywheel.serving.logs import FEEDBACK, REQUESTS, log_dir, log_root, open_writer
+from flywheel.serving.logs import FEEDBACK, REQUESTS, line, log_dir, log_root, open_writer
 from flywheel.storage import StorageError
 
 LOG = logging.getLogger("flywheel.serving")
@@ -147,7 +148,8 @@ class PredictionLog:
                 except queue.Empty:
                     break
             stop = False
-            batches: dict[str, list[dict[str, Any]]] = {REQUESTS: [], FEEDBACK: []}
+            chunks: dict[str, list[bytes]] = {REQUESTS: [], FEEDBACK: []}
+            counts = {REQUESTS: 0, FEEDBACK: 0}
             flushed = []
             for item in items:
                 if item is _STOP:
@@ -155,12 +157,15 @@ class PredictionLog:
                 elif item[0] == "flush":
                     flushed.append(item[1])
                 elif item[0] == REQUESTS:
-                    batches[REQUESTS].extend(_request_records(self.model, *item[1]))
+                    data, count = request_lines(self.model, *item[1])
+                    chunks[REQUESTS].append(data)
+                    counts[REQUESTS] += count
                 else:
-                    batches[FEEDBACK].extend(item[1])
-            for kind, records in batches.items():
-                if records:
-                    self._write(kind, records)
+                    chunks[FEEDBACK].extend(line(record) for record in item[1])
+                    counts[FEEDBACK] += len(item[1])
+            for kind, parts in chunks.items():
+                if parts:
+                    self._write(kind, b"".join(parts), counts[kind])
             if flushed:  # a writer to an object store ships its file now
                 for writer in self._writers.values():
                     try:
@@ -177,18 +182,55 @@ class PredictionLog:
                         LOG.error("could not ship the log to %s: %s", writer.directory, exc)
                 return
 
-    def _write(self, kind: str, records: list[dict[str, Any]]) -> None:
+    def _write(self, kind: str, data: bytes, count: int) -> None:
         try:
             writer = self._writers.get(kind)
             if writer is None:
                 directory = self.requests_dir if kind == REQUESTS else self.feedback_dir
                 writer = self._writers[kind] = open_writer(directory, max_bytes=self._max_bytes, **self._retention)
-            writer.write(records)
+            writer.write_lines(data)
         except (OSError, StorageError) as exc:  # a full disk or an unreachable store must not stop serving
-            LOG.error("could not write %d %s log line(s): %s", len(records), kind, exc)
+            LOG.error("could not write %d %s log line(s): %s", count, kind, exc)
             return
         if self._on_written is not None:
-            self._on_written(kind, len(records))
+            self._on_written(kind, count)
+
+
+def request_lines(
+    model: str,
+    request_id: str,
+    ts: float,
+    version: int,
+    parsed: Any,
+    probabilities: Any,
+    class_names: tuple[str, ...],
+) -> tuple[bytes, int]:
+    """One request's log lines, encoded, and how many: the bytes ``line`` writes for each of
+    ``_request_records``, built without a record dict per instance.
+
+    The fields every line of the request shares are encoded once; per instance only its features
+    (one ``orjson.dumps``), its index and its slice of the probabilities (all of the request's
+    encoded at once: numbers only, so the rows split at ``],[``) are. Whatever orjson cannot encode
+    (an integer beyond 64 bits among the features) goes through ``line`` record by record.
+    """
+    import orjson
+
+    rows = parsed.rows()
+    dumps = orjson.dumps
+    try:
+        head = b'{"request_id":' + dumps(request_id) + b',"index":'
+        middle = b"".join(
+            (b',"ts":', dumps(ts), b',"model":', dumps(model), b',"version":', dumps(version), b',"features":')
+        )
+        winners = [b',"prediction":' + dumps(name) + b',"probabilities":[' for name in class_names]
+        values = dumps(probabilities.tolist())[2:-2].split(b"],[")
+        parts = []
+        for i, (row, winner) in enumerate(zip(rows, probabilities.argmax(axis=1).tolist())):
+            parts += (head, b"%d" % i, middle, dumps(row, default=str), winners[winner], values[i], b"]}\n")
+    except orjson.JSONEncodeError:
+        records = _request_records(model, request_id, ts, version, parsed, probabilities, class_names)
+        return b"".join([line(record) for record in records]), len(records)
+    return b"".join(parts), len(rows)
 
 
 def _request_records(

@@ -1,5 +1,5 @@
 """The lean serving paths: vectorized column checks, orjson with the stdlib's rules, gRPC tensors read
-without TensorFlow, the bounded request-log queue, and XLA chosen or refused at load."""
+without TensorFlow, the bounded request-log queue, XLA chosen or refused at load, and the model's flat call."""
 
 from __future__ import annotations
 
@@ -214,3 +214,62 @@ def test_cli_passes_xla_and_the_log_queue_bound_and_the_config_refuses_bad_value
         ServeConfig(registry="r", home="h", xla="fast").check()
     with pytest.raises(ServingError, match=r"'log_queue_requests' serving option must be >= 1\. Got 0"):
         ServeConfig(registry="r", home="h", log_queue_requests=0).check()
+
+
+def test_the_flat_call_feeds_each_feature_to_its_own_input_whatever_the_order_of_model_json():
+    import keras
+
+    from flywheel.serving.models import compile_predict
+
+    z, a = keras.Input(shape=(), name="z"), keras.Input(shape=(), name="a")
+    c = keras.Input(shape=(), dtype="string", name="c")
+    coded = keras.layers.StringLookup(vocabulary=["red", "blue"], output_mode="one_hot")(c)
+    numbers = keras.layers.Concatenate()([keras.layers.Reshape((1,))(z), keras.layers.Reshape((1,))(a)])
+    joined = keras.layers.Concatenate()([numbers, coded])
+    weights = keras.initializers.RandomNormal(seed=1)
+    out = keras.layers.Dense(3, activation="softmax", kernel_initializer=weights)(joined)
+    net = keras.Model({"z": z, "c": c, "a": a}, out)
+    spec = {  # model.json's order is neither the inputs' nor the sorted one
+        "features": {
+            "z": {"dtype": "float"},
+            "c": {"dtype": "string", "vocabulary": ["red", "blue"]},
+            "a": {"dtype": "float"},
+        },
+        "label_vocabulary": ["p", "q", "r"],
+    }
+    predict = compile_predict(net, spec)
+    columns = {
+        "z": np.array([0.0, 3.0, -2.0], dtype=np.float32),
+        "c": np.array(["red", "blue", ""], dtype=object),
+        "a": np.array([5.0, -1.0, 0.5], dtype=np.float32),
+    }
+    expected = net({**columns, "c": columns["c"].astype(str)}).numpy()
+    np.testing.assert_allclose(predict(columns), expected, rtol=1e-5, atol=1e-6)
+    swapped = {**columns, "z": columns["a"], "a": columns["z"]}  # a wrong order would answer this instead
+    assert not np.allclose(predict(swapped), expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [{"x": 1.5, "y": None, "c": "red"}, {"x": -2.0, "y": 3.25, "c": "é blue \"q\""}]},
+        {"inputs": {"x": [0.1, 7.0, None], "y": [1.0, 2.0, 3.0], "c": ["blue", "", "red"]}},
+        {"instances": [{"x": 2**70, "y": 1.0, "c": "red"}]},  # beyond 64 bits: orjson refuses, the fallback writes it
+    ],
+)
+def test_request_log_lines_are_byte_for_byte_those_of_the_record_path(body):
+    from flywheel.serving.logs import line
+    from flywheel.serving.requestlog import _request_records, request_lines
+
+    schema = FeatureSchema(
+        numeric=("x", "y"), categorical=("c",), vocabularies={"c": ("red", "blue", 'é blue "q"')},
+        label_vocabulary=("no", "yes"),
+    )
+    parsed = parse_predict(body, schema)
+    probabilities = np.random.default_rng(3).random((parsed.size, 2)).astype(np.float32)
+    args = ("m", "rid-1", 1764300000.123456, 7, parsed, probabilities, ("no", "yes"))
+    data, count = request_lines(*args)
+    records = _request_records(*args)
+    assert count == parsed.size == len(records)
+    assert data == b"".join(line(r) for r in records)
+    assert [json.loads(text)["index"] for text in data.decode().splitlines()] == list(range(parsed.size))
