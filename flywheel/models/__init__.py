@@ -5,6 +5,7 @@
 * ``layers``: flywheel's Keras custom objects and ``load_model`` (``safe_mode=True``).
 * ``images``: image preprocessing, the small CNN and the image serving signature.
 * ``families``: the network families ``train`` builds (mlp, cnn, resnet, efficientnet_b0, vit).
+* ``data``: the streaming tabular reader (Parquet shards -> a batched ``tf.data`` pipeline of raw features).
 
 Components (train, evaluate, compress, ...), serving, monitoring and the techniques import these;
 nothing here imports a component.
