@@ -154,7 +154,9 @@ def train(
         _check_teacher(teacher, spec, coteaching, class_weights, loss, mixup_alpha)
     vocabulary = spec["label_vocabulary"]
     source = _model_resample.resampled_examples(transform_graph) or examples
-    x_train, y_train, x_val, y_val = training_data(source, spec, validation_fraction, seed)
+    streamed = None if image or coteaching or teacher is not None else streamed_training_data(
+        source, spec, validation_fraction, seed)
+    x_train, y_train, x_val, y_val = streamed or training_data(source, spec, validation_fraction, seed)
 
     preprocess = model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
 
@@ -389,6 +391,32 @@ def training_data(source: Examples, spec: dict[str, Any], fraction: float, seed:
     return features.raw_inputs(x_all, spec), y_all, features.raw_inputs(x_val, spec), y_val
 
 
+# Tabular train splits with more rows than this (Parquet metadata) stream through tf.data instead of
+# loading whole (flywheel.models.data); smaller ones keep the in-memory path, which is faster.
+STREAM_ROWS = 500_000
+
+
+def streamed_training_data(source: Examples, spec: dict[str, Any], fraction: float, seed: int) -> tuple[Any, ...] | None:
+    """``training_data`` for a large tabular train split, as ``StreamSplit``s; None below ``STREAM_ROWS`` rows.
+
+    ``(fit, fit, validation, validation)``: each ``StreamSplit`` stands for both the inputs and the labels
+    (``_dataset`` streams it, ``balanced_class_weights`` and ``len`` count its labels in one pass). Without a
+    ``validation`` split, the hold-out is the rows whose index hashes below ``fraction`` (not stratified; see
+    ``flywheel.models.data``). Co-teaching and distillation keep the in-memory path.
+    """
+    from flywheel.models import data
+
+    paths = examples_io.shard_paths(source, "train")
+    if sum(data.shard_rows(paths)) <= STREAM_ROWS:
+        return None
+    if "validation" in examples_io.split_names(source):
+        fit, val = data.StreamSplit(paths, spec), data.StreamSplit(examples_io.shard_paths(source, "validation"), spec)
+    else:
+        fit = data.StreamSplit(paths, spec, holdout=("drop", fraction, seed))
+        val = data.StreamSplit(paths, spec, holdout=("keep", fraction, seed))
+    return fit, fit, val, val
+
+
 def _augmentations(spec: dict[str, Any], mixup_alpha: float, randaugment_n: int, randaugment_m: float, seed: int) -> list[Any]:
     """The batch functions of the requested augmentations (RandAugment first, then mixup)."""
     from flywheel.techniques.mixing import MixUp, RandAugment
@@ -416,6 +444,9 @@ def _dataset(
 ) -> Any:
     """A batched ``tf.data`` stream; ``n_classes`` > 0 one-hot encodes labels (mixup needs soft labels)."""
     import tensorflow as tf
+
+    if hasattr(inputs, "shard_paths"):  # a StreamSplit (streamed_training_data): tables only, so no augmentation
+        return inputs.dataset(batch_size, shuffle_seed)
 
     if n_classes:
         labels = tf.one_hot(labels, n_classes)
@@ -453,7 +484,7 @@ def balanced_class_weights(labels: Any, n_classes: int) -> dict[int, float]:
     """sklearn's "balanced" weights: n_samples / (n_classes * count); absent classes get 1.0."""
     import numpy as np
 
-    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
+    counts = labels.label_counts(n_classes) if hasattr(labels, "label_counts") else np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
     total = counts.sum()
     return {c: float(total / (n_classes * counts[c])) if counts[c] else 1.0 for c in range(n_classes)}
 

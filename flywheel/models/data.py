@@ -176,3 +176,59 @@ def stream_dataset(
     if n_classes:
         dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
     return dataset.prefetch(2)
+
+
+SHUFFLE_BUFFER = 100_000  # rows; a streamed split larger than this is shuffled within the buffer (and 4 interleaved shards)
+
+
+class StreamSplit:
+    """One split to stream (its shards, the feature contract, an optional hold-out), for ``train``.
+
+    ``dataset`` builds the ``tf.data`` pipeline; ``label_counts`` and ``len`` come from one pass over
+    the label column only (cached), so class weights and row counts need no feature in memory.
+    """
+
+    def __init__(
+        self, shard_paths: list[str], spec: dict[str, Any], *, holdout: tuple[str, float, int] | None = None,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
+    ) -> None:
+        self.shard_paths = list(shard_paths)
+        self.spec = spec
+        self.holdout = holdout
+        self.shuffle_buffer = shuffle_buffer
+        self._counts: np.ndarray | None = None
+
+    def dataset(self, batch_size: int, shuffle_seed: int | None = None) -> Any:
+        """Batches of (raw features, label ids); shuffled (bounded buffer, seeded) when ``shuffle_seed`` is given."""
+        return stream_dataset(
+            self.shard_paths, self.spec, batch_size, holdout=self.holdout, seed=shuffle_seed,
+            shuffle_buffer=self.shuffle_buffer if shuffle_seed is not None else 0,
+        )
+
+    def label_counts(self, n_classes: int | None = None) -> np.ndarray:
+        """Rows per label id (vocabulary order)."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        if self._counts is None:
+            vocabulary = self.spec["label_vocabulary"]
+            counts = np.zeros(len(vocabulary), dtype=np.int64)
+            label = self.spec["label"]
+            for path, offset in zip(self.shard_paths, _offsets(self.shard_paths)):
+                with pq.ParquetFile(path) as shard:
+                    start = offset
+                    for batch in shard.iter_batches(batch_size=65_536, columns=[label]):
+                        frame = batch.to_pandas()
+                        rows = len(frame)
+                        if self.holdout is not None:
+                            side, fraction, seed = self.holdout
+                            chosen = hash_fraction(np.arange(start, start + rows), seed) < fraction
+                            frame = frame[chosen if side == "keep" else ~chosen]
+                        start += rows
+                        ids = features.encode_labels(frame[label], vocabulary)
+                        counts += np.bincount(ids, minlength=len(vocabulary))
+            self._counts = counts
+        return self._counts if n_classes is None else np.pad(self._counts, (0, max(0, n_classes - len(self._counts))))
+
+    def __len__(self) -> int:
+        return int(self.label_counts().sum())
