@@ -87,7 +87,7 @@ def _artifacts(work: str) -> dict:
         "examples": artifacts.Examples, "statistics": artifacts.ExampleStatistics, "schema": artifacts.Schema,
         "anomalies": artifacts.ExampleAnomalies, "report": artifacts.HTML, "transform_graph": artifacts.TransformGraph,
         "model": artifacts.Model, "evaluation": artifacts.ModelEvaluation, "blessing": artifacts.ModelBlessing,
-        "metrics": artifacts.ClassificationMetrics,
+        "metrics": artifacts.ClassificationMetrics, "summary": artifacts.Markdown,
     }
     found = {}
     for name, kind in kinds.items():
@@ -133,7 +133,7 @@ def run_step(step: str, work: str, csv_path: str) -> None:
     else:
         from flywheel.components.evaluate import evaluate
 
-        names = ["evaluation", "blessing", "metrics"]
+        names = ["evaluation", "blessing", "metrics", "summary"]
         call_component(
             evaluate, {"examples": a["examples"], "model": a["model"]}, {n: a[n] for n in names},
             {"slice_features": [], "thresholds": {}, "registry": os.path.join(work, "registry"), "model_name": "taxi"},
