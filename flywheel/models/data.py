@@ -5,13 +5,17 @@ feeds it (``features.raw_inputs`` and ``features.encode_labels`` applied to
 each record batch: numbers as float32 with NaN for missing, strings with ""
 for missing, label ids in vocabulary order), without holding the split:
 
-    shards --interleave(cycle_length)--> record batches (``ParquetFile.iter_batches``)
-           --unbatch--> rows --shuffle(shuffle_buffer, seed)--> batch(batch_size) --> prefetch
+    shards (in a seeded random order) --interleave(cycle_length)--> record batches
+           (``ParquetFile.iter_batches``, rows permuted within each) --unbatch--> rows
+           --shuffle(shuffle_buffer, seed)--> batch(batch_size) --> prefetch
 
 Memory is bounded by ``cycle_length`` open readers of ``read_rows`` rows, the
-shuffle buffer and the prefetched batches, whatever the split's size. The
-order is deterministic for a seed (deterministic interleave; seeded shuffle,
-reshuffled every epoch the same way in every run).
+shuffle buffer and the prefetched batches, whatever the split's size. The row
+buffer is the costly part (tf.data keeps a tensor per feature per row: about
+1 KB a row for five features, measured), hence the three-level shuffle: shard
+order, rows within a record batch, then a modest row buffer (``SHUFFLE_BUFFER``).
+The order is deterministic for a seed (deterministic interleave; seeded
+shuffles, each epoch in another order, the same in every run).
 
 Validation without a ``validation`` split: ``holdout`` keeps or drops the rows
 whose *global row index* hashes below ``fraction`` (``hash_fraction``:
@@ -86,7 +90,8 @@ def _offsets(shard_paths: list[str]) -> list[int]:
 
 
 def _shard_batches(
-    path: str, offset: int, spec: dict[str, Any], read_rows: int, holdout: tuple[str, float, int] | None
+    path: str, offset: int, spec: dict[str, Any], read_rows: int, holdout: tuple[str, float, int] | None,
+    rng: Any = None,
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
     import numpy as np
     import pyarrow.parquet as pq
@@ -111,7 +116,11 @@ def _shard_batches(
                 frame = frame[chosen if side == "keep" else ~chosen]
             start += rows
             if len(frame):
-                yield features.raw_inputs(frame, spec), features.encode_labels(frame[label], spec["label_vocabulary"])
+                x, y = features.raw_inputs(frame, spec), features.encode_labels(frame[label], spec["label_vocabulary"])
+                if rng is not None:  # rows of a record batch in a seeded random order
+                    order = rng.permutation(len(y))
+                    x, y = {name: values[order] for name, values in x.items()}, y[order]
+                yield x, y
 
 
 def stream_dataset(
@@ -159,14 +168,23 @@ def stream_dataset(
         tf.TensorSpec(shape=(None,), dtype=tf.int32),
     )
 
+    import numpy as np
+
+    passes = [0] * len(shard_paths)  # reads of each shard so far: the epoch, for the in-batch order
+
     def shard_dataset(index: Any) -> Any:
         def generate(i: Any) -> Iterator[Any]:
             i = int(i)
-            yield from _shard_batches(shard_paths[i], offsets[i], spec, read_rows, holdout)
+            rng = None if not shuffle_buffer else np.random.default_rng([seed or 0, i, passes[i]])
+            passes[i] += 1
+            yield from _shard_batches(shard_paths[i], offsets[i], spec, read_rows, holdout, rng)
 
         return tf.data.Dataset.from_generator(generate, args=(index,), output_signature=signature)
 
-    dataset = tf.data.Dataset.range(len(shard_paths)).interleave(
+    shards = tf.data.Dataset.range(len(shard_paths))
+    if shuffle_buffer > 0:  # shard order, then rows within each record batch, then the row buffer
+        shards = shards.shuffle(len(shard_paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = shards.interleave(
         shard_dataset, cycle_length=min(cycle_length, len(shard_paths)), block_length=1
     )
     dataset = dataset.unbatch()
@@ -178,7 +196,7 @@ def stream_dataset(
     return dataset.prefetch(2)
 
 
-SHUFFLE_BUFFER = 100_000  # rows; a streamed split larger than this is shuffled within the buffer (and 4 interleaved shards)
+SHUFFLE_BUFFER = 10_000  # rows in the row-level buffer (after the shard-order and in-batch shuffles)
 
 
 class StreamSplit:
