@@ -87,7 +87,7 @@ def _artifacts(work: str) -> dict:
         "examples": artifacts.Examples, "statistics": artifacts.ExampleStatistics, "schema": artifacts.Schema,
         "anomalies": artifacts.ExampleAnomalies, "report": artifacts.HTML, "transform_graph": artifacts.TransformGraph,
         "model": artifacts.Model, "evaluation": artifacts.ModelEvaluation, "blessing": artifacts.ModelBlessing,
-        "metrics": artifacts.ClassificationMetrics,
+        "metrics": artifacts.ClassificationMetrics, "summary": artifacts.Markdown,
     }
     found = {}
     for name, kind in kinds.items():
@@ -123,7 +123,11 @@ def run_step(step: str, work: str, csv_path: str) -> None:
         call_component(transform, {"examples": a["examples"], "schema": a["schema"]}, {"transform_graph": a["transform_graph"]}, {})
         outputs = ["transform_graph"]
     elif step == "train":
+        from flywheel.components import train as train_module
         from flywheel.components.train import train
+
+        if os.environ.get("FLYWHEEL_SCALE_STREAM_ROWS"):
+            train_module.STREAM_ROWS = int(os.environ["FLYWHEEL_SCALE_STREAM_ROWS"])
 
         call_component(
             train, {"examples": a["examples"], "transform_graph": a["transform_graph"]}, {"model": a["model"]},
@@ -133,7 +137,7 @@ def run_step(step: str, work: str, csv_path: str) -> None:
     else:
         from flywheel.components.evaluate import evaluate
 
-        names = ["evaluation", "blessing", "metrics"]
+        names = ["evaluation", "blessing", "metrics", "summary"]
         call_component(
             evaluate, {"examples": a["examples"], "model": a["model"]}, {n: a[n] for n in names},
             {"slice_features": [], "thresholds": {}, "registry": os.path.join(work, "registry"), "model_name": "taxi"},
@@ -217,10 +221,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=0, help="runs per size (default: 3 below 1M rows, else 1)")
     parser.add_argument("--ten-million", action="store_true", help="also run 10M rows")
     parser.add_argument("--scratch", default="", help="where tables and artifacts go (default: a temp dir, deleted)")
+    parser.add_argument("--stream-rows", type=int, default=None,
+                        help="train's STREAM_ROWS for this run (0: every train split streams; default: train's own)")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stream_rows is not None:  # the step children read it (run_step)
+        os.environ["FLYWHEEL_SCALE_STREAM_ROWS"] = str(args.stream_rows)
     if args.step:
         run_step(args.step, args.work, args.csv)
         return

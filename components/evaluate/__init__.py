@@ -12,14 +12,20 @@ A model is blessed when both hold:
   on the same eval split, no metric of ``compare_metrics`` drops by more than
   ``max_regression``. With nothing serving, this check passes.
 
-Image Examples are scored the same way on their pixels (``images.npy``);
-slices do not apply to images and are skipped with a note.
+Table splits are scored in batches of ``EVAL_BATCH_ROWS`` rows (shard after
+shard), so memory does not grow with the split: counts, accuracy, precision,
+recall, F1, the confusion matrix and every slice are exact; ROC-AUC and
+average precision are exact up to ``classification.EXACT_ROWS`` rows and
+binned beyond, with the bound on the ROC-AUC error stated in the result
+(``auc_method``, ``auc_bins``, ``roc_auc_max_error``; see ``classification.py``).
+Image Examples are scored the same way on their pixels (``images.npy``, read
+whole); slices do not apply to images and are skipped with a note.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterator
 
 from flywheel.dsl.artifacts import ClassificationMetrics, Examples, Markdown, Model, ModelBlessing, ModelEvaluation
 from flywheel.dsl.component import Input, Output, component
@@ -31,6 +37,9 @@ from flywheel.components.data import sanity
 
 from . import classification
 from flywheel.models import features
+
+# Rows per batch a table split is scored in (memory is bounded by the batch, not the split).
+EVAL_BATCH_ROWS = 65_536
 
 
 @rule
@@ -108,34 +117,39 @@ def evaluate(
     spec = features.read_json(model.path(features.MODEL_JSON))
     label_name = label or spec.get("label") or examples_io.label_of(examples)
     image = examples_io.is_image(examples)
-    images = None
-    if image:
-        images, frame = examples_io.read_images(examples, split)
-    else:
-        frame = examples_io.read_split(examples, split)
-    if label_name not in frame.columns:
-        raise FlywheelError(
-            f"The label column '{label_name}' is not in the {split} split (columns: {list(frame.columns)})."
-        )
-    present = frame[label_name].notna().to_numpy()
-    frame = frame[present].reset_index(drop=True)
-    if images is not None:
-        images = images[present]
-    y_true = frame[label_name].astype(str).tolist()
+    columns = examples_io.split_columns(examples, split)
+    if label_name not in columns:
+        raise FlywheelError(f"The label column '{label_name}' is not in the {split} split (columns: {columns}).")
     class_names = spec["label_vocabulary"]
 
     from flywheel.models import layers as model_layers
 
     candidate = model_layers.load_model(model.path(features.MODEL_FILE))
-    proba = predict_proba(candidate, frame, spec, images=images)
-    overall = classification.classification_metrics(y_true, proba, class_names)
+    baseline = _baseline(registry, model_name, class_names=class_names, allow_label_change=allow_label_change)
+    served = baseline.pop("model", None) if baseline else None
+    served_scores = None if served is None else classification.MetricsAccumulator(served[1]["label_vocabulary"])
+    scores = classification.MetricsAccumulator(class_names)
+    slicer = None if image else classification.SliceAccumulator(class_names, slice_features, columns)
+    for frame, images in _scored_batches(examples, split, label_name, image):
+        y_true = frame[label_name].astype(str).tolist()
+        proba = predict_proba(candidate, frame, spec, images=images)
+        scores.update(y_true, proba)
+        if slicer is not None:
+            slicer.update(frame, y_true, proba)
+        if served is not None:
+            try:
+                served_scores.update(y_true, predict_proba(served[0], frame, served[1], images=images))
+            except FlywheelError as exc:
+                # A served model trained on other features cannot score this data; the comparison is then moot.
+                baseline["error"] = f"served version {baseline['version']}: {exc}"
+                served = served_scores = None
+    overall = scores.result()
     if image:
         slices, notes = {}, [f"slices do not apply to image Examples; slice_features {list(slice_features)} skipped"]
     else:
-        slices, notes = classification.sliced_metrics(frame, y_true, proba, class_names, slice_features)
-    baseline = _baseline(
-        registry, model_name, frame, y_true, images=images, class_names=class_names, allow_label_change=allow_label_change
-    )
+        slices, notes = slicer.result()
+    if served_scores is not None:
+        baseline["overall"] = classification.headline(served_scores.result())
 
     reasons, blessed = decide(
         classification.headline(overall),
@@ -192,7 +206,7 @@ def evaluate(
             "model_uri": model.uri,
         }
     )
-    _write_classification_metrics(metrics, overall, y_true, proba, class_names)
+    _write_classification_metrics(metrics, overall, scores)
     with open(summary.path("summary.md"), "w", encoding="utf-8") as f:
         f.write(markdown_summary(report, decision))
 
@@ -224,16 +238,12 @@ def predict_proba(keras_model: Any, frame: Any, spec: dict[str, Any], images: An
 
 
 def _baseline(
-    registry: str,
-    model_name: str,
-    frame: Any,
-    y_true: list[str],
-    images: Any = None,
-    *,
-    class_names: list[str],
-    allow_label_change: bool,
+    registry: str, model_name: str, *, class_names: list[str], allow_label_change: bool
 ) -> dict[str, Any] | None:
-    """Scores the registry's serving version on the same data; None when nothing serves.
+    """The registry's serving version to score on the same rows; None when nothing serves.
+
+    Returns ``{"version", "registry", "model": (keras model, model.json)}`` (evaluate scores it batch by
+    batch and replaces "model" with "overall"), or ``{"version", "registry", "error"}`` when it cannot compare.
 
     Raises:
         DataSanityError: the serving version predicts other classes than
@@ -253,13 +263,20 @@ def _baseline(
         if not allow_label_change:
             raise
         return {"version": version, "registry": store.root, "error": f"allow_label_change=true: {exc}"}
-    try:
-        proba = predict_proba(store.load_keras(model_name, version), frame, spec, images=images)
-    except FlywheelError as exc:
-        # A served model trained on other features cannot score this data; the comparison is then moot.
-        return {"version": version, "registry": store.root, "error": f"served version {version}: {exc}"}
-    scored = classification.classification_metrics(y_true, proba, spec["label_vocabulary"])
-    return {"version": version, "registry": store.root, "overall": classification.headline(scored)}
+    return {"version": version, "registry": store.root, "model": (store.load_keras(model_name, version), spec)}
+
+
+def _scored_batches(examples: Examples, split: str, label_name: str, image: bool) -> Iterator[tuple[Any, Any]]:
+    """(frame, images or None) of the rows with a label: image splits whole, table splits in batches of EVAL_BATCH_ROWS."""
+    if image:
+        images, frame = examples_io.read_images(examples, split)
+        present = frame[label_name].notna().to_numpy()
+        yield frame[present].reset_index(drop=True), images[present]
+        return
+    for frame in examples_io.iter_split_batches(examples, split, batch_rows=EVAL_BATCH_ROWS):
+        present = frame[label_name].notna().to_numpy()
+        if present.any():
+            yield frame[present].reset_index(drop=True), None
 
 
 def decide(
@@ -308,13 +325,13 @@ def _fmt(value: float | None) -> str:
 
 
 def _write_classification_metrics(
-    artifact: ClassificationMetrics, overall: dict[str, Any], y_true: list[str], proba: Any, class_names: list[str]
+    artifact: ClassificationMetrics, overall: dict[str, Any], scores: classification.MetricsAccumulator
 ) -> None:
     """KFP's ClassificationMetrics: confusion matrix and ROC points, in ``metrics.json`` and properties."""
     document: dict[str, Any] = {"confusionMatrix": None, "confidenceMetrics": [], "rocCurves": {}}
     if overall["confusion_matrix"] is not None:
         document["confusionMatrix"] = classification.kfp_confusion_matrix(overall["confusion_matrix"])
-        micro, per_class = classification.kfp_roc_curves(y_true, proba, class_names)
+        micro, per_class = scores.roc_curves()
         document["confidenceMetrics"] = micro
         document["rocCurves"] = per_class
     features.write_json(artifact.path("metrics.json"), document)

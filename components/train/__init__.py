@@ -170,7 +170,15 @@ def train(
     if teacher is not None:
         _check_teacher(teacher, spec, p["coteaching"], p["class_weights"], p["loss"], p["mixup_alpha"])
     source = resampling.resampled_examples(transform_graph) or examples
-    x_train, y_train, x_val, y_val = training_data(source, spec, p["validation_fraction"], p["seed"])
+    streamed = None if image or p["coteaching"] or teacher is not None else streamed_training_data(
+        source, spec, p["validation_fraction"], p["seed"])
+    if streamed is None:
+        x_train, y_train, x_val, y_val = training_data(source, spec, p["validation_fraction"], p["seed"])
+        fit_data, val_data, train_rows, validation_rows = (x_train, y_train), (x_val, y_val), len(y_train), len(y_val)
+    else:  # batched tf.data streams over the shards; the fit loop takes them as they are
+        fit_split, val_split = streamed
+        fit_data, val_data = fit_split.dataset(p["batch_size"], p["seed"]), val_split.dataset(p["batch_size"])
+        train_rows, validation_rows = len(fit_split), len(val_split)
     preprocess = model_layers.load_model(transform_graph.path(features.PREPROCESS_FILE))
     family = model_families.resolve_family(p["architecture"], image)
     options = fit_options(p, spec, teacher)
@@ -181,11 +189,11 @@ def train(
             dropout=p["dropout"],
         )
 
-    fitted = fit_loop.fit(build, (x_train, y_train), (x_val, y_val), options)
+    fitted = fit_loop.fit(build, fit_data, val_data, options)
     write_trained_model(
         model, fitted.net, spec, fitted.history, best_epoch=fitted.best_epoch,
-        final_train=fitted.evaluate((x_train, y_train)), final_val=fitted.evaluate((x_val, y_val)),
-        fit_seconds=fitted.fit_seconds, train_rows=int(len(y_train)), validation_rows=int(len(y_val)),
+        final_train=fitted.evaluate(fit_data), final_val=fitted.evaluate(val_data),
+        fit_seconds=fitted.fit_seconds, train_rows=int(train_rows), validation_rows=int(validation_rows),
         properties={
             **_data_identity(examples),
             "loss": p["loss"],
@@ -369,6 +377,32 @@ def training_data(source: Examples, spec: dict[str, Any], fraction: float, seed:
     if image:
         return x_all, y_all, x_val, y_val
     return features.raw_inputs(x_all, spec), y_all, features.raw_inputs(x_val, spec), y_val
+
+
+# Tabular train splits with more rows than this (Parquet metadata) stream through tf.data instead of
+# loading whole (flywheel.models.data); smaller ones keep the in-memory path, which is faster.
+STREAM_ROWS = 500_000
+
+
+def streamed_training_data(source: Examples, spec: dict[str, Any], fraction: float, seed: int) -> tuple[Any, ...] | None:
+    """``training_data`` for a large tabular train split, as ``StreamSplit``s; None below ``STREAM_ROWS`` rows.
+
+    ``(fit, validation)``: ``StreamSplit.dataset`` streams each as batches of (raw features, label ids) and
+    ``len`` counts its rows in one pass over the labels. Without a
+    ``validation`` split, the hold-out is the rows whose index hashes below ``fraction`` (not stratified; see
+    ``flywheel.models.data``). Co-teaching and distillation keep the in-memory path.
+    """
+    from flywheel.models import data
+
+    paths = examples_io.shard_paths(source, "train")
+    if sum(data.shard_rows(paths)) <= STREAM_ROWS:
+        return None
+    if "validation" in examples_io.split_names(source):
+        fit, val = data.StreamSplit(paths, spec), data.StreamSplit(examples_io.shard_paths(source, "validation"), spec)
+    else:
+        fit = data.StreamSplit(paths, spec, holdout=("drop", fraction, seed))
+        val = data.StreamSplit(paths, spec, holdout=("keep", fraction, seed))
+    return fit, val
 
 
 def export_serving(net: Any, spec: dict[str, Any], path: str) -> None:

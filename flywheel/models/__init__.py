@@ -6,6 +6,7 @@
 * ``images``: image preprocessing, the small CNN and the image serving signature.
 * ``families``: the network families ``train`` builds (mlp, cnn, resnet, efficientnet_b0, vit).
 * ``fit``: the one Keras fit loop (``train``, ``tune``'s trials and NAS candidates train through it).
+* ``data``: the streaming tabular reader (Parquet shards -> a batched ``tf.data`` pipeline of raw features).
 
 Components (train, evaluate, compress, ...), serving, monitoring and the techniques import these;
 nothing here imports a component (``fit`` uses the techniques: co-teaching, distillation, mixing).

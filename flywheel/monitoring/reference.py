@@ -7,7 +7,7 @@ registry (local directory or object store), never a metadata store::
     <version>/reference/reference.json        features, label, category and label counts,
                                               TFDV quantile buckets, where they came from
     <version>/reference/numeric.npz           sorted train values of each numeric feature
-                                              (at most NUMERIC_POINTS order statistics)
+                                              (all of them up to NUMERIC_POINTS, else a reservoir sample)
     <version>/reference/statistics/FeatureStats.pb   the validate step's TFDV statistics (train split)
     <version>/reference/schema/schema.pbtxt          the schema the data was validated against
 
@@ -21,8 +21,16 @@ Which reference each test uses, and why:
   histogram holds the exact count of every category in the train split, which
   is all a chi-squared test needs, so the check is against "the validate
   step's" statistics exactly as the issue asks.
-* **Numeric features** - the raw train split. The two-sample K-S test needs the
-  reference's empirical CDF; TFDV keeps only 10 equal-width and 10 quantile
+* **Numeric features** - the raw train split, streamed in batches into a bounded
+  reference: every value when the split has at most ``NUMERIC_POINTS``, else a
+  uniform reservoir sample of ``NUMERIC_POINTS`` values (Algorithm R, seeded per
+  feature, so the same split gives the same sample). The sample's ECDF is within
+  ``reservoir_cdf_error()`` (0.0051 for 100,000 points; DKW inequality, 99%
+  confidence) of the split's, far below the K-S distances a live window of
+  hundreds of rows can resolve; the drift report states it (``reference`` in
+  each check's details). Memory: NUMERIC_POINTS floats per numeric feature,
+  whatever the split's size. The two-sample K-S test needs the reference's
+  empirical CDF; TFDV keeps only 10 equal-width and 10 quantile
   buckets, which would cap the test's resolution (a shift that moves mass
   inside one decile is invisible). Only when the train split is gone does the
   numeric check fall back to a chi-squared test on TFDV's quantile buckets
@@ -52,8 +60,42 @@ STATISTICS_FILE = os.path.join("Split-train", "FeatureStats.pb")
 BUNDLE_DIR = "reference"
 BUNDLE_FILE = "reference.json"
 NUMERIC_FILE = "numeric.npz"
-# K-S needs the reference ECDF; this many evenly spaced order statistics keep it within 1e-5 of the full split.
+# K-S needs the reference ECDF: all values up to this many, else a reservoir sample of this size.
 NUMERIC_POINTS = 100_000
+RESERVOIR_CONFIDENCE = 0.99
+BATCH_ROWS = 65_536  # rows per batch the train split is streamed in
+
+
+def reservoir_cdf_error(points: int, confidence: float = RESERVOIR_CONFIDENCE) -> float:
+    """The DKW bound: a uniform sample of ``points`` values has its ECDF within this of the population's."""
+    import math
+
+    return math.sqrt(math.log(2 / (1 - confidence)) / (2 * points))
+
+
+class Reservoir:
+    """A uniform sample of at most ``size`` values of a stream (Algorithm R, vectorised per batch)."""
+
+    def __init__(self, size: int, seed: Any) -> None:
+        self.size = size
+        self.seen = 0
+        self._values = np.empty(size, dtype=np.float64)
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        fill = min(max(self.size - self.seen, 0), values.shape[0])
+        self._values[self.seen:self.seen + fill] = values[:fill]
+        rest = values[fill:]
+        if rest.shape[0]:
+            # item t (1-based over the stream) replaces slot j ~ U[0, t) when j < size; the last write wins, as in order
+            slots = self._rng.integers(0, np.arange(self.seen + fill + 1, self.seen + values.shape[0] + 1))
+            keep = slots < self.size
+            self._values[slots[keep]] = rest[keep]
+        self.seen += values.shape[0]
+
+    def sorted(self) -> np.ndarray:
+        return np.sort(self._values[: min(self.seen, self.size)])
 
 
 class ReferenceNotFoundError(FlywheelError):
@@ -75,9 +117,23 @@ class TrainingReference:
     label_counts: dict[str, float] = dataclasses.field(default_factory=dict)
     statistics_uri: str | None = None
     examples_uri: str | None = None
+    numeric_rows: dict[str, int] = dataclasses.field(default_factory=dict)  # train values behind numeric_sorted
 
     def describe(self) -> dict[str, Any]:
-        return {"statistics": self.statistics_uri, "examples": self.examples_uri}
+        return {"statistics": self.statistics_uri, "examples": self.examples_uri, "numeric": self.numeric_reference()}
+
+    def numeric_reference(self) -> dict[str, Any]:
+        """How the numeric references were built: all values, or a sample (reservoir) with its ECDF error bound."""
+        sampled = {f: n for f, n in self.numeric_rows.items() if n > self.numeric_sorted.get(f, np.empty(0)).shape[0]}
+        if not sampled:
+            return {"method": "all train values", "max_points": NUMERIC_POINTS}
+        return {
+            "method": "uniform sample",
+            "points": NUMERIC_POINTS,
+            "train_values": max(sampled.values()),
+            "cdf_error": round(reservoir_cdf_error(NUMERIC_POINTS), 6),
+            "confidence": RESERVOIR_CONFIDENCE,
+        }
 
 
 def read_tfdv_statistics(path: str) -> tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -172,24 +228,8 @@ def reference_from_files(
         }
         reference.quantile_buckets = {f: buckets[f] for f, k in features.items() if k == drift.NUMERIC and f in buckets}
         reference.label_counts = counts.get(reference.label, {})
-    frame = _train_split(examples_dir, [*features, reference.label]) if examples_dir else None
-    if frame is not None:
-        import pandas as pd
-
+    if examples_dir and _stream_train_split(reference, examples_dir):
         reference.examples_uri = examples_dir
-        for feature, kind in features.items():
-            if feature not in frame.columns:
-                continue
-            if kind == drift.NUMERIC:
-                reference.numeric_sorted[feature] = np.sort(
-                    drift.clean_numeric(pd.to_numeric(frame[feature], errors="coerce"))
-                )
-            elif feature not in reference.categorical_counts:
-                reference.categorical_counts[feature] = {
-                    str(k): float(v) for k, v in drift.value_counts(frame[feature]).items()
-                }
-        if not reference.label_counts and reference.label in frame.columns:
-            reference.label_counts = {str(k): float(v) for k, v in drift.value_counts(frame[reference.label]).items()}
     if reference.statistics_uri is None and reference.examples_uri is None:
         raise ReferenceNotFoundError(
             f"Neither the TFDV statistics ({statistics_dir or 'none'}) nor the train split ({examples_dir or 'none'}) "
@@ -205,8 +245,13 @@ def _thin(values: np.ndarray) -> np.ndarray:
     return values[np.linspace(0, values.shape[0] - 1, NUMERIC_POINTS).round().astype(int)]
 
 
-def _train_split(examples_dir: str, wanted: list[str]) -> Any:
-    """The train split's columns in ``wanted`` (all its shards, or an older artifact's one file); None when absent."""
+def _stream_train_split(reference: TrainingReference, examples_dir: str) -> bool:
+    """Fills the numeric samples and missing counts from the train split, batch by batch; False when it is absent."""
+    import zlib
+    from collections import Counter
+
+    import pandas as pd
+
     from flywheel.components import examples_io
     from flywheel.dsl.artifacts import Examples
 
@@ -214,8 +259,28 @@ def _train_split(examples_dir: str, wanted: list[str]) -> Any:
     try:
         present = examples_io.split_columns(examples, "train")
     except FlywheelError:
-        return None
-    return examples_io.read_split(examples, "train", columns=[c for c in dict.fromkeys(wanted) if c in present])
+        return False
+    numeric = [f for f, kind in reference.features.items() if kind == drift.NUMERIC and f in present]
+    counted = [f for f, kind in reference.features.items()
+               if kind != drift.NUMERIC and f in present and f not in reference.categorical_counts]
+    label = reference.label if not reference.label_counts and reference.label in present else None
+    reservoirs = {f: Reservoir(NUMERIC_POINTS, [0, zlib.crc32(f.encode())]) for f in numeric}
+    counts: dict[str, Counter] = {f: Counter() for f in [*counted, *([label] if label else [])]}
+    wanted = list(dict.fromkeys([*numeric, *counts]))
+    batches = examples_io.iter_split_batches(examples, "train", batch_rows=BATCH_ROWS, columns=wanted) if wanted else []
+    for batch in batches:
+        for feature in numeric:
+            reservoirs[feature].add(drift.clean_numeric(pd.to_numeric(batch[feature], errors="coerce")))
+        for feature, counter in counts.items():
+            counter.update({str(k): v for k, v in drift.value_counts(batch[feature]).items()})
+    for feature, reservoir in reservoirs.items():
+        reference.numeric_sorted[feature] = reservoir.sorted()
+        reference.numeric_rows[feature] = reservoir.seen
+    for feature in counted:
+        reference.categorical_counts[feature] = {k: float(v) for k, v in counts[feature].most_common()}
+    if label:
+        reference.label_counts = {k: float(v) for k, v in counts[label].most_common()}
+    return True
 
 
 def write_bundle(
@@ -246,6 +311,8 @@ def write_bundle(
         "statistics_uri": reference.statistics_uri,
         "examples_uri": reference.examples_uri,
         "numeric_points": {f: int(v.shape[0]) for f, v in reference.numeric_sorted.items()},
+        "numeric_rows": reference.numeric_rows,
+        "numeric_reference": reference.numeric_reference(),
     }
     np.savez_compressed(os.path.join(out_dir, NUMERIC_FILE), **{f: _thin(v) for f, v in reference.numeric_sorted.items()})
     if reference.statistics_uri:
@@ -268,6 +335,8 @@ def _from_bundle(registry: Any, model: str, version: int, document: dict[str, An
         label=document.get("label", ""),
         label_vocabulary=[str(v) for v in document.get("label_vocabulary", [])],
         numeric_sorted={f: numeric[f] for f in numeric.files},
+        # bundles written before streaming: numeric_points counted the train values (thinned to order statistics)
+        numeric_rows={f: int(n) for f, n in document.get("numeric_rows", document.get("numeric_points", {})).items()},
         quantile_buckets={f: (np.array(e), np.array(c)) for f, (e, c) in document.get("quantile_buckets", {}).items()},
         categorical_counts=document.get("categorical_counts", {}),
         label_counts=document.get("label_counts", {}),
