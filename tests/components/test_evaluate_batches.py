@@ -1,4 +1,4 @@
-"""evaluate in batches: _model_metrics' accumulators equal the in-memory metrics (AUC-type: within the stated bound)."""
+"""evaluate in batches: classification.py's accumulators equal the in-memory metrics (AUC-type: within the stated bound)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import penguin_examples, transform_and_train
     from test_evaluate import _evaluate
 
-from flywheel.components import _model_metrics, evaluate as evaluate_module
+from flywheel.components import evaluate as evaluate_module
+from flywheel.components.evaluate import classification
 
 CLASSES = ["a", "b", "c"]
 
@@ -39,21 +40,21 @@ def _feed(accumulator, names, proba, batch: int):
 
 def test_under_exact_rows_the_batched_metrics_are_the_in_memory_ones():
     names, proba = _scores(5_000)
-    batched = _feed(_model_metrics.MetricsAccumulator(CLASSES), names, proba, 333).result()
-    whole = _model_metrics.classification_metrics(names, proba, CLASSES)
+    batched = _feed(classification.MetricsAccumulator(CLASSES), names, proba, 333).result()
+    whole = classification.classification_metrics(names, proba, CLASSES)
     assert batched == {**whole, "auc_method": "exact"}
-    assert _feed(_model_metrics.MetricsAccumulator(CLASSES), names, proba, 333).roc_curves() == _model_metrics.kfp_roc_curves(
+    assert _feed(classification.MetricsAccumulator(CLASSES), names, proba, 333).roc_curves() == classification.kfp_roc_curves(
         names, proba, CLASSES
     )
 
 
 def test_beyond_exact_rows_counts_are_exact_and_auc_is_within_its_stated_bound():
     names, proba = _scores(300_000, seed=1)
-    accumulator = _feed(_model_metrics.MetricsAccumulator(CLASSES, exact_rows=100_000), names, proba, 65_536)
+    accumulator = _feed(classification.MetricsAccumulator(CLASSES, exact_rows=100_000), names, proba, 65_536)
     assert not accumulator.exact
     binned = accumulator.result()
-    whole = _model_metrics.classification_metrics(names, proba, CLASSES)
-    assert binned["auc_method"] == "binned" and binned["auc_bins"] == _model_metrics.AUC_BINS
+    whole = classification.classification_metrics(names, proba, CLASSES)
+    assert binned["auc_method"] == "binned" and binned["auc_bins"] == classification.AUC_BINS
     assert binned["count"] == whole["count"] == 300_000
     assert binned["confusion_matrix"] == whole["confusion_matrix"]
     for metric in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"):
@@ -69,7 +70,7 @@ def test_beyond_exact_rows_counts_are_exact_and_auc_is_within_its_stated_bound()
         assert mine["average_precision"] == pytest.approx(theirs["average_precision"], abs=1e-4)
     assert binned["roc_auc_ovr"] == pytest.approx(whole["roc_auc_ovr"], abs=1e-4)
     micro, per_class = accumulator.roc_curves()
-    exact_micro, exact_per_class = _model_metrics.kfp_roc_curves(names, proba, CLASSES)
+    exact_micro, exact_per_class = classification.kfp_roc_curves(names, proba, CLASSES)
     assert set(per_class) == set(exact_per_class) and micro[0]["falsePositiveRate"] == 0.0 and micro[-1]["recall"] == 1.0
     # at each binned threshold (a bin's lower edge) the curve holds the real scores' recall and false-positive rate
     positive = names == "a"
@@ -82,8 +83,8 @@ def test_beyond_exact_rows_counts_are_exact_and_auc_is_within_its_stated_bound()
 
 def test_a_coarse_histogram_states_a_larger_bound_that_still_holds():
     names, proba = _scores(50_000, seed=2)
-    binned = _feed(_model_metrics.MetricsAccumulator(CLASSES, bins=16, exact_rows=0), names, proba, 4096).result()
-    whole = _model_metrics.classification_metrics(names, proba, CLASSES)
+    binned = _feed(classification.MetricsAccumulator(CLASSES, bins=16, exact_rows=0), names, proba, 4096).result()
+    whole = classification.classification_metrics(names, proba, CLASSES)
     for name in CLASSES:
         error = abs(binned["per_class"][name]["roc_auc"] - whole["per_class"][name]["roc_auc"])
         assert 1e-4 < binned["roc_auc_max_error"][name] and error <= binned["roc_auc_max_error"][name]
@@ -95,12 +96,12 @@ def test_slices_in_batches_equal_sliced_metrics_and_too_many_values_are_noted():
     names, proba = _scores(4_000, seed=3)
     frame = pd.DataFrame({"s": np.where(np.arange(4_000) % 9 == 0, None, [f"v{k % 5}" for k in range(4_000)]),
                           "id": [str(k) for k in range(4_000)]})
-    slicer = _model_metrics.SliceAccumulator(CLASSES, ["s", "id", "missing"], list(frame.columns), max_values=50)
+    slicer = classification.SliceAccumulator(CLASSES, ["s", "id", "missing"], list(frame.columns), max_values=50)
     for start in range(0, 4_000, 700):
         part = slice(start, start + 700)
         slicer.update(frame.iloc[part].reset_index(drop=True), names[part], proba[part])
     slices, notes = slicer.result()
-    expected, _ = _model_metrics.sliced_metrics(frame, names, proba, CLASSES, ["s"])
+    expected, _ = classification.sliced_metrics(frame, names, proba, CLASSES, ["s"])
     assert {v: {k: m for k, m in r.items() if k != "auc_method"} for v, r in slices["s"].items()} == expected["s"]
     assert set(slices) == {"s"}
     assert notes == [
@@ -127,7 +128,7 @@ def test_evaluate_scores_a_split_in_batches_with_the_in_memory_results(trained, 
             report = json.load(f)
         reports.append({k: report[k] for k in ("overall", "slices", "notes")})
     assert reports[0] == reports[1] and reports[0]["overall"]["count"] > 7 * 5
-    monkeypatch.setattr(_model_metrics, "EXACT_ROWS", 10)
+    monkeypatch.setattr(classification, "EXACT_ROWS", 10)
     binned = _evaluate(tmp_path / "binned", examples, good)
     with open(binned["evaluation"].path("evaluation.json")) as f:
         overall = json.load(f)["overall"]
