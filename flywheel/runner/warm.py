@@ -197,10 +197,9 @@ def _main(worker_main: Callable[[Connection, int], None], conn: Connection, pare
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides what Ctrl-C means
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)  # TensorFlow's import messages go to the run's log, not the user's terminal
-    os.dup2(log, 2)
-    os.close(log)
+    log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+    os.dup2(log.fileno(), 1)  # TensorFlow's import messages go to the run's log, not the user's terminal
+    os.dup2(log.fileno(), 2)
     began = time.monotonic()
     error = ""
     for module in modules:
@@ -208,12 +207,12 @@ def _main(worker_main: Callable[[Connection, int], None], conn: Connection, pare
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - reported; workers import what they need themselves
             error = f"{module}: {type(exc).__name__}: {exc}"
-            print(f"warm parent: importing {error}", file=sys.stderr, flush=True)
+            print(f"warm parent: importing {error}", file=log, flush=True)
             break
     gc.collect()
     gc.freeze()  # imported objects leave the collector's lists: a child's collections do not copy their pages
     print(f"warm parent {os.getpid()}: imported {', '.join(modules)} in {time.monotonic() - began:.2f} s",
-          flush=True)
+          file=log, flush=True)
     conn.send(("ready", time.monotonic() - began, error))
     children: set[int] = set()
     me = os.getpid()
