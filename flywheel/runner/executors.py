@@ -236,22 +236,24 @@ class _Worker:
 class ForkPoolExecutor:
     """Up to ``size`` worker processes, each running one job at a time.
 
-    Workers are forked from the runner, or, given a ``warm`` parent (``warm.py``), from
-    that process once it has imported TensorFlow: jobs submitted before it is ready wait
-    for it when ``waits_for_warm(job)`` says so (their code uses TensorFlow), else run in
-    a worker forked from the runner, which is let go once warm workers can be had.
+    Workers are forked from the runner, or, given ``start_warm`` (which starts a warm parent,
+    ``warm.py``; called at the first job, so a fully cached run never starts one), from that
+    process once it has imported TensorFlow: jobs submitted before it is ready wait for it
+    when ``waits_for_warm(job)`` says so (their code uses TensorFlow), else run in a worker
+    forked from the runner, which is let go once warm workers can be had.
     """
 
     def __init__(
         self,
         pipeline: Pipeline,
         size: int,
-        warm: Any = None,
+        start_warm: Callable[[], Any] | None = None,
         waits_for_warm: Callable[[Job], bool] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.size = max(1, size)
-        self.warm = warm
+        self.warm: Any = None
+        self._start_warm = start_warm
         self.waits_for_warm = waits_for_warm or (lambda job: True)
         self._workers: list[_Worker] = []
         self._results: list[JobResult] = []
@@ -301,6 +303,8 @@ class ForkPoolExecutor:
         return worker
 
     def submit(self, job: Job) -> None:
+        if self._start_warm is not None:
+            self.warm, self._start_warm = self._start_warm(), None
         if self._warm_pending() and self.waits_for_warm(job):
             self.warm.poll()
             if self._warm_pending():

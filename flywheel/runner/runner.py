@@ -646,17 +646,20 @@ class LocalRunner:
         modules = warm.modules_for(components.values())
         if not modules:
             return ForkPoolExecutor(pipeline, self.max_workers)
-        parent = warm.WarmParent(
-            lambda conn, parent_pid: worker_main(pipeline, conn, parent_pid),
-            modules,
-            os.path.join(self.home.logs, run.run_id, "warm-parent.log"),
-        )
+
+        def start() -> warm.WarmParent:
+            return warm.WarmParent(
+                lambda conn, parent_pid: worker_main(pipeline, conn, parent_pid),
+                modules,
+                os.path.join(self.home.logs, run.run_id, "warm-parent.log"),
+            )
+
         # A task that may use TensorFlow waits for the warm parent, unless it is a source task (no
         # upstream: ingest, a query): those start at once, in a worker forked from the runner, while
         # the warm parent imports, and import what they need themselves.
         waits = {n: bool(t.upstream) and warm.uses_tensorflow(t.component) for n, t in pipeline.tasks.items()}
         return ForkPoolExecutor(
-            pipeline, self.max_workers, warm=parent, waits_for_warm=lambda job: waits.get(job.task or job.task_id, True)
+            pipeline, self.max_workers, start_warm=start, waits_for_warm=lambda job: waits.get(job.task or job.task_id, True)
         )
 
     def _emit(self, run: RunRecord, node: _Node, state: str, *, error: str = "") -> None:

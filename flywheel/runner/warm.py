@@ -175,10 +175,16 @@ class WarmParent:
         self._statuses.pop(pid, None)
 
     def close(self) -> None:
-        """Asks the warm parent to exit, and waits for it (its remaining workers were stopped first)."""
+        """Asks the warm parent to exit, and waits for it (its remaining workers were stopped first).
+
+        One still importing is killed: it holds nothing, and the run should not wait for its import.
+        """
         if not self.alive:
             return
+        self.poll()
         try:
+            if not self.ready:
+                raise OSError("still importing")
             self.conn.send(None)
         except (BrokenPipeError, OSError):
             try:

@@ -61,6 +61,10 @@ def test_downstream_workers_are_forked_warm_and_an_isolated_one_still_exits(home
     log = os.path.join(home.logs, result.run.run_id, "warm-parent.log")
     assert f"imported {PRELOADED}" in open(log, encoding="utf-8").read()
 
+    again = LocalRunner(home, max_workers=1).run(warm_chain)  # all cached: no job, so no warm parent
+    assert again.ok and set(again.states.values()) == {"CACHED"}, again.states
+    assert not os.path.exists(os.path.join(home.logs, again.run.run_id, "warm-parent.log"))
+
 
 def test_a_warm_worker_that_dies_fails_its_node_with_the_signal(home, stand_in):
     @pipeline(name="warm-dies")
