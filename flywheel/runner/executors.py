@@ -304,7 +304,11 @@ class ForkPoolExecutor:
 
     def submit(self, job: Job) -> None:
         if self._start_warm is not None:
-            self.warm, self._start_warm = self._start_warm(), None
+            start, self._start_warm = self._start_warm, None
+            try:
+                self.warm = start()
+            except OSError:  # no fork: workers are forked from the runner, as without one
+                self.warm = None
         if self._warm_pending() and self.waits_for_warm(job):
             self.warm.poll()
             if self._warm_pending():
@@ -333,10 +337,10 @@ class ForkPoolExecutor:
             pass
         self._retire(worker)
 
-    def _exit_status(self, worker: _Worker) -> int:
+    def _exit_status(self, worker: _Worker) -> int | None:
+        """The worker's wait status; None when its warm parent died first (and with it the status)."""
         if worker.warm:
-            status = self.warm.exit_status(worker.pid)
-            return 0 if status is None else status
+            return self.warm.exit_status(worker.pid)
         try:
             return os.waitpid(worker.pid, 0)[1]
         except ChildProcessError:
@@ -354,7 +358,9 @@ class ForkPoolExecutor:
     def _reap(self, worker: _Worker) -> None:
         """Records a dead worker's job as failed and forgets the worker."""
         status = self._exit_status(worker)
-        if os.WIFSIGNALED(status):
+        if status is None:
+            why = "ended with its warm parent (see warm-parent.log in the run's logs)"
+        elif os.WIFSIGNALED(status):
             why = f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
         else:
             why = f"exited with code {os.WEXITSTATUS(status)}"
