@@ -133,3 +133,50 @@ def test_tensorflow_ops_run_in_workers_forked_after_the_import(tmp_path):
     assert first["ppid"] == alone["ppid"] == last["ppid"] != found["runner"]
     assert last["pid"] != alone["pid"]  # the isolated job's worker exited after it
     assert _gone(alone["ppid"])
+
+
+SMAPS = """\
+7f0000000000-7f0000100000 r-xp 00000000 08:01 11 /lib/libtensorflow_framework.so.2
+Rss:                 512 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
+7f0000100000-7f0000200000 r--p 00100000 08:01 11 /lib/libtensorflow_framework.so.2
+Rss:                 256 kB
+Anonymous:            64 kB
+7f0000200000-7f0000300000 rw-p 00200000 08:01 11 /lib/libtensorflow_framework.so.2
+Rss:                 128 kB
+Anonymous:           128 kB
+7f0000300000-7f0000400000 r--p 00000000 08:01 12 /usr/lib/locale/C.utf8/LC_CTYPE
+Rss:                   0 kB
+Anonymous:             0 kB
+7f0000400000-7f0000500000 r--p 00000000 00:00 0 [vvar]
+Rss:                   8 kB
+Anonymous:             0 kB
+7f0000500000-7f0000600000 r--p 00000000 08:01 13 /lib/with space/libx.so
+Rss:                  64 kB
+Anonymous:             0 kB
+"""
+
+
+def test_only_read_only_file_mappings_without_copied_pages_are_let_go():
+    found = warm._read_only_file_mappings(SMAPS)
+    # The text segment and the file with a space in its path; not the RELRO segment (a copied
+    # page), the writable data, an untouched file, or a kernel mapping.
+    assert found == [(0x7F0000000000, 0x7F0000100000, 512 * 1024), (0x7F0000500000, 0x7F0000600000, 64 * 1024)]
+
+
+def test_letting_go_of_library_pages_keeps_the_process_working():
+    script = (
+        "import numpy, pandas\n"
+        "from flywheel.runner import warm\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/smaps_rollup').read().split('Rss:')[1].split()[0])\n"
+        "before = rss(); dropped = warm._drop_clean_file_pages(); after = rss()\n"
+        "frame = pandas.DataFrame({'a': numpy.arange(1000.0)})\n"
+        "print(dropped, before, after, float(frame['a'].sum()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dropped, before, after, total = proc.stdout.split()
+    assert int(dropped) > 1 << 20 and int(after) < int(before)
+    assert float(total) == 499500.0  # numpy and pandas still run after their pages were let go
