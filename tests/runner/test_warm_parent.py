@@ -180,3 +180,58 @@ def test_letting_go_of_library_pages_keeps_the_process_working():
     dropped, before, after, total = proc.stdout.split()
     assert int(dropped) > 1 << 20 and int(after) < int(before)
     assert float(total) == 499500.0  # numpy and pandas still run after their pages were let go
+
+
+KILL_PIPELINE = """
+from flywheel import pipeline
+from flywheel.runner import warm
+from tests.runner.toy import half_writer
+from tests.runner.toy_warm import where
+
+warm.modules_for = lambda components: ("tests.runner.toy_preload",)  # the stand-in, as in the tests above
+warm.uses_tensorflow = lambda component: True
+
+@pipeline(name="killwarm")
+def killwarm(ready: str):
+    source = where(after="start")
+    half_writer(ready=ready).after(source)
+"""
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie nobody has reaped yet (it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_killing_the_runner_takes_the_warm_parent_and_its_workers_with_it(tmp_path, home, flywheel_cmd):
+    import signal
+    import time
+
+    path = tmp_path / "killwarm.py"
+    path.write_text(KILL_PIPELINE)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([*flywheel_cmd, "run", str(path), "--param", f"ready={ready}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.02)
+        worker = int(ready.read_text())
+        with open(f"/proc/{worker}/stat", encoding="ascii") as handle:
+            warm_parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        assert warm_parent != proc.pid  # the hanging node runs in a warm worker
+        os.kill(proc.pid, signal.SIGKILL)  # the runner alone
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while not (_dead(warm_parent) and _dead(worker)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _dead(warm_parent), "the warm parent outlived its runner"
+        assert _dead(worker), "a warm worker outlived its runner"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
