@@ -72,11 +72,7 @@ def imported_libraries(component: Any) -> frozenset[str]:
     module = getattr(component.fn, "__module__", "")
     if not getattr(sys.modules.get(module), "__file__", None):
         return frozenset()
-    names: set[str] = set()
-    for name, path in code_fingerprint._closure(module):
-        if path:
-            names.update(i.split(".")[0] for i in code_fingerprint._imports(path, name, code_fingerprint._is_package(path)))
-    return frozenset(names)
+    return code_fingerprint.imported_top_level_names(module)
 
 
 def uses_tensorflow(component: Any) -> bool:
