@@ -36,7 +36,8 @@ class DataValidationError(FlywheelError):
 
 
 # isolated: TFDV brings Beam, tfx-bsl and their clients (~80 MB); no later node needs them, so the
-# worker that ran validate exits and the rest of the run starts in a fresh one (benchmarks/pipeline_e2e.py).
+# worker that ran validate exits and the rest of the run starts in a fresh one (benchmarks/pipeline_e2e.py),
+# forked from the run's warm parent with TensorFlow already imported (flywheel/runner/warm.py).
 @component(version="1", isolated=True, reads=("schema_path",), retries=2, retry_backoff_s=10,
            resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
 def validate(

@@ -51,6 +51,17 @@ def project_modules(module_name: str) -> list[str]:
     return [name for name, _ in _closure(module_name)]
 
 
+def imported_top_level_names(module_name: str) -> frozenset[str]:
+    """Top-level names of everything ``module_name`` and the project modules it covers import,
+    lazy imports included (``tensorflow`` for ``import tensorflow.keras``): what its code may load.
+    The runner's warm parent reads it (``flywheel/runner/warm.py``)."""
+    names: set[str] = set()
+    for name, path in _closure(module_name):
+        if path:
+            names.update(imported.split(".")[0] for imported in _imports(path, name, _is_package(path)))
+    return frozenset(names)
+
+
 @functools.lru_cache(maxsize=256)
 def _closure(module_name: str) -> tuple[tuple[str, str | None], ...]:
     root_path = _module_path(module_name)

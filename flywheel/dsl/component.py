@@ -178,8 +178,9 @@ class ComponentOptions:
         isolated: Locally, the worker process that runs it exits afterwards,
             so what the component imports (e.g. TFDV and Beam for ``validate``)
             does not stay in memory while the following nodes run. Costs a
-            fresh worker (and its imports) for the next node. On Kubeflow every
-            task is its own pod anyway.
+            fresh worker for the next node (forked from the run's warm parent,
+            with TensorFlow already imported, when there is one: runner/warm.py).
+            On Kubeflow every task is its own pod anyway.
         image: The image role the task runs in on Kubeflow (``resources.IMAGE_ROLES``):
             "component" (default) or "serving". Locally every task runs in this process's
             environment.

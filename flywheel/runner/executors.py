@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from multiprocessing.connection import Connection, Pipe, wait
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from flywheel.dsl.artifacts import Artifact
 from flywheel.dsl.pipeline import Pipeline
@@ -204,7 +204,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(pipeline: Pipeline, conn: Connection, parent: int) -> None:
+def worker_main(pipeline: Pipeline, conn: Connection, parent: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:
         os._exit(1)
@@ -230,25 +230,59 @@ class _Worker:
     pid: int
     conn: Connection
     job: Job | None = None
+    warm: bool = False  # forked from the warm parent (its child, not the runner's)
 
 
 class ForkPoolExecutor:
-    """Up to ``size`` forked worker processes, each running one job at a time."""
+    """Up to ``size`` worker processes, each running one job at a time.
 
-    def __init__(self, pipeline: Pipeline, size: int) -> None:
+    Workers are forked from the runner, or, given ``start_warm`` (which starts a warm parent,
+    ``warm.py``; called at the first job, so a fully cached run never starts one), from that
+    process once it has imported TensorFlow: jobs submitted before it is ready wait for it
+    when ``waits_for_warm(job)`` says so (their code uses TensorFlow), else run in a worker
+    forked from the runner, which is let go once warm workers can be had.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        size: int,
+        start_warm: Callable[[], Any] | None = None,
+        waits_for_warm: Callable[[Job], bool] | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.size = max(1, size)
+        self.warm: Any = None
+        self._start_warm = start_warm
+        self.waits_for_warm = waits_for_warm or (lambda job: True)
         self._workers: list[_Worker] = []
         self._results: list[JobResult] = []
+        self._queued: list[Job] = []  # waiting for the warm parent to be ready
 
     @property
     def capacity(self) -> int:
         return self.size - self.running()
 
     def running(self) -> int:
-        return sum(1 for w in self._workers if w.job is not None)
+        return sum(1 for w in self._workers if w.job is not None) + len(self._queued)
+
+    def _warm_ready(self) -> bool:
+        if self.warm is None:
+            return False
+        if self.warm.alive and not self.warm.ready:
+            self.warm.poll()
+        return self.warm.alive and self.warm.ready
+
+    def _warm_pending(self) -> bool:
+        return self.warm is not None and self.warm.alive and not self.warm.ready
 
     def _spawn(self) -> _Worker:
+        if self._warm_ready():
+            spawned = self.warm.spawn()
+            if spawned is not None:
+                worker = _Worker(spawned[0], spawned[1], warm=True)
+                self._workers.append(worker)
+                return worker
         parent_conn, child_conn = Pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -258,7 +292,7 @@ class ForkPoolExecutor:
             code = 0
             try:
                 parent_conn.close()
-                _worker_main(self.pipeline, child_conn, parent)
+                worker_main(self.pipeline, child_conn, parent)
             except BaseException:  # noqa: BLE001 - a worker must never return into the runner's code
                 code = 1
             finally:
@@ -269,6 +303,21 @@ class ForkPoolExecutor:
         return worker
 
     def submit(self, job: Job) -> None:
+        if self._start_warm is not None:
+            start, self._start_warm = self._start_warm, None
+            try:
+                self.warm = start()
+            except OSError:  # no fork: workers are forked from the runner, as without one
+                self.warm = None
+        if self._warm_pending() and self.waits_for_warm(job):
+            self.warm.poll()
+            if self._warm_pending():
+                self._queued.append(job)
+                return
+        ready = self._warm_ready()
+        if ready:  # cold workers are let go as soon as warm ones can be had
+            for worker in [w for w in self._workers if w.job is None and not w.warm]:
+                self._dismiss(worker)
         idle = next((w for w in self._workers if w.job is None), None)
         if idle is None:
             if len(self._workers) >= self.size:
@@ -280,22 +329,38 @@ class ForkPoolExecutor:
         except (BrokenPipeError, OSError):
             self._reap(idle)
 
+    def _dismiss(self, worker: _Worker) -> None:
+        """Stops an idle worker (it exits when told to) and forgets it."""
+        try:
+            worker.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self._retire(worker)
+
+    def _exit_status(self, worker: _Worker) -> int | None:
+        """The worker's wait status; None when its warm parent died first (and with it the status)."""
+        if worker.warm:
+            return self.warm.exit_status(worker.pid)
+        try:
+            return os.waitpid(worker.pid, 0)[1]
+        except ChildProcessError:
+            return 0
+
     def _retire(self, worker: _Worker) -> None:
         """Waits for a worker that exits after its job, and forgets it."""
-        try:
-            os.waitpid(worker.pid, 0)
-        except ChildProcessError:
-            pass
+        if worker.warm:  # the warm parent reaps it; its status is not needed
+            self.warm.forget(worker.pid)
+        else:
+            self._exit_status(worker)
         worker.conn.close()
         self._workers.remove(worker)
 
     def _reap(self, worker: _Worker) -> None:
         """Records a dead worker's job as failed and forgets the worker."""
-        try:
-            _, status = os.waitpid(worker.pid, 0)
-        except ChildProcessError:
-            status = 0
-        if os.WIFSIGNALED(status):
+        status = self._exit_status(worker)
+        if status is None:
+            why = "ended with its warm parent (see warm-parent.log in the run's logs)"
+        elif os.WIFSIGNALED(status):
             why = f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
         else:
             why = f"exited with code {os.WEXITSTATUS(status)}"
@@ -306,11 +371,25 @@ class ForkPoolExecutor:
         worker.conn.close()
         self._workers.remove(worker)
 
+    def _dispatch_queued(self) -> None:
+        """Starts the jobs that waited for the warm parent, once it is ready (or gone)."""
+        if not self._queued or self._warm_pending():
+            return
+        queued, self._queued = self._queued, []
+        for job in queued:
+            self.submit(job)
+
     def wait(self, timeout: float | None) -> list[JobResult]:
         busy = {w.conn: w for w in self._workers if w.job is not None}
-        if busy and not self._results:
-            for conn in wait(list(busy), timeout):
-                worker = busy[conn]
+        warm_conn = self.warm.conn if self._warm_pending() else None
+        if (busy or warm_conn is not None) and not self._results:
+            ready = wait(list(busy) + ([warm_conn] if warm_conn is not None else []), timeout)
+            if warm_conn is not None and warm_conn in ready:
+                self.warm.poll()
+            for conn in ready:
+                worker = busy.get(conn)
+                if worker is None:
+                    continue
                 try:
                     result = conn.recv()
                 except (EOFError, OSError):
@@ -318,15 +397,20 @@ class ForkPoolExecutor:
                     continue
                 if worker.job.isolated:  # its worker exits now; the next job gets a fresh one
                     self._retire(worker)
+                elif not worker.warm and self._warm_ready():
+                    worker.job = None
+                    self._dismiss(worker)  # a cold worker; later jobs get warm ones
                 else:
                     worker.job = None
                 self._results.append(result)
         elif not busy and not self._results and timeout:
             time.sleep(timeout)
+        self._dispatch_queued()
         done, self._results = self._results, []
         return done
 
     def shutdown(self) -> None:
+        self._queued = []
         for worker in list(self._workers):
             if worker.job is not None:
                 try:
@@ -339,12 +423,17 @@ class ForkPoolExecutor:
                 except (BrokenPipeError, OSError):
                     pass
         for worker in list(self._workers):
-            try:
-                os.waitpid(worker.pid, 0)
-            except ChildProcessError:
-                pass
+            if worker.warm:
+                self.warm.exit_status(worker.pid, timeout=30.0)
+            else:
+                try:
+                    os.waitpid(worker.pid, 0)
+                except ChildProcessError:
+                    pass
             worker.conn.close()
         self._workers = []
+        if self.warm is not None:
+            self.warm.close()
 
 
 def _artifacts(data: dict[str, Any] | list[dict[str, Any]] | None) -> Any:

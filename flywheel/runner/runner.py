@@ -43,9 +43,9 @@ from flywheel.runner.cache_policy import (
     node_data_sources,
     run_scope,
 )
-from flywheel.runner import loops
+from flywheel.runner import loops, warm
 from flywheel.runner.executors import (
-    Executor, ForkPoolExecutor, InProcessExecutor, Job, JobResult, fork_unsafe_modules,
+    Executor, ForkPoolExecutor, InProcessExecutor, Job, JobResult, worker_main, fork_unsafe_modules,
 )
 from flywheel.runner.fingerprint import cache_key, directory_summary, quick_summary
 
@@ -270,7 +270,7 @@ class LocalRunner:
         if self.max_workers == 0 or unsafe:
             executor = InProcessExecutor(pipeline)
         else:
-            executor = ForkPoolExecutor(pipeline, self.max_workers)
+            executor = self._fork_pool(pipeline, run)
         by_key: dict[int, _Node] = {}
         keys = iter(range(1, 1 << 62))
         for node in nodes.values():
@@ -644,6 +644,28 @@ class LocalRunner:
             outputs={t: n.outputs for t, n in nodes.items() if n.iterations is None},
             errors=failed,
             log_paths=log_paths,
+        )
+
+    def _fork_pool(self, pipeline: Pipeline, run: RunRecord) -> ForkPoolExecutor:
+        """Forked workers; from a warm parent that imports TensorFlow meanwhile when the pipeline uses it."""
+        components = {id(t.component): t.component for t in pipeline.tasks.values()}
+        modules = warm.modules_for(components.values())
+        if not modules:
+            return ForkPoolExecutor(pipeline, self.max_workers)
+
+        def start() -> warm.WarmParent:
+            return warm.WarmParent(
+                lambda conn, parent_pid: worker_main(pipeline, conn, parent_pid),
+                modules,
+                os.path.join(self.home.logs, run.run_id, "warm-parent.log"),
+            )
+
+        # A task that may use TensorFlow waits for the warm parent, unless it is a source task (no
+        # upstream: ingest, a query): those start at once, in a worker forked from the runner, while
+        # the warm parent imports, and import what they need themselves.
+        waits = {n: bool(t.upstream) and warm.uses_tensorflow(t.component) for n, t in pipeline.tasks.items()}
+        return ForkPoolExecutor(
+            pipeline, self.max_workers, start_warm=start, waits_for_warm=lambda job: waits.get(job.task or job.task_id, True)
         )
 
     def _emit(self, run: RunRecord, node: _Node, state: str, *, error: str = "") -> None:
