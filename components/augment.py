@@ -10,8 +10,11 @@ transformed by a searched policy (an ``AugmentationPolicy`` from
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from flywheel.dsl.artifacts import Examples
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Options
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components.data import features as data
@@ -27,7 +30,7 @@ def augment(
     examples: Input[Examples],
     augmented: Output[Examples],
     policy: Input[AugmentationPolicy] = None,
-    method: str = "gan",
+    method: Annotated[str, Options(METHODS)] = "gan",
     target_per_class: int = 100,
     n_copies: int = 4,
     gan_steps: int = 3000,
@@ -54,8 +57,6 @@ def augment(
     import numpy as np
     import pandas as pd
 
-    if method not in METHODS:
-        raise ParameterError(f"The 'method' parameter of augment must be one of {', '.join(METHODS)}. Got {method!r} instead.")
     if method == "policy" and policy is None:
         raise ParameterError("augment with method='policy' needs the 'policy' input (the output of search_augmentation).")
     images, y, frame, classes = image_split(examples, "train")

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 from flywheel.dsl.artifacts import Examples, InferenceResult, Model, ModelBlessing
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Interval
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components import examples_io
@@ -45,8 +46,8 @@ def bulk_infer(
     model_name: str = "",
     version: str = "",
     keep_columns: list = ["*"],  # noqa: B006 - component defaults are recorded, never mutated
-    batch_size: int = 4096,
-    rows_per_shard: int = 1_000_000,
+    batch_size: Annotated[int, Interval(int, 1, None)] = 4096,
+    rows_per_shard: Annotated[int, Interval(int, 1, None)] = 1_000_000,
 ) -> None:
     """Scores every row of the data with one model and writes the predictions as Parquet shards.
 
@@ -118,9 +119,6 @@ def _check_options(
             f"The 'model_name' parameter of bulk_infer must name the registry model for version {version!r}. "
             "Got '' instead."
         )
-    for name, value in (("batch_size", batch_size), ("rows_per_shard", rows_per_shard)):
-        if value < 1:
-            raise ParameterError(f"The '{name}' parameter of bulk_infer must be >= 1. Got {value!r} instead.")
     if not all(isinstance(c, str) for c in keep_columns):
         raise ParameterError(f"The 'keep_columns' parameter of bulk_infer must list column names. Got {keep_columns!r} instead.")
 

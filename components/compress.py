@@ -28,11 +28,11 @@ from __future__ import annotations
 import html
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import HTML, Examples, Model, ModelBlessing
 from flywheel.dsl.component import Input, Output, component
-from flywheel.techniques.base import Interval, Options, validate_parameter
+from flywheel.dsl.constraints import Interval, Options
 
 from flywheel.components import examples_io
 from flywheel.models import images as image_models
@@ -49,16 +49,16 @@ def compress(
     examples: Input[Examples],
     compressed: Output[Model],
     report: Output[HTML],
-    sparsity: float = 0.9,
-    pruning_scope: str = "global",
-    pruning_steps: int = 3,
-    bits: int = 4,
-    fine_tune_epochs: int = 5,
-    learning_rate: float = 0.001,
-    batch_size: int = 32,
+    sparsity: Annotated[float, Interval(float, 0, 1, closed="left")] = 0.9,
+    pruning_scope: Annotated[str, Options({"global", "layer"})] = "global",
+    pruning_steps: Annotated[int, Interval(int, 1, None)] = 3,
+    bits: Annotated[int, Interval(int, 1, 16)] = 4,
+    fine_tune_epochs: Annotated[int, Interval(int, 0, None)] = 5,
+    learning_rate: Annotated[float, Interval(float, 0, None, closed="neither")] = 0.001,
+    batch_size: Annotated[int, Interval(int, 1, None)] = 32,
     quantize_int8: bool = False,
-    latency_batch: int = 256,
-    latency_repeats: int = 20,
+    latency_batch: Annotated[int, Interval(int, 1, None)] = 256,
+    latency_repeats: Annotated[int, Interval(int, 1, None)] = 20,
     split: str = "eval",
     seed: int = 0,
 ) -> None:
@@ -91,16 +91,6 @@ def compress(
         ParameterError: a parameter is out of range.
         FlywheelError: the model has no Dense/Conv2D layer.
     """
-    rules = {
-        "sparsity": [Interval(float, 0, 1, closed="left")], "bits": [Interval(int, 1, 16)],
-        "pruning_scope": [Options({"global", "layer"})], "pruning_steps": [Interval(int, 1, None)],
-        "fine_tune_epochs": [Interval(int, 0, None)], "learning_rate": [Interval(float, 0, None, closed="neither")],
-        "batch_size": [Interval(int, 1, None)], "latency_batch": [Interval(int, 1, None)],
-        "latency_repeats": [Interval(int, 1, None)],
-    }
-    values = locals()
-    for name, rule in rules.items():
-        validate_parameter("compress", name, values[name], rule)
     import keras
     import numpy as np
 
@@ -201,7 +191,7 @@ def gate_compression(
     blessing: Input[ModelBlessing],
     compressed: Input[Model],
     gated: Output[ModelBlessing],
-    max_accuracy_drop: float = 0.01,
+    max_accuracy_drop: Annotated[float, Interval(float, 0, None)] = 0.01,
 ) -> None:
     """Blesses a compressed model only if evaluate blessed it and it lost at most ``max_accuracy_drop``.
 
@@ -211,7 +201,6 @@ def gate_compression(
     Raises:
         ParameterError: ``max_accuracy_drop`` is negative.
     """
-    validate_parameter("gate_compression", "max_accuracy_drop", max_accuracy_drop, [Interval(float, 0, None)])
     document = features.read_json(compressed.path(REPORT_JSON))
     evaluated = features.read_json(blessing.path("blessing.json"))
     drop = float(document["accuracy_drop"])

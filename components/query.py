@@ -17,11 +17,14 @@ the seed set), from which ``learning_curve`` retrains round by round.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import json
 
 from flywheel.dsl.artifacts import Examples, Metrics
 from flywheel.dsl.component import Input, Output, component
-from flywheel.errors import FlywheelError, ParameterError
+from flywheel.dsl.constraints import Interval
+from flywheel.errors import FlywheelError
 
 from flywheel.components.data import features as data
 from flywheel.components import examples_io
@@ -44,7 +47,7 @@ def split_pool(
     labeled: Output[Examples],
     pool: Output[Examples],
     oracle: Output[Examples],
-    initial_per_class: int = 2,
+    initial_per_class: Annotated[int, Interval(int, 1, None)] = 2,
     seed: int = 0,
 ) -> None:
     """Splits the train split into a small labelled seed set, an unlabelled pool and its oracle.
@@ -63,8 +66,6 @@ def split_pool(
     """
     import numpy as np
 
-    if initial_per_class < 1:
-        raise ParameterError(f"The 'initial_per_class' parameter of split_pool must be >= 1. Got {initial_per_class!r} instead.")
     label = examples_io.label_of(examples)
     frame = examples_io.read_split(examples, POOL_SPLIT).reset_index(drop=True)
     if data.ID_COLUMN not in frame.columns:

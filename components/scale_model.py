@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import HTML, Examples, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
-from flywheel.errors import ParameterError
+from flywheel.dsl.constraints import Interval
 
 from flywheel.models import features
 from flywheel.components.search_architecture import image_training_data, write_image_model
@@ -47,13 +47,13 @@ def scale_model(
     model: Output[Model],
     report: Output[HTML],
     base: dict = {},  # noqa: B006 - component defaults are recorded, never mutated
-    phi: float = 1.0,
+    phi: Annotated[float, Interval(float, 0, None, closed="neither")] = 1.0,
     grid_values: list = [1.0, 1.2, 1.4, 1.6, 1.8, 2.0],  # noqa: B006
     tolerance: float = 0.1,
     compare: bool = True,
     search_epochs: int = 10,
-    final_epochs: int = 30,
-    early_stopping_patience: int = 5,
+    final_epochs: Annotated[int, Interval(int, 1, None)] = 30,
+    early_stopping_patience: Annotated[int, Interval(int, 0, None)] = 5,
     batch_size: int = 32,
     learning_rate: float = 0.003,
     validation_fraction: float = 0.2,
@@ -85,14 +85,6 @@ def scale_model(
         ParameterError: a parameter breaks its rule.
         FlywheelError: the Examples are not (square) images, or no grid point meets the constraint.
     """
-    if not phi > 0:
-        raise ParameterError(f"The 'phi' parameter of scale_model must be > 0. Got {phi!r} instead.")
-    if final_epochs < 1:
-        raise ParameterError(f"The 'final_epochs' parameter of scale_model must be >= 1. Got {final_epochs!r} instead.")
-    if early_stopping_patience < 0:
-        raise ParameterError(
-            f"The 'early_stopping_patience' parameter of scale_model must be >= 0. Got {early_stopping_patience!r} instead."
-        )
     from flywheel.models import layers as model_layers
     from flywheel.techniques import nas, scaling
 

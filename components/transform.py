@@ -26,10 +26,11 @@ validation hold-out is taken first and never resampled; eval never is).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from flywheel.dsl.artifacts import Examples, Schema, TransformGraph
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Interval, Options
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.models import features
@@ -44,11 +45,11 @@ def transform(
     schema: Input[Schema] = None,
     label: str = "",
     exclude_features: list = [],  # noqa: B006 - component defaults are recorded, never mutated
-    max_vocabulary: int = 1000,
+    max_vocabulary: Annotated[int, Interval(int, 1, None)] = 1000,
     normalize: bool = False,
-    resample: str = "none",
+    resample: Annotated[str, Options(resampling.METHODS)] = "none",
     resample_params: dict = {},  # noqa: B006
-    validation_fraction: float = 0.2,
+    validation_fraction: Annotated[float, Interval(float, 0, 1, closed="neither")] = 0.2,
     seed: int = 0,
 ) -> None:
     """Fits numeric normalization and string vocabularies (or pixel scaling) on the train split.
@@ -78,10 +79,6 @@ def transform(
         ParameterError: a parameter is out of range or an excluded feature is unknown.
         FlywheelError: no label is known, or no feature is left.
     """
-    if max_vocabulary < 1:
-        raise ParameterError(
-            f"The 'max_vocabulary' parameter of transform must be >= 1. Got {max_vocabulary!r} instead."
-        )
     _check_resample(resample, resample_params, validation_fraction)
     if examples_io.is_image(examples):
         _transform_images(
@@ -131,21 +128,12 @@ def transform(
 
 
 def _check_resample(resample: str, resample_params: dict, validation_fraction: float) -> None:
-    if resample not in resampling.METHODS:
-        raise ParameterError(
-            f"The 'resample' parameter of transform must be one of {', '.join(map(repr, resampling.METHODS))}. "
-            f"Got {resample!r} instead."
-        )
     allowed = {"smote": {"k_neighbors", "sampling_strategy"}, "undersample": {"sampling_strategy"}}.get(resample, set())
     unknown = sorted(set(resample_params) - allowed)
     if unknown:
         raise ParameterError(
             f"The 'resample_params' parameter of transform must only hold {sorted(allowed) or 'nothing'} for "
             f"resample={resample!r}. Got {unknown} instead."
-        )
-    if isinstance(validation_fraction, bool) or not 0.0 < validation_fraction < 1.0:
-        raise ParameterError(
-            f"The 'validation_fraction' parameter of transform must be a float in (0, 1). Got {validation_fraction!r} instead."
         )
 
 

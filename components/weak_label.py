@@ -9,8 +9,11 @@ module (see ``flywheel.techniques.weak_supervision``).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from flywheel.dsl.artifacts import Examples, Metrics
 from flywheel.dsl.component import Input, Output, component
+from flywheel.dsl.constraints import Options
 from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.components.data import features as data
@@ -26,7 +29,7 @@ def weak_label(
     summary: Output[Metrics],
     labeling_functions: list,
     classes: list = [],  # noqa: B006 - component defaults are recorded, never mutated
-    label_model: str = "generative",
+    label_model: Annotated[str, Options(LABEL_MODELS)] = "generative",
     split: str = "train",
     dependency_threshold: float = 0.8,
     drop_abstained: bool = True,
@@ -67,8 +70,6 @@ def weak_label(
         resolve_labeling_functions,
     )
 
-    if label_model not in LABEL_MODELS:
-        raise ParameterError(f"The 'label_model' parameter of weak_label must be one of {', '.join(LABEL_MODELS)}. Got {label_model!r} instead.")
     if not labeling_functions:
         raise ParameterError("The 'labeling_functions' parameter of weak_label must be a non-empty list. Got [] instead.")
     label = str(examples.properties.get("label") or "label")
