@@ -67,6 +67,7 @@ def digits_data(root: str, seed: int) -> tuple[Any, Any, tuple, tuple]:
 
 def study_nas(args: argparse.Namespace, root: str) -> dict[str, Any]:
     from flywheel.pipelines.architecture_search import SEARCH_SPACE
+    from flywheel.models import architectures
     from flywheel.techniques import nas
 
     spec, preprocess, data, eval_data = digits_data(root, 0)
@@ -77,7 +78,7 @@ def study_nas(args: argparse.Namespace, root: str) -> dict[str, Any]:
             population_size=8, sample_size=3, param_penalty=0.01, epochs=args.search_epochs, random_state=0,
         ).fit(*data, preprocess=preprocess)
         best = search.trials_[search.best_index_]
-        net = nas.build_network(best["architecture"], spec["image_shape"], 10, preprocess=preprocess)
+        net = architectures.build_network(best["architecture"], spec["image_shape"], 10, preprocess=preprocess)
         nas.train_network(net, *data, epochs=args.final_epochs, batch_size=32, learning_rate=0.003, seed=0, patience=5)
         runs[strategy] = {
             "trials": search.trials_, "best_index": search.best_index_, "elapsed_s": search.elapsed_s_,

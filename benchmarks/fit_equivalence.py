@@ -35,6 +35,7 @@ def main(out: str) -> None:
     from flywheel.components.train import train
     from flywheel.components.transform import transform
     from flywheel.dsl.artifacts import Examples, Model, TransformGraph
+    from flywheel.models import architectures
     from flywheel.techniques import nas
 
     root = tempfile.mkdtemp(prefix="fiteq-")
@@ -79,7 +80,7 @@ def main(out: str) -> None:
     import keras
 
     keras.utils.set_random_seed(7)
-    net = nas.build_network(arch, x.shape[1:], 10)
+    net = architectures.build_network(arch, x.shape[1:], 10)
     history = nas.train_network(net, x[:150], y[:150], x[150:], y[150:], epochs=3, batch_size=16, learning_rate=0.01,
                                 seed=7, patience=2)
     results["nas_candidate"] = {"history": history, "val_accuracy": nas.accuracy_of(net, x[150:], y[150:])}

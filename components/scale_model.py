@@ -86,6 +86,7 @@ def scale_model(
         FlywheelError: the Examples are not (square) images, or no grid point meets the constraint.
     """
     from flywheel.models import layers as model_layers
+    from flywheel.models import architectures
     from flywheel.techniques import nas, scaling
 
     spec, preprocess, data = image_training_data(examples, transform_graph, validation_fraction, seed)
@@ -104,15 +105,15 @@ def scale_model(
     arch = search.scaled(float(phi))
     shape, n_classes = spec["image_shape"], len(spec["label_vocabulary"])
     started = time.perf_counter()
-    net = nas.build_network(arch, shape, n_classes, preprocess=model_layers.load_model(
+    net = architectures.build_network(arch, shape, n_classes, preprocess=model_layers.load_model(
         transform_graph.path(features.PREPROCESS_FILE)), name="scaled")
     history = nas.train_network(
         net, *data, epochs=final_epochs, batch_size=batch_size, learning_rate=float(learning_rate), seed=seed,
         patience=early_stopping_patience,
     )
-    params, flops = nas.architecture_cost(arch, shape, n_classes)
+    params, flops = architectures.architecture_cost(arch, shape, n_classes)
     chosen = {"alpha": search.alpha_, "beta": search.beta_, "gamma": search.gamma_, "phi": float(phi),
-              "architecture": arch, "name": nas.describe(arch), "params": params, "flops": flops}
+              "architecture": arch, "name": architectures.describe(arch), "params": params, "flops": flops}
     write_image_model(
         model, net, spec, history, data, patience=early_stopping_patience, fit_seconds=time.perf_counter() - started,
         properties={"architecture": arch, "architecture_name": chosen["name"], "flops": flops, "searched_by": "scale_model",

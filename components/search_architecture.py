@@ -63,7 +63,7 @@ def search_architecture(
         transform_graph: Output of ``transform`` (its pixel preprocessing goes inside every candidate).
         model: Receives the best architecture, trained (the files ``train`` writes).
         report: Receives ``index.html``, ``pareto.png`` and ``candidates.json``.
-        search_space: Choice lists overriding ``nas.DEFAULT_SPACE`` (keys:
+        search_space: Choice lists overriding ``architectures.DEFAULT_SPACE`` (keys:
             kinds, stages, layers_per_stage, widths, kernel_sizes, skip,
             dense_units, mlp_layers, mlp_units); ``{}`` searches the default space.
         strategy: ``"evolution"`` (aging evolution) or ``"random"``.
@@ -88,6 +88,7 @@ def search_architecture(
     """
     _check(final_epochs, early_stopping_patience, validation_fraction, max_params)
     from flywheel.models import layers as model_layers
+    from flywheel.models import architectures
     from flywheel.techniques import nas
 
     spec, preprocess, (x_fit, y_fit, x_val, y_val) = image_training_data(examples, transform_graph, validation_fraction, seed)
@@ -100,7 +101,7 @@ def search_architecture(
 
     best = search.best_architecture_
     started = time.perf_counter()
-    net = nas.build_network(best, spec["image_shape"], len(spec["label_vocabulary"]), preprocess=model_layers.load_model(
+    net = architectures.build_network(best, spec["image_shape"], len(spec["label_vocabulary"]), preprocess=model_layers.load_model(
         transform_graph.path(features.PREPROCESS_FILE)), name="searched")
     history = nas.train_network(
         net, x_fit, y_fit, x_val, y_val, epochs=final_epochs, batch_size=batch_size,
@@ -109,8 +110,8 @@ def search_architecture(
     write_image_model(
         model, net, spec, history, (x_fit, y_fit, x_val, y_val), patience=early_stopping_patience,
         fit_seconds=time.perf_counter() - started,
-        properties={"architecture": best, "architecture_name": nas.describe(best), "searched_by": "search_architecture",
-                    "flops": nas.architecture_cost(best, spec["image_shape"], len(spec["label_vocabulary"]))[1]},
+        properties={"architecture": best, "architecture_name": architectures.describe(best), "searched_by": "search_architecture",
+                    "flops": architectures.architecture_cost(best, spec["image_shape"], len(spec["label_vocabulary"]))[1]},
     )
     write_search_report(report, search)
 

@@ -5,6 +5,7 @@
 * ``layers``: flywheel's Keras custom objects and ``load_model`` (``safe_mode=True``).
 * ``images``: image preprocessing, the small CNN and the image serving signature.
 * ``families``: the network families ``train`` builds (mlp, cnn, resnet, efficientnet_b0, vit).
+* ``architectures``: architectures as data (NAS's search space, sampling, mutation, layer plan, cost) and their Keras builder.
 * ``fit``: the one Keras fit loop (``train``, ``tune``'s trials and NAS candidates train through it).
 * ``data``: the streaming tabular reader (Parquet shards -> a batched ``tf.data`` pipeline of raw features).
 

@@ -18,7 +18,7 @@ search at ``phi = 1`` picked by validation accuracy; then
 ``d, w, r = alpha**phi, beta**phi, gamma**phi``. ``compare_scaling`` sets it
 against scaling one knob alone to the same FLOPs budget: depth ``2**phi``,
 width ``sqrt(2)**phi`` or resolution ``sqrt(2)**phi``. FLOPs are counted
-analytically (``nas.network_cost``); at this size the integer rounding of
+analytically (``architectures.network_cost``); at this size the integer rounding of
 layers, filters and pixels moves real FLOPs away from ``2**phi``, so the
 tables report the counted FLOPs, never the nominal ones.
 """
@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flywheel.errors import FlywheelError
+from flywheel.models import architectures
 from flywheel.techniques import nas
 from flywheel.techniques.base import Interval, Technique
 
@@ -116,15 +117,15 @@ def _train_and_score(
 
     began = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    net = nas.build_network(arch, input_shape, n_classes, preprocess=preprocess, name="scaled")
+    net = architectures.build_network(arch, input_shape, n_classes, preprocess=preprocess, name="scaled")
     x_train, y_train, x_val, y_val = data
     history = nas.train_network(
         net, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         validate=False,
     )
-    params, flops = nas.architecture_cost(arch, input_shape, n_classes)
+    params, flops = architectures.architecture_cost(arch, input_shape, n_classes)
     row = {
-        "architecture": arch, "name": nas.describe(arch), "params": params, "flops": flops,
+        "architecture": arch, "name": architectures.describe(arch), "params": params, "flops": flops,
         "val_accuracy": nas.accuracy_of(net, x_val, y_val), "val_loss": nas.log_loss_of(net, x_val, y_val), "epochs_run": len(history["loss"]),
         "seconds": round(time.perf_counter() - began, 3),
     }

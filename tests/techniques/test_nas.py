@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from flywheel.errors import FlywheelError, ParameterError
+from flywheel.models import architectures
 from flywheel.techniques import nas
 
 TINY_SPACE = {
@@ -53,10 +54,10 @@ def test_pareto_front_on_hand_made_points():
     ids=["cnn-skip-head", "cnn-k5-resized", "mlp-skip", "mlp-resized"],
 )
 def test_analytic_params_match_keras_and_flops_match_hand_count(arch):
-    net = nas.build_network(arch, (8, 8, 1), 10)
-    params, flops = nas.architecture_cost(arch, (8, 8, 1), 10)
+    net = architectures.build_network(arch, (8, 8, 1), 10)
+    params, flops = architectures.architecture_cost(arch, (8, 8, 1), 10)
     assert params == net.count_params()
-    plan = nas.layer_plan(arch, (8, 8, 1), 10)
+    plan = architectures.layer_plan(arch, (8, 8, 1), 10)
     assert sum(1 for layer in plan if layer.get("skip")) == sum(1 for lay in net.layers if lay.__class__.__name__ == "Add")
     if arch["kind"] == "cnn" and arch["kernel_size"] == 3:
         # conv 1->8 at 8x8, conv 8->8 at 8x8, pool, conv 8->16 at 4x4, pool, flatten 2*2*16=64, dense 64->32, 32->10
@@ -66,21 +67,21 @@ def test_analytic_params_match_keras_and_flops_match_hand_count(arch):
 
 
 def test_skip_connections_add_only_where_shapes_match():
-    plan = nas.layer_plan({"kind": "cnn", "stages": [[4, 4, 8], [8]], "kernel_size": 3, "skip": True}, (8, 8, 1), 3)
+    plan = architectures.layer_plan({"kind": "cnn", "stages": [[4, 4, 8], [8]], "kernel_size": 3, "skip": True}, (8, 8, 1), 3)
     convs = [layer for layer in plan if layer["op"] == "conv"]
     assert [c["skip"] for c in convs] == [False, True, False, False]  # the pooled stage's first layer never skips
 
 
 def test_samples_and_mutations_stay_in_the_space():
-    space = nas.check_space(TINY_SPACE)
+    space = architectures.check_space(TINY_SPACE)
     rng = np.random.default_rng(3)
     for _ in range(50):
-        arch = nas.sample_architecture(space, rng)
-        child = nas.mutate_architecture(arch, space, rng)
+        arch = architectures.sample_architecture(space, rng)
+        child = architectures.mutate_architecture(arch, space, rng)
         assert child != arch
         if {**child, "skip": arch["skip"]} == arch:  # only the skip flag changed: it must change the network
-            assert len(nas.layer_plan(child, (8, 8, 1), 3)) == len(nas.layer_plan(arch, (8, 8, 1), 3))
-            assert nas.layer_plan(child, (8, 8, 1), 3) != nas.layer_plan(arch, (8, 8, 1), 3)
+            assert len(architectures.layer_plan(child, (8, 8, 1), 3)) == len(architectures.layer_plan(arch, (8, 8, 1), 3))
+            assert architectures.layer_plan(child, (8, 8, 1), 3) != architectures.layer_plan(arch, (8, 8, 1), 3)
         for a in (arch, child):
             if a["kind"] == "cnn":
                 assert len(a["stages"]) in space["stages"]
@@ -111,7 +112,7 @@ def test_search_respects_its_trial_budget_and_returns_the_best_it_reports(blobs)
     assert search.best_architecture_ == trials[search.best_index_]["architecture"]
     for t in trials:
         assert t["score"] == pytest.approx(t["val_accuracy"] - 0.01 * np.log10(t["params"]))
-        assert t["params"] == nas.architecture_cost(t["architecture"], (8, 8, 1), 2)[0] and t["latency_ms"] > 0
+        assert t["params"] == architectures.architecture_cost(t["architecture"], (8, 8, 1), 2)[0] and t["latency_ms"] > 0
     assert max(t["val_accuracy"] for t in trials) >= 0.9  # the task is learnable: the search found a model that learnt it
     front = search.pareto_params_
     assert front and search.best_index_ in nas.pareto_front([(t["val_accuracy"], t["params"]) for t in trials], ("max", "min"))

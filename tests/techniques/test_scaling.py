@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from flywheel.errors import FlywheelError
-from flywheel.techniques import nas, scaling
+from flywheel.models import architectures
+from flywheel.techniques import scaling
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_scaling_rules_for_depth_width_and_resolution():
     wider = scaling.scale_architecture(base, 8, depth=1.0, width=1.5, resolution=1.0)
     assert wider["stages"] == [[12, 12], [24]] and wider["dense_units"] == [15]
     sharper = scaling.scale_architecture(base, 8, depth=1.0, width=1.0, resolution=1.4)
-    assert sharper["resolution"] == 11 and nas.layer_plan(sharper, (8, 8, 1), 10)[0] == {"op": "resize", "height": 11, "width": 11}
+    assert sharper["resolution"] == 11 and architectures.layer_plan(sharper, (8, 8, 1), 10)[0] == {"op": "resize", "height": 11, "width": 11}
     assert scaling.method_multipliers("depth", 2, (1.2, 1.1, 1.15)) == (4.0, 1.0, 1.0)
     assert scaling.method_multipliers("width", 2, (1.2, 1.1, 1.15))[1] == pytest.approx(2.0)
     assert scaling.method_multipliers("compound", 2, (1.2, 1.1, 1.15)) == pytest.approx((1.44, 1.21, 1.3225))
@@ -52,11 +53,11 @@ def test_scaling_rules_for_depth_width_and_resolution():
 @pytest.mark.parametrize("method", scaling.METHODS)
 def test_scaled_networks_count_like_keras_and_grow_flops_about_2_to_the_phi(method):
     base = {"kind": "cnn", "stages": [[16, 16], [32, 32]], "kernel_size": 3, "skip": False, "dense_units": []}
-    base_flops = nas.architecture_cost({**base, "resolution": 16}, (16, 16, 1), 10)[1]
+    base_flops = architectures.architecture_cost({**base, "resolution": 16}, (16, 16, 1), 10)[1]
     d, w, r = scaling.method_multipliers(method, 1, (1.4, 1.0, 1.2))
     arch = scaling.scale_architecture(base, 16, depth=d, width=w, resolution=r)
-    params, flops = nas.architecture_cost(arch, (16, 16, 1), 10)
-    assert params == nas.build_network(arch, (16, 16, 1), 10).count_params()
+    params, flops = architectures.architecture_cost(arch, (16, 16, 1), 10)
+    assert params == architectures.build_network(arch, (16, 16, 1), 10).count_params()
     # Conv FLOPs scale as d * w^2 * r^2 = 2 up to rounding of layers, filters and pixels (and the first layer's 1 input channel).
     assert 1.5 <= flops / base_flops <= 2.6
 
