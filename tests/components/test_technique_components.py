@@ -108,4 +108,4 @@ def test_augment_refuses_a_policy_run_without_a_policy(tmp_path):
     with pytest.raises(ParameterError, match="needs the 'policy' input"):
         augment.fn(examples=examples, augmented=Examples(uri=str(tmp_path / "out")), method="policy")
     with pytest.raises(ParameterError, match="The 'method' parameter of augment"):
-        augment.fn(examples=examples, augmented=Examples(uri=str(tmp_path / "out")), method="vae")
+        augment(examples=examples, augmented=Examples(uri=str(tmp_path / "out")), method="vae")
