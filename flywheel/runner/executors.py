@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import traceback
-from multiprocessing.connection import Connection, Pipe, wait
+from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from flywheel.dsl.artifacts import Artifact
@@ -27,6 +27,7 @@ from flywheel.dsl.pipeline import Pipeline
 from flywheel.errors import FlywheelError, UserCodeError
 from flywheel.dsl.component import OutputValue
 from flywheel.component_call import call_component
+from flywheel.runner.forking import fork_with_pipe
 
 
 @dataclasses.dataclass
@@ -283,21 +284,8 @@ class ForkPoolExecutor:
                 worker = _Worker(spawned[0], spawned[1], warm=True)
                 self._workers.append(worker)
                 return worker
-        parent_conn, child_conn = Pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                parent_conn.close()
-                worker_main(self.pipeline, child_conn, parent)
-            except BaseException:  # noqa: BLE001 - a worker must never return into the runner's code
-                code = 1
-            finally:
-                os._exit(code)
-        child_conn.close()
+        pid, parent_conn = fork_with_pipe(lambda conn: worker_main(self.pipeline, conn, parent))
         worker = _Worker(pid, parent_conn)
         self._workers.append(worker)
         return worker

@@ -38,9 +38,11 @@ import os
 import signal
 import sys
 import time
-from multiprocessing.connection import Connection, Pipe, wait
+from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any, Callable, Iterable
+
+from flywheel.runner.forking import fork_with_pipe
 
 ENV_SWITCH = "FLYWHEEL_WARM_PARENT"
 
@@ -101,23 +103,8 @@ class WarmParent:
         self.error = ""
         self.import_s = 0.0
         self._statuses: dict[int, int] = {}
-        ours, theirs = Pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                ours.close()
-                _main(worker_main, theirs, parent, modules, log_path)
-            except BaseException:  # noqa: BLE001 - must never return into the runner's code
-                code = 1
-            finally:
-                os._exit(code)
-        theirs.close()
-        self.pid = pid
-        self.conn = ours
+        self.pid, self.conn = fork_with_pipe(lambda conn: _main(worker_main, conn, parent, modules, log_path))
 
     def _handle(self, message: Any) -> Any:
         if message[0] == "ready":
@@ -290,21 +277,8 @@ def _main(worker_main: Callable[[Connection, int], None], conn: Connection, pare
             break
         if message is None:
             break
-        theirs, ours = Pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                conn.close()
-                theirs.close()
-                worker_main(ours, me)  # imported objects stay frozen: never collected, never copied
-            except BaseException:  # noqa: BLE001 - a worker must never return into this loop
-                code = 1
-            finally:
-                os._exit(code)
-        ours.close()
+        # In the worker, imported objects stay frozen: never collected, never copied.
+        pid, theirs = fork_with_pipe(lambda ours: worker_main(ours, me), close_in_child=(conn,))
         children.add(pid)
         conn.send(("spawned", pid))
         send_handle(conn, theirs.fileno(), parent)
