@@ -178,7 +178,7 @@ def _serve_and_ask(
         could not be published, loaded or asked (``report["error"]`` says why).
     """
     from flywheel.registry import ModelRegistry
-    from flywheel.serving.server import ServeConfig
+    from flywheel.serving.config import ServeConfig
 
     registry = ModelRegistry(f"{scratch}/registry")
     try:

@@ -146,7 +146,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         ServingError: an option is out of range.
     """
-    from flywheel.serving.server import ServeConfig
+    from flywheel.serving.config import ServeConfig
 
     home = home_of(args)
     return ServeConfig(

@@ -6,7 +6,8 @@ import asyncio
 import threading
 from typing import Any
 
-from flywheel.serving.server import ModelServer, ServeConfig
+from flywheel.serving.config import ServeConfig
+from flywheel.serving.server import ModelServer
 
 
 class BackgroundServer:
