@@ -34,7 +34,7 @@ from typing import Annotated, Any
 from flywheel.dsl.artifacts import Examples, HyperParameters, Model, TransformGraph
 from flywheel.dsl.component import Input, Output, component
 from flywheel.dsl.constraints import Interval, Options, nonempty_positive_int_list, positive_int_list
-from flywheel.errors import FlywheelError, ParameterError
+from flywheel.errors import ParameterError
 
 from flywheel.components import examples_io, hyperparameters_io
 from flywheel.components.train import diagnosis as learning_curve
@@ -134,17 +134,8 @@ def train(
             has fewer than ``min_class_examples`` rows in a split, or a split
             holds a class the train split lacks.
     """
-    given = {
-        "hidden_units": hidden_units, "dropout": dropout, "learning_rate": learning_rate, "epochs": epochs,
-        "batch_size": batch_size, "early_stopping_patience": early_stopping_patience, "class_weights": class_weights,
-        "loss": loss, "focal_gamma": focal_gamma, "validation_fraction": validation_fraction, "seed": seed,
-        "architecture": architecture, "conv_widths": conv_widths, "mixup_alpha": mixup_alpha,
-        "randaugment_n": randaugment_n, "randaugment_m": randaugment_m, "coteaching": coteaching,
-        "forget_rate": forget_rate, "num_gradual": num_gradual, "distill_temperature": distill_temperature,
-        "distill_alpha": distill_alpha, "min_class_examples": min_class_examples,
-    }
-    if set(given) != set(train.parameters):  # a parameter added to the signature must be added above too
-        raise FlywheelError(f"train's settings miss parameter(s) {sorted(set(train.parameters) - set(given))}.")
+    # The parameter values as given (first statement: locals() holds only the arguments here).
+    given = {name: value for name, value in locals().items() if name in train.parameters}
     tuned = {}
     if hyperparameters is not None:  # tuned values override the ones given
         tuned = hyperparameters_io.overrides(hyperparameters, train.parameters)
