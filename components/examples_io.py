@@ -44,6 +44,9 @@ SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.parquet"
 IMAGES_FILE = "images.npy"
 # Rows per Parquet shard that SplitWriter starts a new file after.
 SHARD_ROWS = 500_000
+# Rows per Parquet row group at most: readers (iter_split_batches, train's stream, Beam) decode a whole
+# row group at a time, so a frame written in one call must not become one row group as large as itself.
+ROW_GROUP_ROWS = 65_536
 
 
 def split_dir(artifact: Artifact, split: str) -> str:
@@ -204,7 +207,9 @@ class SplitWriter:
                 self._open_shard(pa, frame)
             take = min(len(frame) - start, self._shard_rows - self._rows_in_shard)
             part = frame.iloc[start:start + take]
-            self._writer.write_table(pa.Table.from_pandas(part, schema=self._schema, preserve_index=False))
+            self._writer.write_table(
+                pa.Table.from_pandas(part, schema=self._schema, preserve_index=False), row_group_size=ROW_GROUP_ROWS
+            )
             start += take
             self._rows_in_shard += take
             self.rows += take

@@ -27,6 +27,7 @@ import tempfile
 
 from flywheel.dsl.artifacts import Examples, ExampleStatistics, InfraBlessing, Model, ModelBlessing, PushedModel, Schema
 from flywheel.dsl.component import Input, Output, component
+from flywheel.errors import FlywheelError
 
 from flywheel.models import features
 
@@ -37,7 +38,7 @@ def push(
     blessing: Input[ModelBlessing],
     pushed_model: Output[PushedModel],
     registry: str = "",
-    model_name: str = "penguins",
+    model_name: str = "",
     examples: Input[Examples] = None,
     statistics: Input[ExampleStatistics] = None,
     schema: Input[Schema] = None,
@@ -81,6 +82,11 @@ def push(
     elif not infra_blessed:
         detail = "; ".join(infra_reasons) if infra_reasons else "the infra blessing records no reason"
         record["reason"] = f"model not infra-blessed (serving could not answer with it): {detail}"
+    elif not model_name:
+        raise FlywheelError(
+            f"push has no model name: the blessing at {blessing.uri} records none (its Examples had no dataset "
+            "name) and none was given; pass model_name=... naming the model in the registry."
+        )
     else:
         fingerprint = fingerprint_dir(model.uri)
         metadata = {
@@ -180,7 +186,6 @@ def _reference_trees(model: Model, examples, statistics, schema, scratch: str) -
 
 def _lineage_sources(model_uri: str) -> dict:
     """statistics / examples / schema upstream of the model in the local run's ML Metadata ({} when none)."""
-    from flywheel.errors import FlywheelError
     from flywheel.home import Home
     from flywheel.monitoring.reference import lineage_outputs
 

@@ -59,5 +59,5 @@ def architecture_search(
     )
     evaluate_and_push(
         rows.outputs["examples"], searched.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds={"accuracy": 0.9},
+        thresholds={"accuracy": 0.9},
     )

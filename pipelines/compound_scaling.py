@@ -45,5 +45,5 @@ def compound_scaling(
     )
     evaluate_and_push(
         rows.outputs["examples"], scaled.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds={"accuracy": 0.9},
+        thresholds={"accuracy": 0.9},
     )

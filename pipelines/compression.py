@@ -49,7 +49,7 @@ def compression(
         fine_tune_epochs=12, seed=seed,
     )
     evaluated = evaluate(
-        examples=rows.outputs["examples"], model=small.outputs["compressed"], slice_features=[],
+        examples=rows.outputs["examples"], model=small.outputs["compressed"],
         thresholds={"accuracy": 0.9}, registry=registry, model_name=model_name,
     )
     gated = gate_compression(blessing=evaluated.outputs["blessing"], compressed=small.outputs["compressed"])

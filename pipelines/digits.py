@@ -51,5 +51,5 @@ def digits(
     )
     evaluate_and_push(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds={"accuracy": 0.9},
+        thresholds={"accuracy": 0.9},
     )

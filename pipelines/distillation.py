@@ -44,5 +44,5 @@ def distillation(
     )
     evaluate_and_push(
         rows.outputs["examples"], student.outputs["model"], registry=registry, model_name=model_name,
-        slice_features=[], thresholds={"accuracy": 0.9},
+        thresholds={"accuracy": 0.9},
     )

@@ -67,6 +67,5 @@ def training(
         rows.outputs["examples"], trained.outputs["model"], registry=registry, model_name=model_name,
         statistics=checked.outputs["statistics"], schema=checked.outputs["schema"],
         infra_blessing=served.outputs["infra_blessing"],
-        slice_features=[],  # evaluate's default slices (island, sex) are penguins' columns; own data has others
         label=label, skip_push_unless_blessed=True,
     )

@@ -67,10 +67,10 @@ def evaluate(
     blessing: Output[ModelBlessing],
     metrics: Output[ClassificationMetrics],
     summary: Output[Markdown],
-    slice_features: list = ["island", "sex"],  # noqa: B006 - component defaults are recorded, never mutated
+    slice_features: list = [],  # noqa: B006 - component defaults are recorded, never mutated
     thresholds: Annotated[dict, metric_thresholds] = {"balanced_accuracy": 0.8},  # noqa: B006
     registry: str = "",
-    model_name: str = "penguins",
+    model_name: str = "",
     max_regression: Annotated[float, Interval(float, 0, None)] = 0.02,
     compare_metrics: Annotated[list, metric_names] = ["balanced_accuracy", "accuracy"],  # noqa: B006
     label: str = "",
@@ -95,7 +95,8 @@ def evaluate(
         thresholds: Minimum value per metric (one of ``evaluate.classification.SCALAR_METRICS``).
         registry: Registry directory; "" means the flywheel home's registry.
         model_name: Registry name whose serving version is the baseline; ""
-            means the Examples' ``dataset_name`` (recorded on the blessing).
+            means the Examples' ``dataset_name`` (recorded on the blessing);
+            with neither, nothing is compared.
         max_regression: Largest allowed drop of a compared metric versus the baseline.
         compare_metrics: Metrics compared with the baseline.
         label: Label column; defaults to the Examples' ``label`` property.
@@ -125,7 +126,11 @@ def evaluate(
     from flywheel.models import layers as model_layers
 
     candidate = model_layers.load_model(model.path(features.MODEL_FILE))
-    baseline = _baseline(registry, model_name, class_names=class_names, allow_label_change=allow_label_change)
+    # No name (Examples without a dataset name, and none given): nothing to compare with.
+    baseline = (
+        _baseline(registry, model_name, class_names=class_names, allow_label_change=allow_label_change)
+        if model_name else None
+    )
     served = baseline.pop("model", None) if baseline else None
     served_scores = None if served is None else classification.MetricsAccumulator(served[1]["label_vocabulary"])
     scores = classification.MetricsAccumulator(class_names)

@@ -94,11 +94,12 @@ def test_evaluate_refuses_a_baseline_with_another_label_vocabulary(tmp_path):
         }
 
     with pytest.raises(DataSanityError, match=r"serving version 1 of 'penguins' predicts \['Adelie'\]"):
-        run(evaluate, {"examples": examples, "model": model}, outputs("refused"), registry=store.root, thresholds={})
+        run(evaluate, {"examples": examples, "model": model}, outputs("refused"), registry=store.root, model_name="penguins",
+            thresholds={})
 
     allowed = run(
         evaluate, {"examples": examples, "model": model}, outputs("allowed"),
-        registry=store.root, thresholds={}, allow_label_change=True,
+        registry=store.root, model_name="penguins", thresholds={}, allow_label_change=True,
     )
     reasons = allowed["blessing"].properties["reasons"]
     assert any(r.startswith("regression check skipped: allow_label_change=true") for r in reasons)

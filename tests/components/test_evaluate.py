@@ -168,8 +168,8 @@ def test_blessing_refuses_regression_against_the_served_model(trained, tmp_path)
     version, _ = store.push("penguins", good.uri)
     store.set_serving("penguins", version)
 
-    refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, thresholds={})
-    accepted = _evaluate(tmp_path / "good", examples, good, registry=store.root)
+    refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, model_name="penguins", thresholds={})
+    accepted = _evaluate(tmp_path / "good", examples, good, registry=store.root, model_name="penguins")
 
     reasons = refused["blessing"].properties["reasons"]
     assert refused["blessing"].properties["blessed"] is False
@@ -189,8 +189,8 @@ def test_the_baseline_loads_from_a_registry_on_s3(trained, tmp_path, s3_bucket, 
     store = ModelRegistry(f"{s3_bucket}/registry")
     store.publish("penguins", good.uri)
 
-    refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, thresholds={})
-    accepted = _evaluate(tmp_path / "good", examples, good, registry=store.root)
+    refused = _evaluate(tmp_path / "poor", examples, poor, registry=store.root, model_name="penguins", thresholds={})
+    accepted = _evaluate(tmp_path / "good", examples, good, registry=store.root, model_name="penguins")
 
     assert refused["blessing"].properties["blessed"] is False
     assert refused["blessing"].properties["baseline_version"] == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 try:
     from tests.components.model_fixtures import fake_model_dir, run
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path
@@ -23,6 +25,7 @@ def _blessing(tmp_path, name, blessed, reasons=("balanced_accuracy 0.99 >= thres
 
 
 def _push(tmp_path, model_uri, blessing, out_name, **params):
+    params.setdefault("model_name", "penguins")
     out = run(
         push,
         {"model": Model(uri=model_uri, properties={"diagnosis": "fine"}), "blessing": blessing},
@@ -43,7 +46,7 @@ def test_unblessed_model_is_not_pushed_and_the_node_succeeds(tmp_path):
     assert pushed.properties["version"] is None
     assert "not blessed" in pushed.properties["reason"]
     assert "0.41 is below the threshold" in pushed.properties["reason"]
-    assert ModelRegistry(registry).versions("penguins") == []
+    assert ModelRegistry(registry).models() == []
     with open(pushed.path("pushed.json")) as f:
         assert json.load(f)["pushed"] is False
 
@@ -120,6 +123,7 @@ def _push_with_infra(tmp_path, blessed: bool, reasons: list[str]):
          "infra_blessing": infra},
         {"pushed_model": PushedModel(uri=str(tmp_path / "p"))},
         registry=registry,
+        model_name="penguins",
     )
     return out["pushed_model"], ModelRegistry(registry)
 
@@ -137,3 +141,14 @@ def test_both_blessings_push_and_the_infra_reasons_are_recorded_in_the_version(t
 
     assert out.properties["pushed"] is True
     assert registry.version_info("penguins", 1)["metadata"]["infra_blessing_reasons"] == ["served 3 requests"]
+
+
+def test_a_blessed_model_without_any_model_name_is_an_error_naming_the_parameter(tmp_path):
+    # push's default model_name is "" (never the demo's name): the blessing's name is used, and when the
+    # Examples had no dataset name either, pushing under a made-up name would mix models; it is refused.
+    registry = str(tmp_path / "reg")
+    blessing = _blessing(tmp_path, "b", True)
+    blessing.properties.pop("model_name", None)
+    with pytest.raises(Exception, match="pass model_name=") as raised:
+        _push(tmp_path, fake_model_dir(str(tmp_path / "m")), blessing, "p", registry=registry, model_name="")
+    assert ModelRegistry(registry).models() == [], raised.value
