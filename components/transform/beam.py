@@ -7,14 +7,20 @@ built and the transform stays inside the served model. The analyzers are
 tf.Transform's, run by ``tft_beam.AnalyzeDataset`` on the runner the user's
 ``beam_args`` name (``components/data/beam.py``; [] is the DirectRunner):
 
-* numeric feature: ``tft.mean`` and ``tft.var`` over the present values (float64),
-  missing (null/NaN) rows counted by ``tft.sum`` of a 0/1 indicator;
-* string feature: ``tft.vocabulary`` with ``store_frequency`` over the non-missing,
-  non-"" values (every value with its count, in ``tfrecord_gzip`` format, which,
-  unlike ``text``, keeps values holding newlines), re-sorted here as ``fit_spec``
-  does (most frequent first, ties by value) and cut to ``max_vocabulary``; nulls
-  counted by ``tft.sum``;
-* label: ``tft.vocabulary`` of the non-null labels, sorted.
+* numeric features: ``tft.mean`` and ``tft.var`` (``reduce_instance_dims=False``) of one
+  sparse [rows, numeric features] float64 tensor whose missing (null/NaN) cells are absent,
+  so each column's constants are over its present values;
+* missing counts: ``tft.sum`` of one dense [rows, features + 1] tensor of 0/1 indicators
+  (null or NaN; for strings null only, as ``fit_spec``), the last column counting rows;
+* string features and the label: one ``tft.vocabulary`` with ``store_frequency`` over
+  ``"<feature index>:<value>"`` keys (non-missing, non-"" values; every label), so every
+  value comes back with its exact count (``tfrecord_gzip`` format, which, unlike ``text``,
+  keeps values holding newlines). The counts are split by feature and re-sorted here as
+  ``fit_spec`` sorts them (most frequent first, ties by value), then cut to ``max_vocabulary``.
+
+Four analyzers for any number of features (one per feature and statistic took twice as long
+to build and run: Beam's graph grows with the analyzers). tf.Transform ignores infinite
+numbers in means and variances, where pandas gives inf; ``fit_spec`` is unchanged.
 
 The Parquet shards are read by Beam's ``ReadFromParquetBatched`` (one Arrow
 table per row group); each row group is coerced as ``fit_spec`` coerces the
@@ -39,7 +45,11 @@ from flywheel.models import features
 if TYPE_CHECKING:
     from flywheel.dsl.artifacts import Artifact
 
-MISSING = "__missing__"  # suffix of a feature's 0/1 missing indicator column
+# Columns of the record batches the analyzers read (one row of the split each):
+NUMERIC_VALUES, NUMERIC_INDEX = "numeric_values", "numeric_index"  # present numbers, and whose they are
+MISSING = "missing"  # one 0/1 per feature (1: null/NaN), and a last 1 that counts the rows
+KEYS = "vocabulary_keys"  # "<feature index>:<value>" per present string, "label:<value>" for the label
+VOCABULARY = "vocabulary"
 VOCAB_FORMAT = "tfrecord_gzip"  # keeps "" and values with newlines, which the text format drops
 
 
@@ -51,21 +61,14 @@ def schema_frame(examples: Artifact, split: str) -> Any:
     return frame[[name for name in frame.columns if not str(name).startswith("__index_level_")]]
 
 
-def _list_array(values: Any, present: Any, value_type: Any) -> Any:
-    """A list array with one value in each present row and none in the others."""
+def _rows_of(mask: Any, values: Any, value_type: Any) -> Any:
+    """A list array whose row i holds ``values`` of the True cells of ``mask[i]`` (row-major)."""
     import numpy as np
     import pyarrow as pa
 
-    offsets = np.zeros(len(present) + 1, dtype=np.int32)
-    np.cumsum(present, out=offsets[1:])
+    offsets = np.zeros(mask.shape[0] + 1, dtype=np.int32)
+    np.cumsum(mask.sum(axis=1), out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
-
-
-def _one_per_row(values: Any) -> Any:
-    import numpy as np
-    import pyarrow as pa
-
-    return pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int32)), pa.array(values, type=pa.int64()))
 
 
 def _record_batch(table: Any, kinds: dict[str, str], label: str) -> Any:
@@ -75,85 +78,88 @@ def _record_batch(table: Any, kinds: dict[str, str], label: str) -> Any:
     import pyarrow as pa
 
     frame = table.to_pandas()
-    arrays, names = [], []
-    for name, kind in kinds.items():
+    rows = len(frame)
+    numeric = [name for name, kind in kinds.items() if kind == "numeric"]
+    missing = np.ones((rows, len(kinds) + 1), dtype=np.int64)
+    values = np.full((rows, len(numeric)), np.nan)
+    keys = np.empty((rows, len(kinds) + 1 - len(numeric)), dtype=object)
+    kept = np.zeros(keys.shape, dtype=bool)
+    column_of = 0
+    for index, (name, kind) in enumerate(kinds.items()):
         column = frame[name]
         if kind == "numeric":
-            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            missing = np.isnan(values)
-            arrays.append(_list_array(values[~missing], ~missing, pa.float64()))
+            position = numeric.index(name)
+            values[:, position] = pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            missing[:, index] = np.isnan(values[:, position])
         else:
-            missing = column.isna().to_numpy()
-            text = column[~missing].astype(str)
-            kept = text[text != features.MISSING_STRING]
-            keep = np.zeros(len(column), dtype=bool)
-            keep[np.flatnonzero(~missing)[(text != features.MISSING_STRING).to_numpy()]] = True
-            arrays.append(_list_array(kept.tolist(), keep, pa.string()))
-        names.append(name)
-        arrays.append(_one_per_row(missing.astype(np.int64)))
-        names.append(name + MISSING)
+            absent = column.isna().to_numpy()
+            missing[:, index] = absent
+            text = column[~absent].astype(str)
+            present = (text != features.MISSING_STRING).to_numpy()
+            rows_kept = np.flatnonzero(~absent)[present]
+            keys[rows_kept, column_of] = (f"{index}:" + text[present]).to_numpy(dtype=object)
+            kept[rows_kept, column_of] = True
+            column_of += 1
     labels = frame[label]
     present = labels.notna().to_numpy()
-    arrays.append(_list_array(labels[present].astype(str).tolist(), present, pa.string()))
-    names.append(label)
-    return pa.RecordBatch.from_arrays(arrays, names=names)
+    keys[present, column_of] = ("label:" + labels[present].astype(str)).to_numpy(dtype=object)
+    kept[present, column_of] = True
+    finite = ~np.isnan(values)
+    arrays = {
+        NUMERIC_VALUES: _rows_of(finite, values[finite], pa.float64()),
+        NUMERIC_INDEX: _rows_of(finite, np.nonzero(finite)[1].astype(np.int64), pa.int64()),
+        MISSING: _rows_of(np.ones(missing.shape, dtype=bool), missing.ravel(), pa.int64()),
+        KEYS: _rows_of(kept, keys[kept].tolist(), pa.string()),
+    }
+    return pa.RecordBatch.from_arrays(list(arrays.values()), names=list(arrays))
 
 
-def _tensor_adapter_config(kinds: dict[str, str], label: str) -> Any:
+def _tensor_adapter_config(kinds: dict[str, str]) -> Any:
+    """How the columns become tensors: numbers a sparse [rows, numeric features] tensor (missing cells
+    absent), the indicators a dense [rows, features + 1] one, the vocabulary keys a var-len one."""
     import pyarrow as pa
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tfx_bsl.tfxio import tensor_adapter
 
-    fields, representations = [], {}
-    for name, kind in [*kinds.items(), (label, "categorical")]:
-        fields.append(pa.field(name, pa.list_(pa.float64() if kind == "numeric" else pa.string())))
-        representations[name] = schema_pb2.TensorRepresentation(
-            varlen_sparse_tensor=schema_pb2.TensorRepresentation.VarLenSparseTensor(column_name=name)
-        )
-        if name == label:
-            continue
-        fields.append(pa.field(name + MISSING, pa.list_(pa.int64())))
-        dense = schema_pb2.TensorRepresentation.DenseTensor(column_name=name + MISSING)
-        dense.shape.dim.add().size = 1
-        representations[name + MISSING] = schema_pb2.TensorRepresentation(dense_tensor=dense)
-    return tensor_adapter.TensorAdapterConfig(pa.schema(fields), representations)
+    numeric = sum(kind == "numeric" for kind in kinds.values())
+    schema = pa.schema([
+        pa.field(NUMERIC_VALUES, pa.list_(pa.float64())), pa.field(NUMERIC_INDEX, pa.list_(pa.int64())),
+        pa.field(MISSING, pa.list_(pa.int64())), pa.field(KEYS, pa.list_(pa.string())),
+    ])
+    sparse = schema_pb2.TensorRepresentation.SparseTensor(index_column_names=[NUMERIC_INDEX], value_column_name=NUMERIC_VALUES)
+    sparse.dense_shape.dim.add().size = max(numeric, 1)
+    dense = schema_pb2.TensorRepresentation.DenseTensor(column_name=MISSING)
+    dense.shape.dim.add().size = len(kinds) + 1
+    representations = {
+        NUMERIC_VALUES: schema_pb2.TensorRepresentation(sparse_tensor=sparse),
+        MISSING: schema_pb2.TensorRepresentation(dense_tensor=dense),
+        KEYS: schema_pb2.TensorRepresentation(
+            varlen_sparse_tensor=schema_pb2.TensorRepresentation.VarLenSparseTensor(column_name=KEYS)
+        ),
+    }
+    return tensor_adapter.TensorAdapterConfig(schema, representations)
 
 
-def _vocabulary_name(index: int) -> str:
-    return f"vocabulary_{index}"
+def _preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Four analyzers for all features at once (tf.Transform combines each in one pass):
+    per-column mean and variance of the present numbers, per-column sums of the missing
+    indicators (the last column: rows), and one vocabulary with counts of every feature's
+    "<index>:<value>" keys. Each output repeats its analyzer's result for every row."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
 
+    rows = tf.shape(inputs[MISSING])[0]
 
-def _preprocessing_fn(kinds: dict[str, str], label: str) -> Any:
-    """The analyzers: every output is one analyzer's result, repeated for each row of the batch."""
+    def per_row(value: Any) -> Any:
+        return tf.tile(tf.reshape(value, [1, -1]), [rows, 1])
 
-    def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
-        import tensorflow as tf
-        import tensorflow_transform as tft
-
-        first = inputs[next(iter(kinds)) + MISSING]
-        rows = tf.shape(first)[0]
-
-        def per_row(value: Any) -> Any:
-            return tf.fill([rows], value)
-
-        outputs = {"rows": per_row(tft.size(first))}
-        for index, (name, kind) in enumerate(kinds.items()):
-            values = inputs[name]
-            outputs[f"{index}/missing"] = per_row(tft.sum(inputs[name + MISSING]))
-            outputs[f"{index}/present"] = per_row(tft.size(values))
-            if kind == "numeric":
-                # float64 is no output dtype of tf.Transform: its bits travel as an int64
-                outputs[f"{index}/mean"] = per_row(tf.bitcast(tft.mean(values), tf.int64))
-                outputs[f"{index}/variance"] = per_row(tf.bitcast(tft.var(values), tf.int64))
-            else:
-                tft.vocabulary(
-                    values, vocab_filename=_vocabulary_name(index), store_frequency=True, file_format=VOCAB_FORMAT
-                )
-        outputs["label/present"] = per_row(tft.size(inputs[label]))
-        tft.vocabulary(inputs[label], vocab_filename="label_vocabulary", store_frequency=True, file_format=VOCAB_FORMAT)
-        return outputs
-
-    return preprocessing_fn
+    tft.vocabulary(inputs[KEYS], vocab_filename=VOCABULARY, store_frequency=True, file_format=VOCAB_FORMAT)
+    return {
+        "missing": per_row(tft.sum(inputs[MISSING], reduce_instance_dims=False)),
+        # float64 is no output dtype of tf.Transform: the bits travel as int64
+        "mean": per_row(tf.bitcast(tft.mean(inputs[NUMERIC_VALUES], reduce_instance_dims=False), tf.int64)),
+        "variance": per_row(tf.bitcast(tft.var(inputs[NUMERIC_VALUES], reduce_instance_dims=False), tf.int64)),
+    }
 
 
 def _read_counts(path: str) -> list[tuple[str, int]]:
@@ -167,7 +173,7 @@ def _read_counts(path: str) -> list[tuple[str, int]]:
     return pairs
 
 
-def _analyzer_values(output: Any, kinds: dict[str, str], label: str) -> dict[str, Any]:
+def _analyzer_values(output: Any, kinds: dict[str, str]) -> dict[str, Any]:
     """Runs the analyzed transform graph on one empty row: its outputs are the analyzers' results.
 
     The graph is applied as tf.Transform's own layer applies it, without the layer's cast of the inputs
@@ -176,18 +182,17 @@ def _analyzer_values(output: Any, kinds: dict[str, str], label: str) -> dict[str
     import tensorflow as tf
     from tensorflow_transform.saved import saved_transform_io_v2
 
-    raw = {}
-    for name, kind in [*kinds.items(), (label, "categorical")]:
-        raw[name] = tf.SparseTensor(
-            indices=tf.zeros([0, 2], tf.int64),
-            values=tf.constant([], tf.float64 if kind == "numeric" else tf.string),
-            dense_shape=[1, 1],
-        )
-        if name != label:
-            raw[name + MISSING] = tf.zeros([1, 1], tf.int64)
+    numeric = max(sum(kind == "numeric" for kind in kinds.values()), 1)
+    raw = {
+        NUMERIC_VALUES: tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.constant([], tf.float64), [1, numeric]),
+        MISSING: tf.zeros([1, len(kinds) + 1], tf.int64),
+        KEYS: tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.constant([], tf.string), [1, 1]),
+    }
     loader = saved_transform_io_v2.SavedModelLoader(output.transform_savedmodel_dir)
     values = {key: value.numpy()[0] for key, value in loader.apply_transform_model(raw).items()}
-    return {key: value.view("float64") if key.endswith(("/mean", "/variance")) else value for key, value in values.items()}
+    for key in ("mean", "variance"):
+        values[key] = values[key].view("float64")
+    return values
 
 
 def fit_spec_on_beam(
@@ -220,32 +225,34 @@ def fit_spec_on_beam(
     import tensorflow_transform.beam as tft_beam
 
     kinds = dict(kinds)
-    columns = [*kinds, label]
     transform_fn_dir = os.path.join(work_dir, "transform_fn")
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
             with tft_beam.Context(temp_dir=os.path.join(work_dir, "tmp"), force_tf_compat_v1=False):
                 batches = (
                     pipeline
-                    | "ReadShards" >> beam.io.ReadFromParquetBatched(shard_pattern(examples, split), columns=columns)
+                    | "ReadShards" >> beam.io.ReadFromParquetBatched(shard_pattern(examples, split), columns=[*kinds, label])
                     | "ToRecordBatches" >> beam.Map(_record_batch, kinds, label)
                 )
-                transform_fn = (batches, _tensor_adapter_config(kinds, label)) | "Analyze" >> tft_beam.AnalyzeDataset(
-                    _preprocessing_fn(kinds, label)
+                transform_fn = (batches, _tensor_adapter_config(kinds)) | "Analyze" >> tft_beam.AnalyzeDataset(
+                    _preprocessing_fn
                 )
                 _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_fn_dir)
         output = tft.TFTransformOutput(transform_fn_dir)
-        values = _analyzer_values(output, kinds, label)
-        vocabularies = {
-            index: _read_counts(output.vocabulary_file_by_name(_vocabulary_name(index)))
-            for index, kind in enumerate(kinds.values())
-            if kind == "categorical"
-        }
-        labels = _read_counts(output.vocabulary_file_by_name("label_vocabulary"))
+        values = _analyzer_values(output, kinds)
+        keyed = _read_counts(output.vocabulary_file_by_name(VOCABULARY))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    rows = int(values["rows"])
+    # "<index>:<value>" keys back to each feature's (value, count) pairs; an entry without such a
+    # key is tf.Transform's placeholder for an empty vocabulary, not data.
+    counts: dict[str, list[tuple[str, int]]] = {}
+    for key, count in keyed:
+        owner, colon, value = key.partition(":")
+        if colon and (owner == "label" or owner.isdigit()):
+            counts.setdefault(owner, []).append((value, count))
+    rows = int(values["missing"][-1])
+    numeric_index = {name: i for i, name in enumerate(n for n, k in kinds.items() if k == "numeric")}
     spec: dict[str, Any] = {
         "label": label,
         "numeric_features": [n for n, k in kinds.items() if k == "numeric"],
@@ -255,28 +262,24 @@ def fit_spec_on_beam(
         "fitted_on": {"split": split, "rows": rows},
     }
     index_of = {name: index for index, name in enumerate(kinds)}
-    for name in spec["numeric_features"] + spec["categorical_features"]:  # fit_spec's order
-        index, kind = index_of[name], kinds[name]
-        present = int(values[f"{index}/present"])
-        missing = int(values[f"{index}/missing"])
-        if kind == "numeric":
-            # An all-missing column normalizes to 0: mean 0, variance 1 (as fit_spec).
-            spec["features"][name] = {
-                "kind": "numeric",
-                "dtype": "float32",
-                "mean": float(values[f"{index}/mean"]) if present else 0.0,
-                "variance": float(values[f"{index}/variance"]) if present else 1.0,
-                "missing_in_train": missing,
-            }
-        else:
-            # No value: tf.Transform writes a placeholder entry, which is not data.
-            counts = vocabularies[index] if present else []
-            ordered = sorted(counts, key=lambda item: (-item[1], item[0]))[:max_vocabulary]
-            spec["features"][name] = {
-                "kind": "categorical",
-                "dtype": "string",
-                "vocabulary": [value for value, _ in ordered],
-                "missing_in_train": missing,
-            }
-    spec["label_vocabulary"] = sorted(value for value, _ in labels) if int(values["label/present"]) else []
+    for name in spec["numeric_features"]:  # fit_spec's order: numbers, then strings
+        missing = int(values["missing"][index_of[name]])
+        column = numeric_index[name]
+        # An all-missing column normalizes to 0: mean 0, variance 1 (as fit_spec).
+        spec["features"][name] = {
+            "kind": "numeric",
+            "dtype": "float32",
+            "mean": float(values["mean"][column]) if missing < rows else 0.0,
+            "variance": float(values["variance"][column]) if missing < rows else 1.0,
+            "missing_in_train": missing,
+        }
+    for name in spec["categorical_features"]:
+        ordered = sorted(counts.get(str(index_of[name]), []), key=lambda item: (-item[1], item[0]))[:max_vocabulary]
+        spec["features"][name] = {
+            "kind": "categorical",
+            "dtype": "string",
+            "vocabulary": [value for value, _ in ordered],
+            "missing_in_train": int(values["missing"][index_of[name]]),
+        }
+    spec["label_vocabulary"] = sorted(value for value, _ in counts.get("label", []))
     return spec
