@@ -25,8 +25,8 @@ numbers in means and variances, where pandas gives inf; ``fit_spec`` is unchange
 The Parquet shards are read by Beam's ``ReadFromParquetBatched`` (one Arrow
 table per row group); each row group is coerced as ``fit_spec`` coerces the
 whole frame (``pd.to_numeric`` for numbers, ``str`` for strings) and handed to
-tf.Transform as Arrow record batches through a ``TensorAdapterConfig`` (values
-as var-len sparse tensors, missing rows empty), so no worker holds the split.
+tf.Transform as Arrow record batches through a ``TensorAdapterConfig`` (the
+tensors above), so no worker holds the split.
 The counts combined by Beam are exact; means and variances are summed in
 another order than pandas', so they agree with ``fit_spec`` to 1e-9 relative
 (tests/components/test_transform_beam.py).
