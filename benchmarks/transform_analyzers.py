@@ -22,8 +22,10 @@ written to ``benchmarks/out/transform_analyzers.json`` (gitignored). The table i
 with benchmarks/scale.py's taxi generator (18 columns, strings with rare values, missing
 values, heavy tails); ``trip_start_timestamp`` (one value per trip) is excluded as an id.
 
-``--penguins`` times the transform component on the penguins train split (334 rows; the
-in-memory path) in fresh processes: small data must not get slower.
+``--penguins`` times the transform component on the penguins train split (258 rows; the
+in-memory path) in fresh processes: small data must not get slower. To time another
+checkout's transform, put its tree first on ``PYTHONPATH`` with ``flywheel/components``
+linked to its ``components/`` (the line printed names the file that ran).
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ def run_penguins(out: str) -> None:
     os.makedirs(graph.uri)
     call_component(transform, {"examples": examples}, {"transform_graph": graph}, {})
     with open(out, "w") as handle:
-        json.dump({"fit_s": time.perf_counter() - began, "analyzers": graph.properties["analyzers"]}, handle)
+        json.dump({"fit_s": time.perf_counter() - began, "analyzers": graph.properties.get("analyzers", "in memory"),
+                   "code": sys.modules[transform.fn.__module__].__file__}, handle)
     shutil.rmtree(root)
 
 
@@ -231,7 +234,8 @@ def main() -> None:
                        ["penguins"], "penguins")["penguins"]
         print(f"\npenguins transform node, median of {args.repeat}: process {statistics.median(r['wall_s'] for r in runs):.2f} s, "
               f"in-process {statistics.median(r['fit_s'] for r in runs):.2f} s, peak "
-              f"{statistics.median(r['peak_rss_mb'] for r in runs):.0f} MB ({runs[0]['spec']['analyzers']}); load {_load()}")
+              f"{statistics.median(r['peak_rss_mb'] for r in runs):.0f} MB ({runs[0]['spec']['analyzers']}, "
+              f"{runs[0]['spec']['code']}); load {_load()}")
         return
     ways = [way for way in args.ways.split(",") if way]
     scratch = tempfile.mkdtemp(prefix="flywheel-tft-bench-")
