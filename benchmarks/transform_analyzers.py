@@ -103,13 +103,13 @@ def keras_adapt_spec(examples, kinds: dict[str, str], label: str, max_vocabulary
                 if numeric:
                     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
                     missing[0] += int(np.isnan(values).sum())
-                    yield values[~np.isnan(values)].astype("float32")
+                    yield values[~np.isnan(values)].astype("float32")[:, None]
                 else:
                     missing[0] += int(column.isna().sum())
                     text = column.dropna().astype(str)
-                    yield text[text != ""].to_numpy(dtype=object)
+                    yield text[text != ""].to_numpy(dtype=object)[:, None]
 
-        spec = tf.TensorSpec([None], tf.float32 if numeric else tf.string)
+        spec = tf.TensorSpec([None, 1], tf.float32 if numeric else tf.string)  # batches of one column
         return tf.data.Dataset.from_generator(generate, output_signature=spec)
 
     result = {"numeric": {}, "categorical": {}}
@@ -177,7 +177,7 @@ def run_penguins(out: str) -> None:
 
 def _distance(spec: dict, reference: dict) -> dict:
     """Largest relative difference of means/variances, and whether vocabularies and counts match."""
-    worst, vocab_same, counts_same = 0.0, True, True
+    worst, vocab_same, sets_same, counts_same = 0.0, True, True, True
     for name, ref in reference["features"].items():
         got = spec["features"][name]
         for key in ("mean", "variance"):
@@ -185,9 +185,11 @@ def _distance(spec: dict, reference: dict) -> dict:
                 worst = max(worst, abs(got[key] - ref[key]) / max(abs(ref[key]), 1e-300))
         if "vocabulary" in ref:
             vocab_same &= got["vocabulary"] == ref["vocabulary"]
+            sets_same &= set(got["vocabulary"]) == set(ref["vocabulary"])
         counts_same &= got["missing_in_train"] == ref["missing_in_train"]
     vocab_same &= spec["label_vocabulary"] == reference["label_vocabulary"]
-    return {"max_rel_diff": worst, "vocabularies_equal": vocab_same, "missing_counts_equal": counts_same}
+    return {"max_rel_diff": worst, "vocabularies_equal": vocab_same, "vocabulary_sets_equal": sets_same,
+            "missing_counts_equal": counts_same}
 
 
 def measure(args_for, repeat: int, ways, label: str) -> dict:
@@ -259,7 +261,8 @@ def main() -> None:
         ratio_t = row["wall_s"] / base["wall_s"] if base else float("nan")
         ratio_m = row["peak_rss_mb"] / base["peak_rss_mb"] if base else float("nan")
         agree = "" if way == "pandas" or not base else (
-            f"means/vars max rel diff {row['max_rel_diff']:.1e}, vocabularies {'equal' if row['vocabularies_equal'] else 'DIFFER'}, "
+            f"means/vars max rel diff {row['max_rel_diff']:.1e}, vocabularies "
+            f"{'equal' if row['vocabularies_equal'] else 'same sets, other order' if row['vocabulary_sets_equal'] else 'DIFFER'}, "
             f"missing counts {'equal' if row['missing_counts_equal'] else 'DIFFER'}"
         )
         print(f"{way:<12} {row['wall_s']:>7.1f} {ratio_t:>8.2f} {row['fit_s']:>7.1f} {row['peak_rss_mb']:>8.0f} {ratio_m:>8.2f}  {agree}")
