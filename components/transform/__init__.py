@@ -93,6 +93,7 @@ def transform(
             (``transform/beam.py``); [] does so on the DirectRunner in this process
             for a train split above ``data.beam.BEAM_MIN_ROWS`` rows and in memory
             (pandas) for a smaller one. Both give the same ``transform.json``.
+            Tabular data only: image pixel statistics are fitted in memory.
 
     Raises:
         ParameterError: a parameter is out of range, an excluded feature is unknown,
