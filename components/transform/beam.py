@@ -23,7 +23,7 @@ to build and run: Beam's graph grows with the analyzers). tf.Transform ignores i
 numbers in means and variances, where pandas gives inf; ``fit_spec`` is unchanged.
 
 The Parquet shards are read by Beam's ``ReadFromParquetBatched`` (one Arrow
-table per row group); each row group is coerced as ``fit_spec`` coerces the
+table per row group, cut into ``BATCH_ROWS``-row batches); each batch is coerced as ``fit_spec`` coerces the
 whole frame (``pd.to_numeric`` for numbers, ``str`` for strings) and handed to
 tf.Transform as Arrow record batches through a ``TensorAdapterConfig`` (the
 tensors above), so no worker holds the split.
@@ -51,6 +51,9 @@ MISSING = "missing"  # one 0/1 per feature (1: null/NaN), and a last 1 that coun
 KEYS = "vocabulary_keys"  # "<feature index>:<value>" per present string, "label:<value>" for the label
 VOCABULARY = "vocabulary"
 VOCAB_FORMAT = "tfrecord_gzip"  # keeps "" and values with newlines, which the text format drops
+# Rows per record batch handed to the analyzers: a Parquet row group (up to a shard's 500k rows) is
+# cut into batches of this many, so a worker's memory is bounded by it, not by how shards were written.
+BATCH_ROWS = 16_384
 
 
 def schema_frame(examples: Artifact, split: str) -> Any:
@@ -69,6 +72,12 @@ def _rows_of(mask: Any, values: Any, value_type: Any) -> Any:
     offsets = np.zeros(mask.shape[0] + 1, dtype=np.int32)
     np.cumsum(mask.sum(axis=1), out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+
+
+def _record_batches(table: Any, kinds: dict[str, str], label: str) -> Any:
+    """A row group as record batches of at most ``BATCH_ROWS`` rows, made one at a time."""
+    for first in range(0, table.num_rows, BATCH_ROWS):
+        yield _record_batch(table.slice(first, BATCH_ROWS), kinds, label)
 
 
 def _record_batch(table: Any, kinds: dict[str, str], label: str) -> Any:
@@ -232,7 +241,7 @@ def fit_spec_on_beam(
                 batches = (
                     pipeline
                     | "ReadShards" >> beam.io.ReadFromParquetBatched(shard_pattern(examples, split), columns=[*kinds, label])
-                    | "ToRecordBatches" >> beam.Map(_record_batch, kinds, label)
+                    | "ToRecordBatches" >> beam.FlatMap(_record_batches, kinds, label)
                 )
                 transform_fn = (batches, _tensor_adapter_config(kinds)) | "Analyze" >> tft_beam.AnalyzeDataset(
                     _preprocessing_fn

@@ -97,12 +97,18 @@ def test_tf_transform_on_sharded_data_gives_fit_specs_document(tmp_path, monkeyp
 
 
 def test_rare_and_odd_strings_are_counted_exactly(tmp_path, monkeypatch):
-    """Every value, a newline in it or seen once, counted as pandas counts it ("" is missing)."""
+    """Every value, a newline in it or seen once, counted as pandas counts it ("" is missing), with
+    each 700-row shard cut into record batches of 128 rows (the last one shorter)."""
     examples, frame = _sharded(tmp_path, monkeypatch, rows=1200, seed=5)
+    monkeypatch.setattr(transform_beam, "BATCH_ROWS", 128)
+    sizes = []
+    real = transform_beam._record_batch
+    monkeypatch.setattr(transform_beam, "_record_batch", lambda table, *a: sizes.append(table.num_rows) or real(table, *a))
     got = transform_beam.fit_spec_on_beam(
         examples, "train", {"company": "categorical"}, "label", max_vocabulary=100, beam_args=[],
         work_dir=str(tmp_path / "work"),
     )
+    assert sorted(sizes) == sorted([128] * 8 + [60, 116])  # shards of 700 = 5 x 128 + 60 and 500 = 3 x 128 + 116 rows
     counts = frame["company"].dropna()
     counts = counts[counts != ""].value_counts()
     assert got["features"]["company"]["vocabulary"] == sorted(counts.index, key=lambda v: (-counts[v], v))
