@@ -28,7 +28,8 @@ accuracy no lower than TFX's; issue 17: <= 8 s cold at < 800 MB.
 runner, each importing TensorFlow itself: the baseline before the warm parent), run alternated
 with the default in each repeat. ``--beam`` adds the large-data path: the same pipeline with
 ``beam_args=["--runner=DirectRunner"]``, so validate computes every split's statistics with a
-Beam pipeline (TFDV's GenerateStatistics) instead of in memory (and with ``--compare-warm``,
+Beam pipeline (TFDV's GenerateStatistics), and transform its constants with tf.Transform's
+analyzers, instead of in memory (and with ``--compare-warm``,
 that without the warm parent too). Each flywheel line shows validate's own node time.
 """
 
@@ -227,7 +228,7 @@ def main() -> None:
     parser.add_argument("--compare-warm", action="store_true",
                         help="also run flywheel with FLYWHEEL_WARM_PARENT=0 (the baseline without the warm parent)")
     parser.add_argument("--beam", action="store_true",
-                        help="also run the large-data path: validate's statistics on Beam's DirectRunner")
+                        help="also run the large-data path: validate's statistics and transform's analyzers on Beam's DirectRunner")
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
     tfx_python = None if args.skip_tfx else venv_python(TFX_VENV, TFX_REQUIREMENTS, TFX_BASE_PYTHON, "TFX 1.16")

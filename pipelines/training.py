@@ -38,6 +38,7 @@ def training(
     label: str = "",
     registry: str = "",
     model_name: str = "",
+    beam_args: list = [],  # noqa: B006 - pipeline defaults are recorded, never mutated
 ) -> None:
     """Trains, evaluates and (if blessed) pushes a tabular classifier.
 
@@ -49,9 +50,15 @@ def training(
     the data's file or folder stem (``own.csv`` -> ``own``); schema, statistics
     and the evaluation baseline come from earlier runs of that model.
 
+    ``beam_args`` are Apache Beam options for the two tasks that run on Beam
+    (validate's statistics, transform's analyzers), passed to ``PipelineOptions``
+    unchanged as TFX's pipeline-level ``beam_pipeline_args``:
+    ``-p beam_args='["--runner=FlinkRunner", "--flink_master=host:8081"]'``. []
+    runs splits over 200k rows on the DirectRunner and smaller ones in memory.
+
     Every task's own parameters are set with ``-p TASK.PARAM=VALUE``, or
     ``-p PARAM=VALUE`` where one task has it (``-p epochs=5``,
-    ``-p beam_args='["--runner=FlinkRunner"]'``, ``-p rename_columns=true``);
+    ``-p rename_columns=true``);
     ``flywheel run pipelines/training.py --list-params`` lists them.
     """
     rows = ingest(path=data_path, label=label)
@@ -59,8 +66,11 @@ def training(
         examples=rows.outputs["examples"],
         curated_schema=latest(Schema, task="validate", output="schema"),
         previous_statistics=latest(ExampleStatistics, task="validate", output="statistics"),
+        beam_args=beam_args,
     )
-    features = transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label)
+    features = transform(
+        examples=rows.outputs["examples"], schema=checked.outputs["schema"], label=label, beam_args=beam_args
+    )
     trained = train(examples=rows.outputs["examples"], transform_graph=features.outputs["transform_graph"])
     served = infra_validate(model=trained.outputs["model"], examples=rows.outputs["examples"])
     evaluate_and_push(

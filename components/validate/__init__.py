@@ -88,6 +88,7 @@ def validate(
             split's statistics run on Beam (TFDV's ``GenerateStatistics`` over the
             Parquet shards); [] runs splits above ``validate.beam.BEAM_MIN_ROWS``
             rows on the DirectRunner in this process and smaller ones in memory.
+            A parameter of the training pipeline, shared with transform.
 
     Raises:
         ParameterError: a threshold is negative, both a curated schema and
@@ -119,10 +120,9 @@ def validate(
 
     split_stats = {}
     split_columns: dict[str, set[str]] = {}
-    row_counts = examples.properties.get("row_counts") or {}
     for split in splits:
         split_columns[split] = set(split_columns_of(examples, split))
-        if beam_args or int(row_counts.get(split, 0)) > beam.BEAM_MIN_ROWS:
+        if beam.use_beam(examples, split, beam_args):
             split_stats[split] = beam.compute_statistics(examples, split, beam_args)
         else:
             split_stats[split] = tfdv_io.compute_statistics(read_split(examples, split), split)

@@ -3,9 +3,10 @@
 TFX's StatisticsGen runs the same PTransform on the runner its
 ``beam_pipeline_args`` name; here ``beam_args`` (a list of Beam command-line
 options, e.g. ``["--runner=FlinkRunner", "--flink_master=host:8081"]``) are
-passed to ``PipelineOptions`` unchanged. Shards are read with Beam's own
-``ReadFromParquetBatched`` (one Arrow table per row group, any filesystem Beam
-knows), so no worker holds a split in memory.
+passed to ``PipelineOptions`` unchanged (``components/data/beam.py``, shared
+with transform). Shards are read with Beam's own ``ReadFromParquetBatched`` (one
+Arrow table per row group, any filesystem Beam knows), so no worker holds a
+split in memory.
 
 The columns kept, and bools counted as 0/1 numbers, are as in
 ``tfdv.generate_statistics_from_dataframe`` (the in-memory path validate keeps
@@ -19,44 +20,19 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from flywheel.errors import ParameterError
-
 from flywheel.components import examples_io
+from flywheel.components.data import beam as beam_options
+from flywheel.components.data.beam import BEAM_MIN_ROWS, pipeline_options, shard_pattern, use_beam
+
+__all__ = ["BEAM_MIN_ROWS", "check_beam_args", "compute_statistics", "use_beam"]
 
 if TYPE_CHECKING:
     from flywheel.dsl.artifacts import Artifact
 
-# A split with more rows than this goes through Beam even when no beam_args are given:
-# below it the in-memory path is faster (no pipeline start-up), above it memory would grow with the data.
-BEAM_MIN_ROWS = 200_000
-
 
 def check_beam_args(beam_args: Any) -> list[str]:
-    """The ``beam_args`` parameter, checked: a list of ``--option[=value]`` strings.
-
-    Raises:
-        ParameterError: not a list of strings that each start with "--".
-    """
-    if not isinstance(beam_args, (list, tuple)) or not all(isinstance(a, str) and a.startswith("--") for a in beam_args):
-        raise ParameterError(
-            "The 'beam_args' parameter of validate must be a list of Beam options, each starting with '--' "
-            f"(e.g. ['--runner=FlinkRunner', '--flink_master=localhost:8081']). Got {beam_args!r} instead."
-        )
-    return list(beam_args)
-
-
-def pipeline_options(beam_args: list[str]) -> Any:
-    """Beam ``PipelineOptions`` from the user's arguments, unchanged (DirectRunner when none names a runner)."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    return PipelineOptions(list(beam_args))
-
-
-def _shard_pattern(examples: Artifact, split: str) -> str:
-    paths = examples_io.shard_paths(examples, split)
-    if len(paths) == 1:
-        return paths[0]
-    return os.path.join(examples_io.split_dir(examples, split), "data-*-of-*.parquet")
+    """validate's ``beam_args``, checked (``data.beam.check_beam_args``)."""
+    return beam_options.check_beam_args(beam_args, "validate")
 
 
 def _columns(path: str) -> list[str]:
@@ -98,7 +74,7 @@ def compute_statistics(examples: Artifact, split: str, beam_args: list[str]) -> 
     from .tfdv import tfdv_module
 
     tfdv = tfdv_module()
-    pattern = _shard_pattern(examples, split)
+    pattern = shard_pattern(examples, split)
     columns = _columns(examples_io.shard_paths(examples, split)[0])
     with tempfile.TemporaryDirectory(prefix="flywheel-stats-") as scratch:
         output = os.path.join(scratch, "stats.pb")

@@ -1,4 +1,7 @@
-"""validate's statistics on Beam: the same as the in-memory path over sharded data; options reach Beam."""
+"""validate's statistics on Beam: the same as the in-memory path over sharded data; options reach Beam.
+
+beam_args as the training pipeline's parameter, for validate and transform, locally and in the
+Kubeflow IR: tests/components/test_transform_beam.py."""
 
 from __future__ import annotations
 
@@ -111,18 +114,3 @@ def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeyp
     stats = validate_tfdv.load_statistics(outputs["statistics"], "train")
     assert stats.datasets[0].num_examples == 300
     assert "count" in outputs["schema"].properties["features"]
-
-
-def test_beam_args_are_validates_own_parameter_compiled_in_as_its_constant(tmp_path):
-    import yaml
-
-    from flywheel.kubeflow.compiler import compile_pipeline
-    from flywheel.pipeline_file import load_pipeline
-
-    training = load_pipeline(os.path.join(os.path.dirname(__file__), "..", "..", "pipelines", "training.py"))
-    out = tmp_path / "training.yaml"
-    compile_pipeline(training.bind({"beam_args": '["--runner=FlinkRunner"]'}), str(out))  # -p beam_args=...: validate's
-    doc = yaml.safe_load(out.read_text())
-    tasks = {t["taskInfo"]["name"]: t for t in doc["root"]["dag"]["tasks"].values()}
-    assert tasks["validate"]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == ["--runner=FlinkRunner"]
-    assert "beam_args" not in doc["root"]["inputDefinitions"]["parameters"]

@@ -109,7 +109,9 @@ def test_a_shipped_pipeline_declares_only_what_it_adds(path):
 def test_shipped_pipelines_take_component_parameters_by_name():
     training = load_pipeline(os.path.join(REPO, "pipelines", "training.py"))
     values = training.resolve_parameters({"epochs": "5", "beam_args": '["--direct_num_workers=2"]', "span_count": "2"})
-    assert values["train.epochs"] == 5 and values["validate.beam_args"] == ["--direct_num_workers=2"]
+    assert values["train.epochs"] == 5 and values["beam_args"] == ["--direct_num_workers=2"]  # the pipeline's
+    for task in ("validate", "transform"):
+        assert training.task_parameters(task, values)["beam_args"] == ["--direct_num_workers=2"]
     assert values["ingest.span_count"] == 2
     assert training.task_parameters("train", values)["epochs"] == 100  # the component's own, until overridden
     assert training.with_task_overrides(values).task_parameters("train", values)["epochs"] == 5

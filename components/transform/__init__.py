@@ -13,6 +13,10 @@ fitted constants, run in training, evaluation and serving.
   vocabulary; missing ("") and unseen values go to the out-of-vocabulary slot.
 
 Only the train split is read: statistics of eval must never leak into the model.
+A small train split is read into memory (``fit_spec``, pandas); a large one, or
+any when ``beam_args`` are given, is analyzed by tf.Transform on Apache Beam
+over its Parquet shards (``transform/beam.py``), which gives the same
+``transform.json``, so the same Keras model is built either way.
 
 Image Examples (``examples_io.is_image``) get a pixel preprocessing instead
 (``flywheel.models.images``): rescaling by the pixel range and, with ``normalize``,
@@ -35,7 +39,14 @@ from flywheel.errors import FlywheelError, ParameterError
 
 from flywheel.models import features
 from flywheel.components import examples_io
+from flywheel.components.data import beam as beam_options
 from flywheel.components.data import resampling
+
+from . import beam as transform_beam
+
+# Where tf.Transform writes its temporary files and transform_fn, inside the output artifact
+# (so a distributed runner's workers write where this process reads); removed once read.
+BEAM_WORK_DIR = "tft-work"
 
 
 @component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
@@ -51,6 +62,7 @@ def transform(
     resample_params: dict = {},  # noqa: B006
     validation_fraction: Annotated[float, Interval(float, 0, 1, closed="neither")] = 0.2,
     seed: int = 0,
+    beam_args: list = [],  # noqa: B006
 ) -> None:
     """Fits numeric normalization and string vocabularies (or pixel scaling) on the train split.
 
@@ -74,19 +86,31 @@ def transform(
         validation_fraction: With resampling, the share of train held out
             (stratified, not resampled) as ``train``'s validation split.
         seed: With resampling, seeds the hold-out and the resampler.
+        beam_args: Apache Beam options for the analyzers, passed to ``PipelineOptions``
+            unchanged (as TFX's ``beam_pipeline_args``), e.g. ``["--runner=FlinkRunner",
+            "--flink_master=host:8081"]``. Given, the constants are fitted by
+            tf.Transform's analyzers on Beam over the Parquet shards
+            (``transform/beam.py``); [] does so on the DirectRunner in this process
+            for a train split above ``data.beam.BEAM_MIN_ROWS`` rows and in memory
+            (pandas) for a smaller one. Both give the same ``transform.json``.
+            Tabular data only: image pixel statistics are fitted in memory.
 
     Raises:
-        ParameterError: a parameter is out of range or an excluded feature is unknown.
+        ParameterError: a parameter is out of range, an excluded feature is unknown,
+            or ``beam_args`` is not a list of ``--`` options.
         FlywheelError: no label is known, or no feature is left.
     """
     _check_resample(resample, resample_params, validation_fraction)
+    beam_args = beam_options.check_beam_args(beam_args, "transform")
     if examples_io.is_image(examples):
         _transform_images(
             examples, transform_graph, label, normalize, resample, dict(resample_params), validation_fraction, seed
         )
         return
     label_name = examples_io.label_of(examples, label)
-    train = examples_io.read_split(examples, "train")
+    on_beam = beam_options.use_beam(examples, "train", beam_args)
+    # On Beam only the columns' types are read here; the rows stay in the shards.
+    train = transform_beam.schema_frame(examples, "train") if on_beam else examples_io.read_split(examples, "train")
     if label_name not in train.columns:
         raise FlywheelError(
             f"The label column '{label_name}' is not in the train split (columns: {list(train.columns)}); "
@@ -104,7 +128,13 @@ def transform(
             f"No feature columns left in {examples.uri} after removing the label '{label_name}' and "
             f"{list(exclude_features)}; the data needs at least one feature column."
         )
-    spec = fit_spec(train, kinds, label_name, max_vocabulary=max_vocabulary)
+    if on_beam:
+        spec = transform_beam.fit_spec_on_beam(
+            examples, "train", kinds, label_name, max_vocabulary=max_vocabulary, beam_args=beam_args,
+            work_dir=transform_graph.path(BEAM_WORK_DIR),
+        )
+    else:
+        spec = fit_spec(train, kinds, label_name, max_vocabulary=max_vocabulary)
     model = build_preprocess_model(spec)
     model.save(transform_graph.path(features.PREPROCESS_FILE))
     features.write_json(transform_graph.path(features.TRANSFORM_JSON), spec)
@@ -115,10 +145,13 @@ def transform(
             "label": label_name,
             "label_vocabulary": spec["label_vocabulary"],
             "output_dim": int(model.output.shape[-1]),
-            "train_rows": int(len(train)),
+            "train_rows": int(spec["fitted_on"]["rows"]),
+            "analyzers": "tf.Transform on Beam" if on_beam else "in memory",
         }
     )
     if resample != "none":
+        if on_beam:  # the resamplers (SMOTE's neighbours) need the rows in memory
+            train = examples_io.read_split(examples, "train")
         transform_graph.properties.update(
             resampling.resample_table(
                 train, spec, resample, dict(resample_params), fraction=validation_fraction, seed=seed,
