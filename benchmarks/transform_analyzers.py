@@ -10,8 +10,11 @@ vocabulary) of the same train split, each run in a fresh process, the process tr
 every 20 ms for wall time and peak RSS:
 
 * ``pandas``: the in-memory path, ``fit_spec`` over ``read_split`` (the whole split in memory);
+* ``streamed``: the same ``fit_spec`` in one pass over the split's batches
+  (``iter_split_batches``, ``STREAM_BATCH_ROWS`` rows each), what transform runs for a train
+  split over ``STREAM_MIN_ROWS`` rows without ``beam_args``;
 * ``tft-beam``: tf.Transform's analyzers on Beam's DirectRunner (``fit_spec_on_beam``), the
-  Parquet shards read by Beam, what transform runs for large splits or with ``beam_args``;
+  Parquet shards read by Beam, what transform runs with ``beam_args``;
 * ``keras-adapt``: Keras preprocessing layers ``adapt``ed over a streamed ``tf.data`` dataset
   (one ``Normalization`` and one ``StringLookup`` per feature, each adapted over its own column
   streamed from the shards; missing values counted in the same pass).
@@ -42,7 +45,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 OUT = os.path.join(HERE, "out")
-WAYS = ("pandas", "tft-beam", "keras-adapt")
+WAYS = ("pandas", "streamed", "tft-beam", "keras-adapt")
 LABEL = "tipped"
 EXCLUDE = ("trip_start_timestamp",)
 MAX_VOCABULARY = 1000
@@ -134,13 +137,18 @@ def run_way(way: str, uri: str, out: str) -> None:
     """The child side: one way's constants, written to ``out`` as JSON (with the fit's own seconds)."""
     began = time.perf_counter()
     from flywheel.components import examples_io
+    from flywheel.components.transform import STREAM_BATCH_ROWS, fit_spec
     from flywheel.components.transform import beam as transform_beam
-    from flywheel.components.transform import fit_spec
 
     examples = _examples(uri)
     kinds = _kinds(examples)
     if way == "pandas":
         spec = fit_spec(examples_io.read_split(examples, "train"), kinds, LABEL, max_vocabulary=MAX_VOCABULARY)
+    elif way == "streamed":
+        batches = examples_io.iter_split_batches(
+            examples, "train", batch_rows=STREAM_BATCH_ROWS, columns=list(dict.fromkeys([*kinds, LABEL]))
+        )
+        spec = fit_spec(batches, kinds, LABEL, max_vocabulary=MAX_VOCABULARY)
     elif way == "tft-beam":
         spec = transform_beam.fit_spec_on_beam(
             examples, "train", kinds, LABEL, max_vocabulary=MAX_VOCABULARY, beam_args=[],

@@ -13,10 +13,12 @@ fitted constants, run in training, evaluation and serving.
   vocabulary; missing ("") and unseen values go to the out-of-vocabulary slot.
 
 Only the train split is read: statistics of eval must never leak into the model.
-A small train split is read into memory (``fit_spec``, pandas); a large one, or
-any when ``beam_args`` are given, is analyzed by tf.Transform on Apache Beam
-over its Parquet shards (``transform/beam.py``), which gives the same
-``transform.json``, so the same Keras model is built either way.
+A small train split is read into memory (``fit_spec``, pandas); a large one
+(over ``STREAM_MIN_ROWS``) is analyzed by the same ``fit_spec`` in one streamed
+pass over its batches, exact and with bounded memory; with ``beam_args`` the
+analyzers are tf.Transform's on Apache Beam, on the runner those name
+(``transform/beam.py``; TFX's Transform), for data beyond one machine. All three
+give the same ``transform.json``, so the same Keras model is built either way.
 
 Image Examples (``examples_io.is_image``) get a pixel preprocessing instead
 (``flywheel.models.images``): rescaling by the pixel range and, with ``normalize``,
@@ -47,6 +49,11 @@ from . import beam as transform_beam
 # Where tf.Transform writes its temporary files and transform_fn, inside the output artifact
 # (so a distributed runner's workers write where this process reads); removed once read.
 BEAM_WORK_DIR = "tft-work"
+# A train split with more rows than this is analyzed in one streamed pass over its batches (exact, memory
+# bounded) when no beam_args are given: on one machine that is 12x faster than tf.Transform on the
+# DirectRunner at 1M rows (benchmarks/RESULTS.md, "Transform analyzers"); the same threshold as validate's.
+STREAM_MIN_ROWS = beam_options.BEAM_MIN_ROWS
+STREAM_BATCH_ROWS = 65_536
 
 
 @component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
@@ -90,9 +97,10 @@ def transform(
             unchanged (as TFX's ``beam_pipeline_args``), e.g. ``["--runner=FlinkRunner",
             "--flink_master=host:8081"]``. Given, the constants are fitted by
             tf.Transform's analyzers on Beam over the Parquet shards
-            (``transform/beam.py``); [] does so on the DirectRunner in this process
-            for a train split above ``data.beam.BEAM_MIN_ROWS`` rows and in memory
-            (pandas) for a smaller one. Both give the same ``transform.json``.
+            (``transform/beam.py``; ``["--runner=DirectRunner"]`` runs them in this
+            process). [] fits them in this process: in one streamed pass over the
+            batches for a train split above ``STREAM_MIN_ROWS`` rows, in memory
+            (pandas) for a smaller one. All give the same ``transform.json``.
             Tabular data only: image pixel statistics are fitted in memory.
 
     Raises:
@@ -108,9 +116,13 @@ def transform(
         )
         return
     label_name = examples_io.label_of(examples, label)
-    on_beam = beam_options.use_beam(examples, "train", beam_args)
-    # On Beam only the columns' types are read here; the rows stay in the shards.
-    train = transform_beam.schema_frame(examples, "train") if on_beam else examples_io.read_split(examples, "train")
+    on_beam = bool(beam_args)
+    streamed = not on_beam and int((examples.properties.get("row_counts") or {}).get("train", 0)) > STREAM_MIN_ROWS
+    # On Beam or streamed, only the columns' types are read here; the rows stay in the shards.
+    train = (
+        transform_beam.schema_frame(examples, "train") if on_beam or streamed
+        else examples_io.read_split(examples, "train")
+    )
     if label_name not in train.columns:
         raise FlywheelError(
             f"The label column '{label_name}' is not in the train split (columns: {list(train.columns)}); "
@@ -133,6 +145,10 @@ def transform(
             examples, "train", kinds, label_name, max_vocabulary=max_vocabulary, beam_args=beam_args,
             work_dir=transform_graph.path(BEAM_WORK_DIR),
         )
+    elif streamed:
+        columns = list(dict.fromkeys([*kinds, label_name]))
+        batches = examples_io.iter_split_batches(examples, "train", batch_rows=STREAM_BATCH_ROWS, columns=columns)
+        spec = fit_spec(batches, kinds, label_name, max_vocabulary=max_vocabulary)
     else:
         spec = fit_spec(train, kinds, label_name, max_vocabulary=max_vocabulary)
     model = build_preprocess_model(spec)
@@ -146,11 +162,11 @@ def transform(
             "label_vocabulary": spec["label_vocabulary"],
             "output_dim": int(model.output.shape[-1]),
             "train_rows": int(spec["fitted_on"]["rows"]),
-            "analyzers": "tf.Transform on Beam" if on_beam else "in memory",
+            "analyzers": "tf.Transform on Beam" if on_beam else "streamed in batches" if streamed else "in memory",
         }
     )
     if resample != "none":
-        if on_beam:  # the resamplers (SMOTE's neighbours) need the rows in memory
+        if on_beam or streamed:  # the resamplers (SMOTE's neighbours) need the rows in memory
             train = examples_io.read_split(examples, "train")
         transform_graph.properties.update(
             resampling.resample_table(
@@ -258,47 +274,79 @@ def _schema_kinds(schema: Schema) -> dict[str, str]:
 def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: int = 1000) -> dict[str, Any]:
     """Computes the preprocessing constants from the train split only.
 
+    Args:
+        train: The train split as one DataFrame, or as an iterable of DataFrames (its batches,
+            e.g. ``examples_io.iter_split_batches``): one pass, memory bounded by a batch and
+            the distinct strings. Counts and vocabularies are exact either way; means and
+            variances are merged batch by batch (Chan et al.'s pairwise update), equal to the
+            one-frame result to ~1e-12 relative.
+        kinds: Feature name -> "numeric" | "categorical".
+        label: The label column.
+        max_vocabulary: Most frequent strings kept per feature.
+
     Returns:
         The ``transform.json`` document (see ``features``).
     """
+    import numpy as np
     import pandas as pd
 
+    numeric = [n for n, k in kinds.items() if k == "numeric"]
+    categorical = [n for n, k in kinds.items() if k == "categorical"]
+    moments = {name: [0, 0.0, 0.0, 0] for name in numeric}  # present rows, mean, M2, missing rows
+    counts: dict[str, Any] = {name: pd.Series(dtype="int64") for name in categorical}
+    missing_strings = dict.fromkeys(categorical, 0)
+    labels: set[str] = set()
+    rows = 0
+    for frame in [train] if isinstance(train, pd.DataFrame) else train:
+        rows += len(frame)
+        for name in numeric:
+            values = pd.to_numeric(frame[name], errors="coerce")
+            present = values.dropna().to_numpy(dtype="float64")
+            moment = moments[name]
+            moment[3] += int(len(values) - len(present))
+            if len(present):
+                n, mean = len(present), float(present.mean())
+                m2 = float(np.square(present - mean).sum())
+                total = moment[0] + n
+                delta = mean - moment[1]
+                moment[1] += delta * n / total
+                moment[2] += m2 + delta * delta * moment[0] * n / total
+                moment[0] = total
+        for name in categorical:
+            column = frame[name]
+            missing_strings[name] += int(column.isna().sum())
+            values = column[column.notna()].astype(str)
+            batch_counts = values[values != features.MISSING_STRING].value_counts()
+            counts[name] = counts[name].add(batch_counts, fill_value=0) if len(counts[name]) else batch_counts
+        labels.update(frame[label].dropna().astype(str).unique().tolist())
     spec: dict[str, Any] = {
         "label": label,
-        "numeric_features": [n for n, k in kinds.items() if k == "numeric"],
-        "categorical_features": [n for n, k in kinds.items() if k == "categorical"],
+        "numeric_features": numeric,
+        "categorical_features": categorical,
         "features": {},
         "missing": {"numeric": "NaN (JSON null)", "categorical": '"" (JSON null)'},
-        "fitted_on": {"split": "train", "rows": int(len(train))},
+        "fitted_on": {"split": "train", "rows": int(rows)},
     }
-    for name in spec["numeric_features"]:
-        values = pd.to_numeric(train[name], errors="coerce")
-        present = values.dropna()
+    for name in numeric:
+        present, mean, m2, missing = moments[name]
         # An all-missing column normalizes to 0: mean 0, variance 1.
-        mean = float(present.mean()) if len(present) else 0.0
-        variance = float(present.var(ddof=0)) if len(present) else 1.0
         spec["features"][name] = {
             "kind": "numeric",
             "dtype": "float32",
-            "mean": mean,
-            "variance": variance,
-            "missing_in_train": int(values.isna().sum()),
+            "mean": float(mean) if present else 0.0,
+            "variance": float(m2 / present) if present else 1.0,
+            "missing_in_train": int(missing),
         }
-    for name in spec["categorical_features"]:
-        column = train[name]
-        values = column[column.notna()].astype(str)
-        values = values[values != features.MISSING_STRING]
-        counts = values.value_counts()
+    for name in categorical:
         # Most frequent first, ties by name, so the vocabulary is deterministic.
-        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_vocabulary]
+        ordered = sorted(((str(v), int(c)) for v, c in counts[name].items()), key=lambda item: (-item[1], item[0]))
         spec["features"][name] = {
             "kind": "categorical",
             "dtype": "string",
-            "vocabulary": [value for value, _ in ordered],
-            "missing_in_train": int(column.isna().sum()),
+            "vocabulary": [value for value, _ in ordered[:max_vocabulary]],
+            "missing_in_train": missing_strings[name],
         }
-    labels = train[label].dropna().astype(str)
-    spec["label_vocabulary"] = sorted(labels.unique().tolist())
+    spec["label_vocabulary"] = sorted(labels)
     return spec
 
 

@@ -15,7 +15,6 @@ except ImportError:  # tests/ is not a package: pytest put this directory on sys
     from model_fixtures import run, write_examples
 
 from flywheel.components import examples_io
-from flywheel.components.data import beam as beam_options
 from flywheel.components.transform import beam as transform_beam
 from flywheel.components.transform import fit_spec, transform
 from flywheel.dsl.artifacts import TransformGraph
@@ -155,19 +154,33 @@ def test_user_beam_args_reach_transforms_pipeline_and_give_the_in_memory_result(
     assert sorted(os.listdir(on_beam.uri)) == sorted(os.listdir(in_memory.uri))  # tf.Transform's work dir removed
 
 
-def test_a_train_split_over_the_shared_row_threshold_goes_to_beam_without_beam_args(tmp_path, monkeypatch):
-    examples, frame = _sharded(tmp_path, monkeypatch, rows=800)
-    monkeypatch.setattr(beam_options, "BEAM_MIN_ROWS", 799)
-    calls = []
-    real = transform_beam.fit_spec_on_beam
-    monkeypatch.setattr(transform_beam, "fit_spec_on_beam", lambda *a, **k: calls.append(k["beam_args"]) or real(*a, **k))
-    graph, spec = _transform(examples, tmp_path / "tg")
-    assert calls == [[]] and graph.properties["analyzers"] == "tf.Transform on Beam"
-    assert spec["features"]["count"]["mean"] == pytest.approx(frame["count"].mean(), rel=REL)
+def test_a_train_split_over_the_row_threshold_is_streamed_in_batches_with_the_in_memory_result(tmp_path, monkeypatch):
+    from flywheel.components import transform as transform_module
 
-    monkeypatch.setattr(beam_options, "BEAM_MIN_ROWS", 800)  # not above it: in memory
-    graph, _ = _transform(examples, tmp_path / "tg2")
-    assert calls == [[]] and graph.properties["analyzers"] == "in memory"
+    examples, frame = _sharded(tmp_path, monkeypatch, rows=800)
+    calls = []
+    monkeypatch.setattr(transform_beam, "fit_spec_on_beam", lambda *a, **k: calls.append(k["beam_args"]))
+    read = []
+    real_read = examples_io.read_split
+    monkeypatch.setattr(examples_io, "read_split", lambda *a, **k: read.append(a[1]) or real_read(*a, **k))
+    monkeypatch.setattr(transform_module, "STREAM_MIN_ROWS", 799)
+    monkeypatch.setattr(transform_module, "STREAM_BATCH_ROWS", 96)  # 800 rows in 700-row shards: 10 batches
+    streamed, spec = _transform(examples, tmp_path / "tg")
+    assert calls == [] and read == [] and streamed.properties["analyzers"] == "streamed in batches"
+
+    monkeypatch.setattr(transform_module, "STREAM_MIN_ROWS", 800)  # not above it: in memory
+    in_memory, expected = _transform(examples, tmp_path / "tg2")
+    assert calls == [] and read == ["train"] and in_memory.properties["analyzers"] == "in memory"
+    _assert_same_spec(spec, expected)
+    assert spec["fitted_on"]["rows"] == len(frame)
+
+
+def test_fit_spec_over_batches_equals_fit_spec_over_the_frame():
+    frame = _frame(5000, seed=11)
+    whole = fit_spec(frame, KINDS, "label", max_vocabulary=3)
+    batches = (frame.iloc[start:start + 333] for start in range(0, len(frame), 333))
+    _assert_same_spec(fit_spec(batches, KINDS, "label", max_vocabulary=3), whole)
+    assert whole["features"]["tied"]["vocabulary"] == ["a", "b", "c"]  # the tie cut by name, in both
 
 
 @pytest.mark.parametrize("bad", ["--runner=DirectRunner", ["runner=DirectRunner"], [3]])
