@@ -34,6 +34,7 @@ drains in-flight requests on shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -433,7 +434,11 @@ class ModelServer:
             ) from exc
 
     async def run_predict(
-        self, version: int | None, read_payload: Callable[[Any], Awaitable[Any]], request_id: str
+        self,
+        version: int | None,
+        read_payload: Callable[[Any], Awaitable[Any]],
+        request_id: str,
+        mark: dict[str, bool] | None = None,
     ) -> Prediction:
         """One predict request of either API: checks, batched model call, request log, metrics.
 
@@ -442,12 +447,15 @@ class ModelServer:
             read_payload: Given the model that will answer, returns the request as a REST
                 predict body (``{"inputs": ...}`` or ``{"instances": ...}``), checked by ``parse_predict``.
             request_id: The client's id (a new one when it is not a valid id).
+            mark: The value of a ``predictor.arriving()`` block the caller opened before it read the
+                request (gRPC); None opens one here, around the checks.
 
         Raises:
             RequestError: the request breaks a rule of ``flywheel.serving.inputs``, or no model answers.
         """
         received = time.time()
-        with self.predictor.arriving() as mark:  # lets the batcher wait for this request while it is checked
+        arriving = self.predictor.arriving() if mark is None else contextlib.nullcontext(mark)
+        with arriving as mark:  # lets the batcher wait for this request while it is checked
             model = await self.model_at(version)
             parsed = parse_predict(
                 await read_payload(model), model.schema, ignore_unknown=self.config.ignore_unknown_features
