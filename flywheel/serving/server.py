@@ -72,8 +72,8 @@ GC_THRESHOLD = (50_000, 20, 100)
 # watcher, a collection started there), the event loop waits up to this long for the GIL before that
 # thread is made to hand it over: with 5 ms, a request that arrives then waits up to 5 ms before it is
 # even read, a p99 outlier at 500 req/s where the median is 2 ms. 0.5 ms bounds that wait; the cost is
-# more GIL hand-overs while threads compete (no change in CPU per 64-row gRPC request was measurable:
-# benchmarks/RESULTS.md, "2026-12-04 evening").
+# more GIL hand-overs while threads compete. Its effect on the p99 was not shown on a loaded machine
+# (benchmarks/RESULTS.md, "2026-12-04 evening"): the quiet rerun decides whether it stays.
 SWITCH_INTERVAL_S = 0.0005
 _UNGUARDED_ROUTES = ("healthz", "readyz", "metrics")  # probes address the pod IP or any name; they reveal no data
 _MAX_SHOWN_ROWS = 5
