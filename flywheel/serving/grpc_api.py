@@ -39,6 +39,7 @@ from flywheel.serving.inputs import SIGNATURE
 LOG = logging.getLogger("flywheel.serving.grpc")
 REQUEST_ID_KEY = "x-request-id"
 _SIGNATURE_DEF = "signature_def"
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 _DT_STRING = 7  # tensorflow.DataType.DT_STRING
 
@@ -89,7 +90,9 @@ async def start_grpc(server: Any, host: str, port: int) -> tuple[Any, int]:
             ("grpc.max_receive_message_length", limit),
         ]
     )
-    prediction, model = _servicers(TFServingAPI(server))
+    api = TFServingAPI(server)
+    prediction, model = _servicers(api)
+    aio.add_generic_rpc_handlers((_predict_handler(api),))  # ahead of the generated handlers: it answers Predict
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, aio)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, aio)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -149,17 +152,21 @@ class TFServingAPI:
             )
         return model_spec.version.value if model_spec.HasField("version") else None
 
-    async def predict(self, request: Any, context: Any) -> Any:
+    async def predict(self, context: Any) -> Any:
+        """Predict on a call whose request is still on its way: the call counts as arriving (the batcher
+        waits for it as for a REST body being read) before its bytes are read and parsed."""
         from tensorflow_serving.apis import predict_pb2
 
-        version = self._version(request.model_spec)
-        metadata = dict(context.invocation_metadata() or ())
+        with self.server.predictor.arriving() as mark:
+            request = _parse_request(await context.read())
+            version = self._version(request.model_spec)
+            metadata = dict(context.invocation_metadata() or ())
 
-        async def read_payload(model: Any) -> Any:
-            _check_output_filter(request.output_filter, _output_of(model))
-            return {"inputs": {name: _values(name, tensor) for name, tensor in request.inputs.items()}}
+            async def read_payload(model: Any) -> Any:
+                _check_output_filter(request.output_filter, _output_of(model))
+                return {"inputs": {name: _values(name, tensor) for name, tensor in request.inputs.items()}}
 
-        done = await self.server.run_predict(version, read_payload, str(metadata.get(REQUEST_ID_KEY, "")))
+            done = await self.server.run_predict(version, read_payload, str(metadata.get(REQUEST_ID_KEY, "")), mark)
         output = _output_of(done.model)
         response = predict_pb2.PredictResponse()
         _model_spec(response.model_spec, self.server.config.model, done.model.version)
@@ -194,6 +201,27 @@ class TFServingAPI:
         return json_format.ParseDict(
             document, get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True
         )
+
+
+def _parse_request(raw: Any) -> Any:
+    """The ``PredictRequest`` of a call's request bytes.
+
+    Raises:
+        RequestError: the call sent no message, or bytes that are not a PredictRequest.
+    """
+    import grpc
+    from google.protobuf.message import DecodeError
+    from tensorflow_serving.apis import predict_pb2
+
+    if raw is grpc.aio.EOF:
+        raise RequestError("The Predict call sent no PredictRequest; send exactly one.")
+    try:
+        return predict_pb2.PredictRequest.FromString(raw)
+    except DecodeError as exc:
+        raise RequestError(
+            f"The request is not a serialized tensorflow.serving.PredictRequest ({exc}); call Predict with the "
+            "tensorflow-serving-api stubs or send PredictRequest.SerializeToString()."
+        ) from exc
 
 
 def _values(name: str, tensor: Any) -> Any:
@@ -296,14 +324,38 @@ async def _unimplemented(self: Any, request: Any, context: Any) -> Any:
     )
 
 
+def _predict_handler(api: TFServingAPI) -> Any:
+    """The handler of ``PredictionService/Predict``: a stream-unary method taking the request's bytes.
+
+    A unary call is the same on the wire, so a stock client's ``Predict`` reaches it unchanged. grpc.aio
+    reads and parses a unary method's request before its handler runs, so the batcher never saw a gRPC
+    request coming; a stream-unary handler starts when the call's headers are in, and ``predict`` counts
+    the call as arriving from then until it is queued: a batch waits for gRPC requests on their way as
+    it does for REST bodies being read, and concurrent calls share model calls.
+    """
+    import grpc
+    from tensorflow_serving.apis import predict_pb2
+
+    async def predict(requests: Any, context: Any) -> Any:
+        return await api.call("grpc_predict", context, lambda: api.predict(context))
+
+    handler = grpc.stream_unary_rpc_method_handler(
+        predict, request_deserializer=None, response_serializer=predict_pb2.PredictResponse.SerializeToString
+    )
+
+    class PredictHandler(grpc.GenericRpcHandler):
+        def service(self, handler_call_details: Any) -> Any:
+            return handler if handler_call_details.method == PREDICT_METHOD else None
+
+    return PredictHandler()
+
+
 def _servicers(api: TFServingAPI) -> tuple[Any, Any]:
     """The PredictionService and ModelService servicers (the generated bases answer UNIMPLEMENTED otherwise)."""
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-        async def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's method name
-            return await api.call("grpc_predict", context, lambda: api.predict(request, context))
-
+        # Predict is answered by _predict_handler, registered ahead of this servicer
         async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
             return await api.call("grpc_metadata", context, lambda: api.metadata(request, context))
 

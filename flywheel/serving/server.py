@@ -34,6 +34,7 @@ drains in-flight requests on shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -41,6 +42,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -65,6 +67,14 @@ MAX_VERSION_DIGITS = 18
 # collection every 50,000 net allocations lets nearly every request's objects die young, so almost
 # nothing is promoted; reference cycles made per request are rare, so memory stays bounded.
 GC_THRESHOLD = (50_000, 20, 100)
+# The interpreter's switch interval in a serving process (Python's default is 5 ms). While another
+# thread runs Python (the request log building its lines, the batcher around a model call, the reload
+# watcher, a collection started there), the event loop waits up to this long for the GIL before that
+# thread is made to hand it over: with 5 ms, a request that arrives then waits up to 5 ms before it is
+# even read, a p99 outlier at 500 req/s where the median is 2 ms. 0.5 ms bounds that wait; the cost is
+# more GIL hand-overs while threads compete. Its effect on the p99 was not shown on a loaded machine
+# (benchmarks/RESULTS.md, "2026-12-04 evening"): the quiet rerun decides whether it stays.
+SWITCH_INTERVAL_S = 0.0005
 _UNGUARDED_ROUTES = ("healthz", "readyz", "metrics")  # probes address the pod IP or any name; they reveal no data
 _MAX_SHOWN_ROWS = 5
 _NAME = r"{name:[^/:]+}"
@@ -424,7 +434,11 @@ class ModelServer:
             ) from exc
 
     async def run_predict(
-        self, version: int | None, read_payload: Callable[[Any], Awaitable[Any]], request_id: str
+        self,
+        version: int | None,
+        read_payload: Callable[[Any], Awaitable[Any]],
+        request_id: str,
+        mark: dict[str, bool] | None = None,
     ) -> Prediction:
         """One predict request of either API: checks, batched model call, request log, metrics.
 
@@ -433,12 +447,15 @@ class ModelServer:
             read_payload: Given the model that will answer, returns the request as a REST
                 predict body (``{"inputs": ...}`` or ``{"instances": ...}``), checked by ``parse_predict``.
             request_id: The client's id (a new one when it is not a valid id).
+            mark: The value of a ``predictor.arriving()`` block the caller opened before it read the
+                request (gRPC); None opens one here, around the checks.
 
         Raises:
             RequestError: the request breaks a rule of ``flywheel.serving.inputs``, or no model answers.
         """
         received = time.time()
-        with self.predictor.arriving() as mark:  # lets the batcher wait for this request while it is checked
+        arriving = self.predictor.arriving() if mark is None else contextlib.nullcontext(mark)
+        with arriving as mark:  # lets the batcher wait for this request while it is checked
             model = await self.model_at(version)
             parsed = parse_predict(
                 await read_payload(model), model.schema, ignore_unknown=self.config.ignore_unknown_features
@@ -663,6 +680,7 @@ def serve(config: ServeConfig, *, announce: Callable[[str], None] = print) -> in
     """
 
     gc.set_threshold(*GC_THRESHOLD)  # this process serves and nothing else (see GC_THRESHOLD)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # likewise (see SWITCH_INTERVAL_S)
 
     async def main() -> int:
         server = ModelServer(config)

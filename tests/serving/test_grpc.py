@@ -149,6 +149,22 @@ def test_unknown_model_or_version_is_not_found(stubs):
     assert code == grpc.StatusCode.UNIMPLEMENTED and "Predict" in details
 
 
+def test_predict_of_bytes_that_are_no_predict_request_is_invalid_argument_and_the_server_serves_on(served, stubs):
+    channel = grpc.insecure_channel(served.grpc_target)
+    try:
+        raw_predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")  # bytes in, bytes out
+        with pytest.raises(grpc.RpcError) as raised:
+            raw_predict(b"\x0a\xff\xff\xff", timeout=30)  # model_spec whose length never ends
+        answer = predict_pb2.PredictResponse.FromString(raw_predict(_request(ROWS).SerializeToString(), timeout=30))
+    finally:
+        channel.close()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a serialized tensorflow.serving.PredictRequest" in raised.value.details()
+    assert tf.make_ndarray(answer.outputs["probabilities"]).shape == (3, 3)
+    prediction, _ = stubs
+    assert tf.make_ndarray(prediction.Predict(_request(ROWS), timeout=30).outputs["probabilities"]).shape == (3, 3)
+
+
 def _classify_request():
     from tensorflow_serving.apis import classification_pb2
 
