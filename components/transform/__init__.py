@@ -54,6 +54,8 @@ BEAM_WORK_DIR = "tft-work"
 # DirectRunner at 1M rows (benchmarks/RESULTS.md, "Transform analyzers"); the same threshold as validate's.
 STREAM_MIN_ROWS = beam_options.BEAM_MIN_ROWS
 STREAM_BATCH_ROWS = 65_536
+# Distinct values per string feature counted exactly in a streamed pass; beyond, a bounded summary (fit_spec).
+STREAM_DISTINCT = 200_000
 
 
 @component(resources={"cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"})
@@ -279,7 +281,11 @@ def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: i
             e.g. ``examples_io.iter_split_batches``): one pass, memory bounded by a batch and
             the distinct strings. Counts and vocabularies are exact either way; means and
             variances are merged batch by batch (Chan et al.'s pairwise update), equal to the
-            one-frame result to ~1e-12 relative.
+            one-frame result to ~1e-12 relative. In batches, a string feature
+            with more than ``STREAM_DISTINCT`` distinct values (an id, a timestamp)
+            is counted with a Misra-Gries summary of that many values, so memory
+            stays bounded; its vocabulary is then the most frequent values up to
+            the summary's stated error (``vocabulary_count_error``).
         kinds: Feature name -> "numeric" | "categorical".
         label: The label column.
         max_vocabulary: Most frequent strings kept per feature.
@@ -297,7 +303,9 @@ def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: i
     missing_strings = dict.fromkeys(categorical, 0)
     labels: set[str] = set()
     rows = 0
-    for frame in [train] if isinstance(train, pd.DataFrame) else train:
+    streamed = not isinstance(train, pd.DataFrame)
+    undercount = dict.fromkeys(categorical, 0.0)
+    for frame in train if streamed else [train]:
         rows += len(frame)
         for name in numeric:
             values = pd.to_numeric(frame[name], errors="coerce")
@@ -317,7 +325,14 @@ def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: i
             missing_strings[name] += int(column.isna().sum())
             values = column[column.notna()].astype(str)
             batch_counts = values[values != features.MISSING_STRING].value_counts()
-            counts[name] = counts[name].add(batch_counts, fill_value=0) if len(counts[name]) else batch_counts
+            merged = counts[name].add(batch_counts, fill_value=0) if len(counts[name]) else batch_counts
+            if streamed and len(merged) > STREAM_DISTINCT:
+                # Misra-Gries (mergeable summaries): subtract the (k+1)-th largest count, keep what stays positive.
+                # Every kept count is then low by at most the sum of what was subtracted, <= rows / (k + 1).
+                cut = float(merged.nlargest(STREAM_DISTINCT + 1).iloc[-1])
+                merged = merged[merged > cut] - cut
+                undercount[name] += cut
+            counts[name] = merged
         labels.update(frame[label].dropna().astype(str).unique().tolist())
     spec: dict[str, Any] = {
         "label": label,
@@ -346,6 +361,8 @@ def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: i
             "vocabulary": [value for value, _ in ordered[:max_vocabulary]],
             "missing_in_train": missing_strings[name],
         }
+        if undercount[name]:  # counts of a Misra-Gries summary: each low by at most this many rows
+            spec["features"][name]["vocabulary_count_error"] = int(undercount[name])
     spec["label_vocabulary"] = sorted(labels)
     return spec
 

@@ -222,3 +222,26 @@ def test_beam_args_are_a_pipeline_parameter_that_reaches_validate_and_transform(
     _, tasks = _tasks(tmp_path / "set.yaml")
     for task in ("validate", "transform"):
         assert tasks[task]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == args, task
+
+
+def test_a_string_feature_with_more_distinct_values_than_the_summary_keeps_its_heavy_hitters(monkeypatch):
+    from flywheel.components import transform as transform_module
+
+    monkeypatch.setattr(transform_module, "STREAM_DISTINCT", 50)
+    rng = np.random.default_rng(5)
+    rows = 6000
+    # 3 values hold 30% of the rows between them; the rest are ids seen once (5,400 distinct).
+    heavy = rng.choice(["A", "B", "C"], rows, p=[0.5, 0.3, 0.2])
+    ids = np.array([f"id-{i}" for i in range(rows)], dtype=object)
+    frame = pd.DataFrame({"trip": np.where(rng.random(rows) < 0.3, heavy, ids), "x": rng.normal(size=rows),
+                          "label": rng.choice(["p", "q"], rows)})
+    kinds = {"trip": "categorical", "x": "numeric"}
+    batches = (frame.iloc[start:start + 500] for start in range(0, rows, 500))
+    spec = fit_spec(batches, kinds, "label", max_vocabulary=3)
+    exact = fit_spec(frame, kinds, "label", max_vocabulary=3)
+    info = spec["features"]["trip"]
+    assert exact["features"]["trip"]["vocabulary"] == ["A", "B", "C"] == info["vocabulary"]
+    assert "vocabulary_count_error" not in exact["features"]["trip"]  # one frame: exact
+    assert 0 < info["vocabulary_count_error"] <= rows / (50 + 1)  # the Misra-Gries bound, stated
+    assert info["missing_in_train"] == 0 and spec["fitted_on"]["rows"] == rows
+    assert spec["features"]["x"]["mean"] == pytest.approx(exact["features"]["x"]["mean"], rel=REL)
