@@ -126,3 +126,15 @@ def test_beam_args_are_validates_own_parameter_compiled_in_as_its_constant(tmp_p
     tasks = {t["taskInfo"]["name"]: t for t in doc["root"]["dag"]["tasks"].values()}
     assert tasks["validate"]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == ["--runner=FlinkRunner"]
     assert "beam_args" not in doc["root"]["inputDefinitions"]["parameters"]
+
+
+def test_the_beam_stats_options_are_tfdvs_defaults_with_the_sketch_based_top_k():
+    from flywheel.components.validate.tfdv import tfdv_module
+
+    tfdv = tfdv_module()
+    ours, default = validate_beam.stats_options(tfdv), tfdv.StatsOptions()
+    assert ours.use_sketch_based_topk_uniques and not default.use_sketch_based_topk_uniques
+    for field in ("num_top_values", "num_rank_histogram_buckets", "num_values_histogram_buckets",
+                  "num_histogram_buckets", "num_quantiles_histogram_buckets", "enable_semantic_domain_stats",
+                  "generators", "feature_allowlist", "weight_feature", "label_feature", "sample_rate"):
+        assert getattr(ours, field) == getattr(default, field), field
