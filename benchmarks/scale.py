@@ -3,6 +3,7 @@
     python benchmarks/scale.py                     # 100k rows x3 and 1M rows x1
     python benchmarks/scale.py --rows 100000 --repeat 3
     python benchmarks/scale.py --ten-million       # adds 10M rows (about 1.7 GB of CSV)
+    python benchmarks/scale.py --rows 1000000 --repeat 1 --tfx   # and TFX's components on the same CSV
 
 The table has 18 columns like the Chicago taxi trips of TFX's tutorial:
 strings with rare values (company, payment type, census tracts), missing
@@ -14,6 +15,13 @@ the whole process tree is sampled every 20 ms for wall time and peak RSS.
 Baseline in the same run: the ingest before streaming is gone, so each
 step's peak RSS is set beside the CSV's size (``peak/file``) and per row
 (``bytes/row``); memory that stays flat while rows grow 10x is the goal.
+``--tfx``: at each size up to ``TFX_MAX_ROWS``, the same CSV also goes through TFX
+1.16's own components on the DirectRunner (benchmarks/tfx_scale.py, in the TFX venv
+that benchmarks/pipeline_e2e.py makes): CsvExampleGen, StatisticsGen + SchemaGen,
+Transform (z-score numerics, vocabulary strings), each stage a fresh process sampled
+the same way, and rows/s of flywheel's ingest+validate+transform is printed beside
+TFX's, with their ratio.
+
 The table is printed and written to ``benchmarks/out/scale.json`` and
 ``benchmarks/out/scale.png`` (gitignored), with the load average.
 """
@@ -32,6 +40,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 OUT = os.path.join(HERE, "out")
 STEPS = ("ingest", "validate", "transform", "train", "evaluate")
+DATA_STEPS = ("ingest", "validate", "transform")  # the steps TFX's components are set beside
+TFX_STAGES = {"ingest": "CsvExampleGen", "validate": "StatisticsGen + SchemaGen", "transform": "Transform"}
+TFX_MAX_ROWS = 1_000_000
 CHUNK_ROWS = 200_000
 COMPANIES = [f"Company {i:03d}" for i in range(300)]  # Zipf-weighted: most are rare
 PAYMENTS = ["Credit Card", "Cash", "Mobile", "Prcard", "Unknown", "No Charge", "Dispute", "Pcard", "Split"]
@@ -148,8 +159,39 @@ def run_step(step: str, work: str, csv_path: str) -> None:
             json.dump(a[name].properties, handle, default=str)
 
 
-def measure(rows: int, scratch: str) -> dict:
-    """One pass of every step over a fresh ``rows``-row table: {step: (wall s, peak RSS MB)}."""
+def measure_tfx(rows: int, csv_path: str, scratch: str, tfx_python: str, beam_args: list[str]) -> dict:
+    """TFX's components over the same CSV, a process per stage: {stage: wall s, peak RSS MB, executions}."""
+    from pipeline_e2e import run_and_sample
+
+    input_dir = os.path.join(scratch, f"tfx-input-{rows}")
+    work = os.path.join(scratch, f"tfx-run-{rows}-{time.monotonic_ns()}")
+    os.makedirs(input_dir, exist_ok=True)
+    linked = os.path.join(input_dir, "taxi.csv")
+    if not os.path.exists(linked):
+        os.link(csv_path, linked)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("PYTHONPATH", None)
+    stages = {}
+    try:
+        for stage in DATA_STEPS:
+            args = [tfx_python, os.path.join(HERE, "tfx_scale.py"), "--input-dir", input_dir, "--workdir", work,
+                    "--stage", stage, *(f"--beam-arg={a}" for a in beam_args)]
+            wall, rss, _, out = run_and_sample(args, env, f"TFX {stage} at {rows} rows")
+            result = json.loads(out.strip().splitlines()[-1].removeprefix("RESULT "))
+            stages[stage] = {"wall_s": wall, "peak_rss_mb": rss, "executions": result["executions"]}
+            ran = ", ".join(f"{n} {e['seconds']:.1f} s" for n, e in result["executions"].items() if e["state"] == "COMPLETE")
+            print(f"  {rows:>9} rows  TFX {stage:<9} {wall:7.1f} s  {rss:7.0f} MB  ({ran})", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(input_dir, ignore_errors=True)
+    return stages
+
+
+def measure(rows: int, scratch: str, tfx: tuple[str, list[str]] | None = None) -> dict:
+    """One pass of every step over a fresh ``rows``-row table: {step: (wall s, peak RSS MB)}.
+
+    ``tfx``: (the TFX venv's python, Beam args) to also run TFX's components over the same CSV.
+    """
     from pipeline_e2e import run_and_sample
 
     csv_path = os.path.join(scratch, f"taxi-{rows}.csv")
@@ -167,6 +209,8 @@ def measure(rows: int, scratch: str) -> dict:
             print(f"  {rows:>9} rows  {step:<9} {wall:7.1f} s  {rss:7.0f} MB", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if tfx is not None:
+        result["tfx"] = measure_tfx(rows, csv_path, scratch, *tfx)
     return result
 
 
@@ -177,7 +221,31 @@ def summarize(runs: list[dict]) -> dict:
         steps[step] = {
             key: statistics.median(run["steps"][step][key] for run in runs) for key in ("wall_s", "peak_rss_mb")
         }
-    return {"rows": runs[0]["rows"], "file_mb": runs[0]["file_mb"], "repeats": len(runs), "steps": steps}
+    summary = {"rows": runs[0]["rows"], "file_mb": runs[0]["file_mb"], "repeats": len(runs), "steps": steps}
+    if all("tfx" in run for run in runs):
+        summary["tfx"] = {
+            stage: {key: statistics.median(run["tfx"][stage][key] for run in runs) for key in ("wall_s", "peak_rss_mb")}
+            for stage in DATA_STEPS
+        }
+        summary["tfx_executions"] = [run["tfx"] for run in runs]
+    return summary
+
+
+def print_tfx(sizes: list[dict]) -> None:
+    """Flywheel's data steps beside TFX's components: wall s, peak MB, rows/s and their ratio."""
+    compared = [size for size in sizes if "tfx" in size]
+    if not compared:
+        return
+    print(f"\n{'rows':>10} {'step':<10} {'flywheel s':>10} {'MB':>6} {'TFX component(s)':<26} {'TFX s':>7} {'MB':>6}")
+    for size in compared:
+        for step in DATA_STEPS:
+            ours, theirs = size["steps"][step], size["tfx"][step]
+            print(f"{size['rows']:>10} {step:<10} {ours['wall_s']:>10.1f} {ours['peak_rss_mb']:>6.0f} "
+                  f"{TFX_STAGES[step]:<26} {theirs['wall_s']:>7.1f} {theirs['peak_rss_mb']:>6.0f}")
+        ours = sum(size["steps"][step]["wall_s"] for step in DATA_STEPS)
+        theirs = sum(size["tfx"][step]["wall_s"] for step in DATA_STEPS)
+        print(f"{size['rows']:>10} ingest+validate+transform: flywheel {size['rows'] / ours:,.0f} rows/s ({ours:.1f} s), "
+              f"TFX {size['rows'] / theirs:,.0f} rows/s ({theirs:.1f} s); flywheel/TFX throughput {theirs / ours:.2f}x")
 
 
 def print_table(sizes: list[dict]) -> None:
@@ -223,6 +291,10 @@ def main() -> None:
     parser.add_argument("--scratch", default="", help="where tables and artifacts go (default: a temp dir, deleted)")
     parser.add_argument("--stream-rows", type=int, default=None,
                         help="train's STREAM_ROWS for this run (0: every train split streams; default: train's own)")
+    parser.add_argument("--tfx", action="store_true",
+                        help=f"also run TFX's CsvExampleGen, StatisticsGen + SchemaGen and Transform at sizes up to {TFX_MAX_ROWS:,} rows")
+    parser.add_argument("--tfx-beam-arg", action="append", default=None,
+                        help="a Beam option for TFX's components (repeat; default: in memory, one worker)")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
@@ -235,6 +307,13 @@ def main() -> None:
     import tempfile
 
     sizes = args.rows or [100_000, 1_000_000]
+    tfx_python = None
+    if args.tfx:
+        from _venvs import venv_python
+        from pipeline_e2e import TFX_BASE_PYTHON, TFX_REQUIREMENTS, TFX_VENV
+
+        tfx_python = venv_python(TFX_VENV, TFX_REQUIREMENTS, TFX_BASE_PYTHON, "TFX 1.16")
+    tfx_beam_args = args.tfx_beam_arg or ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     if args.ten_million:
         sizes.append(10_000_000)
     scratch = args.scratch or tempfile.mkdtemp(prefix="flywheel-scale-")
@@ -243,7 +322,8 @@ def main() -> None:
     try:
         for rows in sizes:
             repeat = args.repeat or (3 if rows < 1_000_000 else 1)
-            summaries.append(summarize([measure(rows, scratch) for _ in range(repeat)]))
+            tfx = (tfx_python, tfx_beam_args) if tfx_python and rows <= TFX_MAX_ROWS else None
+            summaries.append(summarize([measure(rows, scratch, tfx) for _ in range(repeat)]))
             for name in os.listdir(scratch):
                 if name.startswith(f"taxi-{rows}."):
                     os.remove(os.path.join(scratch, name))
@@ -252,10 +332,12 @@ def main() -> None:
             shutil.rmtree(scratch, ignore_errors=True)
     load_after = os.getloadavg()
     print_table(summaries)
+    print_tfx(summaries)
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}; {os.cpu_count()} CPUs")
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "scale.json"), "w") as handle:
-        json.dump({"sizes": summaries, "load_before": load_before, "load_after": load_after}, handle, indent=1)
+        json.dump({"sizes": summaries, "load_before": load_before, "load_after": load_after,
+                   "tfx_beam_args": tfx_beam_args if tfx_python else None}, handle, indent=1)
     plot(summaries, os.path.join(OUT, "scale.png"))
     print(f"wrote {os.path.join(OUT, 'scale.json')} and scale.png")
 

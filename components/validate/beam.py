@@ -8,10 +8,18 @@ with transform). Shards are read with Beam's own ``ReadFromParquetBatched`` (one
 Arrow table per row group, any filesystem Beam knows), so no worker holds a
 split in memory.
 
-The columns kept, and bools counted as 0/1 numbers, are as in
-``tfdv.generate_statistics_from_dataframe`` (the in-memory path validate keeps
-for small data), so both paths give the same statistics
-(tests/components/test_validate_beam.py).
+The columns kept, bools counted as 0/1 numbers, and the top-k/uniques
+generator are as in ``tfdv.generate_statistics_from_dataframe`` (the in-memory
+path validate keeps for small data), so both paths give the same statistics
+(tests/components/test_validate_beam.py). That generator is TFDV's sketch-based
+one (``StatsOptions(use_sketch_based_topk_uniques=True)``: Misra-Gries top-k,
+HyperLogLog uniques), which TFDV itself uses in memory; every statistic of the
+default options is still computed. TFDV's Beam default instead counts every
+distinct string through a Beam combine, which holds each distinct value: on a
+1M-row taxi table with a timestamp column (790k distinct strings) the train
+split took 78 s and 1.2 GB, with the sketches 11 s and 0.8 GB; low-cardinality
+columns' top values and counts are the same, a near-unique column's unique count
+is an estimate (within 1% there) and its top values are approximate.
 """
 
 from __future__ import annotations
@@ -61,6 +69,11 @@ def _canonical_batches(table: Any) -> list[Any]:
     return batches
 
 
+def stats_options(tfdv: Any) -> Any:
+    """TFDV's default ``StatsOptions`` with the sketch-based top-k/uniques its in-memory path uses."""
+    return tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
+
+
 def compute_statistics(examples: Artifact, split: str, beam_args: list[str]) -> Any:
     """Statistics of one split computed by a Beam pipeline, as a ``DatasetFeatureStatisticsList``.
 
@@ -83,7 +96,7 @@ def compute_statistics(examples: Artifact, split: str, beam_args: list[str]) -> 
                 pipeline
                 | "ReadShards" >> beam.io.ReadFromParquetBatched(pattern, columns=columns)
                 | "ToRecordBatches" >> beam.FlatMap(_canonical_batches)
-                | "GenerateStatistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+                | "GenerateStatistics" >> tfdv.GenerateStatistics(stats_options(tfdv))
                 | "Write" >> tfdv.WriteStatisticsToBinaryFile(output)
             )
         stats = tfdv.load_stats_binary(output)

@@ -6,16 +6,18 @@ each record batch: numbers as float32 with NaN for missing, strings with ""
 for missing, label ids in vocabulary order), without holding the split:
 
     shards (in a seeded random order) --interleave(cycle_length)--> record batches
-           (``ParquetFile.iter_batches``, rows permuted within each) --unbatch--> rows
-           --shuffle(shuffle_buffer, seed)--> batch(batch_size) --> prefetch
+           (``ParquetFile.iter_batches``, rows permuted within each) --row buffer (shuffle_buffer rows,
+           seeded draws)--> batches of batch_size --> tf.data (from_generator) --> prefetch
 
 Memory is bounded by ``cycle_length`` open readers of ``read_rows`` rows, the
-shuffle buffer and the prefetched batches, whatever the split's size. The row
-buffer is the costly part (tf.data keeps a tensor per feature per row: about
-1 KB a row for five features, measured), hence the three-level shuffle: shard
-order, rows within a record batch, then a modest row buffer (``SHUFFLE_BUFFER``).
-The order is deterministic for a seed (deterministic interleave; seeded
-shuffles, each epoch in another order, the same in every run).
+shuffle buffer and the prefetched batches, whatever the split's size. The
+shuffle has three levels: shard order, rows within a record batch, then a row
+buffer (``SHUFFLE_BUFFER`` rows) from which each record batch's worth of rows
+is drawn uniformly. All of it runs on numpy columns in one Python generator:
+``tf.data``'s unbatch/shuffle/batch made a tensor per feature per row (about
+1 KB and several microseconds a row; 1M rows took ~100 s, now a few seconds).
+The order is deterministic for a seed (one seeded generator per epoch, each
+epoch in another order, the same in every run).
 
 Validation without a ``validation`` split: ``holdout`` keeps or drops the rows
 whose *global row index* hashes below ``fraction`` (``hash_fraction``:
@@ -167,33 +169,97 @@ def stream_dataset(
         },
         tf.TensorSpec(shape=(None,), dtype=tf.int32),
     )
+    epochs = [0]  # iterations so far: each epoch is read in another (seeded) order
 
-    import numpy as np
+    def generate() -> Iterator[Any]:
+        import numpy as np
 
-    passes = [0] * len(shard_paths)  # reads of each shard so far: the epoch, for the in-batch order
+        rng = np.random.default_rng([seed or 0, epochs[0]]) if shuffle_buffer else None
+        epochs[0] += 1
+        order = rng.permutation(len(shard_paths)) if rng is not None else range(len(shard_paths))
+        readers = (
+            _shard_batches(shard_paths[i], offsets[i], spec, read_rows, holdout, rng) for i in order
+        )
+        batches = _interleave(readers, cycle_length)
+        if rng is not None:
+            batches = _buffer_shuffle(batches, shuffle_buffer, rng)
+        yield from _rebatch(batches, batch_size)
 
-    def shard_dataset(index: Any) -> Any:
-        def generate(i: Any) -> Iterator[Any]:
-            i = int(i)
-            rng = None if not shuffle_buffer else np.random.default_rng([seed or 0, i, passes[i]])
-            passes[i] += 1
-            yield from _shard_batches(shard_paths[i], offsets[i], spec, read_rows, holdout, rng)
-
-        return tf.data.Dataset.from_generator(generate, args=(index,), output_signature=signature)
-
-    shards = tf.data.Dataset.range(len(shard_paths))
-    if shuffle_buffer > 0:  # shard order, then rows within each record batch, then the row buffer
-        shards = shards.shuffle(len(shard_paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = shards.interleave(
-        shard_dataset, cycle_length=min(cycle_length, len(shard_paths)), block_length=1
-    )
-    dataset = dataset.unbatch()
-    if shuffle_buffer > 0:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     if n_classes:
         dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
     return dataset.prefetch(2)
+
+
+Batch = tuple[dict[str, Any], Any]  # (feature name -> numpy column, label ids)
+
+
+def _interleave(readers: Iterator[Iterator[Batch]], cycle_length: int) -> Iterator[Batch]:
+    """Record batches of ``cycle_length`` readers at once, one from each in turn (as ``tf.data``'s interleave).
+
+    An exhausted reader's place goes to the next reader; the order is deterministic.
+    """
+    cycle: list[Iterator[Batch]] = []
+    readers = iter(readers)
+    while True:
+        while len(cycle) < cycle_length and (reader := next(readers, None)) is not None:
+            cycle.append(reader)
+        if not cycle:
+            return
+        for reader in list(cycle):
+            batch = next(reader, None)
+            if batch is None:
+                cycle.remove(reader)
+            else:
+                yield batch
+
+
+def _take(batch: Batch, index: Any) -> Batch:
+    x, y = batch
+    return {name: values[index] for name, values in x.items()}, y[index]
+
+
+def _concat(first: Batch | None, second: Batch) -> Batch:
+    import numpy as np
+
+    if first is None or not len(first[1]):
+        return second
+    return {name: np.concatenate([values, second[0][name]]) for name, values in first[0].items()}, np.concatenate(
+        [first[1], second[1]]
+    )
+
+
+def _buffer_shuffle(batches: Iterator[Batch], buffer_rows: int, rng: Any) -> Iterator[Batch]:
+    """Rows through a bounded shuffle buffer of ``buffer_rows`` rows, in column arrays.
+
+    Each record batch joins the buffer; as many rows as it brought leave it, drawn uniformly
+    at random from everything held (as ``tf.data``'s row-by-row shuffle does, without a
+    tensor per row). At the end the buffer is emptied in a random order.
+    """
+    held: Batch | None = None
+    for batch in batches:
+        held = _concat(held, batch)
+        rows = len(held[1])
+        if rows > buffer_rows:
+            order = rng.permutation(rows)
+            yield _take(held, order[: rows - buffer_rows])
+            held = _take(held, order[rows - buffer_rows:])
+    if held is not None and len(held[1]):
+        yield _take(held, rng.permutation(len(held[1])))
+
+
+def _rebatch(batches: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
+    """Batches of exactly ``batch_size`` rows (the last one smaller) from batches of any size."""
+    pending: Batch | None = None
+    for batch in batches:
+        pending = _concat(pending, batch)
+        rows = len(pending[1])
+        full = rows - rows % batch_size
+        for start in range(0, full, batch_size):
+            yield _take(pending, slice(start, start + batch_size))
+        pending = _take(pending, slice(full, rows)) if full else pending
+    if pending is not None and len(pending[1]):
+        yield pending
 
 
 SHUFFLE_BUFFER = 10_000  # rows in the row-level buffer (after the shard-order and in-batch shuffles)

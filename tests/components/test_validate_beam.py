@@ -114,3 +114,15 @@ def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeyp
     stats = validate_tfdv.load_statistics(outputs["statistics"], "train")
     assert stats.datasets[0].num_examples == 300
     assert "count" in outputs["schema"].properties["features"]
+
+
+def test_the_beam_stats_options_are_tfdvs_defaults_with_the_sketch_based_top_k():
+    from flywheel.components.validate.tfdv import tfdv_module
+
+    tfdv = tfdv_module()
+    ours, default = validate_beam.stats_options(tfdv), tfdv.StatsOptions()
+    assert ours.use_sketch_based_topk_uniques and not default.use_sketch_based_topk_uniques
+    for field in ("num_top_values", "num_rank_histogram_buckets", "num_values_histogram_buckets",
+                  "num_histogram_buckets", "num_quantiles_histogram_buckets", "enable_semantic_domain_stats",
+                  "generators", "feature_allowlist", "weight_feature", "label_feature", "sample_rate"):
+        assert getattr(ours, field) == getattr(default, field), field
