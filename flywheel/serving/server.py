@@ -42,7 +42,6 @@ import json
 import logging
 import math
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -67,14 +66,6 @@ MAX_VERSION_DIGITS = 18
 # collection every 50,000 net allocations lets nearly every request's objects die young, so almost
 # nothing is promoted; reference cycles made per request are rare, so memory stays bounded.
 GC_THRESHOLD = (50_000, 20, 100)
-# The interpreter's switch interval in a serving process (Python's default is 5 ms). While another
-# thread runs Python (the request log building its lines, the batcher around a model call, the reload
-# watcher, a collection started there), the event loop waits up to this long for the GIL before that
-# thread is made to hand it over: with 5 ms, a request that arrives then waits up to 5 ms before it is
-# even read, a p99 outlier at 500 req/s where the median is 2 ms. 0.5 ms bounds that wait; the cost is
-# more GIL hand-overs while threads compete. Its effect on the p99 was not shown on a loaded machine
-# (benchmarks/RESULTS.md, "2026-12-04 evening"): the quiet rerun decides whether it stays.
-SWITCH_INTERVAL_S = 0.0005
 _UNGUARDED_ROUTES = ("healthz", "readyz", "metrics")  # probes address the pod IP or any name; they reveal no data
 _MAX_SHOWN_ROWS = 5
 _NAME = r"{name:[^/:]+}"
@@ -680,7 +671,6 @@ def serve(config: ServeConfig, *, announce: Callable[[str], None] = print) -> in
     """
 
     gc.set_threshold(*GC_THRESHOLD)  # this process serves and nothing else (see GC_THRESHOLD)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # likewise (see SWITCH_INTERVAL_S)
 
     async def main() -> int:
         server = ModelServer(config)
