@@ -10,6 +10,10 @@
                                      "mean": 43.9, "variance": 29.8}, ...},
      "missing": {"numeric": "NaN (or null)", "categorical": "\\"\\" (or null)"}}
 
+A categorical feature fitted in a streamed pass over more distinct values than
+transform keeps exact counts for also has ``"vocabulary_count_error"``: how many
+rows each count behind its vocabulary may be low by (a Misra-Gries summary).
+
 Raw features go into a model as a dict of 1-D arrays, one per feature: numbers
 as float32 with NaN for missing, strings with "" for missing. ``raw_inputs``
 builds that dict from a DataFrame, so every caller feeds a model the same way.
