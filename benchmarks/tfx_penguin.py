@@ -124,7 +124,8 @@ def create_pipeline(data_root: str, workdir: str):
     )
 
 
-def _store(workdir: str):
+def metadata_store(workdir: str):
+    """The TFX run's ML Metadata store (SQLite in ``workdir``); tfx_scale.py reads its runs with it too."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
@@ -154,10 +155,10 @@ def main() -> None:
     os.makedirs(args.workdir, exist_ok=True)
     known = set()
     if os.path.exists(os.path.join(args.workdir, "metadata.db")):
-        known = {execution.id for execution in _store(args.workdir).get_executions()}
+        known = {execution.id for execution in metadata_store(args.workdir).get_executions()}
     tfx.orchestration.LocalDagRunner().run(create_pipeline(args.data_root, args.workdir))
 
-    store = _store(args.workdir)
+    store = metadata_store(args.workdir)
     states = {}
     for execution in store.get_executions():
         if execution.id not in known:

@@ -79,16 +79,9 @@ def create_pipeline(input_dir: str, workdir: str, stage: str, beam_args: list):
     )
 
 
-def _store(workdir: str):
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = os.path.join(workdir, "metadata.db")
-    return metadata_store.MetadataStore(config)
-
-
 def main() -> None:
+    from tfx_penguin import BEAM_ARGS, metadata_store  # this directory is first on sys.path when run as a script
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-dir", required=True, help="folder holding the CSV (and nothing else)")
     parser.add_argument("--workdir", required=True, help="pipeline root and MLMD store (the same for every stage)")
@@ -96,15 +89,15 @@ def main() -> None:
     parser.add_argument("--beam-arg", action="append", default=None,
                         help="a Beam option (repeat); default --direct_running_mode=in_memory --direct_num_workers=1")
     args = parser.parse_args()
-    beam_args = args.beam_arg or ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    beam_args = args.beam_arg or list(BEAM_ARGS)
     from tfx import v1 as tfx
 
     os.makedirs(args.workdir, exist_ok=True)
     known = set()
     if os.path.exists(os.path.join(args.workdir, "metadata.db")):
-        known = {execution.id for execution in _store(args.workdir).get_executions()}
+        known = {execution.id for execution in metadata_store(args.workdir).get_executions()}
     tfx.orchestration.LocalDagRunner().run(create_pipeline(args.input_dir, args.workdir, args.stage, beam_args))
-    store = _store(args.workdir)
+    store = metadata_store(args.workdir)
     types = {t.id: t.name for t in store.get_execution_types()}
     executions = {}
     for execution in store.get_executions():

@@ -85,9 +85,9 @@ def _examples(uri: str):
 
 def _kinds(examples) -> dict[str, str]:
     from flywheel.components.transform import _feature_kinds
-    from flywheel.components.transform import beam as transform_beam
+    from flywheel.components import examples_io
 
-    return _feature_kinds(transform_beam.schema_frame(examples, "train"), None, exclude={LABEL, *EXCLUDE})
+    return _feature_kinds(examples_io.empty_split_frame(examples, "train"), None, exclude={LABEL, *EXCLUDE})
 
 
 def keras_adapt_spec(examples, kinds: dict[str, str], label: str, max_vocabulary: int) -> dict:

@@ -92,6 +92,21 @@ def split_columns(examples: Artifact, split: str) -> list[str]:
     return [name for name in pq.read_schema(shard_paths(examples, split)[0]).names if not name.startswith("__index_level_")]
 
 
+def split_rows(examples: Artifact, split: str) -> int:
+    """Rows of one split, from its shards' Parquet footers (no rows read; the artifact's properties may lack them)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in shard_paths(examples, split))
+
+
+def empty_split_frame(examples: Artifact, split: str) -> pd.DataFrame:
+    """A zero-row DataFrame with the split's columns and pandas dtypes (from its first shard's schema; no rows read)."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_schema(shard_paths(examples, split)[0]).empty_table().to_pandas()
+    return frame[[name for name in frame.columns if not str(name).startswith("__index_level_")]]
+
+
 def read_split(examples: Artifact, split: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Loads one split of an Examples artifact as one DataFrame (its shards concatenated).
 

@@ -41,8 +41,7 @@ def check_beam_args(beam_args: Any, component: str) -> list[str]:
 
 def use_beam(examples: Artifact, split: str, beam_args: list[str]) -> bool:
     """Whether ``split`` goes to Beam: beam_args were given, or it has more than ``BEAM_MIN_ROWS`` rows."""
-    row_counts = examples.properties.get("row_counts") or {}
-    return bool(beam_args) or int(row_counts.get(split, 0)) > BEAM_MIN_ROWS
+    return bool(beam_args) or examples_io.split_rows(examples, split) > BEAM_MIN_ROWS
 
 
 def pipeline_options(beam_args: list[str]) -> Any:

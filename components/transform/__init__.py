@@ -119,10 +119,10 @@ def transform(
         return
     label_name = examples_io.label_of(examples, label)
     on_beam = bool(beam_args)
-    streamed = not on_beam and int((examples.properties.get("row_counts") or {}).get("train", 0)) > STREAM_MIN_ROWS
+    streamed = not on_beam and examples_io.split_rows(examples, "train") > STREAM_MIN_ROWS
     # On Beam or streamed, only the columns' types are read here; the rows stay in the shards.
     train = (
-        transform_beam.schema_frame(examples, "train") if on_beam or streamed
+        examples_io.empty_split_frame(examples, "train") if on_beam or streamed
         else examples_io.read_split(examples, "train")
     )
     if label_name not in train.columns:

@@ -38,7 +38,6 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from flywheel.components import examples_io
 from flywheel.components.data.beam import pipeline_options, shard_pattern
 from flywheel.models import features
 
@@ -54,14 +53,6 @@ VOCAB_FORMAT = "tfrecord_gzip"  # keeps "" and values with newlines, which the t
 # Rows per record batch handed to the analyzers: a Parquet row group (up to a shard's 500k rows) is
 # cut into batches of this many, so a worker's memory is bounded by it, not by how shards were written.
 BATCH_ROWS = 16_384
-
-
-def schema_frame(examples: Artifact, split: str) -> Any:
-    """A zero-row DataFrame with the split's columns and pandas dtypes (from the first shard's schema)."""
-    import pyarrow.parquet as pq
-
-    frame = pq.read_schema(examples_io.shard_paths(examples, split)[0]).empty_table().to_pandas()
-    return frame[[name for name in frame.columns if not str(name).startswith("__index_level_")]]
 
 
 def _rows_of(mask: Any, values: Any, value_type: Any) -> Any:

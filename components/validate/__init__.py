@@ -86,7 +86,7 @@ def validate(
             ``PipelineOptions`` unchanged (as TFX's ``beam_pipeline_args``), e.g.
             ``["--runner=FlinkRunner", "--flink_master=host:8081"]``. Given, every
             split's statistics run on Beam (TFDV's ``GenerateStatistics`` over the
-            Parquet shards); [] runs splits above ``validate.beam.BEAM_MIN_ROWS``
+            Parquet shards); [] runs splits above ``data.beam.BEAM_MIN_ROWS``
             rows on the DirectRunner in this process and smaller ones in memory.
             A parameter of the training pipeline, shared with transform.
 
@@ -95,13 +95,15 @@ def validate(
             ``schema_path`` are given, or ``beam_args`` is not a list of ``--`` options.
         DataValidationError: blocking anomalies were found and ``fail_on_anomalies`` is set.
     """
+    from flywheel.components.data import beam as beam_options
+
     from . import beam
     from . import report as html_report
     from . import severity as severities
     from . import tfdv as tfdv_io
 
     overrides = severities.check_overrides(dict(severity))
-    beam_args = beam.check_beam_args(beam_args)
+    beam_args = beam_options.check_beam_args(beam_args, "validate")
     for name, value in (("skew_threshold", skew_threshold), ("drift_threshold", drift_threshold)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ParameterError(
@@ -122,7 +124,7 @@ def validate(
     split_columns: dict[str, set[str]] = {}
     for split in splits:
         split_columns[split] = set(split_columns_of(examples, split))
-        if beam.use_beam(examples, split, beam_args):
+        if beam_options.use_beam(examples, split, beam_args):
             split_stats[split] = beam.compute_statistics(examples, split, beam_args)
         else:
             split_stats[split] = tfdv_io.compute_statistics(read_split(examples, split), split)

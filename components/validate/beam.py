@@ -29,18 +29,10 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from flywheel.components import examples_io
-from flywheel.components.data import beam as beam_options
-from flywheel.components.data.beam import BEAM_MIN_ROWS, pipeline_options, shard_pattern, use_beam
-
-__all__ = ["BEAM_MIN_ROWS", "check_beam_args", "compute_statistics", "use_beam"]
+from flywheel.components.data.beam import pipeline_options, shard_pattern
 
 if TYPE_CHECKING:
     from flywheel.dsl.artifacts import Artifact
-
-
-def check_beam_args(beam_args: Any) -> list[str]:
-    """validate's ``beam_args``, checked (``data.beam.check_beam_args``)."""
-    return beam_options.check_beam_args(beam_args, "validate")
 
 
 def _columns(path: str) -> list[str]:
@@ -80,7 +72,7 @@ def compute_statistics(examples: Artifact, split: str, beam_args: list[str]) -> 
     Args:
         examples: The Examples artifact.
         split: The split.
-        beam_args: Beam command-line options (``check_beam_args``); [] runs the DirectRunner in this process.
+        beam_args: Beam command-line options (``data.beam.check_beam_args``); [] runs the DirectRunner in this process.
     """
     import apache_beam as beam
 

@@ -20,3 +20,19 @@ def new_artifact(tmp_path) -> Callable[[type[Artifact], str], Artifact]:
         return cls(uri=str(uri))
 
     return make
+
+
+@pytest.fixture
+def beam_pipeline_options(monkeypatch) -> list:
+    """The ``PipelineOptions`` of every ``beam.Pipeline`` built while the test runs, in order (the pipelines still run)."""
+    import apache_beam as beam
+
+    seen: list = []
+    real_pipeline = beam.Pipeline
+
+    def recording_pipeline(*args, options=None, **kwargs):
+        seen.append(options)
+        return real_pipeline(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(beam, "Pipeline", recording_pipeline)
+    return seen

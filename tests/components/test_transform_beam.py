@@ -121,8 +121,7 @@ def _transform(examples, root, **params):
     return graph, features.read_json(graph.path(features.TRANSFORM_JSON))
 
 
-def test_user_beam_args_reach_transforms_pipeline_and_give_the_in_memory_result(tmp_path, monkeypatch):
-    import apache_beam as beam
+def test_user_beam_args_reach_transforms_pipeline_and_give_the_in_memory_result(tmp_path, monkeypatch, beam_pipeline_options):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     class FlywheelTestOptions(PipelineOptions):
@@ -131,14 +130,7 @@ def test_user_beam_args_reach_transforms_pipeline_and_give_the_in_memory_result(
             parser.add_argument("--flywheel_test_option")
 
     examples, _ = _sharded(tmp_path, monkeypatch, rows=1400)
-    seen = []
-    real_pipeline = beam.Pipeline
-
-    def recording_pipeline(*args, options=None, **kwargs):
-        seen.append(options)
-        return real_pipeline(*args, options=options, **kwargs)
-
-    monkeypatch.setattr(beam, "Pipeline", recording_pipeline)
+    seen = beam_pipeline_options
     args = ["--runner=DirectRunner", "--direct_num_workers=1", "--job_name=taxi-transform", "--flywheel_test_option=xyz"]
     on_beam, beam_spec = _transform(examples, tmp_path / "beam", beam_args=args, max_vocabulary=3)
     in_memory, memory_spec = _transform(examples, tmp_path / "memory", max_vocabulary=3)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from flywheel.components import examples_io
+from flywheel.components.data import beam as beam_options
 from flywheel.components.validate import beam as validate_beam
 from flywheel.components.validate import tfdv as validate_tfdv
 from flywheel.dsl.artifacts import Examples
@@ -67,18 +68,9 @@ def test_beam_statistics_over_shards_equal_the_in_memory_ones(tmp_path, monkeypa
             ], name
 
 
-def test_user_beam_args_reach_the_pipeline_options_unchanged(tmp_path, monkeypatch):
-    import apache_beam as beam
-
+def test_user_beam_args_reach_the_pipeline_options_unchanged(tmp_path, monkeypatch, beam_pipeline_options):
     examples = _sharded(tmp_path, monkeypatch)
-    seen = []
-    real_pipeline = beam.Pipeline
-
-    def recording_pipeline(*args, options=None, **kwargs):
-        seen.append(options)
-        return real_pipeline(*args, options=options, **kwargs)
-
-    monkeypatch.setattr(beam, "Pipeline", recording_pipeline)
+    seen = beam_pipeline_options
     args = ["--runner=DirectRunner", "--direct_num_workers=1", "--experiments=flywheel_marker", "--job_name=taxi-stats"]
     validate_beam.compute_statistics(examples, "train", args)
 
@@ -90,7 +82,7 @@ def test_user_beam_args_reach_the_pipeline_options_unchanged(tmp_path, monkeypat
 @pytest.mark.parametrize("bad", ["--runner=DirectRunner", ["runner=DirectRunner"], [3]])
 def test_beam_args_that_are_not_a_list_of_options_are_refused(bad):
     with pytest.raises(ParameterError, match="'beam_args' parameter of validate must be a list of Beam options"):
-        validate_beam.check_beam_args(bad)
+        beam_options.check_beam_args(bad, "validate")
 
 
 def test_validate_runs_statistics_on_beam_when_given_beam_args(tmp_path, monkeypatch):
