@@ -255,6 +255,10 @@ def test_the_flat_call_feeds_each_feature_to_its_own_input_whatever_the_order_of
         {"instances": [{"x": 1.5, "y": None, "c": "red"}, {"x": -2.0, "y": 3.25, "c": "é blue \"q\""}]},
         {"inputs": {"x": [0.1, 7.0, None], "y": [1.0, 2.0, 3.0], "c": ["blue", "", "red"]}},
         {"instances": [{"x": 2**70, "y": 1.0, "c": "red"}]},  # beyond 64 bits: orjson refuses, the fallback writes it
+        {"inputs": {"x": [2007, float("nan"), -0.0], "y": [1e-30, 3.4e38, 5], "c": [None, "é blue \"q\"", "red"]}},
+        # instances whose features come in different orders: encoded instance by instance
+        {"instances": [{"x": 1.5, "y": None, "c": "red"}, {"c": "blue", "y": 3.25, "x": -2.0}]},
+        {"instances": [{"c": "blue", "y": 3.25, "x": -2.0}] * 3},
     ],
 )
 def test_request_log_lines_are_byte_for_byte_those_of_the_record_path(body):
@@ -273,3 +277,29 @@ def test_request_log_lines_are_byte_for_byte_those_of_the_record_path(body):
     assert count == parsed.size == len(records)
     assert data == b"".join(line(r) for r in records)
     assert [json.loads(text)["index"] for text in data.decode().splitlines()] == list(range(parsed.size))
+
+
+def test_request_log_lines_of_grpc_tensors_and_odd_names_are_those_of_the_record_path():
+    """A gRPC request's columns are float32 arrays; names and values with % signs, commas, quotes and
+    braces must not disturb the one-template encoding (it repeats a bytes template filled by %)."""
+    from flywheel.serving.logs import line
+    from flywheel.serving.requestlog import _column_lines, _request_records, request_lines
+
+    names = ("100%s", 'a,"b"', "x%d")
+    vocabulary = ("%s", "red, blue", "}{", '"', "%%", "ü")
+    schema = FeatureSchema(
+        numeric=names[:2], categorical=names[2:], vocabularies={"x%d": vocabulary}, label_vocabulary=("n%s", "y")
+    )
+    rng = np.random.default_rng(5)
+    for size in (1, 2, 64, 257):
+        numbers = rng.normal(scale=1e3, size=(2, size)).astype(np.float32)
+        numbers[0, :: max(1, size // 3)] = np.nan
+        body = {"inputs": {names[0]: numbers[0], names[1]: numbers[1],
+                           "x%d": [vocabulary[i % len(vocabulary)] for i in range(size)]}}  # fmt: skip
+        parsed = parse_predict(body, schema)
+        probabilities = rng.random((size, 2)).astype(np.float32)
+        args = ("m%s", "rid-%d", 1764300000.5, 3, parsed, probabilities, ("n%s", "y"))
+        assert _column_lines(*args) is not None  # the fast encoding was taken
+        data, count = request_lines(*args)
+        assert count == size
+        assert data == b"".join(line(r) for r in _request_records(*args))
