@@ -385,6 +385,8 @@ def _numbers_at_once(values: Any) -> Any:
     if isinstance(values, np.ndarray):
         if values.dtype.kind != "f":
             return None
+        if values.dtype == np.float32:  # a gRPC tensor: beyond float32's range means infinite
+            return None if np.isinf(values).any() else values
         array = values
     else:
         if not set(map(type, values)) <= _NUMBER_TYPES:  # a bool, str, list or dict: checked one by one

@@ -6,11 +6,23 @@ Layout under the project home::
     <home>/serving/<model>/feedback/<UTC yyyymmdd-HHMMSS>-<replica>-<pid>-<seq>.jsonl   late ground-truth labels
 
 One JSON object per line, append-only; a file is never rewritten. A request
-line holds one instance::
+line holds one predict request, its instances as columns (one line per request,
+as TF Serving logs a ``PredictionLog`` per request)::
+
+    {"request_id": "...", "ts": 1764300000.1, "model": "penguins", "version": 2,
+     "instances": 2, "features": {"island": ["Biscoe", "Dream"], ...},
+     "predictions": ["Gentoo", "Adelie"], "probabilities": [[0.01, 0.02, 0.97], [0.9, 0.05, 0.05]]}
+
+Readers (``read_records``, ``parse_lines``) hand out one record per instance,
+the request's fields with that instance's ``index``, ``features``,
+``prediction`` and ``probabilities``::
 
     {"request_id": "...", "index": 0, "ts": 1764300000.1, "model": "penguins",
      "version": 2, "features": {"island": "Biscoe", ...},
      "prediction": "Gentoo", "probabilities": [0.01, 0.02, 0.97]}
+
+which is also how request lines were written before (a line per instance;
+such lines are read as they are).
 
 A feedback line::
 
@@ -301,10 +313,12 @@ def read_records(directory: str, *, since: float | None = None) -> Iterator[dict
 
 
 def parse_lines(lines: Iterable[str], *, since: float | None = None) -> Iterator[dict[str, Any]]:
-    """The records of JSON lines (a file or an HTTP answer), optionally with ts >= since.
+    """The records of JSON lines (a file or an HTTP answer), optionally with ts >= since; a request
+    line (``"instances"``) gives one record per instance (see the module docstring).
 
-    A line that is torn, not a JSON object, has a ``ts`` that is no number or
-    ``features`` that are not an object is skipped, never fatal.
+    A line that is torn, not a JSON object, has a ``ts`` that is no number,
+    ``features`` that are not an object, or columns that do not hold one value
+    per instance is skipped, never fatal.
     """
     for line in lines:
         try:
@@ -314,8 +328,39 @@ def parse_lines(lines: Iterable[str], *, since: float | None = None) -> Iterator
             continue
         if not isinstance(record.get("features", {}), dict):
             continue
-        if since is None or ts >= since:
+        if since is not None and ts < since:
+            continue
+        if "instances" in record:
+            yield from _instance_records(record)
+        else:
             yield record
+
+
+def _instance_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request line's records, one per instance; none when its columns do not fit its count."""
+    size = record.pop("instances")
+    columns = record.pop("features")
+    predictions = record.pop("predictions", None)
+    probabilities = record.pop("probabilities", None)
+    fits = (
+        type(size) is int
+        and all(isinstance(values, list) and len(values) == size for values in columns.values())
+        and isinstance(predictions, list) and len(predictions) == size
+        and isinstance(probabilities, list) and len(probabilities) == size
+    )  # fmt: skip
+    if not fits:
+        return []
+    names = list(columns)
+    return [
+        {
+            **record,
+            "index": i,
+            "features": {name: columns[name][i] for name in names},
+            "prediction": predictions[i],
+            "probabilities": probabilities[i],
+        }
+        for i in range(size)
+    ]
 
 
 @dataclasses.dataclass

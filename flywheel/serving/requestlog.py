@@ -2,8 +2,8 @@
 
 Handlers only put a tuple on a queue (never blocks, never touches the disk);
 one writer thread drains the queue, encodes the lines in the format of
-``flywheel.serving.logs`` (the contract the monitor reads; ``request_lines``
-writes a request's lines without a record dict per instance) and appends them
+``flywheel.serving.logs`` (the contract the monitor reads; ``request_line``
+writes one line per request, its instances as columns) and appends them
 with ``JsonlWriter`` in batches (after a first item it gathers for ``GATHER_S``,
 so a busy server wakes the writer ~20 times a second, not once per request).
 ``close`` writes what is queued, then stops: nothing queued is lost on a clean shutdown.
@@ -157,9 +157,8 @@ class PredictionLog:
                 elif item[0] == "flush":
                     flushed.append(item[1])
                 elif item[0] == REQUESTS:
-                    data, count = request_lines(self.model, *item[1])
-                    chunks[REQUESTS].append(data)
-                    counts[REQUESTS] += count
+                    chunks[REQUESTS].append(request_line(self.model, *item[1]))
+                    counts[REQUESTS] += item[1][3].size  # records: one per instance
                 else:
                     chunks[FEEDBACK].extend(line(record) for record in item[1])
                     counts[FEEDBACK] += len(item[1])
@@ -196,7 +195,7 @@ class PredictionLog:
             self._on_written(kind, count)
 
 
-def request_lines(
+def request_line(
     model: str,
     request_id: str,
     ts: float,
@@ -204,147 +203,50 @@ def request_lines(
     parsed: Any,
     probabilities: Any,
     class_names: tuple[str, ...],
-) -> tuple[bytes, int]:
-    """One request's log lines, encoded, and how many: the bytes ``line`` writes for each of
-    ``_request_records``, built without Python work per instance where the request allows it.
-
-    A tabular request (numbers and strings, the same features in the same order in every instance)
-    is encoded a column at a time (``_column_lines``: each column's values encoded in one call, the
-    request's lines formatted in one ``bytes %`` operation); anything else (an image, instances whose
-    features come in different orders) goes through ``_row_lines``. Whatever orjson cannot encode (an
-    integer beyond 64 bits among the features) goes through ``line`` record by record. The writer
-    thread holds the GIL while it encodes, so at high request rates this cost is taken from the
-    event loop (64-row gRPC requests: ~140 µs per request record by record, see benchmarks/RESULTS.md).
-    """
-    import orjson
-
-    try:
-        data = _column_lines(model, request_id, ts, version, parsed, probabilities, class_names)
-        if data is None:
-            data = _row_lines(model, request_id, ts, version, parsed, probabilities, class_names)
-    except orjson.JSONEncodeError:
-        records = _request_records(model, request_id, ts, version, parsed, probabilities, class_names)
-        return b"".join([line(record) for record in records]), len(records)
-    return data, parsed.size
-
-
-def _shared_parts(model: str, request_id: str, ts: float, version: int, class_names: tuple[str, ...]) -> tuple:
-    """The encoded pieces every line of a request shares: (before the index, index to features, one
-    ``"prediction"`` to ``"probabilities":[`` piece per class)."""
-    import orjson
-
-    dumps = orjson.dumps
-    head = b'{"request_id":' + dumps(request_id) + b',"index":'
-    middle = b"".join(
-        (b',"ts":', dumps(ts), b',"model":', dumps(model), b',"version":', dumps(version), b',"features":')
-    )
-    winners = [b',"prediction":' + dumps(name) + b',"probabilities":[' for name in class_names]
-    return head, middle, winners
-
-
-def _probability_rows(probabilities: Any) -> list[bytes]:
-    """Each instance's probabilities, encoded (all at once: numbers only, so the rows split at ``],[``)."""
-    import orjson
-
-    return orjson.dumps(probabilities.tolist())[2:-2].split(b"],[")
-
-
-def _row_lines(
-    model: str, request_id: str, ts: float, version: int, parsed: Any, probabilities: Any, class_names: tuple
 ) -> bytes:
-    """The lines instance by instance: one ``orjson.dumps`` of each instance's features."""
-    import orjson
+    """One request's line of the request log (``flywheel.serving.logs``: a request line holds the
+    request's instances as columns), encoded.
 
-    dumps = orjson.dumps
-    head, middle, winners = _shared_parts(model, request_id, ts, version, class_names)
-    values = _probability_rows(probabilities)
-    parts = []
-    for i, (row, winner) in enumerate(zip(parsed.rows(), probabilities.argmax(axis=1).tolist())):
-        parts += (head, b"%d" % i, middle, dumps(row, default=str), winners[winner], values[i], b"]}\n")
-    return b"".join(parts)
-
-
-def _column_lines(
-    model: str, request_id: str, ts: float, version: int, parsed: Any, probabilities: Any, class_names: tuple
-) -> bytes | None:
-    """The lines of a tabular request a column at a time; None when the request is not one.
-
-    A number column's values are encoded in one ``orjson.dumps`` of the list and split at the commas
-    (a number, or null for a missing one, has none); a string column's distinct values are encoded once
-    each. One ``bytes`` template of a line (its shared parts, with ``%`` escaped) is repeated for the
-    request's instances and filled in one ``%`` operation: no Python code runs per instance.
+    One ``orjson.dumps`` of the request: numpy columns (a gRPC tensor's, the probabilities) are
+    written by orjson itself, with no Python work per instance. The writer thread holds the GIL
+    while it encodes, which the event loop needs too: a line per instance cost ~120 µs of it per
+    64-row request, this ~30 µs (benchmarks/RESULTS.md, "Serving"). What orjson cannot encode
+    (an integer beyond 64 bits among the features) goes through ``logs.line``'s stdlib fallback.
     """
-    import itertools
-
     import orjson
 
-    dumps = orjson.dumps
-    columns = parsed.columns
-    names = _feature_order(parsed)
-    if names is None or any(getattr(columns.get(name), "ndim", 0) != 1 for name in names):
-        return None
-    size = parsed.size
-    cells = []
-    for name in names:
-        sent = _sent_column(parsed, name)
-        if columns[name].dtype.kind == "f":  # checked numbers or null: no commas inside a value
-            tokens = dumps(sent)[1:-1].split(b",")
-        else:  # checked strings or null
-            encoded = {value: dumps(value) for value in set(sent)}
-            tokens = list(map(encoded.__getitem__, sent))
-        if len(tokens) != size:
-            return None
-        cells.append(tokens)
-    head, middle, winners = _shared_parts(model, request_id, ts, version, class_names)
-    def literal(text: bytes) -> bytes:  # a fixed part of the template: its % signs are not placeholders
-        return text.replace(b"%", b"%%")
-
-    features = b",".join(literal(dumps(name)) + b":%s" for name in names)
-    template = literal(head) + b"%d" + literal(middle) + b"{" + features + b"}%s%s]}\n"
-    chosen = map(winners.__getitem__, probabilities.argmax(axis=1).tolist())
-    values = itertools.chain.from_iterable(zip(range(size), *cells, chosen, _probability_rows(probabilities)))
-    return (template * size) % tuple(values)
+    predictions = list(map(class_names.__getitem__, probabilities.argmax(axis=1).tolist()))
+    record = {
+        "request_id": request_id,
+        "ts": ts,
+        "model": model,
+        "version": version,
+        "instances": parsed.size,
+        "features": _sent_columns(parsed),
+        "predictions": predictions,
+        "probabilities": probabilities,
+    }
+    try:
+        return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return line(_plain(record))
 
 
-def _feature_order(parsed: Any) -> list[str] | None:
-    """The features in the order the instances were sent; None when instances differ in their order."""
+def _sent_columns(parsed: Any) -> dict[str, Any]:
+    """The request's features as sent, a column per feature: lists, or a gRPC tensor's array (orjson
+    writes numeric arrays itself, at any depth; anything else it cannot write takes the fallback)."""
     if parsed.sent_columns is not None:
-        return list(parsed.sent_columns)
+        return parsed.sent_columns
     rows = parsed.sent_rows or []
-    order = tuple(rows[0]) if rows else ()
-    return list(order) if all(map(order.__eq__, map(tuple, rows))) else None
+    return {name: [row[name] for row in rows] for name in (rows[0] if rows else ())}
 
 
-def _sent_column(parsed: Any, name: str) -> list[Any]:
-    """One feature's values as sent (a gRPC tensor's array as Python numbers)."""
-    if parsed.sent_columns is not None:
-        values = parsed.sent_columns[name]
-        return values.tolist() if hasattr(values, "tolist") else list(values)
-    return [row[name] for row in parsed.sent_rows]
-
-
-def _request_records(
-    model: str,
-    request_id: str,
-    ts: float,
-    version: int,
-    parsed: Any,
-    probabilities: Any,
-    class_names: tuple[str, ...],
-) -> list[dict[str, Any]]:
-    rows = parsed.rows()
-    winners = probabilities.argmax(axis=1).tolist()
-    values = probabilities.tolist()
-    return [
-        {
-            "request_id": request_id,
-            "index": i,
-            "ts": ts,
-            "model": model,
-            "version": version,
-            "features": rows[i],
-            "prediction": class_names[winners[i]],
-            "probabilities": values[i],
-        }
-        for i in range(len(rows))
-    ]
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays (at any depth of dicts and lists) as lists, for the stdlib encoder."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

@@ -621,9 +621,9 @@ def _check_finite(probabilities: Any, parsed: Any) -> None:
     """Refuses outputs JSON cannot carry: NaN or infinite probabilities (extreme inputs overflow the model)."""
     import numpy as np
 
-    finite = np.isfinite(probabilities).all(axis=1)
-    if finite.all():
+    if np.isfinite(probabilities).all():
         return
+    finite = np.isfinite(probabilities).all(axis=1)
     bad = np.flatnonzero(~finite).tolist()
     shown = bad[:_MAX_SHOWN_ROWS]
     rows = parsed.rows()

@@ -249,6 +249,22 @@ def test_the_flat_call_feeds_each_feature_to_its_own_input_whatever_the_order_of
     assert not np.allclose(predict(swapped), expected)
 
 
+def _instances_as_sent(body: dict) -> list[dict]:
+    if "instances" in body:
+        return body["instances"]
+    columns = body["inputs"]
+    size = len(next(iter(columns.values())))
+    return [{name: values[i] for name, values in columns.items()} for i in range(size)]
+
+
+def _same_value(read, sent) -> bool:
+    if isinstance(sent, (float, np.floating)) and np.isnan(sent):
+        return read is None  # NaN is written as null: missing either way
+    if isinstance(sent, np.floating):
+        return np.float32(read) == sent  # a float32 is written with the digits that give it back
+    return read == sent and type(read) is type(sent)
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -256,50 +272,53 @@ def test_the_flat_call_feeds_each_feature_to_its_own_input_whatever_the_order_of
         {"inputs": {"x": [0.1, 7.0, None], "y": [1.0, 2.0, 3.0], "c": ["blue", "", "red"]}},
         {"instances": [{"x": 2**70, "y": 1.0, "c": "red"}]},  # beyond 64 bits: orjson refuses, the fallback writes it
         {"inputs": {"x": [2007, float("nan"), -0.0], "y": [1e-30, 3.4e38, 5], "c": [None, "é blue \"q\"", "red"]}},
-        # instances whose features come in different orders: encoded instance by instance
-        {"instances": [{"x": 1.5, "y": None, "c": "red"}, {"c": "blue", "y": 3.25, "x": -2.0}]},
-        {"instances": [{"c": "blue", "y": 3.25, "x": -2.0}] * 3},
+        {"instances": [{"x": 1.5, "y": None, "c": "red"}, {"c": "blue", "y": 3.25, "x": -2.0}]},  # keys in any order
+        {"inputs": {"x": np.array([1.1, np.nan, -3e38], dtype=np.float32),  # a gRPC tensor's column
+                    "y": np.array([0.0, 2.5, 1e-7], dtype=np.float32), "c": ["%s", "red", None]}},
     ],
 )
-def test_request_log_lines_are_byte_for_byte_those_of_the_record_path(body):
-    from flywheel.serving.logs import line
-    from flywheel.serving.requestlog import _request_records, request_lines
+def test_a_request_is_one_log_line_that_reads_back_as_a_record_per_instance(body):
+    from flywheel.serving.logs import parse_lines
+    from flywheel.serving.requestlog import request_line
 
     schema = FeatureSchema(
-        numeric=("x", "y"), categorical=("c",), vocabularies={"c": ("red", "blue", 'é blue "q"')},
+        numeric=("x", "y"), categorical=("c",), vocabularies={"c": ("red", "blue", 'é blue "q"', "%s")},
         label_vocabulary=("no", "yes"),
     )
     parsed = parse_predict(body, schema)
     probabilities = np.random.default_rng(3).random((parsed.size, 2)).astype(np.float32)
-    args = ("m", "rid-1", 1764300000.123456, 7, parsed, probabilities, ("no", "yes"))
-    data, count = request_lines(*args)
-    records = _request_records(*args)
-    assert count == parsed.size == len(records)
-    assert data == b"".join(line(r) for r in records)
-    assert [json.loads(text)["index"] for text in data.decode().splitlines()] == list(range(parsed.size))
+    data = request_line("m", "rid-1", 1764300000.123456, 7, parsed, probabilities, ("no", "yes"))
+    assert data.endswith(b"\n") and data.count(b"\n") == 1
+    records = list(parse_lines(data.decode().splitlines()))
+    sent = _instances_as_sent(body)
+    assert [r["index"] for r in records] == list(range(parsed.size)) == list(range(len(sent)))
+    keys = {"request_id", "index", "ts", "model", "version", "features", "prediction", "probabilities"}
+    for record, instance, row in zip(records, sent, probabilities):
+        assert set(record) == keys
+        assert (record["request_id"], record["ts"], record["model"], record["version"]) == (
+            "rid-1", 1764300000.123456, "m", 7,
+        )  # fmt: skip
+        assert record["features"].keys() == instance.keys()
+        assert all(_same_value(record["features"][name], value) for name, value in instance.items()), record
+        assert record["prediction"] == ("no", "yes")[int(row.argmax())]
+        assert np.array_equal(np.float32(record["probabilities"]), row)
 
 
-def test_request_log_lines_of_grpc_tensors_and_odd_names_are_those_of_the_record_path():
-    """A gRPC request's columns are float32 arrays; names and values with % signs, commas, quotes and
-    braces must not disturb the one-template encoding (it repeats a bytes template filled by %)."""
-    from flywheel.serving.logs import line
-    from flywheel.serving.requestlog import _column_lines, _request_records, request_lines
+def test_request_lines_that_do_not_hold_one_value_per_instance_are_skipped_not_fatal():
+    from flywheel.serving.logs import parse_lines
 
-    names = ("100%s", 'a,"b"', "x%d")
-    vocabulary = ("%s", "red, blue", "}{", '"', "%%", "ü")
-    schema = FeatureSchema(
-        numeric=names[:2], categorical=names[2:], vocabularies={"x%d": vocabulary}, label_vocabulary=("n%s", "y")
-    )
-    rng = np.random.default_rng(5)
-    for size in (1, 2, 64, 257):
-        numbers = rng.normal(scale=1e3, size=(2, size)).astype(np.float32)
-        numbers[0, :: max(1, size // 3)] = np.nan
-        body = {"inputs": {names[0]: numbers[0], names[1]: numbers[1],
-                           "x%d": [vocabulary[i % len(vocabulary)] for i in range(size)]}}  # fmt: skip
-        parsed = parse_predict(body, schema)
-        probabilities = rng.random((size, 2)).astype(np.float32)
-        args = ("m%s", "rid-%d", 1764300000.5, 3, parsed, probabilities, ("n%s", "y"))
-        assert _column_lines(*args) is not None  # the fast encoding was taken
-        data, count = request_lines(*args)
-        assert count == size
-        assert data == b"".join(line(r) for r in _request_records(*args))
+    good = {"request_id": "ok", "ts": 1.0, "model": "m", "version": 1, "instances": 1,
+            "features": {"x": [1.0]}, "predictions": ["a"], "probabilities": [[1.0]]}  # fmt: skip
+    damaged = [
+        {**good, "request_id": "short", "instances": 2},
+        {**good, "request_id": "count-as-text", "instances": "1"},
+        {**good, "request_id": "not-a-column", "features": {"x": 1.0}},
+        {**good, "request_id": "no-predictions", "predictions": None},
+        {**good, "request_id": "ragged", "probabilities": [[1.0], [0.0]]},
+        {**good, "request_id": "features-not-an-object", "features": [1.0]},
+    ]
+    lines = [json.dumps(record) for record in [*damaged, good]]
+    assert [r["request_id"] for r in parse_lines(lines)] == ["ok"]
+    old = {"request_id": "old", "index": 0, "ts": 1.0, "model": "m", "version": 1, "features": {"x": 1.0},
+           "prediction": "a", "probabilities": [1.0]}  # fmt: skip
+    assert list(parse_lines([json.dumps(old)])) == [old]  # a line per instance, as written before, reads as it is
