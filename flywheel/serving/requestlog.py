@@ -210,7 +210,7 @@ def request_line(
     One ``orjson.dumps`` of the request: numpy columns (a gRPC tensor's, the probabilities) are
     written by orjson itself, with no Python work per instance. The writer thread holds the GIL
     while it encodes, which the event loop needs too: a line per instance cost ~120 µs of it per
-    64-row request, this ~30 µs (benchmarks/RESULTS.md, "Serving"). What orjson cannot encode
+    64-row request, this ~45 µs (benchmarks/RESULTS.md, "Serving"). What orjson cannot encode
     (an integer beyond 64 bits among the features) goes through ``logs.line``'s stdlib fallback.
     """
     import orjson
