@@ -112,15 +112,23 @@ def create_pipeline(data_root: str, workdir: str):
         evaluator,
         pusher,
     ]
+    return local_pipeline("penguin_local_keras", workdir, components, BEAM_ARGS)
+
+
+def local_pipeline(name: str, workdir: str, components: list, beam_args: list):
+    """A cached TFX pipeline rooted in ``workdir`` with its SQLite MLMD store there (``metadata_store``
+    reads it); tfx_scale.py builds its pipelines with it too."""
+    from tfx import v1 as tfx
+
     return tfx.dsl.Pipeline(
-        pipeline_name="penguin_local_keras",
+        pipeline_name=name,
         pipeline_root=os.path.join(workdir, "pipeline"),
         components=components,
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(workdir, "metadata.db")
         ),
-        beam_pipeline_args=BEAM_ARGS,
+        beam_pipeline_args=beam_args,
     )
 
 

@@ -66,17 +66,10 @@ def create_pipeline(input_dir: str, workdir: str, stage: str, beam_args: list):
         materialize=False,
         disable_statistics=True,
     )
+    from tfx_penguin import local_pipeline  # this directory is first on sys.path when run as a script
+
     components = [example_gen, statistics_gen, schema_gen, transform][: STAGES[stage]]
-    return tfx.dsl.Pipeline(
-        pipeline_name="taxi_scale",
-        pipeline_root=os.path.join(workdir, "pipeline"),
-        components=components,
-        enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(workdir, "metadata.db")
-        ),
-        beam_pipeline_args=beam_args,
-    )
+    return local_pipeline("taxi_scale", workdir, components, beam_args)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 SPLIT_PREFIX = "Split-"
 DATA_FILE = "data.parquet"  # the single file of a split written before sharding (still read)
 SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.parquet"
+SHARD_GLOB = "data-*-of-*.parquet"  # what matches every SHARD_PATTERN name (shard_paths, Beam's file pattern)
 IMAGES_FILE = "images.npy"
 # Rows per Parquet shard that SplitWriter starts a new file after.
 SHARD_ROWS = 500_000
@@ -69,14 +70,14 @@ def shard_paths(examples: Artifact, split: str) -> list[str]:
         FlywheelError: the split does not exist.
     """
     directory = split_dir(examples, split)
-    shards = sorted(glob.glob(os.path.join(glob.escape(directory), "data-*-of-*.parquet")))
+    shards = sorted(glob.glob(os.path.join(glob.escape(directory), SHARD_GLOB)))
     if shards:
         return shards
     legacy = os.path.join(directory, DATA_FILE)
     if os.path.isfile(legacy):
         return [legacy]
     raise FlywheelError(
-        f"Examples at {examples.uri} have no split '{split}' (looked for {directory}/data-*-of-*.parquet "
+        f"Examples at {examples.uri} have no split '{split}' (looked for {directory}/{SHARD_GLOB} "
         f"and {DATA_FILE}); splits present: {', '.join(split_names(examples)) or 'none'}."
     )
 

@@ -56,4 +56,4 @@ def shard_pattern(examples: Artifact, split: str) -> str:
     paths = examples_io.shard_paths(examples, split)
     if len(paths) == 1:
         return paths[0]
-    return os.path.join(examples_io.split_dir(examples, split), "data-*-of-*.parquet")
+    return os.path.join(examples_io.split_dir(examples, split), examples_io.SHARD_GLOB)

@@ -45,6 +45,7 @@ from flywheel.components.data import beam as beam_options
 from flywheel.components.data import resampling
 
 from . import beam as transform_beam
+from .spec import spec_document
 
 # Where tf.Transform writes its temporary files and transform_fn, inside the output artifact
 # (so a distributed runner's workers write where this process reads); removed once read.
@@ -334,37 +335,16 @@ def fit_spec(train: Any, kinds: dict[str, str], label: str, *, max_vocabulary: i
                 undercount[name] += cut
             counts[name] = merged
         labels.update(frame[label].dropna().astype(str).unique().tolist())
-    spec: dict[str, Any] = {
-        "label": label,
-        "numeric_features": numeric,
-        "categorical_features": categorical,
-        "features": {},
-        "missing": {"numeric": "NaN (JSON null)", "categorical": '"" (JSON null)'},
-        "fitted_on": {"split": "train", "rows": int(rows)},
-    }
-    for name in numeric:
-        present, mean, m2, missing = moments[name]
-        # An all-missing column normalizes to 0: mean 0, variance 1.
-        spec["features"][name] = {
-            "kind": "numeric",
-            "dtype": "float32",
-            "mean": float(mean) if present else 0.0,
-            "variance": float(m2 / present) if present else 1.0,
-            "missing_in_train": int(missing),
-        }
-    for name in categorical:
-        # Most frequent first, ties by name, so the vocabulary is deterministic.
-        ordered = sorted(((str(v), int(c)) for v, c in counts[name].items()), key=lambda item: (-item[1], item[0]))
-        spec["features"][name] = {
-            "kind": "categorical",
-            "dtype": "string",
-            "vocabulary": [value for value, _ in ordered[:max_vocabulary]],
-            "missing_in_train": missing_strings[name],
-        }
-        if undercount[name]:  # counts of a Misra-Gries summary: each low by at most this many rows
-            spec["features"][name]["vocabulary_count_error"] = int(undercount[name])
-    spec["label_vocabulary"] = sorted(labels)
-    return spec
+    return spec_document(
+        label=label,
+        split="train",
+        rows=rows,
+        numeric={name: (n, mean, m2 / n if n else 0.0, missing) for name, (n, mean, m2, missing) in moments.items()},
+        categorical={name: (counts[name].items(), missing_strings[name]) for name in categorical},
+        labels=labels,
+        max_vocabulary=max_vocabulary,
+        count_errors={name: int(error) for name, error in undercount.items() if error},
+    )
 
 
 def build_preprocess_model(spec: dict[str, Any]) -> Any:

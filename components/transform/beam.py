@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 from flywheel.components.data.beam import pipeline_options, shard_pattern
 from flywheel.models import features
 
+from .spec import spec_document
+
 if TYPE_CHECKING:
     from flywheel.dsl.artifacts import Artifact
 
@@ -252,34 +254,25 @@ def fit_spec_on_beam(
         if colon and (owner == "label" or owner.isdigit()):
             counts.setdefault(owner, []).append((value, count))
     rows = int(values["missing"][-1])
-    numeric_index = {name: i for i, name in enumerate(n for n, k in kinds.items() if k == "numeric")}
-    spec: dict[str, Any] = {
-        "label": label,
-        "numeric_features": [n for n, k in kinds.items() if k == "numeric"],
-        "categorical_features": [n for n, k in kinds.items() if k == "categorical"],
-        "features": {},
-        "missing": {"numeric": "NaN (JSON null)", "categorical": '"" (JSON null)'},
-        "fitted_on": {"split": split, "rows": rows},
-    }
     index_of = {name: index for index, name in enumerate(kinds)}
-    for name in spec["numeric_features"]:  # fit_spec's order: numbers, then strings
-        missing = int(values["missing"][index_of[name]])
-        column = numeric_index[name]
-        # An all-missing column normalizes to 0: mean 0, variance 1 (as fit_spec).
-        spec["features"][name] = {
-            "kind": "numeric",
-            "dtype": "float32",
-            "mean": float(values["mean"][column]) if missing < rows else 0.0,
-            "variance": float(values["variance"][column]) if missing < rows else 1.0,
-            "missing_in_train": missing,
-        }
-    for name in spec["categorical_features"]:
-        ordered = sorted(counts.get(str(index_of[name]), []), key=lambda item: (-item[1], item[0]))[:max_vocabulary]
-        spec["features"][name] = {
-            "kind": "categorical",
-            "dtype": "string",
-            "vocabulary": [value for value, _ in ordered],
-            "missing_in_train": int(values["missing"][index_of[name]]),
-        }
-    spec["label_vocabulary"] = sorted(value for value, _ in counts.get("label", []))
-    return spec
+    numeric = [name for name, kind in kinds.items() if kind == "numeric"]
+    return spec_document(  # fit_spec's order: numbers, then strings
+        label=label,
+        split=split,
+        rows=rows,
+        numeric={
+            name: (
+                rows - int(values["missing"][index_of[name]]),
+                values["mean"][column],
+                values["variance"][column],
+                int(values["missing"][index_of[name]]),
+            )
+            for column, name in enumerate(numeric)
+        },
+        categorical={
+            name: (counts.get(str(index_of[name]), []), int(values["missing"][index_of[name]]))
+            for name, kind in kinds.items() if kind == "categorical"
+        },
+        labels=[value for value, _ in counts.get("label", [])],
+        max_vocabulary=max_vocabulary,
+    )
