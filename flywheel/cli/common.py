@@ -1,8 +1,9 @@
-"""What every command module shares: the project home, --param parsing, plain tables."""
+"""What every command module shares: the project home, --param and --beam-arg parsing, plain tables."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from flywheel.errors import ParameterError
@@ -27,6 +28,57 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
         if not sep or not key.strip():
             raise ParameterError(f"--param takes NAME=VALUE (e.g. --param epochs=5); got {item!r}.")
         params[key.strip()] = value
+    return params
+
+
+BEAM_ARG_HELP = (
+    "an Apache Beam pipeline option for the tasks that run Beam (validate's statistics, transform's "
+    "analyzers), passed to Beam unchanged as TFX's beam_pipeline_args: --beam-arg --runner=FlinkRunner "
+    "--beam-arg --flink_master=host:8081 (repeatable; the same as -p 'beam_args=[...]')"
+)
+
+
+def add_beam_arg(parser: argparse.ArgumentParser) -> None:
+    """``--beam-arg OPTION`` (repeatable), read by :func:`command_params`."""
+    parser.add_argument("--beam-arg", action="append", default=[], dest="beam_arg", metavar="OPTION", help=BEAM_ARG_HELP)
+
+
+def join_beam_args(argv: list[str]) -> list[str]:
+    """``--beam-arg --runner=X`` -> ``--beam-arg=--runner=X``.
+
+    A Beam option starts with ``--``, which argparse takes for an option of its own ("expected one
+    argument"); joined with ``=`` it is the value, as users write it after ``--beam-arg``.
+    """
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":  # what follows is positional: leave it as it is
+            joined.append(word)
+            joined.extend(words)
+            break
+        if word == "--beam-arg":
+            value = next(words, None)
+            joined.append(word if value is None else f"--beam-arg={value}")
+        else:
+            joined.append(word)
+    return joined
+
+
+def command_params(args: argparse.Namespace) -> dict[str, str]:
+    """The command's ``-p`` values, with ``--beam-arg`` options as the ``beam_args`` parameter (a JSON list).
+
+    Raises:
+        ParameterError: a bad ``-p`` item, or Beam options given both ways.
+    """
+    params = parse_params(getattr(args, "param", None))
+    beam = getattr(args, "beam_arg", None) or []
+    if beam:
+        if "beam_args" in params:
+            raise ParameterError(
+                "Beam options were given twice: with --beam-arg and with -p beam_args. Give them one way "
+                "(e.g. --beam-arg --runner=FlinkRunner --beam-arg --flink_master=host:8081)."
+            )
+        params["beam_args"] = json.dumps(beam)
     return params
 
 

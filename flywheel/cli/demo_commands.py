@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from flywheel.cli.common import home_of
+from flywheel.cli.common import add_beam_arg, command_params, home_of
 
 
 def register(subparsers: Any) -> None:
@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
         "scenario", nargs="?", choices=("training", "drift"), default="training", help="which demo (default: training)"
     )
     demo.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help="training pipeline parameter")
+    add_beam_arg(demo)
     demo.add_argument("--no-cache", action="store_true", help="run every node")
     demo.set_defaults(handler=run_demo)
 
@@ -39,7 +40,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
         return drift_demo.run(home_of(args).root)
     from flywheel.cli.progress import Progress
-    from flywheel.cli.common import parse_params
     from flywheel.cli.run_commands import _print_outcome
     from flywheel.pipeline_file import load_pipeline
     from flywheel.runner import LocalRunner
@@ -47,7 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
     home = home_of(args)
     pipe = load_pipeline(training_pipeline_file())
     # The demo slices its evaluation by the penguins' island and sex; the pipeline's own default slices nothing.
-    params = {"slice_features": '["island", "sex"]', **parse_params(args.param)}
+    params = {"slice_features": '["island", "sex"]', **command_params(args)}
     pipe.resolve_parameters(params)
     print(f"flywheel demo: the '{pipe.name}' pipeline on Palmer penguins, locally, in {home.root}\n", flush=True)
     progress = Progress(list(pipe.topological_order()))

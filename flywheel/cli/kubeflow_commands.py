@@ -23,7 +23,7 @@ import argparse
 from typing import Any
 
 from flywheel.cli import schedule_commands
-from flywheel.cli.common import parse_params
+from flywheel.cli.common import add_beam_arg, command_params
 
 CRON_HELP = (
     "cron expression: Kubeflow's 6 fields 'SEC MIN HOUR DOM MONTH DOW' (e.g. '0 0 3 * * *') or "
@@ -92,6 +92,7 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
         "--param", action="append", default=[], metavar="NAME=VALUE",
         help="a pipeline parameter, or TASK.PARAM (or PARAM that one task has): compiled in as that task's constant",
     )
+    add_beam_arg(parser)
     _add_object_store_args(parser)
 
 
@@ -124,6 +125,7 @@ def register(subparsers: Any) -> None:
         help="fix a pipeline parameter at compile time (it leaves the compiled pipeline's run-time parameters), "
         "or a task's: TASK.PARAM, or PARAM that one task has",
     )
+    add_beam_arg(compile_parser)
     compile_parser.add_argument(
         "--fix-defaults", action="store_true",
         help="fix every parameter not given with -p at its default too; a tune with constant random or grid "
@@ -189,7 +191,7 @@ def compile_command(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
 
     pipeline = load_pipeline(args.pipeline_file, args.pipeline)
-    fixed: dict[str, Any] = pipeline.expand_names(parse_params(args.param))
+    fixed: dict[str, Any] = pipeline.expand_names(command_params(args))
     if args.fix_defaults:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)
@@ -207,7 +209,7 @@ def _load(args: argparse.Namespace) -> Any:
     if args.pipeline_file.endswith((".yaml", ".yml", ".json")):
         return args.pipeline_file
     pipeline = load_pipeline(args.pipeline_file, args.pipeline)
-    pipeline.resolve_parameters(parse_params(args.param))
+    pipeline.resolve_parameters(command_params(args))
     return pipeline
 
 
@@ -219,7 +221,7 @@ def submit_command(args: argparse.Namespace) -> int:
         _load(args),
         args.host,
         experiment=args.experiment,
-        params=parse_params(args.param),
+        params=command_params(args),
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
@@ -250,7 +252,7 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         host,
         max_concurrency=args.max_concurrency,
         no_catchup=not args.catchup,
-        params=parse_params(args.param),
+        params=command_params(args),
         experiment=args.experiment,
         namespace=args.namespace,
         existing_token=_token(args),

@@ -12,6 +12,7 @@ import argparse
 import errno
 import sys
 
+from flywheel.cli.common import join_beam_args
 from flywheel.errors import FlywheelError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, quota exceeded, file size limit
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_beam_args(sys.argv[1:] if argv is None else list(argv)))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from flywheel.cli.common import home_of, parse_params, table
+from flywheel.cli.common import add_beam_arg, command_params, home_of, table
 from flywheel.errors import ParameterError
 
 
@@ -25,6 +25,7 @@ def register(subparsers: Any) -> None:
         "--param", "-p", action="append", default=[], metavar="K=V",
         help="a pipeline parameter, TASK.PARAM for a task's parameter, or PARAM that one task has (repeatable)",
     )
+    add_beam_arg(run)
     run.add_argument(
         "--list-params", action="store_true",
         help="print the pipeline's parameters and every task's, with the value it gets and from where; run nothing",
@@ -74,7 +75,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
     from flywheel.runner import LocalRunner
 
-    params = parse_params(args.param)
+    params = command_params(args)
     if args.list_params:
         return list_params(args, params)
     home = home_of(args)

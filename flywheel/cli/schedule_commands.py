@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from flywheel.cli.common import home_of, parse_params, table
+from flywheel.cli.common import command_params, home_of, table
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +34,7 @@ def create_local(args: argparse.Namespace) -> int:
 
     validate_cron(args.cron)  # a bad expression fails before anything else
     pipe = load_pipeline(args.pipeline_file, args.pipeline)
-    params = pipe.expand_names(parse_params(args.param))  # stored as TASK.PARAM where -p named one task's
+    params = pipe.expand_names(command_params(args))  # stored as TASK.PARAM where -p named one task's
     pipe.resolve_parameters(params)  # reject bad parameters now, not at 3 a.m.
     store = ScheduleStore(home_of(args))
     schedule = store.create(

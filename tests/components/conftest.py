@@ -30,9 +30,12 @@ def beam_pipeline_options(monkeypatch) -> list:
     seen: list = []
     real_pipeline = beam.Pipeline
 
-    def recording_pipeline(*args, options=None, **kwargs):
-        seen.append(options)
-        return real_pipeline(*args, options=options, **kwargs)
+    class RecordingPipeline(real_pipeline):
+        # A subclass, not a function: modules imported while the patch is on (tf.Transform's Beam
+        # package) use beam.Pipeline as a type hint, which must be a type.
+        def __init__(self, *args, options=None, **kwargs):
+            seen.append(options)
+            super().__init__(*args, options=options, **kwargs)
 
-    monkeypatch.setattr(beam, "Pipeline", recording_pipeline)
+    monkeypatch.setattr(beam, "Pipeline", RecordingPipeline)
     return seen

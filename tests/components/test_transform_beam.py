@@ -216,6 +216,42 @@ def test_beam_args_are_a_pipeline_parameter_that_reaches_validate_and_transform(
         assert tasks[task]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == args, task
 
 
+def test_beam_arg_flags_are_the_beam_args_parameter_for_run_and_compile(tmp_path, capsys):
+    from flywheel.cli.main import main
+
+    training = os.path.join(REPO, "pipelines", "training.py")
+    args = ["--runner=FlinkRunner", "--flink_master=host:8081", "--flywheel_test_option=xyz"]
+    flags = [word for option in args for word in ("--beam-arg", option)]  # as a user types them: no '='
+    assert main(["run", training, *flags, "--list-params"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines() if "beam_args" in line]
+    assert {row[0] for row in listed} >= {"beam_args", "validate", "transform"}
+    assert all(row[-3:] == ['["--runner=FlinkRunner",', '"--flink_master=host:8081",', '"--flywheel_test_option=xyz"]']
+               for row in listed), listed
+
+    # Compiled: both Beam tasks get the options as their constant, in the order given.
+    assert main(["compile", training, "-o", str(tmp_path / "flags.yaml"), *flags[:2], f"--beam-arg={args[1]}",
+                 *flags[4:]]) == 0
+    _, tasks = _tasks(tmp_path / "flags.yaml")
+    for task in ("validate", "transform"):
+        assert tasks[task]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == args, task
+
+    # Given both ways: refused, naming both and the fix; nothing is written.
+    assert main(["compile", training, "-o", str(tmp_path / "both.yaml"), *flags[:2], "-p", 'beam_args=["--a=b"]']) == 1
+    err = capsys.readouterr().err
+    assert "--beam-arg" in err and "-p beam_args" in err and "one way" in err
+    assert not (tmp_path / "both.yaml").exists()
+
+
+def test_join_beam_args_joins_only_beam_arg_values_before_a_double_dash():
+    from flywheel.cli.common import join_beam_args
+
+    assert join_beam_args(["run", "f.py", "--beam-arg", "--runner=X", "-p", "a=1", "--beam-arg=--y=2"]) == [
+        "run", "f.py", "--beam-arg=--runner=X", "-p", "a=1", "--beam-arg=--y=2"
+    ]
+    assert join_beam_args(["run", "--", "--beam-arg", "--x"]) == ["run", "--", "--beam-arg", "--x"]
+    assert join_beam_args(["run", "--beam-arg"]) == ["run", "--beam-arg"]  # argparse says what is missing
+
+
 def test_a_string_feature_with_more_distinct_values_than_the_summary_keeps_its_heavy_hitters(monkeypatch):
     from flywheel.components import transform as transform_module
 
