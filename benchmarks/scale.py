@@ -317,6 +317,7 @@ def main() -> None:
     if args.ten_million:
         sizes.append(10_000_000)
     scratch = args.scratch or tempfile.mkdtemp(prefix="flywheel-scale-")
+    os.makedirs(scratch, exist_ok=True)  # a --scratch that does not exist yet is made
     load_before = os.getloadavg()
     summaries = []
     try:
