@@ -34,7 +34,7 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
 BEAM_ARG_HELP = (
     "an Apache Beam pipeline option for the tasks that run Beam (validate's statistics, transform's "
     "analyzers), passed to Beam unchanged as TFX's beam_pipeline_args: --beam-arg --runner=FlinkRunner "
-    "--beam-arg --flink_master=host:8081 (repeatable; the same as -p 'beam_args=[...]')"
+    "--beam-arg --flink_master=host:8081 (repeatable; every task with a beam_args parameter gets them)"
 )
 
 
@@ -64,22 +64,37 @@ def join_beam_args(argv: list[str]) -> list[str]:
     return joined
 
 
-def command_params(args: argparse.Namespace) -> dict[str, str]:
-    """The command's ``-p`` values, with ``--beam-arg`` options as the ``beam_args`` parameter (a JSON list).
+def command_params(args: argparse.Namespace, pipeline: Any = None) -> dict[str, str]:
+    """The command's ``-p`` values, with ``--beam-arg`` options as Beam options (a JSON list) for
+    every task of ``pipeline`` that runs Beam, as TFX's pipeline-level ``beam_pipeline_args``.
+
+    ``pipeline`` (a ``Pipeline``; None for a compiled IR file, whose run parameter it then is):
+    its ``beam_args`` parameter when it declares one, else ``TASK.beam_args`` of each task that
+    has the parameter.
 
     Raises:
-        ParameterError: a bad ``-p`` item, or Beam options given both ways.
+        ParameterError: a bad ``-p`` item, Beam options given both ways, or no task to take them.
     """
     params = parse_params(getattr(args, "param", None))
     beam = getattr(args, "beam_arg", None) or []
-    if beam:
-        if "beam_args" in params:
+    if not beam:
+        return params
+    if any(name == "beam_args" or name.endswith(".beam_args") for name in params):
+        raise ParameterError(
+            "Beam options were given twice: with --beam-arg and with -p beam_args (or TASK.beam_args). Give them one way "
+            "(e.g. --beam-arg --runner=FlinkRunner --beam-arg --flink_master=host:8081)."
+        )
+    targets = ["beam_args"]
+    if pipeline is not None and "beam_args" not in pipeline.parameters:
+        from flywheel.dsl.addressing import owners
+
+        targets = [f"{task_id}.beam_args" for task_id in owners(pipeline, "beam_args")]
+        if not targets:
             raise ParameterError(
-                "Beam options were given twice: with --beam-arg and with -p beam_args. Give them one way "
-                "(e.g. --beam-arg --runner=FlinkRunner --beam-arg --flink_master=host:8081)."
+                f"--beam-arg: no task of pipeline '{pipeline.name}' runs Beam (none has a beam_args "
+                "parameter); drop --beam-arg."
             )
-        params["beam_args"] = json.dumps(beam)
-    return params
+    return {**params, **{name: json.dumps(beam) for name in targets}}
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

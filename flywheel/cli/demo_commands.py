@@ -47,7 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
     home = home_of(args)
     pipe = load_pipeline(training_pipeline_file())
     # The demo slices its evaluation by the penguins' island and sex; the pipeline's own default slices nothing.
-    params = {"slice_features": '["island", "sex"]', **command_params(args)}
+    params = {"slice_features": '["island", "sex"]', **command_params(args, pipe)}
     pipe.resolve_parameters(params)
     print(f"flywheel demo: the '{pipe.name}' pipeline on Palmer penguins, locally, in {home.root}\n", flush=True)
     progress = Progress(list(pipe.topological_order()))

@@ -191,7 +191,7 @@ def compile_command(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
 
     pipeline = load_pipeline(args.pipeline_file, args.pipeline)
-    fixed: dict[str, Any] = pipeline.expand_names(command_params(args))
+    fixed: dict[str, Any] = pipeline.expand_names(command_params(args, pipeline))
     if args.fix_defaults:
         fixed = {**pipeline.resolve_parameters(fixed), **fixed}
     pipeline = pipeline.bind(fixed)
@@ -202,26 +202,29 @@ def compile_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> Any:
-    """The pipeline object for a .py file (params are checked before connecting); a .yaml path as is."""
+def _load(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    """(the pipeline object for a .py file, a .yaml path as is; the -p/--beam-arg values), the values
+    checked against a .py pipeline before connecting."""
     from flywheel.pipeline_file import load_pipeline
 
     if args.pipeline_file.endswith((".yaml", ".yml", ".json")):
-        return args.pipeline_file
+        return args.pipeline_file, command_params(args)
     pipeline = load_pipeline(args.pipeline_file, args.pipeline)
-    pipeline.resolve_parameters(command_params(args))
-    return pipeline
+    params = command_params(args, pipeline)
+    pipeline.resolve_parameters(params)
+    return pipeline, params
 
 
 def submit_command(args: argparse.Namespace) -> int:
     """``submit``: starts a run and prints its id and dashboard URL."""
     from flywheel.kubeflow import client
 
+    pipeline, params = _load(args)
     run_id, url = client.submit(
-        _load(args),
+        pipeline,
         args.host,
         experiment=args.experiment,
-        params=command_params(args),
+        params=params,
         namespace=args.namespace,
         existing_token=_token(args),
         image=args.image,
@@ -245,14 +248,15 @@ def schedule_create_command(args: argparse.Namespace) -> int:
         return schedule_commands.create_local(args)
     kfp_cron = to_kfp_cron(args.cron)  # a bad expression fails before anything else
     host = args.host
+    pipeline, params = _load(args)
     schedule_id, url = client.create_schedule(
         args.name,
         kfp_cron,
-        _load(args),
+        pipeline,
         host,
         max_concurrency=args.max_concurrency,
         no_catchup=not args.catchup,
-        params=command_params(args),
+        params=params,
         experiment=args.experiment,
         namespace=args.namespace,
         existing_token=_token(args),

@@ -75,9 +75,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from flywheel.pipeline_file import load_pipeline
     from flywheel.runner import LocalRunner
 
-    params = command_params(args)
     if args.list_params:
-        return list_params(args, params)
+        return list_params(args)
     home = home_of(args)
     if args.workers is not None and args.workers < 0:
         raise ParameterError(f"--workers must be >= 0; got {args.workers}.")
@@ -85,8 +84,9 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if args.resume:
         from flywheel.metadata import MetadataStore
 
-        if params:
-            raise ParameterError("--resume reuses the run's own parameters; drop --param.")
+        if args.param or args.beam_arg:
+            raise ParameterError("--resume reuses the run's own parameters; drop --param and --beam-arg.")
+        params: dict[str, str] = {}
         previous = MetadataStore(home).get_run(args.resume)
         path = args.pipeline_file or previous.pipeline_file
         if not path:
@@ -96,6 +96,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         if not args.pipeline_file:
             raise PipelineFileError("flywheel run needs a pipeline file (or --resume RUN).")
         pipe = load_pipeline(args.pipeline_file, args.pipeline_name)
+        params = command_params(args, pipe)
         pipe.resolve_parameters(params)  # fail on bad parameters before anything is recorded
     progress = Progress(list(pipe.topological_order()))
     runner = LocalRunner(home, listener=progress.on_event, on_tick=progress.tick, **runner_args)
@@ -118,7 +119,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def list_params(args: argparse.Namespace, params: dict[str, str]) -> int:
+def list_params(args: argparse.Namespace) -> int:
     """``run --list-params``: the pipeline's parameters, then each task's (value and source), with -p applied."""
     from flywheel.dsl.addressing import parameter_rows
     from flywheel.errors import PipelineFileError
@@ -127,7 +128,7 @@ def list_params(args: argparse.Namespace, params: dict[str, str]) -> int:
     if not args.pipeline_file:
         raise PipelineFileError("flywheel run --list-params needs a pipeline file.")
     pipe = load_pipeline(args.pipeline_file, args.pipeline_name)
-    rows = parameter_rows(pipe, params)
+    rows = parameter_rows(pipe, command_params(args, pipe))
     print(f"Pipeline '{pipe.name}' parameters (-p NAME=VALUE):")
     print(table(["NAME", "TYPE", "SOURCE", "VALUE"], rows["pipeline"]) if rows["pipeline"] else "  (none)")
     print("\nTask parameters (-p TASK.PARAM=VALUE; -p PARAM=VALUE where one task has PARAM):")

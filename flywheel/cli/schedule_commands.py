@@ -34,7 +34,7 @@ def create_local(args: argparse.Namespace) -> int:
 
     validate_cron(args.cron)  # a bad expression fails before anything else
     pipe = load_pipeline(args.pipeline_file, args.pipeline)
-    params = pipe.expand_names(command_params(args))  # stored as TASK.PARAM where -p named one task's
+    params = pipe.expand_names(command_params(args, pipe))  # stored as TASK.PARAM where -p named one task's
     pipe.resolve_parameters(params)  # reject bad parameters now, not at 3 a.m.
     store = ScheduleStore(home_of(args))
     schedule = store.create(

@@ -242,6 +242,47 @@ def test_beam_arg_flags_are_the_beam_args_parameter_for_run_and_compile(tmp_path
     assert not (tmp_path / "both.yaml").exists()
 
 
+USER_PIPELINE = """
+from flywheel import pipeline
+from flywheel.components.ingest import ingest
+from flywheel.components.transform import transform
+from flywheel.components.validate import validate
+
+
+@pipeline(name="mine")
+def mine(data_path: str = "rows.csv") -> None:
+    rows = ingest(path=data_path, label="y")
+    checked = validate(examples=rows.outputs["examples"])
+    transform(examples=rows.outputs["examples"], schema=checked.outputs["schema"], label="y")
+
+
+@pipeline(name="no_beam")
+def no_beam(data_path: str = "rows.csv") -> None:
+    ingest(path=data_path, label="y")
+"""
+
+
+def test_beam_arg_flags_reach_every_beam_task_of_a_users_pipeline_without_a_beam_args_parameter(tmp_path, capsys):
+    from flywheel.cli.main import main
+
+    source = tmp_path / "mine.py"
+    source.write_text(USER_PIPELINE)
+    args = ["--runner=FlinkRunner", "--flink_master=host:8081"]
+    flags = [word for option in args for word in ("--beam-arg", option)]
+    # -p beam_args is ambiguous here (two tasks have it); --beam-arg means every task that runs Beam.
+    assert main(["compile", str(source), "--pipeline", "mine", "-o", str(tmp_path / "mine.yaml"), *flags]) == 0
+    _, tasks = _tasks(tmp_path / "mine.yaml")
+    for task in ("validate", "transform"):
+        assert tasks[task]["inputs"]["parameters"]["beam_args"]["runtimeValue"]["constant"] == args, task
+    assert "beam_args" not in tasks["ingest"]["inputs"]["parameters"]
+
+    assert main(["run", str(source), "--pipeline", "mine", *flags, "-p", 'validate.beam_args=["--a=b"]']) == 1
+    assert "given twice" in capsys.readouterr().err
+    assert main(["run", str(source), "--pipeline", "no_beam", *flags]) == 1
+    err = capsys.readouterr().err
+    assert "no task of pipeline 'no_beam' runs Beam" in err and "drop --beam-arg" in err
+
+
 def test_join_beam_args_joins_only_beam_arg_values_before_a_double_dash():
     from flywheel.cli.common import join_beam_args
 

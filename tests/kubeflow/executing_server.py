@@ -173,12 +173,18 @@ class _ThreadRouted:
 def _this_thread_writes_to(log: Any) -> Any:
     import sys
 
+    from kfp.local import logging_utils
+
     thread = threading.get_ident()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _ThreadRouted(saved[0], log, thread), _ThreadRouted(saved[1], log, thread)
+    # kfp.local indents a task's output by swapping builtins.print, for every thread: the test's own
+    # prints meanwhile (the CLI's "Run id: ...") came out indented. The run's log needs no indent.
+    indented_print, logging_utils.indented_print = logging_utils.indented_print, contextlib.nullcontext
     try:
         yield
     finally:
+        logging_utils.indented_print = indented_print
         # Restore only what this block installed (a test may have swapped the streams meanwhile).
         if isinstance(sys.stdout, _ThreadRouted) and sys.stdout._log is log:  # noqa: SLF001
             sys.stdout = saved[0]

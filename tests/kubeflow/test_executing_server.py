@@ -41,10 +41,7 @@ def _submit(tmp_path, server, capsys, *params: str) -> str:
         argv += ["--param", param]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    # Stripped: kfp.local, running the submitted run in the server's thread while the CLI prints, swaps the
-    # process's builtins.print for one that indents (kfp.local.logging_utils.indented_print), so the
-    # CLI's own line may come out as "    Run id: ..." (seen once in a full suite).
-    return next(line.split(": ", 1)[1] for line in map(str.strip, out.splitlines()) if line.startswith("Run id: "))
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Run id: "))
 
 
 def test_a_submitted_run_is_executed_and_reported_like_kfp(tmp_path, executing_server, capsys):
