@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import json
 import os
 import tempfile
@@ -128,16 +127,31 @@ def check_health(
     return answer
 
 
+def _discard(*args: Any, **kwargs: Any) -> None:
+    """Prints nothing."""
+
+
+def _quiet_kfp_client() -> None:
+    """kfp.Client prints links ("Run details: ...") itself; flywheel's callers print their own.
+
+    Its module's ``print`` is shadowed, not ``sys.stdout`` swapped: ``sys.stdout`` is the whole
+    process's, and another thread's output while a call ran (a server's, a scheduler's, the task
+    logs of an in-process KFP) went into the swapped-in buffer or was left writing to it.
+    """
+    from kfp.client import client as kfp_client_module
+
+    kfp_client_module.print = _discard  # module globals shadow builtins for that module only
+
+
 @contextlib.contextmanager
 def _api_call(host: str, what: str) -> Iterator[None]:
     """Turns kfp / HTTP failures of one API call into a one-line error."""
     import kfp_server_api
     import urllib3
 
+    _quiet_kfp_client()
     try:
-        # kfp.Client prints links ("Run details: ...") itself; callers print their own.
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
+        yield
     except kfp_server_api.ApiException as exc:
         detail = _api_message(exc)
         raise KubeflowConnectionError(

@@ -75,6 +75,30 @@ def test_submit_sends_pipeline_spec_and_coerced_parameters(kfp_server):
     assert run.experiment_id == "exp-1"
 
 
+def test_submit_prints_no_kfp_links_and_leaves_the_process_stdout_alone(kfp_server, capsys, monkeypatch):
+    import sys
+
+    import kfp
+
+    # What another thread would see of sys.stdout while each API call runs (an in-process KFP's
+    # task logs, a server's access log): the process's own stream, never a swapped-in buffer.
+    seen = []
+    real = kfp.Client.create_run_from_pipeline_package
+
+    def watching(self, *args, **kwargs):
+        seen.append(sys.stdout)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(kfp.Client, "create_run_from_pipeline_package", watching)
+    before = sys.stdout
+    run_id, _ = client.submit(contract, kfp_server.url, experiment="nightly")
+
+    assert seen == [before] and sys.stdout is before
+    out = capsys.readouterr().out
+    assert "details:" not in out  # kfp.Client's own "Experiment details: ..." / "Run details: ..." lines
+    assert run_id == "run-1"
+
+
 def test_submit_reuses_an_existing_experiment_and_accepts_compiled_yaml(kfp_server, tmp_path):
     client.submit(contract, kfp_server.url, experiment="nightly")
     compiled = tmp_path / "contract.yaml"
