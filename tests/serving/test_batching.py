@@ -162,7 +162,7 @@ def test_a_lone_request_never_pays_the_wait():
         assert asyncio.run(lone()) < 0.25
     finally:
         batcher.stop()
-    assert batcher._arriving == 0
+    assert batcher.arriving_now() == 0
 
 
 def test_the_batch_waits_for_requests_still_being_checked():
@@ -186,4 +186,112 @@ def test_the_batch_waits_for_requests_still_being_checked():
         batcher.stop()
     assert model.batches == [2]  # the first request waited for the second instead of running alone
     assert [r[0, 0] for r in results[:2]] == [1, 2] and results[2] is None
-    assert batcher._arriving == 0
+    assert batcher.arriving_now() == 0
+
+
+class ThreadRecordingModel(RecordingModel):
+    """A RecordingModel that also records the thread of each call."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay=delay)
+        self.threads: list[int] = []
+
+    def predict(self, columns):
+        self.threads.append(threading.get_ident())
+        return super().predict(columns)
+
+
+def test_a_quick_model_is_called_on_the_event_loop_and_a_slow_one_on_the_worker():
+    quick, slow = ThreadRecordingModel(delay=0.0), ThreadRecordingModel(delay=0.02)
+    batcher = Batcher(max_batch_size=8, max_wait_s=0.0, inline_call_s=0.005)
+    batcher.start()
+
+    async def run():
+        loop_thread = threading.get_ident()
+        for _ in range(3):
+            await batcher.predict(quick, _columns([1.0]), 1)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.002)
+                ticks += 1
+
+        task = asyncio.ensure_future(ticker())
+        for _ in range(3):
+            await batcher.predict(slow, _columns([1.0]), 1)
+        task.cancel()
+        oversized = await batcher.predict(quick, _columns(list(range(20))), 20)
+
+        async def still_arriving():
+            with batcher.arriving():
+                await asyncio.sleep(0.05)
+
+        other = asyncio.ensure_future(still_arriving())
+        await asyncio.sleep(0)
+        await batcher.predict(quick, _columns([1.0]), 1)  # the deadline (0) cuts it while the other arrives
+        await other
+        return loop_thread, ticks, oversized
+
+    try:
+        loop_thread, ticks, oversized = asyncio.run(run())
+    finally:
+        batcher.stop()
+    worker = batcher._thread.ident
+    # a model's first call, whose time is not known yet, runs on the worker; the quick one's next calls on the loop
+    assert quick.threads[:3] == [worker, loop_thread, loop_thread]
+    assert slow.threads == [worker] * 3  # 20 ms a call: never on the loop
+    assert ticks >= 10  # the loop went on meanwhile (60 ms of model calls, a tick each 2 ms)
+    assert quick.threads[3] == worker and oversized.shape == (20, 2)  # larger than a batch: on the worker
+    assert quick.threads[4] == worker  # a request on its way: the loop reads it meanwhile
+
+
+async def _closed_loop_client(batcher, model, rounds, transit_s, latencies=None):
+    """A client that sends its next request when the last one is answered; the server sees each request
+    ``transit_s`` after it is sent (the time on the wire, before the call starts to arrive)."""
+    for i in range(rounds):
+        began = time.perf_counter()
+        await asyncio.sleep(transit_s)
+        with batcher.arriving() as mark:
+            await batcher.predict(model, _columns([float(i)]), 1, mark)
+        if latencies is not None:
+            latencies.append(time.perf_counter() - began)
+
+
+def test_concurrent_clients_in_closed_loop_share_one_call_a_round():
+    model = RecordingModel(delay=0.0)
+    batcher = Batcher(max_batch_size=64, max_wait_s=0.2)
+    batcher.start()
+
+    async def four_clients():
+        # the server sees the four requests of a round one after another, 3 ms apart: each time
+        # the batch could start with the ones in, no other is on its way yet
+        await asyncio.gather(*[_closed_loop_client(batcher, model, 30, 0.003 * (k + 1)) for k in range(4)])
+
+    try:
+        asyncio.run(four_clients())
+    finally:
+        batcher.stop()
+    assert sum(model.batches) == 120
+    assert model.batches.count(4) >= 24  # one model call a round of 30, once the batcher knows the round
+    assert len(model.batches) <= 36
+
+
+def test_after_a_burst_a_lone_client_waits_at_most_twice():
+    model = RecordingModel(delay=0.0)
+    batcher = Batcher(max_batch_size=64, max_wait_s=0.2)
+    batcher.start()
+    latencies: list[float] = []
+
+    async def burst_then_lone():
+        await asyncio.gather(*[_closed_loop_client(batcher, model, 20, 0.003 * (k + 1)) for k in range(4)])
+        await _closed_loop_client(batcher, model, 6, 0.0, latencies)
+
+    try:
+        asyncio.run(burst_then_lone())
+    finally:
+        batcher.stop()
+    assert model.batches[-6:] == [1] * 6
+    assert sum(latency >= 0.15 for latency in latencies) <= 2  # the expectation of four falls back to one
+    assert all(latency < 0.1 for latency in latencies[2:])
