@@ -122,6 +122,45 @@ def test_a_full_log_queue_drops_request_lines_counts_them_and_a_clean_close_writ
     assert [r["label"] for r in read_records(log_dir(str(tmp_path), "m", FEEDBACK))] == ["yes"]
 
 
+def test_lines_logged_on_an_event_loop_are_encoded_there_after_the_handler_in_order(tmp_path, monkeypatch):
+    import asyncio
+
+    from flywheel.serving import requestlog
+    from flywheel.serving.logs import REQUESTS, log_dir, read_records
+
+    encoded_on = []
+    real_line = requestlog.request_line
+
+    def recording_line(model, request_id, *rest):
+        encoded_on.append((request_id, threading.get_ident()))
+        if request_id == "broken":
+            raise ValueError("cannot encode")
+        return real_line(model, request_id, *rest)
+
+    monkeypatch.setattr(requestlog, "request_line", recording_line)
+    dropped = []
+    log = requestlog.PredictionLog(str(tmp_path), "m", on_dropped=dropped.append)
+    probabilities = np.array([[0.25, 0.75]], dtype=np.float32)
+    parsed = parse_predict({"instances": [{"x": 1, "y": 2, "c": "red"}]}, SCHEMA)
+
+    async def handlers():
+        for request_id in ("a", "broken", "b", "c"):
+            log.predictions(request_id, 1.0, 1, parsed, probabilities, SCHEMA.label_vocabulary)
+            assert request_id not in [r for r, _ in encoded_on]  # not while the handler still runs
+        await asyncio.sleep(0)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(handlers())
+    log.predictions("off-loop", 1.0, 1, parsed, probabilities, SCHEMA.label_vocabulary)  # no loop: the writer
+    log.close()
+    written = [r["request_id"] for r in read_records(log_dir(str(tmp_path), "m", REQUESTS))]
+    assert written == ["a", "b", "c", "off-loop"]
+    threads = dict(encoded_on)
+    assert {threads[r] for r in ("a", "broken", "b", "c")} == {loop_thread}
+    assert threads["off-loop"] == log._thread.ident
+    assert log.dropped == 1 and dropped == [1]  # the line that failed to encode, counted; the loop went on
+
+
 def _numeric_model():
     import keras
 
