@@ -90,6 +90,7 @@ class PredictionLog:
         self.dropped = 0  # predict requests whose log lines were dropped so far
         self._warned_at = -DROP_WARNING_S
         self._hurry = threading.Event()  # set by flush and close: write now, without gathering
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop that last encoded a line
         self._thread = threading.Thread(target=self._run, name="flywheel-request-log", daemon=True)
         self._thread.start()
 
@@ -118,6 +119,7 @@ class PredictionLog:
         except RuntimeError:  # no event loop in this thread: the writer encodes it
             self._queue.put((REQUESTS, record))
         else:
+            self._loop = loop
             loop.call_soon(self._encode, record)
 
     def _encode(self, record: tuple[Any, ...]) -> None:
@@ -150,10 +152,21 @@ class PredictionLog:
         self._queue.put((FEEDBACK, records))
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Waits until everything queued so far is written; False on timeout."""
+        """Waits until everything logged so far is written; False on timeout.
+
+        Called from another thread than the event loop that encodes the lines, the flush queues behind
+        the lines that loop has yet to encode (a request just answered), so they are written too."""
         done = threading.Event()
+        marker = ("flush", done)
         self._hurry.set()
-        self._queue.put(("flush", done))
+        loop = self._loop
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            try:
+                loop.call_soon_threadsafe(self._queue.put, marker)
+            except RuntimeError:  # the loop closed meanwhile: it has nothing left to encode
+                self._queue.put(marker)
+        else:  # no loop, or this thread's own (it cannot wait for itself)
+            self._queue.put(marker)
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -222,6 +235,13 @@ class PredictionLog:
             return
         if self._on_written is not None:
             self._on_written(kind, count)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def request_line(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -159,6 +160,38 @@ def test_lines_logged_on_an_event_loop_are_encoded_there_after_the_handler_in_or
     assert {threads[r] for r in ("a", "broken", "b", "c")} == {loop_thread}
     assert threads["off-loop"] == log._thread.ident
     assert log.dropped == 1 and dropped == [1]  # the line that failed to encode, counted; the loop went on
+
+
+def test_a_flush_from_another_thread_waits_for_the_lines_the_loop_has_yet_to_encode(tmp_path):
+    import asyncio
+
+    from flywheel.serving.logs import REQUESTS, log_dir, read_records
+    from flywheel.serving.requestlog import PredictionLog
+
+    log = PredictionLog(str(tmp_path), "m")
+    probabilities = np.array([[0.25, 0.75]], dtype=np.float32)
+    parsed = parse_predict({"instances": [{"x": 1, "y": 2, "c": "red"}]}, SCHEMA)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    answered = threading.Event()
+
+    def handler():  # answers, then the loop is busy for a while before it runs the line's encoding
+        log.predictions("just-answered", 1.0, 1, parsed, probabilities, SCHEMA.label_vocabulary)
+        answered.set()
+        time.sleep(0.3)
+
+    try:
+        loop.call_soon_threadsafe(handler)
+        assert answered.wait(10)
+        assert log.flush(timeout=10)
+        written = [r["request_id"] for r in read_records(log_dir(str(tmp_path), "m", REQUESTS))]
+        assert written == ["just-answered"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        log.close()
 
 
 def _numeric_model():
