@@ -37,7 +37,9 @@ from flywheel.storage import StorageError
 
 LOG = logging.getLogger("flywheel.serving")
 _STOP = object()
-_ENCODED = "encoded"  # a request's line, encoded on the event loop
+_FLUSH = "flush"  # write and ship what came before, then answer
+_BARRIER = "barrier"  # write what came before, then answer
+_ENCODED = "encoded"  # (a request's line encoded on the event loop, its records)
 _DRAIN_MAX = 4096
 DROP_WARNING_S = 10.0
 GATHER_S = 0.05  # the writer waits this long after a first request so that lines are written in batches
@@ -114,29 +116,35 @@ class PredictionLog:
             self._drop()
             return
         record = (request_id, ts, version, parsed, probabilities, class_names)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop in this thread: the writer encodes it
+        loop = _running_loop()
+        if loop is None:  # no event loop in this thread: the writer encodes it
             self._queue.put((REQUESTS, record))
         else:
             self._loop = loop
             loop.call_soon(self._encode, record)
 
     def _encode(self, record: tuple[Any, ...]) -> None:
-        try:
-            encoded = request_line(self.model, *record)
-        except Exception:  # noqa: BLE001 - a line that cannot be written must not surface in the event loop
-            LOG.exception("could not encode the request log line of request %s", record[0])
-            self.dropped += 1
-            if self._on_dropped is not None:
-                self._on_dropped(1)
-            return
-        self._queue.put((_ENCODED, (encoded, record[3].size)))
+        encoded = self._line(record)
+        if encoded is not None:
+            self._queue.put((_ENCODED, encoded))
 
-    def _drop(self) -> None:
+    def _line(self, record: tuple[Any, ...]) -> tuple[bytes, int] | None:
+        """(a request's line, its records: one per instance); None, counted as dropped, when it cannot be
+        encoded (on the event loop or in the writer: neither may die of one request)."""
+        try:
+            return request_line(self.model, *record), record[3].size
+        except Exception:  # noqa: BLE001 - see above
+            LOG.exception("could not encode the request log line of request %s", record[0])
+            self._count_dropped()
+            return None
+
+    def _count_dropped(self) -> None:
         self.dropped += 1
         if self._on_dropped is not None:
             self._on_dropped(1)
+
+    def _drop(self) -> None:
+        self._count_dropped()
         now = time.monotonic()
         if now - self._warned_at >= DROP_WARNING_S:
             self._warned_at = now
@@ -152,12 +160,26 @@ class PredictionLog:
         self._queue.put((FEEDBACK, records))
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Waits until everything logged so far is written; False on timeout.
+        """Waits until everything logged so far is written (and shipped, to an object store); False on
+        timeout. Lines the event loop has yet to encode (a request just answered) are included."""
+        return self._wait_for_writer(_FLUSH, timeout)
 
-        Called from another thread than the event loop that encodes the lines, the flush queues behind
-        the lines that loop has yet to encode (a request just answered), so they are written too."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Writes what was logged (as ``flush`` does, lines yet to encode included), ships and closes the
+        files and stops the writer thread."""
+        if not self._thread.is_alive():
+            return
+        self._wait_for_writer(_BARRIER, timeout)
+        self._hurry.set()
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _wait_for_writer(self, kind: str, timeout: float) -> bool:
+        """Queues a marker the writer answers once it has written what came before it; from another thread
+        than the event loop that encodes the lines, the marker goes through that loop, behind the lines
+        it has yet to encode. True when the writer answered within ``timeout``."""
         done = threading.Event()
-        marker = ("flush", done)
+        marker = (kind, done)
         self._hurry.set()
         loop = self._loop
         if loop is not None and loop.is_running() and _running_loop() is not loop:
@@ -169,16 +191,10 @@ class PredictionLog:
             self._queue.put(marker)
         return done.wait(timeout)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Writes what is queued, closes the files and stops the writer thread."""
-        self._hurry.set()
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-
     def _run(self) -> None:
         while True:
             items = [self._queue.get()]
-            if items[0] is not _STOP and items[0][0] != "flush":
+            if items[0] is not _STOP and items[0][0] not in (_FLUSH, _BARRIER):
                 self._hurry.wait(GATHER_S)  # let more requests queue: one write, one wake-up for many
             self._hurry.clear()
             while len(items) < _DRAIN_MAX:
@@ -189,18 +205,19 @@ class PredictionLog:
             stop = False
             chunks: dict[str, list[bytes]] = {REQUESTS: [], FEEDBACK: []}
             counts = {REQUESTS: 0, FEEDBACK: 0}
-            flushed = []
+            flushed, passed = [], []
             for item in items:
                 if item is _STOP:
                     stop = True
-                elif item[0] == "flush":
+                elif item[0] == _FLUSH:
                     flushed.append(item[1])
-                elif item[0] == _ENCODED:
-                    chunks[REQUESTS].append(item[1][0])
-                    counts[REQUESTS] += item[1][1]  # records: one per instance
-                elif item[0] == REQUESTS:
-                    chunks[REQUESTS].append(request_line(self.model, *item[1]))
-                    counts[REQUESTS] += item[1][3].size
+                elif item[0] == _BARRIER:
+                    passed.append(item[1])
+                elif item[0] in (_ENCODED, REQUESTS):
+                    encoded = item[1] if item[0] == _ENCODED else self._line(item[1])
+                    if encoded is not None:
+                        chunks[REQUESTS].append(encoded[0])
+                        counts[REQUESTS] += encoded[1]
                 else:
                     chunks[FEEDBACK].extend(line(record) for record in item[1])
                     counts[FEEDBACK] += len(item[1])
@@ -213,7 +230,7 @@ class PredictionLog:
                         getattr(writer, "ship", lambda: None)()
                     except StorageError as exc:  # kept in the spool; the next shipment retries
                         LOG.error("could not ship the log to %s: %s", writer.directory, exc)
-            for event in flushed:
+            for event in flushed + passed:
                 event.set()
             if stop:
                 for writer in self._writers.values():

@@ -162,7 +162,8 @@ def test_lines_logged_on_an_event_loop_are_encoded_there_after_the_handler_in_or
     assert log.dropped == 1 and dropped == [1]  # the line that failed to encode, counted; the loop went on
 
 
-def test_a_flush_from_another_thread_waits_for_the_lines_the_loop_has_yet_to_encode(tmp_path):
+@pytest.mark.parametrize("finish", ["flush", "close"])
+def test_a_flush_or_close_from_another_thread_waits_for_the_lines_the_loop_has_yet_to_encode(tmp_path, finish):
     import asyncio
 
     from flywheel.serving.logs import REQUESTS, log_dir, read_records
@@ -184,7 +185,10 @@ def test_a_flush_from_another_thread_waits_for_the_lines_the_loop_has_yet_to_enc
     try:
         loop.call_soon_threadsafe(handler)
         assert answered.wait(10)
-        assert log.flush(timeout=10)
+        if finish == "flush":
+            assert log.flush(timeout=10)
+        else:
+            log.close(timeout=10)  # a server's shutdown right after its last answer
         written = [r["request_id"] for r in read_records(log_dir(str(tmp_path), "m", REQUESTS))]
         assert written == ["just-answered"]
     finally:
